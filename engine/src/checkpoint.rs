@@ -60,7 +60,9 @@ pub enum CheckpointError {
     #[error("malformed checkpoint body: {0}")]
     MalformedBody(&'static str),
     /// No signature line by the expected key name and key id.
-    #[error("the note carries no signature by key {name}+{key_id}; check that you use the ledger's verifier key")]
+    #[error(
+        "the note carries no signature by key {name}+{key_id}; check that you use the ledger's verifier key"
+    )]
     NoSignature {
         /// Expected key name.
         name: String,
@@ -169,7 +171,8 @@ impl NoteVerifier {
     /// [`CheckpointError`] for any malformed part, a missing or failing signature, or a
     /// different origin. Never panics on any input.
     pub fn open(&self, note: &[u8]) -> Result<Checkpoint, CheckpointError> {
-        let text = std::str::from_utf8(note).map_err(|_| CheckpointError::MalformedNote("not UTF-8"))?;
+        let text =
+            std::str::from_utf8(note).map_err(|_| CheckpointError::MalformedNote("not UTF-8"))?;
         if text.chars().any(|c| c.is_control() && c != '\n') {
             return Err(CheckpointError::MalformedNote("control character other than newline"));
         }
@@ -225,7 +228,10 @@ impl NoteVerifier {
 fn parse_body(body: &str) -> Result<Checkpoint, CheckpointError> {
     // body ends with '\n'; its lines are origin, size, root, extensions.
     let mut lines = body[..body.len() - 1].split('\n');
-    let origin = lines.next().filter(|l| !l.is_empty()).ok_or(CheckpointError::MalformedBody("empty origin"))?;
+    let origin = lines
+        .next()
+        .filter(|l| !l.is_empty())
+        .ok_or(CheckpointError::MalformedBody("empty origin"))?;
     let size_text = lines.next().ok_or(CheckpointError::MalformedBody("missing size"))?;
     let canonical_number = !size_text.is_empty()
         && size_text.bytes().all(|b| b.is_ascii_digit())

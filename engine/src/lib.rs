@@ -34,10 +34,21 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 pub mod checkpoint;
+pub mod error;
 pub mod hash;
+pub mod identity;
+pub mod ledger;
 pub mod merkle;
 pub mod record;
+pub mod store;
 pub mod tile;
+pub mod verify;
 
+pub use error::{AppendError, OpenError, ReadError, VerifyError};
 pub use hash::Hash;
+pub use ledger::{
+    Durability, Head, Identity, Ledger, LedgerBuilder, Query, QueryPage, Receipt, SignedCheckpoint,
+    StoredEntry,
+};
 pub use record::{Entry, EntryRef, Name, NewEntry, Oid};
+pub use verify::{VerifyProgress, VerifyReport};

@@ -99,7 +99,10 @@ pub fn root<E>(size: u64, fetch: &mut impl FnMut(NodeId) -> Result<Hash, E>) -> 
 /// The nodes whose hashes form the root of a tree of `size` leaves: one complete subtree per
 /// set bit of `size`, largest (leftmost) first.
 pub fn root_nodes(size: u64) -> impl Iterator<Item = NodeId> {
-    (0..64u8).rev().filter(move |l| size >> l & 1 == 1).map(move |l| NodeId::new(l, (size >> l) - 1))
+    (0..64u8)
+        .rev()
+        .filter(move |l| size >> l & 1 == 1)
+        .map(move |l| NodeId::new(l, (size >> l) - 1))
 }
 
 /// Folds the hashes of [`root_nodes`] (same order) into the root.

@@ -33,9 +33,7 @@ const ISSUER_SIGNATURE_CONTEXT: &[u8] = b"onoal entry issuer signature v1\n";
 #[non_exhaustive]
 pub enum InvalidInput {
     /// A stream or entry type that is empty, too long or has a character outside `[a-z0-9._/-]`.
-    #[error(
-        "invalid {what} {value:?}: use 1 to 128 characters of a-z, 0-9, '.', '_', '/' and '-'"
-    )]
+    #[error("invalid {what} {value:?}: use 1 to 128 characters of a-z, 0-9, '.', '_', '/' and '-'")]
     Name {
         /// "stream" or "entry type".
         what: &'static str,
@@ -51,7 +49,9 @@ pub enum InvalidInput {
         value: String,
     },
     /// A payload over the ledger's limit.
-    #[error("payload of {len} bytes is over this ledger's limit of {max} bytes; split it, or raise the limit when opening the ledger")]
+    #[error(
+        "payload of {len} bytes is over this ledger's limit of {max} bytes; split it, or raise the limit when opening the ledger"
+    )]
     PayloadTooLarge {
         /// Payload length.
         len: usize,
@@ -65,7 +65,9 @@ pub enum InvalidInput {
         count: usize,
     },
     /// The issuer signature does not verify over the entry's content.
-    #[error("the issuer signature does not verify over this entry's content; sign the entry again with the issuer's key")]
+    #[error(
+        "the issuer signature does not verify over this entry's content; sign the entry again with the issuer's key"
+    )]
     BadIssuerSignature,
 }
 
@@ -287,7 +289,10 @@ impl NewEntry {
     /// Payload over `max_payload`, too many refs, or a signature that does not verify.
     pub fn validate(&self, max_payload: usize) -> Result<(), InvalidInput> {
         if self.payload.len() > max_payload {
-            return Err(InvalidInput::PayloadTooLarge { len: self.payload.len(), max: max_payload });
+            return Err(InvalidInput::PayloadTooLarge {
+                len: self.payload.len(),
+                max: max_payload,
+            });
         }
         if self.refs.len() > MAX_REFS {
             return Err(InvalidInput::TooManyRefs { count: self.refs.len() });

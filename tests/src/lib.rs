@@ -1,1 +1,64 @@
+//! Helpers for Onoal's integration tests: locating the `onoal` binary and running it.
 
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// Path of the `onoal` binary built in the same target directory as this test.
+///
+/// # Panics
+/// When the binary is missing: build it with `cargo build --release -p onoal` (the README's
+/// test command builds it through the `onoal` package's own tests).
+pub fn onoal_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("ONOAL_BIN") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test> -> target/<profile>/onoal
+    let dir = exe.parent().and_then(Path::parent).expect("target profile directory");
+    let bin = dir.join(format!("onoal{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        bin.is_file(),
+        "{} not found: run `cargo build --release -p onoal` or set ONOAL_BIN",
+        bin.display()
+    );
+    bin
+}
+
+/// A command running `onoal --data <dir>`.
+pub fn onoal(data: &Path) -> Command {
+    let mut c = Command::new(onoal_bin());
+    c.arg("--data").arg(data).env_remove("ONOAL_DATA");
+    c
+}
+
+/// Runs and returns the output.
+pub fn run(cmd: &mut Command) -> Output {
+    cmd.output().expect("spawn onoal")
+}
+
+/// Runs, asserts success and parses stdout as one JSON object.
+pub fn run_json(cmd: &mut Command) -> serde_json::Value {
+    let out = run(cmd.arg("--json"));
+    assert!(
+        out.status.success(),
+        "onoal failed: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).expect("utf-8 stdout");
+    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
+    let first = lines.next().expect("one JSON object on stdout");
+    assert!(lines.next().is_none(), "more than one line on stdout: {text}");
+    serde_json::from_str(first).expect("stdout is JSON")
+}
+
+/// Runs, asserts failure, and returns stderr.
+pub fn run_fail(cmd: &mut Command) -> String {
+    let out = run(cmd);
+    assert!(
+        !out.status.success(),
+        "expected failure, got success: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}

@@ -1,1 +1,518 @@
-fn main() {}
+//! `onoal`: the command line of the Onoal ledger.
+
+use std::io::{BufRead as _, IsTerminal as _, Write as _};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context as _, Result, anyhow, bail};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use clap::{Args, Parser, Subcommand};
+use onoal_engine::{
+    Durability, Ledger, Name, NewEntry, Oid, OpenError, Query, StoredEntry, VerifyError,
+};
+use serde_json::{Value, json};
+
+mod demo;
+
+#[derive(Parser, Debug)]
+#[command(name = "onoal", version, about = "Onoal: an embedded, sovereign, verifiable ledger")]
+struct Cli {
+    /// Data directory of the ledger.
+    #[arg(long, global = true, env = "ONOAL_DATA", default_value = "./onoal-data")]
+    data: PathBuf,
+    /// Print exactly one JSON object on stdout.
+    #[arg(long, global = true)]
+    json: bool,
+    /// Durability of appends: sync (fsync per group) or buffered (no fsync).
+    #[arg(long, global = true, default_value = "sync")]
+    durability: Durability,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Create a new ledger in --data.
+    Init {
+        /// The ledger's OID, e.g. oid:onoal:org:myorg.
+        #[arg(long)]
+        oid: String,
+        /// Ledger id (UUID); random when omitted.
+        #[arg(long)]
+        ledger_id: Option<String>,
+    },
+    /// Append one entry.
+    Append(AppendArgs),
+    /// Append entries from JSON Lines (a file, or - for standard input).
+    Import {
+        /// File of JSON Lines, or - for standard input.
+        file: String,
+        /// Print `acked <last seq>` after each durable group.
+        #[arg(long)]
+        ack: bool,
+        /// Entries per group.
+        #[arg(long, default_value_t = 1000)]
+        batch: usize,
+    },
+    /// Print the entry at SEQ.
+    Get {
+        /// Sequence number.
+        seq: u64,
+    },
+    /// Find entries by stream, type, subject, issuer and time.
+    Query(QueryArgs),
+    /// Print a signed checkpoint (the latest, signing one for the current size if needed).
+    Checkpoint {
+        /// Print the stored checkpoint of this tree size instead.
+        #[arg(long)]
+        size: Option<u64>,
+    },
+    /// Build a proof.
+    Prove {
+        #[command(subcommand)]
+        what: ProveCommand,
+    },
+    /// Audit the whole ledger: entries, chain, tiles, checkpoints.
+    Verify,
+    /// Run the demo: a ledger in a temporary directory that imports, checkpoints, proves and
+    /// verifies, printing what it did.
+    Demo {
+        /// Entries to import.
+        #[arg(long, default_value_t = 100_000)]
+        entries: u64,
+    },
+}
+
+#[derive(Args, Debug)]
+struct AppendArgs {
+    /// Stream name.
+    #[arg(long)]
+    stream: String,
+    /// Entry type.
+    #[arg(long = "type")]
+    entry_type: String,
+    /// Subject OID.
+    #[arg(long)]
+    subject: Option<String>,
+    /// Issuer OID.
+    #[arg(long)]
+    issuer: Option<String>,
+    /// Payload text.
+    #[arg(long, conflicts_with = "payload_file", required_unless_present = "payload_file")]
+    payload: Option<String>,
+    /// Read the payload from this file.
+    #[arg(long)]
+    payload_file: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+struct QueryArgs {
+    #[arg(long)]
+    stream: Option<String>,
+    #[arg(long = "type")]
+    entry_type: Option<String>,
+    #[arg(long)]
+    subject: Option<String>,
+    #[arg(long)]
+    issuer: Option<String>,
+    /// Earliest timestamp, ms since the epoch (inclusive).
+    #[arg(long)]
+    since: Option<u64>,
+    /// Latest timestamp, ms since the epoch (inclusive).
+    #[arg(long)]
+    until: Option<u64>,
+    /// Page size (default 100, at most 10000).
+    #[arg(long)]
+    limit: Option<usize>,
+    /// next_cursor of the previous page.
+    #[arg(long)]
+    cursor: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+enum ProveCommand {
+    /// Inclusion proof of entry SEQ in the tree of --size (default: current size).
+    Inclusion {
+        seq: u64,
+        #[arg(long)]
+        size: Option<u64>,
+    },
+    /// Consistency proof between tree sizes OLD and NEW.
+    Consistency { old: u64, new: u64 },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("ONOAL_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {}", one_line(&e));
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// The error chain on one line, without repeats.
+fn one_line(e: &anyhow::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in e.chain() {
+        let s = cause.to_string();
+        if !parts.iter().any(|p| p.contains(&s)) {
+            parts.push(s);
+        }
+    }
+    parts.join(": ").replace('\n', " ")
+}
+
+fn open_write(cli: &Cli) -> Result<Ledger> {
+    Ok(Ledger::builder(&cli.data).durability(cli.durability).open()?)
+}
+
+fn open_read(cli: &Cli) -> Result<Ledger> {
+    Ok(Ledger::builder(&cli.data).open_read_only()?)
+}
+
+fn print(cli: &Cli, value: Value, human: impl FnOnce() -> String) {
+    if cli.json {
+        println!("{value}");
+    } else {
+        println!("{}", human());
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    match &cli.command {
+        Command::Init { oid, ledger_id } => {
+            let oid = Oid::parse(oid)?;
+            let mut b = Ledger::builder(&cli.data);
+            if let Some(id) = ledger_id {
+                b = b.ledger_id(id.clone());
+            }
+            let ledger = b.create(oid)?;
+            let id = ledger.identity();
+            let v = json!({
+                "ledger_id": id.ledger_id.to_string(),
+                "oid": id.oid.as_str(),
+                "public_key": hex::encode(id.public_key.as_bytes()),
+                "vkey": id.verifier().to_vkey(),
+            });
+            print(&cli, v, || {
+                format!(
+                    "created ledger {} ({}) in {}\npublic key {}\nverifier key {}",
+                    id.ledger_id,
+                    id.oid,
+                    cli.data.display(),
+                    hex::encode(id.public_key.as_bytes()),
+                    id.verifier().to_vkey()
+                )
+            });
+        }
+        Command::Append(a) => {
+            let payload = match (&a.payload, &a.payload_file) {
+                (Some(p), _) => p.as_bytes().to_vec(),
+                (None, Some(f)) => std::fs::read(f)
+                    .with_context(|| format!("cannot read payload file {}", f.display()))?,
+                (None, None) => bail!("give --payload or --payload-file"),
+            };
+            let entry = new_entry(
+                &a.stream,
+                &a.entry_type,
+                a.subject.as_deref(),
+                a.issuer.as_deref(),
+                payload,
+            )?;
+            let ledger = open_write(&cli)?;
+            let r = ledger.append(entry)?;
+            print(&cli, json!({"seq": r.seq, "leaf_hash": r.leaf_hash.to_hex()}), || {
+                format!("appended seq {} leaf hash {}", r.seq, r.leaf_hash)
+            });
+        }
+        Command::Import { file, ack, batch } => import(&cli, file, *ack, (*batch).max(1))?,
+        Command::Get { seq } => {
+            let ledger = open_read(&cli)?;
+            let e = ledger.entry(*seq)?;
+            let v = entry_json(&e);
+            print(&cli, v.clone(), || serde_json::to_string_pretty(&v).unwrap_or_default());
+        }
+        Command::Query(q) => {
+            let ledger = open_read(&cli)?;
+            let page = ledger.query(&Query {
+                stream: q.stream.clone(),
+                entry_type: q.entry_type.clone(),
+                subject: q.subject.clone(),
+                issuer: q.issuer.clone(),
+                since_ms: q.since,
+                until_ms: q.until,
+                cursor: q.cursor.clone(),
+                limit: q.limit,
+            })?;
+            let v = json!({
+                "entries": page.entries.iter().map(entry_json).collect::<Vec<_>>(),
+                "next_cursor": page.next_cursor,
+            });
+            print(&cli, v, || {
+                let mut s = String::new();
+                for e in &page.entries {
+                    s.push_str(&format!(
+                        "{} {} {} {} bytes\n",
+                        e.entry.seq,
+                        e.entry.content.stream,
+                        e.entry.content.entry_type,
+                        e.entry.content.payload.len()
+                    ));
+                }
+                match &page.next_cursor {
+                    Some(c) => s.push_str(&format!("more: --cursor {c}")),
+                    None => s.push_str(&format!("{} entries", page.entries.len())),
+                }
+                s
+            });
+        }
+        Command::Checkpoint { size } => {
+            let signed = match size {
+                Some(n) => open_read(&cli)?
+                    .checkpoint_at(*n)?
+                    .ok_or(onoal_engine::ReadError::NoCheckpoint(*n))?,
+                None => match open_write(&cli) {
+                    Ok(l) => l.checkpoint_now()?,
+                    Err(e) if is_in_use(&e) => open_read(&cli)?.checkpoint_now()?,
+                    Err(e) => return Err(e),
+                },
+            };
+            if cli.json {
+                let v = json!({
+                    "size": signed.size,
+                    "root": signed.root.to_hex(),
+                    "note": signed.note,
+                });
+                println!("{v}");
+            } else {
+                print!("{}", signed.note);
+            }
+        }
+        Command::Prove { what } => {
+            let ledger = open_read(&cli)?;
+            match what {
+                ProveCommand::Inclusion { seq, size } => {
+                    let size = match size {
+                        Some(s) => *s,
+                        None => ledger.head()?.size,
+                    };
+                    let e = ledger.entry(*seq)?;
+                    let proof = ledger.inclusion_proof(*seq, size)?;
+                    let root = ledger.root_at(size)?;
+                    let v = json!({
+                        "seq": seq,
+                        "tree_size": size,
+                        "leaf_hash": e.leaf_hash.to_hex(),
+                        "root": root.to_hex(),
+                        "proof": proof.iter().map(|h| h.to_hex()).collect::<Vec<_>>(),
+                    });
+                    print(&cli, v.clone(), || serde_json::to_string_pretty(&v).unwrap_or_default());
+                }
+                ProveCommand::Consistency { old, new } => {
+                    let proof = ledger.consistency_proof(*old, *new)?;
+                    let v = json!({
+                        "old_size": old,
+                        "new_size": new,
+                        "old_root": ledger.root_at(*old)?.to_hex(),
+                        "new_root": ledger.root_at(*new)?.to_hex(),
+                        "proof": proof.iter().map(|h| h.to_hex()).collect::<Vec<_>>(),
+                    });
+                    print(&cli, v.clone(), || serde_json::to_string_pretty(&v).unwrap_or_default());
+                }
+            }
+        }
+        Command::Verify => return verify(&cli),
+        Command::Demo { entries } => demo::run(*entries, cli.json)?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn is_in_use(e: &anyhow::Error) -> bool {
+    matches!(e.downcast_ref::<OpenError>(), Some(OpenError::InUse { .. }))
+}
+
+pub(crate) fn new_entry(
+    stream: &str,
+    entry_type: &str,
+    subject: Option<&str>,
+    issuer: Option<&str>,
+    payload: Vec<u8>,
+) -> Result<NewEntry> {
+    let mut e = NewEntry::new(Name::stream(stream)?, Name::entry_type(entry_type)?, payload);
+    if let Some(s) = subject {
+        e = e.with_subject(Oid::parse(s)?);
+    }
+    if let Some(s) = issuer {
+        e = e.with_issuer(Oid::parse(s)?);
+    }
+    Ok(e)
+}
+
+pub(crate) fn entry_json(e: &StoredEntry) -> Value {
+    let c = &e.entry.content;
+    json!({
+        "seq": e.entry.seq,
+        "timestamp_ms": e.entry.timestamp_ms,
+        "stream": c.stream.as_str(),
+        "type": c.entry_type.as_str(),
+        "subject": c.subject.as_ref().map(|o| o.as_str()),
+        "issuer": c.issuer.as_ref().map(|o| o.as_str()),
+        "payload_b64": B64.encode(&c.payload),
+        "prev_hash": e.entry.prev_hash.to_hex(),
+        "leaf_hash": e.leaf_hash.to_hex(),
+        "leaf_data_b64": B64.encode(&e.leaf_data),
+    })
+}
+
+/// One import line: `{"stream","type","subject"?,"issuer"?,"payload" | "payload_b64"}`.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ImportLine {
+    stream: String,
+    #[serde(rename = "type")]
+    entry_type: String,
+    subject: Option<String>,
+    issuer: Option<String>,
+    payload: Option<String>,
+    payload_b64: Option<String>,
+}
+
+pub(crate) fn parse_import_line(line: &str, max_payload: usize) -> Result<NewEntry> {
+    let l: ImportLine = serde_json::from_str(line).map_err(|e| anyhow!("{e}"))?;
+    let payload = match (l.payload, l.payload_b64) {
+        (Some(p), None) => p.into_bytes(),
+        (None, Some(b)) => B64.decode(b).map_err(|e| anyhow!("payload_b64 is not base64: {e}"))?,
+        _ => bail!("give exactly one of \"payload\" and \"payload_b64\""),
+    };
+    let e =
+        new_entry(&l.stream, &l.entry_type, l.subject.as_deref(), l.issuer.as_deref(), payload)?;
+    e.validate(max_payload)?;
+    Ok(e)
+}
+
+fn import(cli: &Cli, file: &str, ack: bool, batch: usize) -> Result<()> {
+    let input: Box<dyn std::io::BufRead> = if file == "-" {
+        Box::new(std::io::stdin().lock())
+    } else {
+        Box::new(std::io::BufReader::new(
+            std::fs::File::open(file).with_context(|| format!("cannot open {file}"))?,
+        ))
+    };
+    let ledger = open_write(cli)?;
+    let max_payload = ledger.max_payload_bytes();
+    let bar = if std::io::stderr().is_terminal() && !ack {
+        indicatif::ProgressBar::new_spinner().with_message("importing")
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let mut stdout = std::io::stdout().lock();
+    let (mut appended, mut first_seq, mut last_seq) = (0u64, None::<u64>, None::<u64>);
+    let mut pending = Vec::with_capacity(batch);
+    let mut flush =
+        |pending: &mut Vec<NewEntry>, stdout: &mut std::io::StdoutLock<'_>| -> Result<()> {
+            if pending.is_empty() {
+                return Ok(());
+            }
+            let receipts = ledger.append_batch(std::mem::take(pending))?;
+            if let (Some(f), Some(l)) = (receipts.first(), receipts.last()) {
+                first_seq.get_or_insert(f.seq);
+                last_seq = Some(l.seq);
+                appended += receipts.len() as u64;
+                bar.set_position(appended);
+                if ack {
+                    writeln!(stdout, "acked {}", l.seq)?;
+                    stdout.flush()?;
+                }
+            }
+            Ok(())
+        };
+    for (i, line) in input.lines().enumerate() {
+        let lineno = i + 1;
+        let line = line.with_context(|| format!("cannot read line {lineno}"))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        match parse_import_line(&line, max_payload) {
+            Ok(e) => pending.push(e),
+            Err(e) => {
+                // Everything before the bad line is kept; nothing after it is read.
+                flush(&mut pending, &mut stdout)?;
+                bar.finish_and_clear();
+                bail!(
+                    "line {lineno}: {}; entries before it were appended (last seq {}), nothing after it",
+                    one_line(&e),
+                    last_seq.map_or("none".to_string(), |s| s.to_string())
+                );
+            }
+        }
+        if pending.len() >= batch {
+            flush(&mut pending, &mut stdout)?;
+        }
+    }
+    flush(&mut pending, &mut stdout)?;
+    bar.finish_and_clear();
+    let tree_size = ledger.head()?.size;
+    let v = json!({
+        "appended": appended,
+        "first_seq": first_seq,
+        "last_seq": last_seq,
+        "tree_size": tree_size,
+    });
+    if cli.json || ack {
+        writeln!(stdout, "{v}")?;
+    } else {
+        writeln!(stdout, "appended {appended} entries; tree size {tree_size}")?;
+    }
+    Ok(())
+}
+
+fn verify(cli: &Cli) -> Result<ExitCode> {
+    let ledger = open_read(cli)?;
+    let total = ledger.head()?.size;
+    let bar = if std::io::stderr().is_terminal() && !cli.json {
+        indicatif::ProgressBar::new(total)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let started = std::time::Instant::now();
+    let result = ledger.verify(&|p| bar.set_position(p.entries_done));
+    bar.finish_and_clear();
+    match result {
+        Ok(r) => {
+            let secs = started.elapsed().as_secs_f64();
+            let v = json!({
+                "ok": true,
+                "entries": r.entries,
+                "tiles": r.tiles,
+                "checkpoints": r.checkpoints,
+                "root": r.root.to_hex(),
+                "seconds": secs,
+            });
+            print(cli, v, || {
+                format!(
+                    "ledger is sound: {} entries, {} tiles, {} checkpoints verified in {:.2} s; root {}",
+                    r.entries, r.tiles, r.checkpoints, secs, r.root
+                )
+            });
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(VerifyError::Read(e)) => Err(e.into()),
+        Err(e) => {
+            if cli.json {
+                println!("{}", json!({"ok": false, "error": e.to_string()}));
+            }
+            eprintln!("verify FAILED: {e}");
+            Ok(ExitCode::from(1))
+        }
+    }
+}

@@ -12,7 +12,9 @@ const TESSERA_VKEY: &str =
 fn tessera_dir() -> Option<PathBuf> {
     let dir = std::env::var_os("ONOAL_TESTVECTORS")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/testvectors"))
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/testvectors")
+        })
         .join("tessera-log");
     if dir.is_dir() {
         Some(dir)

@@ -1,0 +1,1105 @@
+//! The ledger: open/create, the group-commit sequencer, reads, proofs and checkpoints.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use ed25519_dalek::VerifyingKey;
+use parking_lot::Mutex;
+use rocksdb::{DB, Direction, IteratorMode, ReadOptions, WriteBatch, WriteOptions};
+
+use crate::checkpoint::{Checkpoint, NoteSigner, NoteVerifier};
+use crate::error::{AppendError, OpenError, ReadError};
+use crate::hash::{Hash, empty_root, leaf_hash};
+use crate::identity::{SecretKey, key_path};
+use crate::merkle::{self, NodeId};
+use crate::record::{Entry, NewEntry, Oid};
+use crate::store::{
+    self, CF_CHECKPOINTS, CF_ENTRIES, CF_INDEX, CF_META, CF_TILES, HeadRecord, IndexKind, OWN_LOG,
+};
+use crate::tile::{self, TILE_HEIGHT, TILE_WIDTH, Tile, TileId};
+
+/// Sub-directory of the data directory that holds RocksDB.
+pub const DB_DIR: &str = "db";
+
+/// When an acknowledged append is durable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// The WAL is fsynced once per group before any caller of the group is acknowledged:
+    /// acknowledged entries survive an OS crash or power loss.
+    #[default]
+    Sync,
+    /// The group is written to the WAL without fsync: acknowledged entries survive a process
+    /// crash, but an OS crash may lose the last groups (never the chain's consistency).
+    Buffered,
+}
+
+impl std::str::FromStr for Durability {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "sync" => Ok(Self::Sync),
+            "buffered" => Ok(Self::Buffered),
+            _ => Err(format!("durability {s:?} is not one of: sync, buffered")),
+        }
+    }
+}
+
+/// The ledger's public identity.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Identity {
+    /// Ledger id (UUID).
+    pub ledger_id: uuid::Uuid,
+    /// Ledger OID; also the checkpoint origin and note key name.
+    pub oid: Oid,
+    /// Ed25519 public key.
+    pub public_key: VerifyingKey,
+}
+
+impl Identity {
+    /// The C2SP verifier key of this ledger's checkpoints.
+    pub fn verifier(&self) -> NoteVerifier {
+        // The OID alphabet has no '+' or white space, so it is always a valid key name.
+        NoteVerifier::new(self.oid.as_str(), self.public_key)
+            .unwrap_or_else(|_| unreachable!("OIDs are valid note key names"))
+    }
+
+    fn encode(&self) -> Vec<u8> {
+        let mut out = vec![1u8];
+        out.extend_from_slice(self.ledger_id.as_bytes());
+        out.extend_from_slice(self.public_key.as_bytes());
+        out.extend_from_slice(self.oid.as_str().as_bytes());
+        out
+    }
+
+    fn decode(bytes: &[u8]) -> Option<Self> {
+        if bytes.len() < 1 + 16 + 32 + 5 || bytes[0] != 1 {
+            return None;
+        }
+        let ledger_id = uuid::Uuid::from_slice(&bytes[1..17]).ok()?;
+        let public_key = VerifyingKey::from_bytes(bytes[17..49].try_into().ok()?).ok()?;
+        let oid = Oid::parse(std::str::from_utf8(&bytes[49..]).ok()?).ok()?;
+        Some(Self { ledger_id, oid, public_key })
+    }
+}
+
+/// What `append` returns once the entry is durable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Receipt {
+    /// The entry's position.
+    pub seq: u64,
+    /// Its leaf hash (also its chain link).
+    pub leaf_hash: Hash,
+}
+
+/// A checkpoint with the exact signed note it was parsed from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SignedCheckpoint {
+    /// Parsed body.
+    pub checkpoint: Checkpoint,
+    /// The note text as stored.
+    pub note: String,
+}
+
+impl std::ops::Deref for SignedCheckpoint {
+    type Target = Checkpoint;
+    fn deref(&self) -> &Checkpoint {
+        &self.checkpoint
+    }
+}
+
+/// An entry read back, with its exact leaf bytes and hash.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredEntry {
+    /// The decoded entry.
+    pub entry: Entry,
+    /// The bytes hashed as the RFC 9162 leaf.
+    pub leaf_data: Vec<u8>,
+    /// `SHA-256(0x00 || leaf_data)`.
+    pub leaf_hash: Hash,
+}
+
+/// Filters of a query. All given filters must match.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Query {
+    /// Stream name.
+    pub stream: Option<String>,
+    /// Entry type.
+    pub entry_type: Option<String>,
+    /// Subject OID.
+    pub subject: Option<String>,
+    /// Issuer OID.
+    pub issuer: Option<String>,
+    /// Earliest timestamp (inclusive, ms).
+    pub since_ms: Option<u64>,
+    /// Latest timestamp (inclusive, ms).
+    pub until_ms: Option<u64>,
+    /// Resume after a previous page (its `next_cursor`).
+    pub cursor: Option<String>,
+    /// Page size; defaults to 100, at most 10,000.
+    pub limit: Option<usize>,
+}
+
+/// One page of query results.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QueryPage {
+    /// Matching entries in seq order.
+    pub entries: Vec<StoredEntry>,
+    /// Pass as `cursor` to get the next page; `None` when there are no more matches.
+    pub next_cursor: Option<String>,
+}
+
+/// Tree size, root and latest checkpoint size, read together.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Head {
+    /// Entries in the log.
+    pub size: u64,
+    /// Root of the tree of `size` leaves.
+    pub root: Hash,
+    /// Timestamp of the last entry.
+    pub last_timestamp_ms: u64,
+}
+
+/// Builder for [`Ledger`].
+#[derive(Clone, Debug)]
+pub struct LedgerBuilder {
+    path: PathBuf,
+    durability: Durability,
+    checkpoint_interval: Duration,
+    max_payload: usize,
+    cache_bytes: usize,
+    ledger_id: Option<String>,
+}
+
+impl LedgerBuilder {
+    /// Durability of acknowledged appends. Defaults to [`Durability::Sync`] (fsync per group).
+    pub fn durability(mut self, d: Durability) -> Self {
+        self.durability = d;
+        self
+    }
+
+    /// Longest time between a change and its signed checkpoint. Defaults to 1 s; shorter
+    /// intervals sign (and store) more checkpoints.
+    pub fn checkpoint_interval(mut self, d: Duration) -> Self {
+        self.checkpoint_interval = d;
+        self
+    }
+
+    /// Largest payload `append` accepts. Defaults to 1 MiB; capped at 64 MiB.
+    pub fn max_payload_bytes(mut self, n: usize) -> Self {
+        self.max_payload = n.min(crate::record::MAX_DECODE_PAYLOAD);
+        self
+    }
+
+    /// RocksDB block cache size. Defaults to 64 MiB; larger helps random proofs on big logs.
+    pub fn cache_bytes(mut self, n: usize) -> Self {
+        self.cache_bytes = n;
+        self
+    }
+
+    /// Ledger id for `create`; defaults to a random UUID v4.
+    pub fn ledger_id(mut self, id: impl Into<String>) -> Self {
+        self.ledger_id = Some(id.into());
+        self
+    }
+
+    /// Creates a new ledger in an empty or missing directory and opens it for writing.
+    ///
+    /// # Errors
+    /// [`OpenError::AlreadyExists`] when the directory is not empty, I/O and storage errors.
+    pub fn create(self, oid: Oid) -> Result<Ledger, OpenError> {
+        let path = self.path.clone();
+        let io = |source| OpenError::Io { path: path.clone(), source };
+        if path.exists() {
+            let mut it = std::fs::read_dir(&path).map_err(io)?;
+            if it.next().is_some() {
+                return Err(OpenError::AlreadyExists { path });
+            }
+        }
+        let ledger_id = match &self.ledger_id {
+            Some(s) => uuid::Uuid::parse_str(s).map_err(|_| OpenError::BadLedgerId(s.clone()))?,
+            None => uuid::Uuid::new_v4(),
+        };
+        std::fs::create_dir_all(&path).map_err(io)?;
+        let key = SecretKey::generate().map_err(io)?;
+        key.write_file(&key_path(&path), oid.as_str()).map_err(io)?;
+        let db = store::open_db(&path.join(DB_DIR), self.cache_bytes, false)
+            .map_err(|e| OpenError::Storage { path: path.clone(), message: e.into_string() })?;
+        let identity = Identity { ledger_id, oid, public_key: key.public() };
+        let cf =
+            db.cf_handle(CF_META).ok_or_else(|| corrupt(&path, "meta column family missing"))?;
+        let mut batch = WriteBatch::default();
+        batch.put_cf(cf, store::META_SCHEMA, store::SCHEMA_VERSION.to_be_bytes());
+        batch.put_cf(cf, store::META_IDENTITY, identity.encode());
+        batch.put_cf(cf, store::head_key(OWN_LOG), HeadRecord::default().encode());
+        let mut wo = WriteOptions::default();
+        wo.set_sync(true);
+        db.write_opt(batch, &wo)
+            .map_err(|e| OpenError::Storage { path: path.clone(), message: e.into_string() })?;
+        drop(db);
+        self.open()
+    }
+
+    /// Opens an existing ledger for writing (takes the directory's lock).
+    ///
+    /// # Errors
+    /// Not a ledger, in use by another process, another schema version, a missing, unreadable
+    /// or different key file, damaged metadata.
+    pub fn open(self) -> Result<Ledger, OpenError> {
+        let (db, identity) = open_checked(&self.path, self.cache_bytes, false)?;
+        let key = SecretKey::read_file(&key_path(&self.path))?;
+        if key.public() != identity.public_key {
+            return Err(OpenError::KeyMismatch {
+                path: key_path(&self.path),
+                expected: hex::encode(identity.public_key.as_bytes()),
+                found: hex::encode(key.public().as_bytes()),
+            });
+        }
+        let shared = Arc::new(Shared {
+            db,
+            identity,
+            path: self.path.clone(),
+            max_payload: self.max_payload,
+        });
+        let state = SequencerState::load(&shared).map_err(|detail| corrupt(&self.path, &detail))?;
+        let signer = NoteSigner::new(shared.identity.oid.as_str(), key.signing_key().clone())
+            .map_err(|e| corrupt(&self.path, &e.to_string()))?;
+        let (tx, rx) = crossbeam_channel::bounded(4096);
+        let seq_shared = shared.clone();
+        let durability = self.durability;
+        let interval = self.checkpoint_interval;
+        let thread = std::thread::Builder::new()
+            .name("onoal-sequencer".into())
+            .spawn(move || {
+                Sequencer { shared: seq_shared, state, signer, durability, interval }.run(&rx)
+            })
+            .map_err(|source| OpenError::Io { path: self.path.clone(), source })?;
+        Ok(Ledger { shared, tx: Some(tx), thread: Mutex::new(Some(thread)) })
+    }
+
+    /// Opens a ledger for reading only. Works while another process holds it open for writing;
+    /// the view is the state at the time of opening. Needs no key file.
+    ///
+    /// # Errors
+    /// Not a ledger, another schema version, damaged metadata, storage errors.
+    pub fn open_read_only(self) -> Result<Ledger, OpenError> {
+        let (db, identity) = open_checked(&self.path, self.cache_bytes, true)?;
+        let shared = Arc::new(Shared {
+            db,
+            identity,
+            path: self.path.clone(),
+            max_payload: self.max_payload,
+        });
+        Ok(Ledger { shared, tx: None, thread: Mutex::new(None) })
+    }
+}
+
+fn corrupt(path: &Path, detail: &str) -> OpenError {
+    OpenError::Corrupt { path: path.to_owned(), detail: detail.to_owned() }
+}
+
+fn open_checked(path: &Path, cache: usize, read_only: bool) -> Result<(DB, Identity), OpenError> {
+    let db_path = path.join(DB_DIR);
+    if !db_path.join("CURRENT").is_file() {
+        return Err(OpenError::NotALedger { path: path.to_owned() });
+    }
+    let db = store::open_db(&db_path, cache, read_only).map_err(|e| {
+        if store::is_lock_error(&e) {
+            OpenError::InUse { path: path.to_owned() }
+        } else {
+            OpenError::Storage { path: path.to_owned(), message: e.into_string() }
+        }
+    })?;
+    let cf = db.cf_handle(CF_META).ok_or_else(|| corrupt(path, "meta column family missing"))?;
+    let storage =
+        |e: rocksdb::Error| OpenError::Storage { path: path.to_owned(), message: e.into_string() };
+    let version = db
+        .get_cf(cf, store::META_SCHEMA)
+        .map_err(storage)?
+        .ok_or_else(|| OpenError::NotALedger { path: path.to_owned() })?;
+    let version = <[u8; 4]>::try_from(version.as_slice())
+        .map(u32::from_be_bytes)
+        .map_err(|_| corrupt(path, "schema version record is not 4 bytes"))?;
+    if version != store::SCHEMA_VERSION {
+        return Err(OpenError::SchemaVersion {
+            path: path.to_owned(),
+            found: version,
+            supported: store::SCHEMA_VERSION,
+        });
+    }
+    let identity = db
+        .get_cf(cf, store::META_IDENTITY)
+        .map_err(storage)?
+        .and_then(|b| Identity::decode(&b))
+        .ok_or_else(|| corrupt(path, "identity record missing or malformed"))?;
+    Ok((db, identity))
+}
+
+pub(crate) struct Shared {
+    pub(crate) db: DB,
+    pub(crate) identity: Identity,
+    pub(crate) path: PathBuf,
+    max_payload: usize,
+}
+
+impl Shared {
+    pub(crate) fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
+        // All column families are opened (or created) in store::open_db.
+        self.db.cf_handle(name).unwrap_or_else(|| unreachable!("column family {name} is opened"))
+    }
+}
+
+/// An open ledger. `append` may be called from any number of threads at once.
+pub struct Ledger {
+    shared: Arc<Shared>,
+    tx: Option<Sender<Command>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for Ledger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ledger")
+            .field("path", &self.shared.path)
+            .field("ledger_id", &self.shared.identity.ledger_id)
+            .field("read_only", &self.tx.is_none())
+            .finish()
+    }
+}
+
+impl Drop for Ledger {
+    fn drop(&mut self) {
+        self.tx.take();
+        if let Some(t) = self.thread.lock().take() {
+            let _ = t.join();
+        }
+    }
+}
+
+enum Command {
+    Append { entries: Vec<NewEntry>, reply: Sender<Result<Vec<Receipt>, AppendError>> },
+    Checkpoint { reply: Sender<Result<SignedCheckpoint, ReadError>> },
+}
+
+impl Ledger {
+    /// Starts configuring a ledger at `path` (the data directory).
+    pub fn builder(path: impl AsRef<Path>) -> LedgerBuilder {
+        LedgerBuilder {
+            path: path.as_ref().to_owned(),
+            durability: Durability::Sync,
+            checkpoint_interval: Duration::from_secs(1),
+            max_payload: 1 << 20,
+            cache_bytes: 64 << 20,
+            ledger_id: None,
+        }
+    }
+
+    /// The ledger's identity.
+    pub fn identity(&self) -> &Identity {
+        &self.shared.identity
+    }
+
+    /// The data directory.
+    pub fn path(&self) -> &Path {
+        &self.shared.path
+    }
+
+    /// Largest payload `append` accepts.
+    pub fn max_payload_bytes(&self) -> usize {
+        self.shared.max_payload
+    }
+
+    /// True when opened with [`LedgerBuilder::open_read_only`].
+    pub fn is_read_only(&self) -> bool {
+        self.tx.is_none()
+    }
+
+    /// Appends one entry; returns once it is durable in the ledger's durability mode.
+    ///
+    /// # Errors
+    /// [`AppendError`]: invalid entry, read-only ledger, failed write.
+    pub fn append(&self, entry: NewEntry) -> Result<Receipt, AppendError> {
+        let mut r = self.append_batch(vec![entry])?;
+        r.pop().ok_or(AppendError::Closed)
+    }
+
+    /// Appends entries in order, contiguously; all or none are acknowledged.
+    ///
+    /// # Errors
+    /// As [`Self::append`]; an invalid entry rejects the whole call.
+    pub fn append_batch(&self, entries: Vec<NewEntry>) -> Result<Vec<Receipt>, AppendError> {
+        let tx = self.tx.as_ref().ok_or(AppendError::ReadOnly)?;
+        if entries.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Validation (limits, issuer signatures) runs on the caller's thread, in parallel
+        // with the sequencer.
+        for (index, e) in entries.iter().enumerate() {
+            e.validate(self.shared.max_payload)
+                .map_err(|reason| AppendError::Invalid { index, reason })?;
+        }
+        let (reply, rx) = crossbeam_channel::bounded(1);
+        tx.send(Command::Append { entries, reply }).map_err(|_| AppendError::Closed)?;
+        rx.recv().map_err(|_| AppendError::Closed)?
+    }
+
+    /// Signs a checkpoint of the current size now (if none exists for it) and returns it.
+    ///
+    /// # Errors
+    /// Storage errors; [`ReadError::ReadOnly`] on a read-only ledger whose current size has no
+    /// checkpoint.
+    pub fn checkpoint_now(&self) -> Result<SignedCheckpoint, ReadError> {
+        let Some(tx) = &self.tx else {
+            let head = self.head()?;
+            return match self.latest_checkpoint()? {
+                Some(cp) if cp.size == head.size => Ok(cp),
+                _ => Err(ReadError::ReadOnly),
+            };
+        };
+        let (reply, rx) = crossbeam_channel::bounded(1);
+        tx.send(Command::Checkpoint { reply })
+            .map_err(|_| ReadError::Storage("the ledger is closed".into()))?;
+        rx.recv().map_err(|_| ReadError::Storage("the ledger is closed".into()))?
+    }
+
+    /// A consistent read view (RocksDB snapshot).
+    pub(crate) fn view(&self) -> Result<View<'_>, ReadError> {
+        View::new(&self.shared)
+    }
+
+    /// Size, root and last timestamp.
+    ///
+    /// # Errors
+    /// Storage errors or damaged data.
+    pub fn head(&self) -> Result<Head, ReadError> {
+        let v = self.view()?;
+        Ok(Head {
+            size: v.head.size,
+            root: v.root(v.head.size)?,
+            last_timestamp_ms: v.head.last_timestamp_ms,
+        })
+    }
+
+    /// The entry at `seq`.
+    ///
+    /// # Errors
+    /// [`ReadError::OutOfRange`] beyond the log; storage errors or damaged data.
+    pub fn entry(&self, seq: u64) -> Result<StoredEntry, ReadError> {
+        let v = self.view()?;
+        if seq >= v.head.size {
+            return Err(ReadError::OutOfRange { what: "seq", value: seq, size: v.head.size });
+        }
+        v.entry(seq)
+    }
+
+    /// Entries `[start, end)` (clamped to the log).
+    ///
+    /// # Errors
+    /// Storage errors or damaged data.
+    pub fn range(&self, start: u64, end: u64) -> Result<Vec<StoredEntry>, ReadError> {
+        let v = self.view()?;
+        (start..end.min(v.head.size)).map(|s| v.entry(s)).collect()
+    }
+
+    /// Entries matching `query`, one page at a time.
+    ///
+    /// # Errors
+    /// Bad cursor, storage errors or damaged data.
+    pub fn query(&self, query: &Query) -> Result<QueryPage, ReadError> {
+        self.view()?.query(query)
+    }
+
+    /// Root of the tree of `size` leaves.
+    ///
+    /// # Errors
+    /// Size beyond the log; storage errors or damaged data.
+    pub fn root_at(&self, size: u64) -> Result<Hash, ReadError> {
+        let v = self.view()?;
+        v.check_size(size)?;
+        v.root(size)
+    }
+
+    /// RFC 9162 inclusion proof of `seq` in the tree of `size`.
+    ///
+    /// # Errors
+    /// Size beyond the log or seq not below size; storage errors or damaged data.
+    pub fn inclusion_proof(&self, seq: u64, size: u64) -> Result<Vec<Hash>, ReadError> {
+        let v = self.view()?;
+        v.check_size(size)?;
+        let mut fetch = v.fetcher();
+        Ok(merkle::inclusion_proof(seq, size, &mut fetch)??)
+    }
+
+    /// RFC 9162 consistency proof between `old` and `new` (0 < old <= new <= size).
+    ///
+    /// # Errors
+    /// Sizes out of order or beyond the log; storage errors or damaged data.
+    pub fn consistency_proof(&self, old: u64, new: u64) -> Result<Vec<Hash>, ReadError> {
+        let v = self.view()?;
+        v.check_size(new)?;
+        let mut fetch = v.fetcher();
+        Ok(merkle::consistency_proof(old, new, &mut fetch)??)
+    }
+
+    /// The stored checkpoint of exactly `size`.
+    ///
+    /// # Errors
+    /// Storage errors or a damaged note.
+    pub fn checkpoint_at(&self, size: u64) -> Result<Option<SignedCheckpoint>, ReadError> {
+        let cf = self.shared.cf(CF_CHECKPOINTS);
+        match self.shared.db.get_cf(cf, store::checkpoint_key(OWN_LOG, size))? {
+            None => Ok(None),
+            Some(bytes) => self.parse_note(&bytes).map(Some),
+        }
+    }
+
+    /// The stored checkpoint with the largest size.
+    ///
+    /// # Errors
+    /// Storage errors or a damaged note.
+    pub fn latest_checkpoint(&self) -> Result<Option<SignedCheckpoint>, ReadError> {
+        let cf = self.shared.cf(CF_CHECKPOINTS);
+        let upper = store::checkpoint_key(OWN_LOG, u64::MAX);
+        let mut it = self.shared.db.iterator_cf(cf, IteratorMode::From(&upper, Direction::Reverse));
+        match it.next() {
+            Some(Ok((k, v))) if k.starts_with(&OWN_LOG.to_be_bytes()) => {
+                self.parse_note(&v).map(Some)
+            }
+            Some(Err(e)) => Err(e.into()),
+            _ => Ok(None),
+        }
+    }
+
+    /// Sizes of all stored checkpoints, ascending.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn checkpoint_sizes(&self) -> Result<Vec<u64>, ReadError> {
+        let cf = self.shared.cf(CF_CHECKPOINTS);
+        let start = store::checkpoint_key(OWN_LOG, 0);
+        let mut out = Vec::new();
+        for item in self.shared.db.iterator_cf(cf, IteratorMode::From(&start, Direction::Forward)) {
+            let (k, _) = item?;
+            match store::entry_key_seq(OWN_LOG, &k) {
+                Some(size) => out.push(size),
+                None => break,
+            }
+        }
+        Ok(out)
+    }
+
+    fn parse_note(&self, bytes: &[u8]) -> Result<SignedCheckpoint, ReadError> {
+        let checkpoint = self
+            .shared
+            .identity
+            .verifier()
+            .open(bytes)
+            .map_err(|e| ReadError::Corrupt(format!("stored checkpoint: {e}")))?;
+        let note = String::from_utf8(bytes.to_vec())
+            .map_err(|_| ReadError::Corrupt("stored checkpoint is not UTF-8".into()))?;
+        Ok(SignedCheckpoint { checkpoint, note })
+    }
+}
+
+/// A consistent snapshot of one log.
+pub(crate) struct View<'a> {
+    pub(crate) shared: &'a Shared,
+    pub(crate) snapshot: rocksdb::Snapshot<'a>,
+    pub(crate) head: HeadRecord,
+}
+
+impl<'a> View<'a> {
+    pub(crate) fn new(shared: &'a Shared) -> Result<Self, ReadError> {
+        let snapshot = shared.db.snapshot();
+        let head = snapshot
+            .get_cf(shared.cf(CF_META), store::head_key(OWN_LOG))?
+            .and_then(|b| HeadRecord::decode(&b))
+            .ok_or_else(|| ReadError::Corrupt("head record missing or malformed".into()))?;
+        Ok(Self { shared, snapshot, head })
+    }
+
+    fn check_size(&self, size: u64) -> Result<(), ReadError> {
+        if size > self.head.size {
+            return Err(ReadError::OutOfRange {
+                what: "tree size",
+                value: size,
+                size: self.head.size,
+            });
+        }
+        Ok(())
+    }
+
+    pub(crate) fn read_opts(&self) -> ReadOptions {
+        let mut ro = ReadOptions::default();
+        ro.set_snapshot(&self.snapshot);
+        ro
+    }
+
+    pub(crate) fn tile_bytes(&self, id: TileId) -> Result<Option<Vec<u8>>, ReadError> {
+        Ok(self.snapshot.get_cf(self.shared.cf(CF_TILES), store::tile_key(OWN_LOG, id))?)
+    }
+
+    /// A node fetcher over this snapshot's tiles with a small per-call tile cache.
+    pub(crate) fn fetcher(&self) -> impl FnMut(NodeId) -> Result<Hash, ReadError> + '_ {
+        let mut cache: Vec<(TileId, Vec<u8>)> = Vec::new();
+        move |node| {
+            let (tid, row, pos) = tile::locate(node);
+            let idx = match cache.iter().position(|(t, _)| *t == tid) {
+                Some(i) => i,
+                None => {
+                    let bytes = self.tile_bytes(tid)?.ok_or_else(|| {
+                        ReadError::Corrupt(format!("tile {}/{} is missing", tid.level, tid.index))
+                    })?;
+                    cache.push((tid, bytes));
+                    cache.len() - 1
+                }
+            };
+            tile::read_node(&cache[idx].1, row, pos).ok_or_else(|| {
+                ReadError::Corrupt(format!(
+                    "tile {}/{} lacks node at row {row} position {pos}",
+                    tid.level, tid.index
+                ))
+            })
+        }
+    }
+
+    pub(crate) fn root(&self, size: u64) -> Result<Hash, ReadError> {
+        if size == 0 {
+            return Ok(empty_root());
+        }
+        let mut fetch = self.fetcher();
+        merkle::root(size, &mut fetch)
+    }
+
+    pub(crate) fn entry(&self, seq: u64) -> Result<StoredEntry, ReadError> {
+        let leaf_data = self
+            .snapshot
+            .get_cf(self.shared.cf(CF_ENTRIES), store::entry_key(OWN_LOG, seq))?
+            .ok_or_else(|| ReadError::Corrupt(format!("entry {seq} is missing")))?;
+        let entry = Entry::decode(&leaf_data)
+            .map_err(|e| ReadError::Corrupt(format!("entry {seq}: {e}")))?;
+        if entry.seq != seq {
+            return Err(ReadError::Corrupt(format!(
+                "entry stored at {seq} claims seq {}",
+                entry.seq
+            )));
+        }
+        let leaf_hash = leaf_hash(&leaf_data);
+        Ok(StoredEntry { entry, leaf_data, leaf_hash })
+    }
+
+    fn timestamp(&self, seq: u64) -> Result<u64, ReadError> {
+        Ok(self.entry(seq)?.entry.timestamp_ms)
+    }
+
+    /// First seq in `[lo, hi)` whose timestamp is >= `ts` (timestamps never decrease with seq).
+    fn first_seq_at_or_after(&self, ts: u64, mut lo: u64, mut hi: u64) -> Result<u64, ReadError> {
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if self.timestamp(mid)? < ts {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        Ok(lo)
+    }
+
+    fn query(&self, q: &Query) -> Result<QueryPage, ReadError> {
+        const MAX_LIMIT: usize = 10_000;
+        let limit = q.limit.unwrap_or(100).clamp(1, MAX_LIMIT);
+        let size = self.head.size;
+        let mut lo = match &q.cursor {
+            None => 0,
+            Some(c) => c.parse::<u64>().map_err(|_| ReadError::BadCursor(c.clone()))?,
+        };
+        let mut hi = size;
+        if let Some(since) = q.since_ms {
+            lo = lo.max(self.first_seq_at_or_after(since, 0, size)?);
+        }
+        if let Some(until) = q.until_ms {
+            hi = match until.checked_add(1) {
+                Some(t) => self.first_seq_at_or_after(t, 0, size)?,
+                None => size,
+            };
+        }
+        let matches = |e: &Entry| {
+            let c = &e.content;
+            q.stream.as_deref().is_none_or(|s| c.stream.as_str() == s)
+                && q.entry_type.as_deref().is_none_or(|t| c.entry_type.as_str() == t)
+                && q.subject
+                    .as_deref()
+                    .is_none_or(|s| c.subject.as_ref().is_some_and(|o| o.as_str() == s))
+                && q.issuer
+                    .as_deref()
+                    .is_none_or(|s| c.issuer.as_ref().is_some_and(|o| o.as_str() == s))
+        };
+        let mut entries = Vec::new();
+        let mut next_cursor = None;
+        // Use the most selective index given; other filters are checked on each entry.
+        let index = [
+            (IndexKind::Subject, &q.subject),
+            (IndexKind::Issuer, &q.issuer),
+            (IndexKind::Stream, &q.stream),
+            (IndexKind::EntryType, &q.entry_type),
+        ]
+        .into_iter()
+        .find_map(|(k, v)| v.as_ref().map(|v| (k, v)));
+        let mut consider = |seq: u64, entries: &mut Vec<StoredEntry>| -> Result<bool, ReadError> {
+            let e = self.entry(seq)?;
+            if matches(&e.entry) {
+                if entries.len() == limit {
+                    next_cursor = Some(seq.to_string());
+                    return Ok(false);
+                }
+                entries.push(e);
+            }
+            Ok(true)
+        };
+        if lo < hi {
+            match index {
+                None => {
+                    for seq in lo..hi {
+                        if !consider(seq, &mut entries)? {
+                            break;
+                        }
+                    }
+                }
+                Some((kind, value)) => {
+                    let prefix = store::index_prefix(OWN_LOG, kind, value);
+                    let mut start = prefix.clone();
+                    start.extend_from_slice(&lo.to_be_bytes());
+                    let mut end = prefix.clone();
+                    end.extend_from_slice(&hi.to_be_bytes());
+                    let mut ro = self.read_opts();
+                    ro.set_iterate_upper_bound(end);
+                    let it = self.shared.db.iterator_cf_opt(
+                        self.shared.cf(CF_INDEX),
+                        ro,
+                        IteratorMode::From(&start, Direction::Forward),
+                    );
+                    for item in it {
+                        let (k, _) = item?;
+                        let Some(seq_bytes) = k.strip_prefix(prefix.as_slice()) else { break };
+                        let seq = <[u8; 8]>::try_from(seq_bytes)
+                            .map(u64::from_be_bytes)
+                            .map_err(|_| ReadError::Corrupt("index key of wrong length".into()))?;
+                        if !consider(seq, &mut entries)? {
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        Ok(QueryPage { entries, next_cursor })
+    }
+}
+
+/// The right edge of the tree: one partial tile per tile level, plus the head.
+struct SequencerState {
+    head: HeadRecord,
+    /// `edge[T]` is the tile at tile level T that the next node of tree level 8T goes into.
+    edge: Vec<Tile>,
+    last_checkpoint_size: Option<u64>,
+}
+
+impl SequencerState {
+    fn load(shared: &Shared) -> Result<Self, String> {
+        let view = View::new(shared).map_err(|e| e.to_string())?;
+        let head = view.head;
+        let mut edge = Vec::new();
+        let mut level: u8 = 0;
+        loop {
+            let count = head.size >> (u32::from(level) * u32::from(TILE_HEIGHT));
+            let width = (count % TILE_WIDTH as u64) as usize;
+            let index = count / TILE_WIDTH as u64;
+            let tile = if width == 0 {
+                Tile::new()
+            } else {
+                let id = TileId { level, index };
+                let bytes = view
+                    .tile_bytes(id)
+                    .map_err(|e| e.to_string())?
+                    .ok_or_else(|| format!("right-edge tile {level}/{index} is missing"))?;
+                let t = Tile::decode_verified(&bytes)
+                    .map_err(|e| format!("tile {level}/{index}: {e}"))?;
+                if t.width() != width {
+                    return Err(format!(
+                        "right-edge tile {level}/{index} has width {}, the head needs {width}",
+                        t.width()
+                    ));
+                }
+                t
+            };
+            edge.push(tile);
+            if count < TILE_WIDTH as u64 {
+                break;
+            }
+            level += 1;
+        }
+        let cf = shared.cf(CF_CHECKPOINTS);
+        let upper = store::checkpoint_key(OWN_LOG, u64::MAX);
+        let last_checkpoint_size = match shared
+            .db
+            .iterator_cf(cf, IteratorMode::From(&upper, Direction::Reverse))
+            .next()
+        {
+            Some(Ok((k, _))) => store::entry_key_seq(OWN_LOG, &k),
+            Some(Err(e)) => return Err(e.into_string()),
+            None => None,
+        };
+        Ok(Self { head, edge, last_checkpoint_size })
+    }
+
+    /// Hash of a node that is complete and on the right edge.
+    fn edge_node(&self, node: NodeId) -> Option<Hash> {
+        let (tid, row, pos) = tile::locate(node);
+        let tile = self.edge.get(usize::from(tid.level))?;
+        let count = self.head.size >> (u32::from(tid.level) * u32::from(TILE_HEIGHT));
+        let edge_index = count / TILE_WIDTH as u64;
+        if tid.index != edge_index {
+            return None;
+        }
+        tile.node(row, pos)
+    }
+
+    fn root(&self) -> Result<Hash, String> {
+        let parts: Option<Vec<Hash>> =
+            merkle::root_nodes(self.head.size).map(|n| self.edge_node(n)).collect();
+        parts.map(|p| merkle::fold_root(&p)).ok_or_else(|| "right edge lacks a root node".into())
+    }
+}
+
+struct Sequencer {
+    shared: Arc<Shared>,
+    state: SequencerState,
+    signer: NoteSigner,
+    durability: Durability,
+    interval: Duration,
+}
+
+/// Most entries one group commits.
+const MAX_GROUP_ENTRIES: usize = 8192;
+/// Most payload bytes one group commits.
+const MAX_GROUP_BYTES: usize = 32 << 20;
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+impl Sequencer {
+    fn run(mut self, rx: &Receiver<Command>) {
+        let mut last_checkpoint_at = Instant::now();
+        loop {
+            let unsigned = self.state.last_checkpoint_size != Some(self.state.head.size);
+            let wait = if unsigned {
+                self.interval.saturating_sub(last_checkpoint_at.elapsed())
+            } else {
+                Duration::from_secs(3600)
+            };
+            let first = match rx.recv_timeout(wait) {
+                Ok(c) => c,
+                Err(RecvTimeoutError::Timeout) => {
+                    if unsigned {
+                        // Errors here are retried at the next interval; appends report their own.
+                        let _ = self.sign_and_store();
+                        last_checkpoint_at = Instant::now();
+                    }
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => break,
+            };
+            let mut appends = Vec::new();
+            let mut checkpoints = Vec::new();
+            let (mut n, mut bytes) = (0usize, 0usize);
+            let mut push = |c: Command, n: &mut usize, bytes: &mut usize| match c {
+                Command::Append { entries, reply } => {
+                    *n += entries.len();
+                    *bytes += entries.iter().map(|e| e.payload.len()).sum::<usize>();
+                    appends.push((entries, reply));
+                }
+                Command::Checkpoint { reply } => checkpoints.push(reply),
+            };
+            push(first, &mut n, &mut bytes);
+            while n < MAX_GROUP_ENTRIES && bytes < MAX_GROUP_BYTES {
+                match rx.try_recv() {
+                    Ok(c) => push(c, &mut n, &mut bytes),
+                    Err(_) => break,
+                }
+            }
+            if !appends.is_empty() {
+                let due = last_checkpoint_at.elapsed() >= self.interval;
+                let signed = self.commit_group(appends, due);
+                if signed {
+                    last_checkpoint_at = Instant::now();
+                }
+            }
+            for reply in checkpoints {
+                let _ = reply.send(self.sign_and_store());
+                last_checkpoint_at = Instant::now();
+            }
+        }
+    }
+
+    fn write_opts(&self) -> WriteOptions {
+        let mut wo = WriteOptions::default();
+        wo.set_sync(self.durability == Durability::Sync);
+        wo
+    }
+
+    /// Commits one group; returns whether a checkpoint was signed into it.
+    fn commit_group(
+        &mut self,
+        appends: Vec<(Vec<NewEntry>, Sender<Result<Vec<Receipt>, AppendError>>)>,
+        checkpoint_due: bool,
+    ) -> bool {
+        let shared = self.shared.clone();
+        let (cf_entries, cf_index, cf_tiles) =
+            (shared.cf(CF_ENTRIES), shared.cf(CF_INDEX), shared.cf(CF_TILES));
+        let mut batch = WriteBatch::default();
+        let mut receipts: Vec<Vec<Receipt>> = Vec::with_capacity(appends.len());
+        let mut replies = Vec::with_capacity(appends.len());
+        let mut dirty_levels = vec![false; self.state.edge.len() + 1];
+        let state = &mut self.state;
+        let ts = now_ms().max(state.head.last_timestamp_ms);
+        for (entries, reply) in appends {
+            let mut rs = Vec::with_capacity(entries.len());
+            for content in entries {
+                let seq = state.head.size;
+                let entry =
+                    Entry { seq, timestamp_ms: ts, content, prev_hash: state.head.last_leaf_hash };
+                let data = entry.leaf_data();
+                let h = leaf_hash(&data);
+                batch.put_cf(cf_entries, store::entry_key(OWN_LOG, seq), &data);
+                let c = &entry.content;
+                let seq_be = seq.to_be_bytes();
+                let mut put_index = |kind, value: &str| {
+                    let mut k = store::index_prefix(OWN_LOG, kind, value);
+                    k.extend_from_slice(&seq_be);
+                    batch.put_cf(cf_index, k, []);
+                };
+                put_index(IndexKind::Stream, c.stream.as_str());
+                put_index(IndexKind::EntryType, c.entry_type.as_str());
+                if let Some(s) = &c.subject {
+                    put_index(IndexKind::Subject, s.as_str());
+                }
+                if let Some(s) = &c.issuer {
+                    put_index(IndexKind::Issuer, s.as_str());
+                }
+                // Push the leaf into the tile tree; full tiles are written once, when full.
+                let mut level = 0usize;
+                let mut node = h;
+                loop {
+                    if state.edge.len() <= level {
+                        state.edge.push(Tile::new());
+                        dirty_levels.push(false);
+                    }
+                    let tile = &mut state.edge[level];
+                    let full_root = tile.push(node);
+                    let count = (seq + 1) >> (level as u32 * u32::from(TILE_HEIGHT));
+                    match full_root {
+                        None => {
+                            dirty_levels[level] = true;
+                            break;
+                        }
+                        Some(root) => {
+                            let id =
+                                TileId { level: level as u8, index: count / TILE_WIDTH as u64 - 1 };
+                            batch.put_cf(cf_tiles, store::tile_key(OWN_LOG, id), tile.encode());
+                            *tile = Tile::new();
+                            dirty_levels[level] = false;
+                            node = root;
+                            level += 1;
+                        }
+                    }
+                }
+                state.head.size = seq + 1;
+                state.head.last_leaf_hash = h;
+                state.head.last_timestamp_ms = ts;
+                rs.push(Receipt { seq, leaf_hash: h });
+            }
+            receipts.push(rs);
+            replies.push(reply);
+        }
+        for (level, dirty) in dirty_levels.iter().enumerate() {
+            if *dirty {
+                let count = state.head.size >> (level as u32 * u32::from(TILE_HEIGHT));
+                let id = TileId { level: level as u8, index: count / TILE_WIDTH as u64 };
+                batch.put_cf(cf_tiles, store::tile_key(OWN_LOG, id), state.edge[level].encode());
+            }
+        }
+        batch.put_cf(shared.cf(CF_META), store::head_key(OWN_LOG), state.head.encode());
+        let mut signed = false;
+        if checkpoint_due {
+            if let Ok(note) = self.sign_current() {
+                batch.put_cf(
+                    shared.cf(CF_CHECKPOINTS),
+                    store::checkpoint_key(OWN_LOG, self.state.head.size),
+                    note.note.as_bytes(),
+                );
+                signed = true;
+            }
+        }
+        match shared.db.write_opt(batch, &self.write_opts()) {
+            Ok(()) => {
+                if signed {
+                    self.state.last_checkpoint_size = Some(self.state.head.size);
+                }
+                for (reply, rs) in replies.into_iter().zip(receipts) {
+                    let _ = reply.send(Ok(rs));
+                }
+                signed
+            }
+            Err(e) => {
+                let msg = e.into_string();
+                tracing::error!(error = %msg, "group commit failed; reloading the right edge");
+                // Nothing of the group is durable: go back to the last committed state.
+                match SequencerState::load(&shared) {
+                    Ok(s) => self.state = s,
+                    Err(detail) => tracing::error!(%detail, "reloading the right edge failed"),
+                }
+                for reply in replies {
+                    let _ = reply.send(Err(AppendError::Storage(msg.clone())));
+                }
+                false
+            }
+        }
+    }
+
+    fn sign_current(&self) -> Result<SignedCheckpoint, ReadError> {
+        let root = self.state.root().map_err(ReadError::Corrupt)?;
+        let checkpoint = Checkpoint {
+            origin: self.shared.identity.oid.as_str().to_owned(),
+            size: self.state.head.size,
+            root,
+            extensions: Vec::new(),
+        };
+        let note = self.signer.sign(&checkpoint);
+        Ok(SignedCheckpoint { checkpoint, note })
+    }
+
+    /// Signs and stores a checkpoint of the current size unless one exists; returns it.
+    fn sign_and_store(&mut self) -> Result<SignedCheckpoint, ReadError> {
+        let size = self.state.head.size;
+        let cf = self.shared.cf(CF_CHECKPOINTS);
+        let key = store::checkpoint_key(OWN_LOG, size);
+        if let Some(existing) = self.shared.db.get_cf(cf, key)? {
+            let checkpoint = self
+                .shared
+                .identity
+                .verifier()
+                .open(&existing)
+                .map_err(|e| ReadError::Corrupt(format!("stored checkpoint: {e}")))?;
+            let note = String::from_utf8_lossy(&existing).into_owned();
+            self.state.last_checkpoint_size = Some(size);
+            return Ok(SignedCheckpoint { checkpoint, note });
+        }
+        let signed = self.sign_current()?;
+        let mut wo = WriteOptions::default();
+        wo.set_sync(self.durability == Durability::Sync);
+        self.shared.db.put_cf_opt(cf, key, signed.note.as_bytes(), &wo)?;
+        self.state.last_checkpoint_size = Some(size);
+        Ok(signed)
+    }
+}

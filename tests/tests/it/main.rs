@@ -1,0 +1,9 @@
+//! Onoal integration tests: real RocksDB on disk, the real `onoal` binary in child processes.
+
+mod append;
+mod cli;
+mod open_errors;
+mod proofs;
+mod queries;
+mod tamper;
+mod util;
