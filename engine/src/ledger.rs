@@ -377,8 +377,11 @@ impl Drop for Ledger {
     }
 }
 
+/// Where the sequencer answers one `append_batch` call.
+type AppendReply = Sender<Result<Vec<Receipt>, AppendError>>;
+
 enum Command {
-    Append { entries: Vec<NewEntry>, reply: Sender<Result<Vec<Receipt>, AppendError>> },
+    Append { entries: Vec<NewEntry>, reply: AppendReply },
     Checkpoint { reply: Sender<Result<SignedCheckpoint, ReadError>> },
 }
 
@@ -951,7 +954,7 @@ impl Sequencer {
     /// Commits one group; returns whether a checkpoint was signed into it.
     fn commit_group(
         &mut self,
-        appends: Vec<(Vec<NewEntry>, Sender<Result<Vec<Receipt>, AppendError>>)>,
+        appends: Vec<(Vec<NewEntry>, AppendReply)>,
         checkpoint_due: bool,
     ) -> bool {
         let shared = self.shared.clone();
@@ -1031,15 +1034,13 @@ impl Sequencer {
         }
         batch.put_cf(shared.cf(CF_META), store::head_key(OWN_LOG), state.head.encode());
         let mut signed = false;
-        if checkpoint_due {
-            if let Ok(note) = self.sign_current() {
-                batch.put_cf(
-                    shared.cf(CF_CHECKPOINTS),
-                    store::checkpoint_key(OWN_LOG, self.state.head.size),
-                    note.note.as_bytes(),
-                );
-                signed = true;
-            }
+        if checkpoint_due && let Ok(note) = self.sign_current() {
+            batch.put_cf(
+                shared.cf(CF_CHECKPOINTS),
+                store::checkpoint_key(OWN_LOG, self.state.head.size),
+                note.note.as_bytes(),
+            );
+            signed = true;
         }
         match shared.db.write_opt(batch, &self.write_opts()) {
             Ok(()) => {

@@ -81,7 +81,7 @@ pub fn subtree_hash<E>(
     if size == 0 {
         return Ok(empty_root());
     }
-    if size.is_power_of_two() && start % size == 0 {
+    if size.is_power_of_two() && start.is_multiple_of(size) {
         let level = size.trailing_zeros() as u8;
         return fetch(NodeId::new(level, start >> level));
     }

@@ -45,7 +45,7 @@ pub const fn encoded_len(width: usize) -> usize {
 
 /// Bottom width of a tile from its encoded length; `None` if no width has that length.
 pub fn width_from_len(len: usize) -> Option<usize> {
-    if len == 0 || len % HASH_LEN != 0 || len > encoded_len(TILE_WIDTH) {
+    if len == 0 || !len.is_multiple_of(HASH_LEN) || len > encoded_len(TILE_WIDTH) {
         return None;
     }
     // encoded_len is strictly increasing in width: binary search.
@@ -119,7 +119,7 @@ impl Tile {
         self.rows[0].push(hash);
         let mut pos = self.rows[0].len() - 1;
         for row in 0..self.rows.len() {
-            if pos % 2 == 0 {
+            if pos.is_multiple_of(2) {
                 return None;
             }
             let parent = node_hash(&self.rows[row][pos - 1], &self.rows[row][pos]);
