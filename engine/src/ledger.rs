@@ -3,12 +3,14 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use crossbeam_channel::{Receiver, Sender};
 use ed25519_dalek::VerifyingKey;
 use parking_lot::Mutex;
 use rocksdb::{DB, Direction, IteratorMode, ReadOptions, WriteBatch, WriteOptions};
+
+use crate::sequencer::{self, Command, SequencerState};
 
 use crate::checkpoint::{Checkpoint, NoteSigner, NoteVerifier};
 use crate::error::{AppendError, OpenError, ReadError};
@@ -19,7 +21,7 @@ use crate::record::{Entry, NewEntry, Oid};
 use crate::store::{
     self, CF_CHECKPOINTS, CF_ENTRIES, CF_INDEX, CF_META, CF_TILES, HeadRecord, IndexKind, OWN_LOG,
 };
-use crate::tile::{self, TILE_HEIGHT, TILE_WIDTH, Tile, TileId};
+use crate::tile::{self, TileId};
 
 /// Sub-directory of the data directory that holds RocksDB.
 pub const DB_DIR: &str = "db";
@@ -266,17 +268,15 @@ impl LedgerBuilder {
         let state = SequencerState::load(&shared).map_err(|detail| corrupt(&self.path, &detail))?;
         let signer = NoteSigner::new(shared.identity.oid.as_str(), key.signing_key().clone())
             .map_err(|e| corrupt(&self.path, &e.to_string()))?;
-        let (tx, rx) = crossbeam_channel::bounded(4096);
-        let seq_shared = shared.clone();
-        let durability = self.durability;
-        let interval = self.checkpoint_interval;
-        let thread = std::thread::Builder::new()
-            .name("onoal-sequencer".into())
-            .spawn(move || {
-                Sequencer { shared: seq_shared, state, signer, durability, interval }.run(&rx)
-            })
-            .map_err(|source| OpenError::Io { path: self.path.clone(), source })?;
-        Ok(Ledger { shared, tx: Some(tx), thread: Mutex::new(Some(thread)) })
+        let (tx, threads) = sequencer::spawn(
+            shared.clone(),
+            state,
+            signer,
+            self.durability,
+            self.checkpoint_interval,
+        )
+        .map_err(|source| OpenError::Io { path: self.path.clone(), source })?;
+        Ok(Ledger { shared, tx: Some(tx), threads: Mutex::new(threads) })
     }
 
     /// Opens a ledger for reading only. Works while another process holds it open for writing;
@@ -292,7 +292,7 @@ impl LedgerBuilder {
             path: self.path.clone(),
             max_payload: self.max_payload,
         });
-        Ok(Ledger { shared, tx: None, thread: Mutex::new(None) })
+        Ok(Ledger { shared, tx: None, threads: Mutex::new(Vec::new()) })
     }
 }
 
@@ -355,7 +355,7 @@ impl Shared {
 pub struct Ledger {
     shared: Arc<Shared>,
     tx: Option<Sender<Command>>,
-    thread: Mutex<Option<JoinHandle<()>>>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl std::fmt::Debug for Ledger {
@@ -370,19 +370,12 @@ impl std::fmt::Debug for Ledger {
 
 impl Drop for Ledger {
     fn drop(&mut self) {
+        // Closing the channel ends the sequencer, which ends the writer after the last group.
         self.tx.take();
-        if let Some(t) = self.thread.lock().take() {
+        for t in self.threads.lock().drain(..) {
             let _ = t.join();
         }
     }
-}
-
-/// Where the sequencer answers one `append_batch` call.
-type AppendReply = Sender<Result<Vec<Receipt>, AppendError>>;
-
-enum Command {
-    Append { entries: Vec<NewEntry>, reply: AppendReply },
-    Checkpoint { reply: Sender<Result<SignedCheckpoint, ReadError>> },
 }
 
 impl Ledger {
@@ -432,19 +425,34 @@ impl Ledger {
     /// # Errors
     /// As [`Self::append`]; an invalid entry rejects the whole call.
     pub fn append_batch(&self, entries: Vec<NewEntry>) -> Result<Vec<Receipt>, AppendError> {
+        self.submit_batch(entries)?.wait()
+    }
+
+    /// Hands entries to the sequencer and returns at once; [`PendingAppend::wait`] returns the
+    /// receipts once they are durable. Batches submitted from one thread commit in submission
+    /// order, so a caller can keep several in flight (as `onoal import` does) and overlap its
+    /// own work with the sequencer's hashing and the disk's fsync.
+    ///
+    /// # Errors
+    /// An invalid entry (nothing of the call is submitted), a read-only or closed ledger.
+    pub fn submit_batch(&self, entries: Vec<NewEntry>) -> Result<PendingAppend, AppendError> {
         let tx = self.tx.as_ref().ok_or(AppendError::ReadOnly)?;
-        if entries.is_empty() {
-            return Ok(Vec::new());
-        }
-        // Validation (limits, issuer signatures) runs on the caller's thread, in parallel
-        // with the sequencer.
-        for (index, e) in entries.iter().enumerate() {
+        // Validation (limits, issuer signatures), encoding and most of the leaf hashing run on
+        // the caller's thread, in parallel with the sequencer.
+        let mut prepared = Vec::with_capacity(entries.len());
+        for (index, e) in entries.into_iter().enumerate() {
             e.validate(self.shared.max_payload)
                 .map_err(|reason| AppendError::Invalid { index, reason })?;
+            prepared.push(e.prepare());
         }
         let (reply, rx) = crossbeam_channel::bounded(1);
-        tx.send(Command::Append { entries, reply }).map_err(|_| AppendError::Closed)?;
-        rx.recv().map_err(|_| AppendError::Closed)?
+        if prepared.is_empty() {
+            let _ = reply.send(Ok(Vec::new()));
+        } else {
+            tx.send(Command::Append { entries: prepared, reply })
+                .map_err(|_| AppendError::Closed)?;
+        }
+        Ok(PendingAppend { rx })
     }
 
     /// Signs a checkpoint of the current size now (if none exists for it) and returns it.
@@ -602,6 +610,23 @@ impl Ledger {
         let note = String::from_utf8(bytes.to_vec())
             .map_err(|_| ReadError::Corrupt("stored checkpoint is not UTF-8".into()))?;
         Ok(SignedCheckpoint { checkpoint, note })
+    }
+}
+
+/// Receipts of a submitted batch, once durable.
+#[derive(Debug)]
+#[must_use = "the batch is acknowledged only when wait() returns Ok"]
+pub struct PendingAppend {
+    rx: Receiver<Result<Vec<Receipt>, AppendError>>,
+}
+
+impl PendingAppend {
+    /// Blocks until the batch is durable (or failed).
+    ///
+    /// # Errors
+    /// The batch's [`AppendError`]; nothing of a failed batch is durable.
+    pub fn wait(self) -> Result<Vec<Receipt>, AppendError> {
+        self.rx.recv().map_err(|_| AppendError::Closed)?
     }
 }
 
@@ -796,311 +821,5 @@ impl<'a> View<'a> {
             }
         }
         Ok(QueryPage { entries, next_cursor })
-    }
-}
-
-/// The right edge of the tree: one partial tile per tile level, plus the head.
-struct SequencerState {
-    head: HeadRecord,
-    /// `edge[T]` is the tile at tile level T that the next node of tree level 8T goes into.
-    edge: Vec<Tile>,
-    last_checkpoint_size: Option<u64>,
-}
-
-impl SequencerState {
-    fn load(shared: &Shared) -> Result<Self, String> {
-        let view = View::new(shared).map_err(|e| e.to_string())?;
-        let head = view.head;
-        let mut edge = Vec::new();
-        let mut level: u8 = 0;
-        loop {
-            let count = head.size >> (u32::from(level) * u32::from(TILE_HEIGHT));
-            let width = (count % TILE_WIDTH as u64) as usize;
-            let index = count / TILE_WIDTH as u64;
-            let tile = if width == 0 {
-                Tile::new()
-            } else {
-                let id = TileId { level, index };
-                let bytes = view
-                    .tile_bytes(id)
-                    .map_err(|e| e.to_string())?
-                    .ok_or_else(|| format!("right-edge tile {level}/{index} is missing"))?;
-                let t = Tile::decode_verified(&bytes)
-                    .map_err(|e| format!("tile {level}/{index}: {e}"))?;
-                if t.width() != width {
-                    return Err(format!(
-                        "right-edge tile {level}/{index} has width {}, the head needs {width}",
-                        t.width()
-                    ));
-                }
-                t
-            };
-            edge.push(tile);
-            if count < TILE_WIDTH as u64 {
-                break;
-            }
-            level += 1;
-        }
-        let cf = shared.cf(CF_CHECKPOINTS);
-        let upper = store::checkpoint_key(OWN_LOG, u64::MAX);
-        let last_checkpoint_size = match shared
-            .db
-            .iterator_cf(cf, IteratorMode::From(&upper, Direction::Reverse))
-            .next()
-        {
-            Some(Ok((k, _))) => store::entry_key_seq(OWN_LOG, &k),
-            Some(Err(e)) => return Err(e.into_string()),
-            None => None,
-        };
-        Ok(Self { head, edge, last_checkpoint_size })
-    }
-
-    /// Hash of a node that is complete and on the right edge.
-    fn edge_node(&self, node: NodeId) -> Option<Hash> {
-        let (tid, row, pos) = tile::locate(node);
-        let tile = self.edge.get(usize::from(tid.level))?;
-        let count = self.head.size >> (u32::from(tid.level) * u32::from(TILE_HEIGHT));
-        let edge_index = count / TILE_WIDTH as u64;
-        if tid.index != edge_index {
-            return None;
-        }
-        tile.node(row, pos)
-    }
-
-    fn root(&self) -> Result<Hash, String> {
-        let parts: Option<Vec<Hash>> =
-            merkle::root_nodes(self.head.size).map(|n| self.edge_node(n)).collect();
-        parts.map(|p| merkle::fold_root(&p)).ok_or_else(|| "right edge lacks a root node".into())
-    }
-}
-
-struct Sequencer {
-    shared: Arc<Shared>,
-    state: SequencerState,
-    signer: NoteSigner,
-    durability: Durability,
-    interval: Duration,
-}
-
-/// Most entries one group commits.
-const MAX_GROUP_ENTRIES: usize = 8192;
-/// Most payload bytes one group commits.
-const MAX_GROUP_BYTES: usize = 32 << 20;
-
-fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
-}
-
-impl Sequencer {
-    fn run(mut self, rx: &Receiver<Command>) {
-        let mut last_checkpoint_at = Instant::now();
-        loop {
-            let unsigned = self.state.last_checkpoint_size != Some(self.state.head.size);
-            let wait = if unsigned {
-                self.interval.saturating_sub(last_checkpoint_at.elapsed())
-            } else {
-                Duration::from_secs(3600)
-            };
-            let first = match rx.recv_timeout(wait) {
-                Ok(c) => c,
-                Err(RecvTimeoutError::Timeout) => {
-                    if unsigned {
-                        // Errors here are retried at the next interval; appends report their own.
-                        let _ = self.sign_and_store();
-                        last_checkpoint_at = Instant::now();
-                    }
-                    continue;
-                }
-                Err(RecvTimeoutError::Disconnected) => break,
-            };
-            let mut appends = Vec::new();
-            let mut checkpoints = Vec::new();
-            let (mut n, mut bytes) = (0usize, 0usize);
-            let mut push = |c: Command, n: &mut usize, bytes: &mut usize| match c {
-                Command::Append { entries, reply } => {
-                    *n += entries.len();
-                    *bytes += entries.iter().map(|e| e.payload.len()).sum::<usize>();
-                    appends.push((entries, reply));
-                }
-                Command::Checkpoint { reply } => checkpoints.push(reply),
-            };
-            push(first, &mut n, &mut bytes);
-            while n < MAX_GROUP_ENTRIES && bytes < MAX_GROUP_BYTES {
-                match rx.try_recv() {
-                    Ok(c) => push(c, &mut n, &mut bytes),
-                    Err(_) => break,
-                }
-            }
-            if !appends.is_empty() {
-                let due = last_checkpoint_at.elapsed() >= self.interval;
-                let signed = self.commit_group(appends, due);
-                if signed {
-                    last_checkpoint_at = Instant::now();
-                }
-            }
-            for reply in checkpoints {
-                let _ = reply.send(self.sign_and_store());
-                last_checkpoint_at = Instant::now();
-            }
-        }
-    }
-
-    fn write_opts(&self) -> WriteOptions {
-        let mut wo = WriteOptions::default();
-        wo.set_sync(self.durability == Durability::Sync);
-        wo
-    }
-
-    /// Commits one group; returns whether a checkpoint was signed into it.
-    fn commit_group(
-        &mut self,
-        appends: Vec<(Vec<NewEntry>, AppendReply)>,
-        checkpoint_due: bool,
-    ) -> bool {
-        let shared = self.shared.clone();
-        let (cf_entries, cf_index, cf_tiles) =
-            (shared.cf(CF_ENTRIES), shared.cf(CF_INDEX), shared.cf(CF_TILES));
-        let mut batch = WriteBatch::default();
-        let mut receipts: Vec<Vec<Receipt>> = Vec::with_capacity(appends.len());
-        let mut replies = Vec::with_capacity(appends.len());
-        let mut dirty_levels = vec![false; self.state.edge.len() + 1];
-        let state = &mut self.state;
-        let ts = now_ms().max(state.head.last_timestamp_ms);
-        for (entries, reply) in appends {
-            let mut rs = Vec::with_capacity(entries.len());
-            for content in entries {
-                let seq = state.head.size;
-                let entry =
-                    Entry { seq, timestamp_ms: ts, content, prev_hash: state.head.last_leaf_hash };
-                let data = entry.leaf_data();
-                let h = leaf_hash(&data);
-                batch.put_cf(cf_entries, store::entry_key(OWN_LOG, seq), &data);
-                let c = &entry.content;
-                let seq_be = seq.to_be_bytes();
-                let mut put_index = |kind, value: &str| {
-                    let mut k = store::index_prefix(OWN_LOG, kind, value);
-                    k.extend_from_slice(&seq_be);
-                    batch.put_cf(cf_index, k, []);
-                };
-                put_index(IndexKind::Stream, c.stream.as_str());
-                put_index(IndexKind::EntryType, c.entry_type.as_str());
-                if let Some(s) = &c.subject {
-                    put_index(IndexKind::Subject, s.as_str());
-                }
-                if let Some(s) = &c.issuer {
-                    put_index(IndexKind::Issuer, s.as_str());
-                }
-                // Push the leaf into the tile tree; full tiles are written once, when full.
-                let mut level = 0usize;
-                let mut node = h;
-                loop {
-                    if state.edge.len() <= level {
-                        state.edge.push(Tile::new());
-                        dirty_levels.push(false);
-                    }
-                    let tile = &mut state.edge[level];
-                    let full_root = tile.push(node);
-                    let count = (seq + 1) >> (level as u32 * u32::from(TILE_HEIGHT));
-                    match full_root {
-                        None => {
-                            dirty_levels[level] = true;
-                            break;
-                        }
-                        Some(root) => {
-                            let id =
-                                TileId { level: level as u8, index: count / TILE_WIDTH as u64 - 1 };
-                            batch.put_cf(cf_tiles, store::tile_key(OWN_LOG, id), tile.encode());
-                            *tile = Tile::new();
-                            dirty_levels[level] = false;
-                            node = root;
-                            level += 1;
-                        }
-                    }
-                }
-                state.head.size = seq + 1;
-                state.head.last_leaf_hash = h;
-                state.head.last_timestamp_ms = ts;
-                rs.push(Receipt { seq, leaf_hash: h });
-            }
-            receipts.push(rs);
-            replies.push(reply);
-        }
-        for (level, dirty) in dirty_levels.iter().enumerate() {
-            if *dirty {
-                let count = state.head.size >> (level as u32 * u32::from(TILE_HEIGHT));
-                let id = TileId { level: level as u8, index: count / TILE_WIDTH as u64 };
-                batch.put_cf(cf_tiles, store::tile_key(OWN_LOG, id), state.edge[level].encode());
-            }
-        }
-        batch.put_cf(shared.cf(CF_META), store::head_key(OWN_LOG), state.head.encode());
-        let mut signed = false;
-        if checkpoint_due && let Ok(note) = self.sign_current() {
-            batch.put_cf(
-                shared.cf(CF_CHECKPOINTS),
-                store::checkpoint_key(OWN_LOG, self.state.head.size),
-                note.note.as_bytes(),
-            );
-            signed = true;
-        }
-        match shared.db.write_opt(batch, &self.write_opts()) {
-            Ok(()) => {
-                if signed {
-                    self.state.last_checkpoint_size = Some(self.state.head.size);
-                }
-                for (reply, rs) in replies.into_iter().zip(receipts) {
-                    let _ = reply.send(Ok(rs));
-                }
-                signed
-            }
-            Err(e) => {
-                let msg = e.into_string();
-                tracing::error!(error = %msg, "group commit failed; reloading the right edge");
-                // Nothing of the group is durable: go back to the last committed state.
-                match SequencerState::load(&shared) {
-                    Ok(s) => self.state = s,
-                    Err(detail) => tracing::error!(%detail, "reloading the right edge failed"),
-                }
-                for reply in replies {
-                    let _ = reply.send(Err(AppendError::Storage(msg.clone())));
-                }
-                false
-            }
-        }
-    }
-
-    fn sign_current(&self) -> Result<SignedCheckpoint, ReadError> {
-        let root = self.state.root().map_err(ReadError::Corrupt)?;
-        let checkpoint = Checkpoint {
-            origin: self.shared.identity.oid.as_str().to_owned(),
-            size: self.state.head.size,
-            root,
-            extensions: Vec::new(),
-        };
-        let note = self.signer.sign(&checkpoint);
-        Ok(SignedCheckpoint { checkpoint, note })
-    }
-
-    /// Signs and stores a checkpoint of the current size unless one exists; returns it.
-    fn sign_and_store(&mut self) -> Result<SignedCheckpoint, ReadError> {
-        let size = self.state.head.size;
-        let cf = self.shared.cf(CF_CHECKPOINTS);
-        let key = store::checkpoint_key(OWN_LOG, size);
-        if let Some(existing) = self.shared.db.get_cf(cf, key)? {
-            let checkpoint = self
-                .shared
-                .identity
-                .verifier()
-                .open(&existing)
-                .map_err(|e| ReadError::Corrupt(format!("stored checkpoint: {e}")))?;
-            let note = String::from_utf8_lossy(&existing).into_owned();
-            self.state.last_checkpoint_size = Some(size);
-            return Ok(SignedCheckpoint { checkpoint, note });
-        }
-        let signed = self.sign_current()?;
-        let mut wo = WriteOptions::default();
-        wo.set_sync(self.durability == Durability::Sync);
-        self.shared.db.put_cf_opt(cf, key, signed.note.as_bytes(), &wo)?;
-        self.state.last_checkpoint_size = Some(size);
-        Ok(signed)
     }
 }

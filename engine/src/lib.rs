@@ -40,6 +40,7 @@ pub mod identity;
 pub mod ledger;
 pub mod merkle;
 pub mod record;
+mod sequencer;
 pub mod store;
 pub mod tile;
 pub mod verify;
@@ -47,8 +48,8 @@ pub mod verify;
 pub use error::{AppendError, OpenError, ReadError, VerifyError};
 pub use hash::Hash;
 pub use ledger::{
-    Durability, Head, Identity, Ledger, LedgerBuilder, Query, QueryPage, Receipt, SignedCheckpoint,
-    StoredEntry,
+    Durability, Head, Identity, Ledger, LedgerBuilder, PendingAppend, Query, QueryPage, Receipt,
+    SignedCheckpoint, StoredEntry,
 };
 pub use record::{Entry, EntryRef, Name, NewEntry, Oid};
 pub use verify::{VerifyProgress, VerifyReport};

@@ -2,7 +2,10 @@
 //!
 //! `leaf_data = 0x01 || postcard(EntryV1)`; the RFC 9162 leaf hash of an entry is
 //! `SHA-256(0x00 || leaf_data)`, and the same hash is the entry's link in the hash chain
-//! (entry `n + 1` carries it as `prev_hash`). The byte layout is fixed forever for version 1 and
+//! (entry `n + 1` carries it as `prev_hash`). The caller's content comes first and the fields
+//! the sequencer assigns (`seq`, `timestamp_ms`, `prev_hash`) last, so the SHA-256 state over
+//! the content is computed on the caller's thread ([`PreparedEntry`]) and the sequencer only
+//! hashes the last few bytes of each entry. The byte layout is fixed forever for version 1 and
 //! drawn in docs/format.md. Decoding accepts only the canonical encoding: anything that does not
 //! re-encode to the same bytes is refused, so one entry has exactly one leaf hash.
 
@@ -259,7 +262,7 @@ impl NewEntry {
     /// The bytes an issuer signs: a context string, then the postcard encoding of stream, type,
     /// subject, issuer, payload and refs (docs/format.md).
     pub fn signing_bytes(&self) -> Vec<u8> {
-        let content = ContentWire {
+        let content = SignedContentWire {
             stream: self.stream.as_str(),
             entry_type: self.entry_type.as_str(),
             subject: self.subject.as_ref().map(Oid::as_str),
@@ -384,7 +387,7 @@ struct SignatureWire {
 }
 
 #[derive(Serialize)]
-struct ContentWire<'a> {
+struct SignedContentWire<'a> {
     stream: &'a str,
     entry_type: &'a str,
     subject: Option<&'a str>,
@@ -394,10 +397,21 @@ struct ContentWire<'a> {
     refs: &'a [EntryRef],
 }
 
-#[derive(Serialize, Deserialize)]
+/// Fields 1-7 of `EntryV1`: everything the caller gives.
+#[derive(Serialize)]
+struct ContentWire<'a> {
+    stream: &'a str,
+    entry_type: &'a str,
+    subject: Option<&'a str>,
+    issuer: Option<&'a str>,
+    #[serde(with = "serde_bytes")]
+    payload: &'a [u8],
+    refs: &'a [EntryRef],
+    signature: Option<SignatureWire>,
+}
+
+#[derive(Deserialize)]
 struct EntryV1Wire<'a> {
-    seq: u64,
-    timestamp_ms: u64,
     #[serde(borrow)]
     stream: &'a str,
     #[serde(borrow)]
@@ -409,32 +423,106 @@ struct EntryV1Wire<'a> {
     #[serde(with = "serde_bytes", borrow)]
     payload: &'a [u8],
     refs: Vec<EntryRef>,
-    prev_hash: [u8; 32],
     signature: Option<SignatureWire>,
+    seq: u64,
+    timestamp_ms: u64,
+    prev_hash: [u8; 32],
+}
+
+impl NewEntry {
+    fn content_wire(&self) -> ContentWire<'_> {
+        ContentWire {
+            stream: self.stream.as_str(),
+            entry_type: self.entry_type.as_str(),
+            subject: self.subject.as_ref().map(Oid::as_str),
+            issuer: self.issuer.as_ref().map(Oid::as_str),
+            payload: &self.payload,
+            refs: &self.refs,
+            signature: self
+                .signature
+                .map(|s| SignatureWire { public_key: s.public_key, signature: s.signature }),
+        }
+    }
+
+    /// Encodes the content (`0x01 || fields 1-7`) and hashes it as far as SHA-256 can go
+    /// without the fields the sequencer assigns.
+    pub fn prepare(self) -> PreparedEntry {
+        let mut encoded = Vec::with_capacity(self.payload.len() + 64);
+        encoded.push(LEAF_VERSION_1);
+        // Serialising plain data into a Vec cannot fail.
+        encoded = postcard::to_extend(&self.content_wire(), encoded).unwrap_or_default();
+        let mut midstate = ring::digest::Context::new(&ring::digest::SHA256);
+        midstate.update(&[0x00]);
+        midstate.update(&encoded);
+        PreparedEntry { content: self, encoded, midstate }
+    }
+}
+
+/// An entry whose content is encoded and whose leaf hash is computed up to the sequencer's
+/// fields.
+#[derive(Clone)]
+pub struct PreparedEntry {
+    /// The content.
+    pub content: NewEntry,
+    encoded: Vec<u8>,
+    midstate: ring::digest::Context,
+}
+
+impl fmt::Debug for PreparedEntry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PreparedEntry").field("content", &self.content).finish_non_exhaustive()
+    }
+}
+
+/// Appends `value` as an unsigned LEB128 varint (postcard's encoding of u64).
+fn push_varint(out: &mut Vec<u8>, mut value: u64) {
+    while value >= 0x80 {
+        out.push((value as u8) | 0x80);
+        value >>= 7;
+    }
+    out.push(value as u8);
+}
+
+impl PreparedEntry {
+    /// Payload length.
+    pub fn payload_len(&self) -> usize {
+        self.content.payload.len()
+    }
+
+    /// Completes the entry: writes its leaf data into `leaf_data` (cleared first) and returns
+    /// its leaf hash.
+    pub fn seal(
+        &self,
+        seq: u64,
+        timestamp_ms: u64,
+        prev_hash: &Hash,
+        leaf_data: &mut Vec<u8>,
+    ) -> Hash {
+        leaf_data.clear();
+        leaf_data.extend_from_slice(&self.encoded);
+        let suffix_at = leaf_data.len();
+        push_varint(leaf_data, seq);
+        push_varint(leaf_data, timestamp_ms);
+        leaf_data.extend_from_slice(&prev_hash.0);
+        let mut ctx = self.midstate.clone();
+        ctx.update(&leaf_data[suffix_at..]);
+        let digest = ctx.finish();
+        let mut out = [0u8; 32];
+        out.copy_from_slice(digest.as_ref());
+        Hash(out)
+    }
 }
 
 impl Entry {
     /// The canonical leaf data: version byte then postcard (docs/format.md).
     pub fn leaf_data(&self) -> Vec<u8> {
-        let c = &self.content;
-        let wire = EntryV1Wire {
-            seq: self.seq,
-            timestamp_ms: self.timestamp_ms,
-            stream: c.stream.as_str(),
-            entry_type: c.entry_type.as_str(),
-            subject: c.subject.as_ref().map(Oid::as_str),
-            issuer: c.issuer.as_ref().map(Oid::as_str),
-            payload: &c.payload,
-            refs: c.refs.clone(),
-            prev_hash: self.prev_hash.0,
-            signature: c
-                .signature
-                .map(|s| SignatureWire { public_key: s.public_key, signature: s.signature }),
-        };
-        let mut out = Vec::with_capacity(c.payload.len() + 128);
+        let mut out = Vec::with_capacity(self.content.payload.len() + 128);
         out.push(LEAF_VERSION_1);
-        // Serialising into a Vec cannot fail: every field is plain data.
-        out.extend(postcard::to_allocvec(&wire).unwrap_or_default());
+        // Serialising plain data into a Vec cannot fail.
+        out = postcard::to_extend(&self.content.content_wire(), out).unwrap_or_default();
+        push_varint(&mut out, self.seq);
+        push_varint(&mut out, self.timestamp_ms);
+        out.extend_from_slice(&self.prev_hash.0);
         out
     }
 
@@ -494,15 +582,6 @@ impl Entry {
     }
 }
 
-/// Reads `seq` and `prev_hash` from leaf data without building the whole entry (audit path).
-///
-/// # Errors
-/// As [`Entry::decode`] for the prefix it reads.
-pub fn peek_seq_prev(leaf_data: &[u8]) -> Result<(u64, Hash), DecodeError> {
-    let e = Entry::decode(leaf_data)?;
-    Ok((e.seq, e.prev_hash))
-}
-
 /// A signing key for issuer signatures, from 32 seed bytes.
 pub fn issuer_key_from_seed(seed: &[u8; 32]) -> SigningKey {
     SigningKey::from_bytes(seed)
@@ -553,19 +632,52 @@ mod tests {
     fn encoding_is_pinned_byte_by_byte() {
         let e = sample();
         let bytes = e.leaf_data();
-        // version, seq=300 (varint ac 02), timestamp varint, "orders/eu" ...
-        assert_eq!(&bytes[..3], &[0x01, 0xac, 0x02]);
-        let ts_len = 6; // 1_700_000_000_000 needs 41 bits -> 6 varint bytes
-        let s = 3 + ts_len;
-        assert_eq!(bytes[s], 9);
-        assert_eq!(&bytes[s + 1..s + 10], b"orders/eu");
+        // version, "orders/eu", "order.created", Some(subject), None, payload, no refs, no
+        // signature, then seq=300 (ac 02), timestamp (6 bytes), prev_hash.
+        assert_eq!(bytes[0], 0x01);
+        assert_eq!(bytes[1], 9);
+        assert_eq!(&bytes[2..11], b"orders/eu");
+        assert_eq!(bytes[11], 13);
+        assert_eq!(&bytes[12..25], b"order.created");
+        assert_eq!(bytes[25], 1);
+        assert_eq!(bytes[26], 21);
+        assert_eq!(&bytes[27..48], b"oid:onoal:customer:42");
+        assert_eq!(&bytes[48..56], &[0, 5, b'h', b'e', b'l', b'l', b'o', 0]);
+        assert_eq!(bytes[56], 0, "no signature");
+        assert_eq!(&bytes[57..59], &[0xac, 0x02]);
+        assert_eq!(&bytes[59..65], &[0x80, 0xd0, 0x95, 0xff, 0xbc, 0x31]);
+        assert_eq!(&bytes[65..], &[7u8; 32]);
         assert_eq!(Entry::decode(&bytes).unwrap(), e);
-        // A pinned hash: changing the format changes this and must be a new version.
-        assert_eq!(
-            e.leaf_hash().to_hex(),
-            leaf_hash(&bytes).to_hex(),
-            "leaf hash is the RFC 9162 hash of leaf_data"
-        );
+        assert_eq!(e.leaf_hash(), leaf_hash(&bytes));
+    }
+
+    #[test]
+    fn sealing_a_prepared_entry_equals_encoding_the_entry() {
+        let e = sample();
+        let prepared = e.content.clone().sign(&issuer_key_from_seed(&[2; 32])).prepare();
+        let mut buf = Vec::new();
+        for (seq, ts) in [(0u64, 0u64), (127, 128), (300, 1_700_000_000_000), (u64::MAX, u64::MAX)]
+        {
+            let h = prepared.seal(seq, ts, &e.prev_hash, &mut buf);
+            let full = Entry {
+                seq,
+                timestamp_ms: ts,
+                content: prepared.content.clone(),
+                prev_hash: e.prev_hash,
+            };
+            assert_eq!(buf, full.leaf_data());
+            assert_eq!(h, leaf_hash(&buf));
+            assert_eq!(Entry::decode(&buf).unwrap(), full);
+        }
+    }
+
+    #[test]
+    fn varint_matches_postcard() {
+        for v in [0u64, 1, 127, 128, 300, 16383, 16384, u32::MAX as u64, u64::MAX] {
+            let mut ours = Vec::new();
+            push_varint(&mut ours, v);
+            assert_eq!(ours, postcard::to_allocvec(&v).unwrap(), "{v}");
+        }
     }
 
     #[test]
@@ -578,10 +690,11 @@ mod tests {
         let mut trailing = bytes.clone();
         trailing.push(0);
         assert_eq!(Entry::decode(&trailing), Err(DecodeError::TrailingBytes(1)));
-        // Overlong varint for seq: 0xac 0x82 0x00 decodes to 300 but is not canonical.
-        let mut overlong = vec![0x01, 0xac, 0x82, 0x00];
-        overlong.extend_from_slice(&bytes[3..]);
-        assert!(Entry::decode(&overlong).is_err());
+        // Overlong varint for seq: ac 82 00 decodes to 300 but is not canonical.
+        let mut overlong = bytes[..57].to_vec();
+        overlong.extend_from_slice(&[0xac, 0x82, 0x00]);
+        overlong.extend_from_slice(&bytes[59..]);
+        assert_eq!(Entry::decode(&overlong), Err(DecodeError::NotCanonical));
         for cut in 0..bytes.len() {
             assert!(Entry::decode(&bytes[..cut]).is_err(), "truncated at {cut}");
         }

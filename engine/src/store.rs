@@ -96,6 +96,16 @@ pub fn index_prefix(log: u32, kind: IndexKind, value: &str) -> Vec<u8> {
     k
 }
 
+/// Writes a full index key `prefix || seq` into `out` (cleared first).
+pub fn write_index_key(out: &mut Vec<u8>, log: u32, kind: IndexKind, value: &str, seq: u64) {
+    out.clear();
+    out.extend_from_slice(&log.to_be_bytes());
+    out.push(kind as u8);
+    out.push(u8::try_from(value.len()).unwrap_or(u8::MAX));
+    out.extend_from_slice(value.as_bytes());
+    out.extend_from_slice(&seq.to_be_bytes());
+}
+
 /// The head of a log: everything needed to go on appending, read in O(1).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct HeadRecord {

@@ -27,6 +27,7 @@ pub(crate) fn run(entries: u64, json_out: bool) -> Result<()> {
     let half = entries / 2;
     let mut appended = 0u64;
     let mut first_checkpoint = None;
+    let mut in_flight = std::collections::VecDeque::new();
     while appended < entries {
         let n = 1000.min(entries - appended);
         let batch: Vec<NewEntry> = (appended..appended + n)
@@ -41,11 +42,20 @@ pub(crate) fn run(entries: u64, json_out: bool) -> Result<()> {
                 )
             })
             .collect();
-        ledger.append_batch(batch)?;
+        in_flight.push_back(ledger.submit_batch(batch)?);
+        while in_flight.len() > 4 {
+            in_flight.pop_front().map(|p| p.wait()).transpose()?;
+        }
         appended += n;
         if first_checkpoint.is_none() && appended >= half {
+            for p in in_flight.drain(..) {
+                p.wait()?;
+            }
             first_checkpoint = Some(ledger.checkpoint_now()?);
         }
+    }
+    for p in in_flight.drain(..) {
+        p.wait()?;
     }
     let import_s = started.elapsed().as_secs_f64();
     say(format!(

@@ -1,0 +1,409 @@
+//! The group-commit pipeline behind `append`.
+//!
+//! Two threads. The *sequencer* drains the command channel into a group (up to 8,192 entries or
+//! 32 MiB), assigns seqs and one timestamp, seals each prepared entry (the last SHA-256 blocks:
+//! seq, time, chain link), pushes the leaves into the right-edge tiles, signs a checkpoint when
+//! due, and builds ONE RocksDB WriteBatch. The *writer* writes that batch (fsync in `sync`
+//! mode) and only then answers the group's callers. While the writer waits for the disk, the
+//! sequencer prepares the next group.
+//!
+//! A failed write fails that group and every group prepared on top of it (same epoch); the
+//! sequencer then reloads the right edge from disk, so the in-memory state never runs ahead of
+//! what is durable.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use rocksdb::{Direction, IteratorMode, WriteBatch, WriteOptions};
+
+use crate::checkpoint::{Checkpoint, NoteSigner};
+use crate::error::{AppendError, ReadError};
+use crate::hash::Hash;
+use crate::ledger::{Durability, Receipt, Shared, SignedCheckpoint, View};
+use crate::merkle::{self, NodeId};
+use crate::record::PreparedEntry;
+use crate::store::{
+    self, CF_CHECKPOINTS, CF_ENTRIES, CF_INDEX, CF_META, CF_TILES, HeadRecord, IndexKind, OWN_LOG,
+};
+use crate::tile::{self, TILE_HEIGHT, TILE_WIDTH, Tile, TileId};
+
+/// Where the sequencer answers one `append_batch` call.
+pub(crate) type AppendReply = Sender<Result<Vec<Receipt>, AppendError>>;
+/// Where the writer answers one `checkpoint_now` call.
+type CheckpointReply = Sender<Result<SignedCheckpoint, ReadError>>;
+
+pub(crate) enum Command {
+    Append { entries: Vec<PreparedEntry>, reply: AppendReply },
+    Checkpoint { reply: CheckpointReply },
+}
+
+/// One prepared group, handed from the sequencer to the writer.
+struct Group {
+    epoch: u64,
+    batch: WriteBatch,
+    appends: Vec<(AppendReply, Vec<Receipt>)>,
+    checkpoints: Vec<(CheckpointReply, SignedCheckpoint)>,
+}
+
+/// Most entries one group commits.
+const MAX_GROUP_ENTRIES: usize = 8192;
+/// Most payload bytes one group commits.
+const MAX_GROUP_BYTES: usize = 32 << 20;
+/// Groups prepared ahead of the writer.
+const GROUPS_IN_FLIGHT: usize = 2;
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// Starts the sequencer and writer threads.
+pub(crate) fn spawn(
+    shared: Arc<Shared>,
+    state: SequencerState,
+    signer: NoteSigner,
+    durability: Durability,
+    interval: Duration,
+) -> std::io::Result<(Sender<Command>, Vec<JoinHandle<()>>)> {
+    let (tx, rx) = crossbeam_channel::bounded::<Command>(4096);
+    let (group_tx, group_rx) = crossbeam_channel::bounded::<Group>(GROUPS_IN_FLIGHT);
+    let failed_epoch = Arc::new(AtomicU64::new(u64::MAX));
+    let writer = {
+        let shared = shared.clone();
+        let failed_epoch = failed_epoch.clone();
+        std::thread::Builder::new()
+            .name("onoal-writer".into())
+            .spawn(move || run_writer(&shared, durability, &group_rx, &failed_epoch))?
+    };
+    let sequencer =
+        std::thread::Builder::new().name("onoal-sequencer".into()).spawn(move || {
+            Sequencer {
+                shared,
+                state,
+                signer,
+                interval,
+                epoch: 0,
+                failed_epoch,
+                group_tx,
+                leaf_buf: Vec::new(),
+            }
+            .run(&rx);
+        })?;
+    Ok((tx, vec![sequencer, writer]))
+}
+
+fn run_writer(
+    shared: &Shared,
+    durability: Durability,
+    rx: &Receiver<Group>,
+    failed_epoch: &AtomicU64,
+) {
+    let mut wo = WriteOptions::default();
+    wo.set_sync(durability == Durability::Sync);
+    for group in rx {
+        let result = if failed_epoch.load(Ordering::Acquire) == group.epoch {
+            Err("an earlier group this one builds on failed to write".to_owned())
+        } else {
+            shared.db.write_opt(group.batch, &wo).map_err(|e| e.into_string())
+        };
+        match result {
+            Ok(()) => {
+                for (reply, receipts) in group.appends {
+                    let _ = reply.send(Ok(receipts));
+                }
+                for (reply, cp) in group.checkpoints {
+                    let _ = reply.send(Ok(cp));
+                }
+            }
+            Err(msg) => {
+                tracing::error!(error = %msg, "group commit failed; nothing of it was acknowledged");
+                failed_epoch.store(group.epoch, Ordering::Release);
+                for (reply, _) in group.appends {
+                    let _ = reply.send(Err(AppendError::Storage(msg.clone())));
+                }
+                for (reply, _) in group.checkpoints {
+                    let _ = reply.send(Err(ReadError::Storage(msg.clone())));
+                }
+            }
+        }
+    }
+}
+
+/// The right edge of the tree: one partial tile per tile level, plus the head.
+pub(crate) struct SequencerState {
+    head: HeadRecord,
+    /// `edge[T]` is the tile at tile level T that the next node of tree level 8T goes into.
+    edge: Vec<Tile>,
+    /// The newest checkpoint handed to the writer.
+    last_checkpoint: Option<SignedCheckpoint>,
+}
+
+impl SequencerState {
+    pub(crate) fn load(shared: &Shared) -> Result<Self, String> {
+        let view = View::new(shared).map_err(|e| e.to_string())?;
+        let head = view.head;
+        let mut edge = Vec::new();
+        let mut level: u8 = 0;
+        loop {
+            let count = head.size >> (u32::from(level) * u32::from(TILE_HEIGHT));
+            let width = (count % TILE_WIDTH as u64) as usize;
+            let index = count / TILE_WIDTH as u64;
+            let tile = if width == 0 {
+                Tile::new()
+            } else {
+                let id = TileId { level, index };
+                let bytes = view
+                    .tile_bytes(id)
+                    .map_err(|e| e.to_string())?
+                    .ok_or_else(|| format!("right-edge tile {level}/{index} is missing"))?;
+                let t = Tile::decode_verified(&bytes)
+                    .map_err(|e| format!("tile {level}/{index}: {e}"))?;
+                if t.width() != width {
+                    return Err(format!(
+                        "right-edge tile {level}/{index} has width {}, the head needs {width}",
+                        t.width()
+                    ));
+                }
+                t
+            };
+            edge.push(tile);
+            if count < TILE_WIDTH as u64 {
+                break;
+            }
+            level += 1;
+        }
+        let cf = shared.cf(CF_CHECKPOINTS);
+        let upper = store::checkpoint_key(OWN_LOG, u64::MAX);
+        let last_checkpoint = match shared
+            .db
+            .iterator_cf(cf, IteratorMode::From(&upper, Direction::Reverse))
+            .next()
+        {
+            Some(Ok((k, v))) if store::entry_key_seq(OWN_LOG, &k).is_some() => {
+                let checkpoint = shared
+                    .identity
+                    .verifier()
+                    .open(&v)
+                    .map_err(|e| format!("latest stored checkpoint: {e}"))?;
+                let note = String::from_utf8(v.to_vec())
+                    .map_err(|_| "latest stored checkpoint is not UTF-8".to_string())?;
+                Some(SignedCheckpoint { checkpoint, note })
+            }
+            Some(Err(e)) => return Err(e.into_string()),
+            _ => None,
+        };
+        Ok(Self { head, edge, last_checkpoint })
+    }
+
+    /// Hash of a node that is complete and on the right edge.
+    fn edge_node(&self, node: NodeId) -> Option<Hash> {
+        let (tid, row, pos) = tile::locate(node);
+        let tile = self.edge.get(usize::from(tid.level))?;
+        let count = self.head.size >> (u32::from(tid.level) * u32::from(TILE_HEIGHT));
+        let edge_index = count / TILE_WIDTH as u64;
+        if tid.index != edge_index {
+            return None;
+        }
+        tile.node(row, pos)
+    }
+
+    fn root(&self) -> Result<Hash, String> {
+        let parts: Option<Vec<Hash>> =
+            merkle::root_nodes(self.head.size).map(|n| self.edge_node(n)).collect();
+        parts.map(|p| merkle::fold_root(&p)).ok_or_else(|| "right edge lacks a root node".into())
+    }
+}
+
+struct Sequencer {
+    shared: Arc<Shared>,
+    state: SequencerState,
+    signer: NoteSigner,
+    interval: Duration,
+    /// Bumped after a failed write; groups of a failed epoch are failed by the writer.
+    epoch: u64,
+    failed_epoch: Arc<AtomicU64>,
+    group_tx: Sender<Group>,
+    leaf_buf: Vec<u8>,
+}
+
+impl Sequencer {
+    fn run(mut self, rx: &Receiver<Command>) {
+        let mut last_checkpoint_at = Instant::now();
+        loop {
+            let unsigned =
+                self.state.last_checkpoint.as_ref().map(|c| c.size) != Some(self.state.head.size);
+            let wait = if unsigned {
+                self.interval.saturating_sub(last_checkpoint_at.elapsed())
+            } else {
+                Duration::from_secs(3600)
+            };
+            let first = match rx.recv_timeout(wait) {
+                Ok(c) => Some(c),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => break,
+            };
+            self.recover_if_failed();
+            let mut appends = Vec::new();
+            let mut checkpoint_replies = Vec::new();
+            let (mut n, mut bytes) = (0usize, 0usize);
+            let mut next = first;
+            while let Some(c) = next.take() {
+                match c {
+                    Command::Append { entries, reply } => {
+                        n += entries.len();
+                        bytes += entries.iter().map(PreparedEntry::payload_len).sum::<usize>();
+                        appends.push((entries, reply));
+                    }
+                    Command::Checkpoint { reply } => checkpoint_replies.push(reply),
+                }
+                if n < MAX_GROUP_ENTRIES && bytes < MAX_GROUP_BYTES {
+                    next = rx.try_recv().ok();
+                }
+            }
+            let due = last_checkpoint_at.elapsed() >= self.interval;
+            let want_checkpoint =
+                !checkpoint_replies.is_empty() || (due && (unsigned || !appends.is_empty()));
+            let mut group = Group {
+                epoch: self.epoch,
+                batch: WriteBatch::default(),
+                appends: Vec::with_capacity(appends.len()),
+                checkpoints: Vec::new(),
+            };
+            self.sequence(appends, &mut group);
+            if want_checkpoint {
+                match self.checkpoint_into(&mut group.batch) {
+                    Ok(cp) => {
+                        last_checkpoint_at = Instant::now();
+                        group.checkpoints =
+                            checkpoint_replies.into_iter().map(|r| (r, cp.clone())).collect();
+                    }
+                    Err(e) => {
+                        for r in checkpoint_replies {
+                            let _ = r.send(Err(e.clone()));
+                        }
+                    }
+                }
+            }
+            if group.batch.is_empty() && group.appends.is_empty() && group.checkpoints.is_empty() {
+                continue;
+            }
+            if self.group_tx.send(group).is_err() {
+                break;
+            }
+        }
+    }
+
+    /// After a failed write: start a new epoch from what is on disk.
+    fn recover_if_failed(&mut self) {
+        if self.failed_epoch.load(Ordering::Acquire) != self.epoch {
+            return;
+        }
+        self.epoch += 1;
+        match SequencerState::load(&self.shared) {
+            Ok(s) => self.state = s,
+            Err(detail) => tracing::error!(%detail, "reloading the right edge failed"),
+        }
+    }
+
+    /// Assigns seqs, seals entries, updates tiles and indexes into the group's batch.
+    fn sequence(&mut self, appends: Vec<(Vec<PreparedEntry>, AppendReply)>, group: &mut Group) {
+        if appends.is_empty() {
+            return;
+        }
+        let shared = self.shared.clone();
+        let (cf_entries, cf_index, cf_tiles) =
+            (shared.cf(CF_ENTRIES), shared.cf(CF_INDEX), shared.cf(CF_TILES));
+        let batch = &mut group.batch;
+        let state = &mut self.state;
+        let leaf = &mut self.leaf_buf;
+        let mut dirty_levels = vec![false; state.edge.len() + 1];
+        let ts = now_ms().max(state.head.last_timestamp_ms);
+        let mut index_key = Vec::with_capacity(300);
+        for (entries, reply) in appends {
+            let mut receipts = Vec::with_capacity(entries.len());
+            for prepared in &entries {
+                let seq = state.head.size;
+                let h = prepared.seal(seq, ts, &state.head.last_leaf_hash, leaf);
+                batch.put_cf(cf_entries, store::entry_key(OWN_LOG, seq), &leaf[..]);
+                let c = &prepared.content;
+                let mut put_index = |kind, value: &str| {
+                    store::write_index_key(&mut index_key, OWN_LOG, kind, value, seq);
+                    batch.put_cf(cf_index, &index_key, []);
+                };
+                put_index(IndexKind::Stream, c.stream.as_str());
+                put_index(IndexKind::EntryType, c.entry_type.as_str());
+                if let Some(s) = &c.subject {
+                    put_index(IndexKind::Subject, s.as_str());
+                }
+                if let Some(s) = &c.issuer {
+                    put_index(IndexKind::Issuer, s.as_str());
+                }
+                // Push the leaf into the tile tree; full tiles are written once, when full.
+                let mut level = 0usize;
+                let mut node = h;
+                loop {
+                    if state.edge.len() <= level {
+                        state.edge.push(Tile::new());
+                    }
+                    if dirty_levels.len() <= level {
+                        dirty_levels.push(false);
+                    }
+                    let tile = &mut state.edge[level];
+                    let Some(root) = tile.push(node) else {
+                        dirty_levels[level] = true;
+                        break;
+                    };
+                    let count = (seq + 1) >> (level as u32 * u32::from(TILE_HEIGHT));
+                    let id = TileId { level: level as u8, index: count / TILE_WIDTH as u64 - 1 };
+                    batch.put_cf(cf_tiles, store::tile_key(OWN_LOG, id), tile.encode());
+                    *tile = Tile::new();
+                    dirty_levels[level] = false;
+                    node = root;
+                    level += 1;
+                }
+                state.head.size = seq + 1;
+                state.head.last_leaf_hash = h;
+                state.head.last_timestamp_ms = ts;
+                receipts.push(Receipt { seq, leaf_hash: h });
+            }
+            group.appends.push((reply, receipts));
+        }
+        for (level, dirty) in dirty_levels.iter().enumerate() {
+            if *dirty {
+                let count = state.head.size >> (level as u32 * u32::from(TILE_HEIGHT));
+                let id = TileId { level: level as u8, index: count / TILE_WIDTH as u64 };
+                batch.put_cf(cf_tiles, store::tile_key(OWN_LOG, id), state.edge[level].encode());
+            }
+        }
+        batch.put_cf(shared.cf(CF_META), store::head_key(OWN_LOG), state.head.encode());
+    }
+
+    /// A checkpoint of the current size (signed now unless the last one has this size), put
+    /// into `batch` when new.
+    fn checkpoint_into(&mut self, batch: &mut WriteBatch) -> Result<SignedCheckpoint, ReadError> {
+        let size = self.state.head.size;
+        if let Some(cp) = &self.state.last_checkpoint {
+            if cp.size == size {
+                return Ok(cp.clone());
+            }
+        }
+        let root = self.state.root().map_err(ReadError::Corrupt)?;
+        let checkpoint = Checkpoint {
+            origin: self.shared.identity.oid.as_str().to_owned(),
+            size,
+            root,
+            extensions: Vec::new(),
+        };
+        let note = self.signer.sign(&checkpoint);
+        batch.put_cf(
+            self.shared.cf(CF_CHECKPOINTS),
+            store::checkpoint_key(OWN_LOG, size),
+            note.as_bytes(),
+        );
+        let signed = SignedCheckpoint { checkpoint, note };
+        self.state.last_checkpoint = Some(signed.clone());
+        Ok(signed)
+    }
+}
