@@ -798,23 +798,43 @@ impl<'a> View<'a> {
                     let prefix = store::index_prefix(OWN_LOG, kind, value);
                     let mut start = prefix.clone();
                     start.extend_from_slice(&lo.to_be_bytes());
-                    let mut end = prefix.clone();
-                    end.extend_from_slice(&hi.to_be_bytes());
-                    let mut ro = self.read_opts();
-                    ro.set_iterate_upper_bound(end);
-                    let it = self.shared.db.iterator_cf_opt(
-                        self.shared.cf(CF_INDEX),
-                        ro,
-                        IteratorMode::From(&start, Direction::Forward),
+                    let cf = self.shared.cf(CF_INDEX);
+                    // The posting list holding `lo` starts at or before it: step back one key.
+                    let mut back = self.shared.db.iterator_cf_opt(
+                        cf,
+                        self.read_opts(),
+                        IteratorMode::From(&start, Direction::Reverse),
                     );
-                    for item in it {
-                        let (k, _) = item?;
+                    let from = match back.next() {
+                        Some(Ok((k, _)))
+                            if k.starts_with(&prefix) && k.len() == prefix.len() + 8 =>
+                        {
+                            k.to_vec()
+                        }
+                        Some(Err(e)) => return Err(e.into()),
+                        _ => start.clone(),
+                    };
+                    drop(back);
+                    let it = self.shared.db.iterator_cf_opt(
+                        cf,
+                        self.read_opts(),
+                        IteratorMode::From(&from, Direction::Forward),
+                    );
+                    'postings: for item in it {
+                        let (k, v) = item?;
                         let Some(seq_bytes) = k.strip_prefix(prefix.as_slice()) else { break };
-                        let seq = <[u8; 8]>::try_from(seq_bytes)
+                        let first = <[u8; 8]>::try_from(seq_bytes)
                             .map(u64::from_be_bytes)
                             .map_err(|_| ReadError::Corrupt("index key of wrong length".into()))?;
-                        if !consider(seq, &mut entries)? {
+                        if first >= hi {
                             break;
+                        }
+                        let seqs = store::decode_postings(first, &v)
+                            .map_err(|e| ReadError::Corrupt(format!("index: {e}")))?;
+                        for seq in seqs.into_iter().filter(|s| (lo..hi).contains(s)) {
+                            if !consider(seq, &mut entries)? {
+                                break 'postings;
+                            }
                         }
                     }
                 }

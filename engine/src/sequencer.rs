@@ -320,7 +320,7 @@ impl Sequencer {
         let leaf = &mut self.leaf_buf;
         let mut dirty_levels = vec![false; state.edge.len() + 1];
         let ts = now_ms().max(state.head.last_timestamp_ms);
-        let mut index_key = Vec::with_capacity(300);
+        let mut postings = store::Postings::default();
         for (entries, reply) in appends {
             let mut receipts = Vec::with_capacity(entries.len());
             for prepared in &entries {
@@ -328,17 +328,13 @@ impl Sequencer {
                 let h = prepared.seal(seq, ts, &state.head.last_leaf_hash, leaf);
                 batch.put_cf(cf_entries, store::entry_key(OWN_LOG, seq), &leaf[..]);
                 let c = &prepared.content;
-                let mut put_index = |kind, value: &str| {
-                    store::write_index_key(&mut index_key, OWN_LOG, kind, value, seq);
-                    batch.put_cf(cf_index, &index_key, []);
-                };
-                put_index(IndexKind::Stream, c.stream.as_str());
-                put_index(IndexKind::EntryType, c.entry_type.as_str());
+                postings.add(IndexKind::Stream, c.stream.as_str(), seq);
+                postings.add(IndexKind::EntryType, c.entry_type.as_str(), seq);
                 if let Some(s) = &c.subject {
-                    put_index(IndexKind::Subject, s.as_str());
+                    postings.add(IndexKind::Subject, s.as_str(), seq);
                 }
                 if let Some(s) = &c.issuer {
-                    put_index(IndexKind::Issuer, s.as_str());
+                    postings.add(IndexKind::Issuer, s.as_str(), seq);
                 }
                 // Push the leaf into the tile tree; full tiles are written once, when full.
                 let mut level = 0usize;
@@ -377,6 +373,9 @@ impl Sequencer {
                 batch.put_cf(cf_tiles, store::tile_key(OWN_LOG, id), state.edge[level].encode());
             }
         }
+        for (key, value) in postings.finish(OWN_LOG) {
+            batch.put_cf(cf_index, key, value);
+        }
         batch.put_cf(shared.cf(CF_META), store::head_key(OWN_LOG), state.head.encode());
     }
 
@@ -384,10 +383,8 @@ impl Sequencer {
     /// into `batch` when new.
     fn checkpoint_into(&mut self, batch: &mut WriteBatch) -> Result<SignedCheckpoint, ReadError> {
         let size = self.state.head.size;
-        if let Some(cp) = &self.state.last_checkpoint {
-            if cp.size == size {
-                return Ok(cp.clone());
-            }
+        if let Some(cp) = self.state.last_checkpoint.as_ref().filter(|cp| cp.size == size) {
+            return Ok(cp.clone());
         }
         let root = self.state.root().map_err(ReadError::Corrupt)?;
         let checkpoint = Checkpoint {

@@ -15,7 +15,7 @@ pub const CF_META: &str = "meta";
 pub const CF_ENTRIES: &str = "entries";
 /// `log || tile level || tile index` -> tile hashes.
 pub const CF_TILES: &str = "tiles";
-/// `log || kind || len || key || seq` -> empty.
+/// `log || kind || len || key || first seq` -> the group's matching seqs (posting list).
 pub const CF_INDEX: &str = "index";
 /// `log || tree size` -> signed checkpoint note.
 pub const CF_CHECKPOINTS: &str = "checkpoints";
@@ -96,14 +96,84 @@ pub fn index_prefix(log: u32, kind: IndexKind, value: &str) -> Vec<u8> {
     k
 }
 
-/// Writes a full index key `prefix || seq` into `out` (cleared first).
-pub fn write_index_key(out: &mut Vec<u8>, log: u32, kind: IndexKind, value: &str, seq: u64) {
-    out.clear();
-    out.extend_from_slice(&log.to_be_bytes());
-    out.push(kind as u8);
-    out.push(u8::try_from(value.len()).unwrap_or(u8::MAX));
-    out.extend_from_slice(value.as_bytes());
-    out.extend_from_slice(&seq.to_be_bytes());
+/// Index postings of one group: for each (kind, value), the seqs of the group that have it.
+/// Written as one key per (kind, value) per group: `prefix || first seq` -> varint deltas
+/// (first delta 0), so an index costs one RocksDB key per group and distinct value, not one
+/// per entry.
+#[derive(Default)]
+pub struct Postings {
+    lists: std::collections::HashMap<Vec<u8>, Vec<u64>>,
+    key: Vec<u8>,
+}
+
+impl Postings {
+    /// Records that entry `seq` has `value` under `kind`. Seqs must be added in increasing order.
+    pub fn add(&mut self, kind: IndexKind, value: &str, seq: u64) {
+        self.key.clear();
+        self.key.push(kind as u8);
+        // Names are <= 128 bytes and OIDs <= 255 bytes, checked at construction.
+        self.key.push(u8::try_from(value.len()).unwrap_or(u8::MAX));
+        self.key.extend_from_slice(value.as_bytes());
+        match self.lists.get_mut(self.key.as_slice()) {
+            Some(list) => list.push(seq),
+            None => {
+                self.lists.insert(self.key.clone(), vec![seq]);
+            }
+        }
+    }
+
+    /// The keys and values to write for `log`.
+    pub fn finish(self, log: u32) -> impl Iterator<Item = (Vec<u8>, Vec<u8>)> {
+        self.lists.into_iter().map(move |(kind_value, seqs)| {
+            let mut key = Vec::with_capacity(4 + kind_value.len() + 8);
+            key.extend_from_slice(&log.to_be_bytes());
+            key.extend_from_slice(&kind_value);
+            key.extend_from_slice(&seqs[0].to_be_bytes());
+            let mut value = Vec::with_capacity(seqs.len() * 2);
+            let mut prev = seqs[0];
+            for s in seqs {
+                push_varint(&mut value, s - prev);
+                prev = s;
+            }
+            (key, value)
+        })
+    }
+}
+
+fn push_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+/// Decodes a posting list stored under first seq `first`.
+///
+/// # Errors
+/// A truncated or overlong varint.
+pub fn decode_postings(first: u64, mut bytes: &[u8]) -> Result<Vec<u64>, &'static str> {
+    let mut out = Vec::new();
+    let mut prev = first;
+    while !bytes.is_empty() {
+        let mut v: u64 = 0;
+        let mut shift = 0u32;
+        loop {
+            let (&b, rest) = bytes.split_first().ok_or("truncated posting list")?;
+            bytes = rest;
+            if shift >= 64 {
+                return Err("overlong varint in posting list");
+            }
+            v |= u64::from(b & 0x7f) << shift;
+            shift += 7;
+            if b & 0x80 == 0 {
+                break;
+            }
+        }
+        prev = prev.checked_add(v).ok_or("posting list overflows")?;
+        out.push(prev);
+    }
+    Ok(out)
 }
 
 /// The head of a log: everything needed to go on appending, read in O(1).
@@ -188,4 +258,29 @@ pub(crate) fn open_db(
 pub(crate) fn is_lock_error(e: &rocksdb::Error) -> bool {
     let s = e.to_string();
     s.contains("lock file") || s.contains("LOCK") || s.contains("lock hold")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn postings_round_trip_and_reject_damage() {
+        let mut p = Postings::default();
+        for s in [5u64, 6, 300, 100_000] {
+            p.add(IndexKind::Stream, "orders", s);
+        }
+        p.add(IndexKind::Subject, "oid:x", 6);
+        let mut rows: Vec<_> = p.finish(0).collect();
+        rows.sort();
+        assert_eq!(rows.len(), 2);
+        let (key, value) = &rows[0];
+        assert_eq!(&key[..6], &[0, 0, 0, 0, b's', 6]);
+        let first = u64::from_be_bytes(key[key.len() - 8..].try_into().unwrap());
+        assert_eq!(first, 5);
+        assert_eq!(decode_postings(first, value).unwrap(), vec![5, 6, 300, 100_000]);
+        assert!(decode_postings(first, &[0x80]).is_err());
+        assert!(decode_postings(first, &[0xff; 11]).is_err());
+        assert!(decode_postings(u64::MAX, &[1]).is_err());
+    }
 }

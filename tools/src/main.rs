@@ -75,6 +75,11 @@ enum Command {
     },
     /// Audit the whole ledger: entries, chain, tiles, checkpoints.
     Verify,
+    /// Measure a workload next to its baseline (same run); see docs/performance.md.
+    Bench {
+        #[command(subcommand)]
+        what: BenchCommand,
+    },
     /// Run the demo: a ledger in a temporary directory that imports, checkpoints, proves and
     /// verifies, printing what it did.
     Demo {
@@ -128,6 +133,49 @@ struct QueryArgs {
     /// next_cursor of the previous page.
     #[arg(long)]
     cursor: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+enum BenchCommand {
+    /// Append throughput and latency vs raw RocksDB WriteBatch puts (durability: --durability).
+    Append {
+        #[arg(long, default_value_t = 1_000_000)]
+        entries: u64,
+        /// Payload bytes per entry.
+        #[arg(long, default_value_t = 256)]
+        payload: usize,
+        /// Entries per batch.
+        #[arg(long, default_value_t = 1000)]
+        batch: usize,
+        /// Threads appending single entries (group commit under contention); 1 = batch mode.
+        #[arg(long, default_value_t = 1)]
+        writers: usize,
+    },
+    /// Inclusion and consistency proof generation and verification vs the hashing limit.
+    Proof {
+        #[arg(long, default_value_t = 1_000_000)]
+        entries: u64,
+        /// Proofs to generate.
+        #[arg(long, default_value_t = 200_000)]
+        proofs: u64,
+        /// Reuse (or build) the ledger in this directory instead of a temporary one.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Full audit throughput vs SHA-256 of the same leaf bytes on all cores.
+    Verify {
+        #[arg(long, default_value_t = 1_000_000)]
+        entries: u64,
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Reopen time vs a raw RocksDB open of the same directory.
+    Open {
+        #[arg(long, default_value_t = 1_000_000)]
+        entries: u64,
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -333,6 +381,34 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Verify => return verify(&cli),
         Command::Demo { entries } => demo::run(*entries, cli.json)?,
+        Command::Bench { what } => {
+            let report = match what {
+                BenchCommand::Append { entries, payload, batch, writers } => {
+                    onoal_benches::append(&onoal_benches::AppendParams {
+                        entries: *entries,
+                        payload: *payload,
+                        batch: (*batch).max(1),
+                        durability: cli.durability,
+                        writers: *writers,
+                    })
+                }
+                BenchCommand::Proof { entries, proofs, dir } => {
+                    onoal_benches::proof(*entries, dir.as_deref(), (*proofs).max(100))
+                }
+                BenchCommand::Verify { entries, dir } => {
+                    onoal_benches::verify(*entries, dir.as_deref())
+                }
+                BenchCommand::Open { entries, dir } => {
+                    onoal_benches::open(*entries, dir.as_deref())
+                }
+            }
+            .map_err(|e| anyhow!("benchmark failed: {e}"))?;
+            if cli.json {
+                println!("{report}");
+            } else {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

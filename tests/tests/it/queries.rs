@@ -100,3 +100,36 @@ fn query_by_time_window() {
     assert_eq!(after.entries.len(), 1);
     assert_eq!(after.entries[0].entry.content.payload, b"late");
 }
+
+#[test]
+fn paging_across_many_groups_returns_each_match_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let l = create(dir.path());
+    // Ten separate groups (each append_batch waits), streams alternating.
+    for g in 0..10u32 {
+        let batch = (0..10u32)
+            .map(|i| {
+                entry(if (g * 10 + i) % 2 == 0 { "even" } else { "odd" }, "t", format!("{g}-{i}"))
+            })
+            .collect();
+        l.append_batch(batch).unwrap();
+    }
+    let mut seen = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = l
+            .query(&Query {
+                stream: Some("odd".into()),
+                limit: Some(7),
+                cursor: cursor.clone(),
+                ..Default::default()
+            })
+            .unwrap();
+        seen.extend(page.entries.iter().map(|e| e.entry.seq));
+        match page.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    assert_eq!(seen, (0..100).filter(|s| s % 2 == 1).collect::<Vec<_>>());
+}
