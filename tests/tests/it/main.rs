@@ -2,6 +2,7 @@
 
 mod append;
 mod cli;
+mod crash;
 mod open_errors;
 mod proofs;
 mod queries;
