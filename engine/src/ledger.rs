@@ -1,13 +1,15 @@
 //! The ledger: open/create, the group-commit sequencer, reads, proofs and checkpoints.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender};
 use ed25519_dalek::VerifyingKey;
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 use rocksdb::{DB, Direction, IteratorMode, ReadOptions, WriteBatch, WriteOptions};
 
 use crate::sequencer::{self, Command, SequencerState};
@@ -264,7 +266,13 @@ impl LedgerBuilder {
             identity,
             path: self.path.clone(),
             max_payload: self.max_payload,
+            durable_size: AtomicU64::new(0),
+            upper_tiles: RwLock::new(HashMap::new()),
+            border_hashes: RwLock::new(HashMap::new()),
         });
+        let head_size =
+            View::new(&shared).map_err(|e| corrupt(&self.path, &e.to_string()))?.head.size;
+        shared.durable_size.store(head_size, Ordering::Release);
         let state = SequencerState::load(&shared).map_err(|detail| corrupt(&self.path, &detail))?;
         let signer = NoteSigner::new(shared.identity.oid.as_str(), key.signing_key().clone())
             .map_err(|e| corrupt(&self.path, &e.to_string()))?;
@@ -291,7 +299,13 @@ impl LedgerBuilder {
             identity,
             path: self.path.clone(),
             max_payload: self.max_payload,
+            durable_size: AtomicU64::new(0),
+            upper_tiles: RwLock::new(HashMap::new()),
+            border_hashes: RwLock::new(HashMap::new()),
         });
+        let head_size =
+            View::new(&shared).map_err(|e| corrupt(&self.path, &e.to_string()))?.head.size;
+        shared.durable_size.store(head_size, Ordering::Release);
         Ok(Ledger { shared, tx: None, threads: Mutex::new(Vec::new()) })
     }
 }
@@ -342,9 +356,111 @@ pub(crate) struct Shared {
     pub(crate) identity: Identity,
     pub(crate) path: PathBuf,
     max_payload: usize,
+    /// Size of the tree whose entries and tiles are durable; proofs up to it need no snapshot,
+    /// because a tile only ever grows and hashes of complete subtrees never change.
+    pub(crate) durable_size: AtomicU64,
+    /// Full tiles of tile level >= 1 (immutable once full; a few MB for 10^8 entries).
+    upper_tiles: RwLock<HashMap<TileId, Arc<[u8]>>>,
+    /// Hashes of incomplete ranges `[start, end)` at right edges (immutable once in the tree).
+    border_hashes: RwLock<HashMap<(u64, u64), Hash>>,
+}
+
+/// Most remembered right-edge range hashes before the memory is cleared.
+const MAX_BORDER_HASHES: usize = 1 << 16;
+
+enum TileBytes<'a> {
+    Pinned(rocksdb::DBPinnableSlice<'a>),
+    Shared(Arc<[u8]>),
+}
+
+impl std::ops::Deref for TileBytes<'_> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Self::Pinned(p) => p,
+            Self::Shared(a) => a,
+        }
+    }
+}
+
+/// Tree hashes for proof code: pinned tiles (no copy), cached upper tiles, remembered borders.
+struct ProofSource<'a> {
+    shared: &'a Shared,
+    recent: Vec<(TileId, TileBytes<'a>)>,
+}
+
+impl merkle::NodeSource for ProofSource<'_> {
+    type Error = ReadError;
+
+    fn node(&mut self, node: NodeId) -> Result<Hash, ReadError> {
+        let (tid, row, pos) = tile::locate(node);
+        let idx = match self.recent.iter().position(|(t, _)| *t == tid) {
+            Some(i) => i,
+            None => {
+                let cached = (tid.level > 0)
+                    .then(|| self.shared.upper_tiles.read().get(&tid).cloned())
+                    .flatten();
+                let bytes = match cached {
+                    Some(b) => TileBytes::Shared(b),
+                    None => {
+                        let v = self
+                            .shared
+                            .db
+                            .get_pinned_cf(self.shared.cf(CF_TILES), store::tile_key(OWN_LOG, tid))?
+                            .ok_or_else(|| {
+                                ReadError::Corrupt(format!(
+                                    "tile {}/{} is missing",
+                                    tid.level, tid.index
+                                ))
+                            })?;
+                        if tid.level > 0 && v.len() == tile::encoded_len(tile::TILE_WIDTH) {
+                            let b: Arc<[u8]> = Arc::from(&v[..]);
+                            self.shared.upper_tiles.write().insert(tid, b.clone());
+                            TileBytes::Shared(b)
+                        } else {
+                            TileBytes::Pinned(v)
+                        }
+                    }
+                };
+                self.recent.push((tid, bytes));
+                self.recent.len() - 1
+            }
+        };
+        tile::read_node(&self.recent[idx].1, row, pos).ok_or_else(|| {
+            ReadError::Corrupt(format!(
+                "tile {}/{} lacks node at row {row} position {pos}",
+                tid.level, tid.index
+            ))
+        })
+    }
+
+    fn remembered(&mut self, start: u64, end: u64) -> Option<Hash> {
+        self.shared.border_hashes.read().get(&(start, end)).copied()
+    }
+
+    fn remember(&mut self, start: u64, end: u64, hash: Hash) {
+        let mut memo = self.shared.border_hashes.write();
+        if memo.len() >= MAX_BORDER_HASHES {
+            memo.clear();
+        }
+        memo.insert((start, end), hash);
+    }
 }
 
 impl Shared {
+    /// A node source for proofs of trees up to [`Self::durable_size`], without a snapshot.
+    fn proof_source(&self) -> ProofSource<'_> {
+        ProofSource { shared: self, recent: Vec::new() }
+    }
+
+    fn check_proof_size(&self, size: u64) -> Result<(), ReadError> {
+        let durable = self.durable_size.load(Ordering::Acquire);
+        if size > durable {
+            return Err(ReadError::OutOfRange { what: "tree size", value: size, size: durable });
+        }
+        Ok(())
+    }
+
     pub(crate) fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
         // All column families are opened (or created) in store::open_db.
         self.db.cf_handle(name).unwrap_or_else(|| unreachable!("column family {name} is opened"))
@@ -526,9 +642,11 @@ impl Ledger {
     /// # Errors
     /// Size beyond the log; storage errors or damaged data.
     pub fn root_at(&self, size: u64) -> Result<Hash, ReadError> {
-        let v = self.view()?;
-        v.check_size(size)?;
-        v.root(size)
+        self.shared.check_proof_size(size)?;
+        if size == 0 {
+            return Ok(empty_root());
+        }
+        merkle::root(size, &mut self.shared.proof_source())
     }
 
     /// RFC 9162 inclusion proof of `seq` in the tree of `size`.
@@ -536,10 +654,8 @@ impl Ledger {
     /// # Errors
     /// Size beyond the log or seq not below size; storage errors or damaged data.
     pub fn inclusion_proof(&self, seq: u64, size: u64) -> Result<Vec<Hash>, ReadError> {
-        let v = self.view()?;
-        v.check_size(size)?;
-        let mut fetch = v.fetcher();
-        Ok(merkle::inclusion_proof(seq, size, &mut fetch)??)
+        self.shared.check_proof_size(size)?;
+        Ok(merkle::inclusion_proof(seq, size, &mut self.shared.proof_source())??)
     }
 
     /// RFC 9162 consistency proof between `old` and `new` (0 < old <= new <= size).
@@ -547,10 +663,8 @@ impl Ledger {
     /// # Errors
     /// Sizes out of order or beyond the log; storage errors or damaged data.
     pub fn consistency_proof(&self, old: u64, new: u64) -> Result<Vec<Hash>, ReadError> {
-        let v = self.view()?;
-        v.check_size(new)?;
-        let mut fetch = v.fetcher();
-        Ok(merkle::consistency_proof(old, new, &mut fetch)??)
+        self.shared.check_proof_size(new)?;
+        Ok(merkle::consistency_proof(old, new, &mut self.shared.proof_source())??)
     }
 
     /// The stored checkpoint of exactly `size`.
@@ -647,17 +761,6 @@ impl<'a> View<'a> {
         Ok(Self { shared, snapshot, head })
     }
 
-    fn check_size(&self, size: u64) -> Result<(), ReadError> {
-        if size > self.head.size {
-            return Err(ReadError::OutOfRange {
-                what: "tree size",
-                value: size,
-                size: self.head.size,
-            });
-        }
-        Ok(())
-    }
-
     pub(crate) fn read_opts(&self) -> ReadOptions {
         let mut ro = ReadOptions::default();
         ro.set_snapshot(&self.snapshot);
@@ -670,15 +773,26 @@ impl<'a> View<'a> {
 
     /// A node fetcher over this snapshot's tiles with a small per-call tile cache.
     pub(crate) fn fetcher(&self) -> impl FnMut(NodeId) -> Result<Hash, ReadError> + '_ {
-        let mut cache: Vec<(TileId, Vec<u8>)> = Vec::new();
+        // Tiles are read pinned in the block cache (no copy of the 16 KB value); a proof touches
+        // each tile a few times, so the last few are kept.
+        let mut cache: Vec<(TileId, rocksdb::DBPinnableSlice<'_>)> = Vec::new();
+        let ro = self.read_opts();
+        let cf = self.shared.cf(CF_TILES);
         move |node| {
             let (tid, row, pos) = tile::locate(node);
             let idx = match cache.iter().position(|(t, _)| *t == tid) {
                 Some(i) => i,
                 None => {
-                    let bytes = self.tile_bytes(tid)?.ok_or_else(|| {
-                        ReadError::Corrupt(format!("tile {}/{} is missing", tid.level, tid.index))
-                    })?;
+                    let bytes = self
+                        .shared
+                        .db
+                        .get_pinned_cf_opt(cf, store::tile_key(OWN_LOG, tid), &ro)?
+                        .ok_or_else(|| {
+                            ReadError::Corrupt(format!(
+                                "tile {}/{} is missing",
+                                tid.level, tid.index
+                            ))
+                        })?;
                     cache.push((tid, bytes));
                     cache.len() - 1
                 }

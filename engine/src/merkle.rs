@@ -64,6 +64,32 @@ pub enum ProofError {
     },
 }
 
+/// Where the proof code gets tree hashes: complete subtrees by [`NodeId`], and optionally a
+/// memory for hashes of incomplete ranges at the right edge (they never change once the range
+/// is in the tree, and every proof against the same size needs the same few).
+pub trait NodeSource {
+    /// Error of a failed lookup.
+    type Error;
+    /// Hash of the complete subtree `id`.
+    ///
+    /// # Errors
+    /// When the hash cannot be read.
+    fn node(&mut self, id: NodeId) -> Result<Hash, Self::Error>;
+    /// A remembered hash of the incomplete range `[start, end)`.
+    fn remembered(&mut self, _start: u64, _end: u64) -> Option<Hash> {
+        None
+    }
+    /// Remembers the hash of the incomplete range `[start, end)`.
+    fn remember(&mut self, _start: u64, _end: u64, _hash: Hash) {}
+}
+
+impl<E, F: FnMut(NodeId) -> Result<Hash, E>> NodeSource for F {
+    type Error = E;
+    fn node(&mut self, id: NodeId) -> Result<Hash, E> {
+        self(id)
+    }
+}
+
 /// Largest power of two strictly smaller than `n` (n >= 2).
 fn split_point(n: u64) -> u64 {
     debug_assert!(n >= 2);
@@ -72,27 +98,32 @@ fn split_point(n: u64) -> u64 {
 
 /// Hash of the leaves `[start, end)` as RFC 9162 MTH, where `start` is a multiple of the
 /// largest power of two not above `end - start` (true for every subtree RFC 9162 visits).
-pub fn subtree_hash<E>(
+pub fn subtree_hash<S: NodeSource + ?Sized>(
     start: u64,
     end: u64,
-    fetch: &mut impl FnMut(NodeId) -> Result<Hash, E>,
-) -> Result<Hash, E> {
+    fetch: &mut S,
+) -> Result<Hash, S::Error> {
     let size = end - start;
     if size == 0 {
         return Ok(empty_root());
     }
     if size.is_power_of_two() && start.is_multiple_of(size) {
         let level = size.trailing_zeros() as u8;
-        return fetch(NodeId::new(level, start >> level));
+        return fetch.node(NodeId::new(level, start >> level));
+    }
+    if let Some(h) = fetch.remembered(start, end) {
+        return Ok(h);
     }
     let k = split_point(size);
     let left = subtree_hash(start, start + k, fetch)?;
     let right = subtree_hash(start + k, end, fetch)?;
-    Ok(node_hash(&left, &right))
+    let h = node_hash(&left, &right);
+    fetch.remember(start, end, h);
+    Ok(h)
 }
 
 /// Root hash of the tree of the first `size` leaves.
-pub fn root<E>(size: u64, fetch: &mut impl FnMut(NodeId) -> Result<Hash, E>) -> Result<Hash, E> {
+pub fn root<S: NodeSource + ?Sized>(size: u64, fetch: &mut S) -> Result<Hash, S::Error> {
     subtree_hash(0, size, fetch)
 }
 
@@ -116,11 +147,11 @@ pub fn fold_root(hashes: &[Hash]) -> Hash {
 
 /// RFC 9162 inclusion proof (audit path) of leaf `index` in the tree of `size` leaves,
 /// siblings ordered from the leaf up.
-pub fn inclusion_proof<E>(
+pub fn inclusion_proof<S: NodeSource + ?Sized>(
     index: u64,
     size: u64,
-    fetch: &mut impl FnMut(NodeId) -> Result<Hash, E>,
-) -> Result<Result<Vec<Hash>, ProofError>, E> {
+    fetch: &mut S,
+) -> Result<Result<Vec<Hash>, ProofError>, S::Error> {
     if index >= size {
         return Ok(Err(ProofError::IndexOutOfRange { index, size }));
     }
@@ -143,11 +174,11 @@ pub fn inclusion_proof<E>(
 }
 
 /// RFC 9162 consistency proof between the trees of `old` and `new` leaves (0 < old <= new).
-pub fn consistency_proof<E>(
+pub fn consistency_proof<S: NodeSource + ?Sized>(
     old: u64,
     new: u64,
-    fetch: &mut impl FnMut(NodeId) -> Result<Hash, E>,
-) -> Result<Result<Vec<Hash>, ProofError>, E> {
+    fetch: &mut S,
+) -> Result<Result<Vec<Hash>, ProofError>, S::Error> {
     if old == 0 || old > new {
         return Ok(Err(ProofError::BadSizes { old, new }));
     }

@@ -43,6 +43,8 @@ pub(crate) enum Command {
 /// One prepared group, handed from the sequencer to the writer.
 struct Group {
     epoch: u64,
+    /// Tree size once this group is durable.
+    head_size: u64,
     batch: WriteBatch,
     appends: Vec<(AppendReply, Vec<Receipt>)>,
     checkpoints: Vec<(CheckpointReply, SignedCheckpoint)>,
@@ -52,8 +54,10 @@ struct Group {
 const MAX_GROUP_ENTRIES: usize = 8192;
 /// Most payload bytes one group commits.
 const MAX_GROUP_BYTES: usize = 32 << 20;
-/// Groups prepared ahead of the writer.
-const GROUPS_IN_FLIGHT: usize = 2;
+/// Prepared groups waiting for the writer. Zero (a rendezvous): the sequencer prepares one
+/// group while the writer writes the previous one, then waits; commands arriving meanwhile
+/// form the next group, so groups grow with the load instead of splitting it.
+const GROUPS_WAITING: usize = 0;
 
 fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
@@ -68,7 +72,7 @@ pub(crate) fn spawn(
     interval: Duration,
 ) -> std::io::Result<(Sender<Command>, Vec<JoinHandle<()>>)> {
     let (tx, rx) = crossbeam_channel::bounded::<Command>(4096);
-    let (group_tx, group_rx) = crossbeam_channel::bounded::<Group>(GROUPS_IN_FLIGHT);
+    let (group_tx, group_rx) = crossbeam_channel::bounded::<Group>(GROUPS_WAITING);
     let failed_epoch = Arc::new(AtomicU64::new(u64::MAX));
     let writer = {
         let shared = shared.clone();
@@ -110,6 +114,7 @@ fn run_writer(
         };
         match result {
             Ok(()) => {
+                shared.durable_size.store(group.head_size, Ordering::Release);
                 for (reply, receipts) in group.appends {
                     let _ = reply.send(Ok(receipts));
                 }
@@ -267,6 +272,7 @@ impl Sequencer {
                 !checkpoint_replies.is_empty() || (due && (unsigned || !appends.is_empty()));
             let mut group = Group {
                 epoch: self.epoch,
+                head_size: 0,
                 batch: WriteBatch::default(),
                 appends: Vec::with_capacity(appends.len()),
                 checkpoints: Vec::new(),
@@ -286,6 +292,7 @@ impl Sequencer {
                     }
                 }
             }
+            group.head_size = self.state.head.size;
             if group.batch.is_empty() && group.appends.is_empty() && group.checkpoints.is_empty() {
                 continue;
             }

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Runs every `onoal bench` workload once and prints one JSON object per line.
+# Usage: benches/run-all.sh [ENTRIES]   (default 1000000; docs/performance.md used 1000000)
+set -euo pipefail
+n="${1:-1000000}"
+bin="${ONOAL_BIN:-$(dirname "$0")/../target/release/onoal}"
+dir="$(mktemp -d)"
+trap 'rm -rf "$dir"' EXIT
+"$bin" --json --durability sync bench append --entries "$n" --batch 1000
+"$bin" --json --durability buffered bench append --entries "$n" --batch 1000
+"$bin" --json --durability sync bench append --entries "$(( n / 5 ))" --writers 64
+"$bin" --json bench proof --entries "$n" --dir "$dir/ledger"
+"$bin" --json bench verify --entries "$n" --dir "$dir/ledger"
+"$bin" --json bench open --entries "$n" --dir "$dir/ledger"
