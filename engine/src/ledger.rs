@@ -19,11 +19,14 @@ use crate::error::{AppendError, OpenError, ReadError};
 use crate::hash::{Hash, empty_root, leaf_hash};
 use crate::identity::{SecretKey, key_path};
 use crate::merkle::{self, NodeId};
-use crate::record::{Entry, NewEntry, Oid};
+use crate::record::{Entry, NewEntry, Oid, PreparedEntry};
 use crate::store::{
     self, CF_CHECKPOINTS, CF_ENTRIES, CF_INDEX, CF_META, CF_TILES, HeadRecord, IndexKind, OWN_LOG,
 };
 use crate::tile::{self, TileId};
+
+/// Batches at least this large are validated and hashed in parallel.
+const PARALLEL_PREPARE_MIN: usize = 256;
 
 /// Sub-directory of the data directory that holds RocksDB.
 pub const DB_DIR: &str = "db";
@@ -555,12 +558,18 @@ impl Ledger {
         let tx = self.tx.as_ref().ok_or(AppendError::ReadOnly)?;
         // Validation (limits, issuer signatures), encoding and most of the leaf hashing run on
         // the caller's thread, in parallel with the sequencer.
-        let mut prepared = Vec::with_capacity(entries.len());
-        for (index, e) in entries.into_iter().enumerate() {
-            e.validate(self.shared.max_payload)
-                .map_err(|reason| AppendError::Invalid { index, reason })?;
-            prepared.push(e.prepare());
-        }
+        let max_payload = self.shared.max_payload;
+        let check = |(index, e): (usize, NewEntry)| {
+            e.validate(max_payload).map_err(|reason| AppendError::Invalid { index, reason })?;
+            Ok(e.prepare())
+        };
+        // Large batches are validated and hashed on all cores (rayon keeps the order).
+        let prepared: Vec<PreparedEntry> = if entries.len() >= PARALLEL_PREPARE_MIN {
+            use rayon::prelude::*;
+            entries.into_par_iter().enumerate().map(check).collect::<Result<_, AppendError>>()?
+        } else {
+            entries.into_iter().enumerate().map(check).collect::<Result<_, AppendError>>()?
+        };
         let (reply, rx) = crossbeam_channel::bounded(1);
         if prepared.is_empty() {
             let _ = reply.send(Ok(Vec::new()));
