@@ -713,4 +713,59 @@ mod tests {
             Err(InvalidInput::PayloadTooLarge { len: 5, max: 2 })
         ));
     }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        fn name() -> impl Strategy<Value = Name> {
+            "[a-z0-9._/-]{1,128}".prop_map(|s| Name::stream(&s).unwrap())
+        }
+
+        fn oid() -> impl Strategy<Value = Oid> {
+            proptest::collection::vec("[a-z0-9_-]{1,12}", 1..6)
+                .prop_map(|c| Oid::parse(&format!("oid:{}", c.join(":"))).unwrap())
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            #[test]
+            fn entry_round_trips_and_prepared_seal_agrees(
+                stream in name(), ty in name(), subject in proptest::option::of(oid()),
+                issuer in proptest::option::of(oid()),
+                payload in proptest::collection::vec(any::<u8>(), 0..600),
+                refs in proptest::collection::vec((any::<[u8; 16]>(), any::<u64>(), any::<[u8; 32]>()), 0..3),
+                seq in any::<u64>(), ts in any::<u64>(), prev in any::<[u8; 32]>(), signed in any::<bool>(),
+            ) {
+                let mut content = NewEntry::new(stream, ty, payload);
+                content.subject = subject;
+                content.issuer = issuer;
+                content.refs = refs.into_iter().map(|(ledger_id, seq, leaf_hash)| EntryRef { ledger_id, seq, leaf_hash }).collect();
+                if signed {
+                    content = content.sign(&issuer_key_from_seed(&[4; 32]));
+                }
+                let e = Entry { seq, timestamp_ms: ts, content, prev_hash: Hash(prev) };
+                let bytes = e.leaf_data();
+                prop_assert_eq!(Entry::decode(&bytes).unwrap(), e.clone());
+                let mut sealed = Vec::new();
+                let h = e.content.clone().prepare().seal(seq, ts, &Hash(prev), &mut sealed);
+                prop_assert_eq!(&sealed, &bytes);
+                prop_assert_eq!(h, leaf_hash(&bytes));
+            }
+
+            /// Arbitrary bytes never panic the decoder, and whatever it accepts is canonical.
+            #[test]
+            fn decode_accepts_only_canonical_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
+                let mut v = vec![LEAF_VERSION_1];
+                v.extend_from_slice(&bytes);
+                for input in [&bytes[..], &v[..]] {
+                    if let Ok(e) = Entry::decode(input) {
+                        prop_assert_eq!(e.leaf_data(), input.to_vec());
+                    }
+                }
+            }
+        }
+    }
 }

@@ -3,6 +3,7 @@
 mod append;
 mod cli;
 mod crash;
+mod disk_full;
 mod open_errors;
 mod proofs;
 mod queries;
