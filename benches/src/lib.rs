@@ -452,19 +452,7 @@ pub fn open(entries: u64, dir: Option<&Path>) -> BenchResult<Value> {
         std::hint::black_box(size);
         drop(l);
         let t = Instant::now();
-        let cfs = [
-            "meta",
-            "entries",
-            "tiles",
-            "index",
-            "checkpoints",
-            "peers",
-            "connections",
-            "routing",
-            "trust",
-            "messages",
-            "sync_state",
-        ];
+        let cfs = onoal_engine::store::column_families();
         let db = rocksdb::DB::open_cf(&rocksdb::Options::default(), path.join("db"), cfs)
             .map_err(err)?;
         raw.push(t.elapsed());

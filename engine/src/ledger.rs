@@ -264,18 +264,7 @@ impl LedgerBuilder {
                 found: hex::encode(key.public().as_bytes()),
             });
         }
-        let shared = Arc::new(Shared {
-            db,
-            identity,
-            path: self.path.clone(),
-            max_payload: self.max_payload,
-            durable_size: AtomicU64::new(0),
-            upper_tiles: RwLock::new(HashMap::new()),
-            border_hashes: RwLock::new(HashMap::new()),
-        });
-        let head_size =
-            View::new(&shared).map_err(|e| corrupt(&self.path, &e.to_string()))?.head.size;
-        shared.durable_size.store(head_size, Ordering::Release);
+        let shared = Shared::new(db, identity, &self.path, self.max_payload)?;
         let state = SequencerState::load(&shared).map_err(|detail| corrupt(&self.path, &detail))?;
         let signer = NoteSigner::new(shared.identity.oid.as_str(), key.signing_key().clone())
             .map_err(|e| corrupt(&self.path, &e.to_string()))?;
@@ -297,18 +286,7 @@ impl LedgerBuilder {
     /// Not a ledger, another schema version, damaged metadata, storage errors.
     pub fn open_read_only(self) -> Result<Ledger, OpenError> {
         let (db, identity) = open_checked(&self.path, self.cache_bytes, true)?;
-        let shared = Arc::new(Shared {
-            db,
-            identity,
-            path: self.path.clone(),
-            max_payload: self.max_payload,
-            durable_size: AtomicU64::new(0),
-            upper_tiles: RwLock::new(HashMap::new()),
-            border_hashes: RwLock::new(HashMap::new()),
-        });
-        let head_size =
-            View::new(&shared).map_err(|e| corrupt(&self.path, &e.to_string()))?.head.size;
-        shared.durable_size.store(head_size, Ordering::Release);
+        let shared = Shared::new(db, identity, &self.path, self.max_payload)?;
         Ok(Ledger { shared, tx: None, threads: Mutex::new(Vec::new()) })
     }
 }
@@ -451,6 +429,26 @@ impl merkle::NodeSource for ProofSource<'_> {
 }
 
 impl Shared {
+    fn new(
+        db: DB,
+        identity: Identity,
+        path: &Path,
+        max_payload: usize,
+    ) -> Result<Arc<Self>, OpenError> {
+        let shared = Arc::new(Self {
+            db,
+            identity,
+            path: path.to_owned(),
+            max_payload,
+            durable_size: AtomicU64::new(0),
+            upper_tiles: RwLock::new(HashMap::new()),
+            border_hashes: RwLock::new(HashMap::new()),
+        });
+        let head_size = View::new(&shared).map_err(|e| corrupt(path, &e.to_string()))?.head.size;
+        shared.durable_size.store(head_size, Ordering::Release);
+        Ok(shared)
+    }
+
     /// A node source for proofs of trees up to [`Self::durable_size`], without a snapshot.
     fn proof_source(&self) -> ProofSource<'_> {
         ProofSource { shared: self, recent: Vec::new() }

@@ -211,7 +211,8 @@ impl HeadRecord {
     }
 }
 
-fn all_cfs() -> Vec<&'static str> {
+/// Every column family of a data directory, in creation order.
+pub fn column_families() -> Vec<&'static str> {
     let mut v = vec![CF_META, CF_ENTRIES, CF_TILES, CF_INDEX, CF_CHECKPOINTS];
     v.extend(CF_MESH);
     v
@@ -246,7 +247,7 @@ pub(crate) fn open_db(
     opts.set_max_background_jobs(2);
     opts.set_keep_log_file_num(4);
     let cfs: Vec<ColumnFamilyDescriptor> =
-        all_cfs().into_iter().map(|n| ColumnFamilyDescriptor::new(n, cf_opts(n))).collect();
+        column_families().into_iter().map(|n| ColumnFamilyDescriptor::new(n, cf_opts(n))).collect();
     if read_only {
         DB::open_cf_descriptors_read_only(&opts, path, cfs, false)
     } else {

@@ -112,19 +112,7 @@ fn second_writer_is_refused_while_readers_work() {
 }
 
 pub(crate) fn rocksdb_open(dir: &std::path::Path) -> rocksdb::DB {
-    let cfs = [
-        "meta",
-        "entries",
-        "tiles",
-        "index",
-        "checkpoints",
-        "peers",
-        "connections",
-        "routing",
-        "trust",
-        "messages",
-        "sync_state",
-    ];
+    let cfs = onoal_engine::store::column_families();
     let mut opts = rocksdb::Options::default();
     opts.create_if_missing(false);
     rocksdb::DB::open_cf(&opts, dir.join("db"), cfs).unwrap()
