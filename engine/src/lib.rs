@@ -34,22 +34,29 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 pub mod checkpoint;
+#[cfg(feature = "storage")]
 pub mod error;
 pub mod hash;
 pub mod identity;
+#[cfg(feature = "storage")]
 pub mod ledger;
 pub mod merkle;
 pub mod record;
+#[cfg(feature = "storage")]
 mod sequencer;
 pub mod store;
 pub mod tile;
+#[cfg(feature = "storage")]
 pub mod verify;
 
+#[cfg(feature = "storage")]
 pub use error::{AppendError, OpenError, ReadError, VerifyError};
 pub use hash::Hash;
+#[cfg(feature = "storage")]
 pub use ledger::{
     Durability, Head, Identity, Ledger, LedgerBuilder, PendingAppend, Query, QueryPage, Receipt,
     SignedCheckpoint, StoredEntry,
 };
 pub use record::{Entry, EntryRef, Name, NewEntry, Oid};
+#[cfg(feature = "storage")]
 pub use verify::{VerifyProgress, VerifyReport};

@@ -1,8 +1,10 @@
 //! RocksDB layout: column families, key encodings, open modes. The only module that names
 //! RocksDB types besides the ledger's read and write paths; docs/format.md draws every key.
 
+#[cfg(feature = "storage")]
 use std::path::Path;
 
+#[cfg(feature = "storage")]
 use rocksdb::{BlockBasedOptions, Cache, ColumnFamilyDescriptor, DB, DBCompressionType, Options};
 
 use crate::hash::Hash;
@@ -219,6 +221,7 @@ pub fn column_families() -> Vec<&'static str> {
 }
 
 /// Opens the RocksDB of a data directory.
+#[cfg(feature = "storage")]
 pub(crate) fn open_db(
     path: &Path,
     cache_bytes: usize,
@@ -256,6 +259,7 @@ pub(crate) fn open_db(
 }
 
 /// True when a RocksDB open error means another process holds the lock.
+#[cfg(feature = "storage")]
 pub(crate) fn is_lock_error(e: &rocksdb::Error) -> bool {
     let s = e.to_string();
     s.contains("lock file") || s.contains("LOCK") || s.contains("lock hold")
