@@ -344,6 +344,9 @@ pub(crate) struct Shared {
     upper_tiles: RwLock<HashMap<TileId, Arc<[u8]>>>,
     /// Hashes of incomplete ranges `[start, end)` at right edges (immutable once in the tree).
     border_hashes: RwLock<HashMap<(u64, u64), Hash>>,
+    /// Group writes (counted from 0 at open) that fail as if the device returned an error.
+    #[cfg(feature = "__internal-fault-injection")]
+    pub(crate) injected_failures: Mutex<(u64, Vec<u64>)>,
 }
 
 /// Most remembered right-edge range hashes before the memory is cleared.
@@ -443,6 +446,8 @@ impl Shared {
             durable_size: AtomicU64::new(0),
             upper_tiles: RwLock::new(HashMap::new()),
             border_hashes: RwLock::new(HashMap::new()),
+            #[cfg(feature = "__internal-fault-injection")]
+            injected_failures: Mutex::new((0, Vec::new())),
         });
         let head_size = View::new(&shared).map_err(|e| corrupt(path, &e.to_string()))?.head.size;
         shared.durable_size.store(head_size, Ordering::Release);
@@ -516,6 +521,15 @@ impl Ledger {
     /// The data directory.
     pub fn path(&self) -> &Path {
         &self.shared.path
+    }
+
+    /// Test hook: the next group writes numbered in `writes` (0 = the next write) fail with an
+    /// injected I/O error instead of reaching RocksDB.
+    #[cfg(feature = "__internal-fault-injection")]
+    pub fn dangerous_fail_group_writes(&self, writes: &[u64]) {
+        let mut f = self.shared.injected_failures.lock();
+        let base = f.0;
+        f.1 = writes.iter().map(|w| base + w).collect();
     }
 
     /// Largest payload `append` accepts.

@@ -110,7 +110,7 @@ fn run_writer(
         let result = if failed_epoch.load(Ordering::Acquire) == group.epoch {
             Err("an earlier group this one builds on failed to write".to_owned())
         } else {
-            shared.db.write_opt(group.batch, &wo).map_err(|e| e.into_string())
+            write_group(shared, group.batch, &wo)
         };
         match result {
             Ok(()) => {
@@ -134,6 +134,19 @@ fn run_writer(
             }
         }
     }
+}
+
+fn write_group(shared: &Shared, batch: WriteBatch, wo: &WriteOptions) -> Result<(), String> {
+    #[cfg(feature = "__internal-fault-injection")]
+    {
+        let mut f = shared.injected_failures.lock();
+        let n = f.0;
+        f.0 += 1;
+        if f.1.contains(&n) {
+            return Err(format!("IO error: injected failure of group write {n}"));
+        }
+    }
+    shared.db.write_opt(batch, wo).map_err(|e| e.into_string())
 }
 
 /// The right edge of the tree: one partial tile per tile level, plus the head.

@@ -4,6 +4,7 @@ mod append;
 mod cli;
 mod crash;
 mod disk_full;
+mod faults;
 mod open_errors;
 mod proofs;
 mod queries;
