@@ -38,6 +38,7 @@ pub mod checkpoint;
 pub mod error;
 pub mod hash;
 pub mod identity;
+pub mod import;
 #[cfg(feature = "storage")]
 pub mod ledger;
 pub mod merkle;

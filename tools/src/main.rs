@@ -450,32 +450,6 @@ pub(crate) fn entry_json(e: &StoredEntry) -> Value {
     })
 }
 
-/// One import line: `{"stream","type","subject"?,"issuer"?,"payload" | "payload_b64"}`.
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ImportLine {
-    stream: String,
-    #[serde(rename = "type")]
-    entry_type: String,
-    subject: Option<String>,
-    issuer: Option<String>,
-    payload: Option<String>,
-    payload_b64: Option<String>,
-}
-
-pub(crate) fn parse_import_line(line: &str, max_payload: usize) -> Result<NewEntry> {
-    let l: ImportLine = serde_json::from_str(line).map_err(|e| anyhow!("{e}"))?;
-    let payload = match (l.payload, l.payload_b64) {
-        (Some(p), None) => p.into_bytes(),
-        (None, Some(b)) => B64.decode(b).map_err(|e| anyhow!("payload_b64 is not base64: {e}"))?,
-        _ => bail!("give exactly one of \"payload\" and \"payload_b64\""),
-    };
-    let e =
-        new_entry(&l.stream, &l.entry_type, l.subject.as_deref(), l.issuer.as_deref(), payload)?;
-    e.validate(max_payload)?;
-    Ok(e)
-}
-
 fn import(cli: &Cli, file: &str, ack: bool, batch: usize) -> Result<()> {
     let input: Box<dyn std::io::BufRead> = if file == "-" {
         Box::new(std::io::stdin().lock())
@@ -531,12 +505,12 @@ fn import(cli: &Cli, file: &str, ack: bool, batch: usize) -> Result<()> {
                 if line.trim().is_empty() {
                     continue;
                 }
-                match parse_import_line(&line, max_payload) {
+                match onoal_engine::import::parse_line(&line, max_payload) {
                     Ok(e) => pending.push(e),
                     Err(e) => {
                         // Everything before the bad line is kept; nothing after it is read.
                         submit(&mut pending)?;
-                        return Err(anyhow!("line {lineno}: {}", one_line(&e)));
+                        return Err(anyhow!("line {lineno}: {e}"));
                     }
                 }
                 if pending.len() >= batch {

@@ -32,8 +32,20 @@ fn ledger_dir() -> tempfile::TempDir {
     dir
 }
 
+/// Runs the audit through the library and through `onoal verify` (a separate process), which
+/// must exit 1 and name the same evidence on stderr.
 fn verify(dir: &Path) -> Result<(), VerifyError> {
-    Ledger::builder(dir).open_read_only().unwrap().verify(&|_| {}).map(|_| ())
+    let result = Ledger::builder(dir).open_read_only().unwrap().verify(&|_| {}).map(|_| ());
+    let out = onoal_tests::run(onoal_tests::onoal(dir).arg("verify"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    match &result {
+        Ok(()) => assert!(out.status.success(), "library says sound, CLI says: {stderr}"),
+        Err(e) => {
+            assert_eq!(out.status.code(), Some(1), "onoal verify must exit 1: {stderr}");
+            assert!(stderr.contains(&e.to_string()), "CLI evidence {stderr:?} lacks {e}");
+        }
+    }
+    result
 }
 
 #[test]
