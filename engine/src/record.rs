@@ -262,17 +262,9 @@ impl NewEntry {
     /// The bytes an issuer signs: a context string, then the postcard encoding of stream, type,
     /// subject, issuer, payload and refs (docs/format.md).
     pub fn signing_bytes(&self) -> Vec<u8> {
-        let content = SignedContentWire {
-            stream: self.stream.as_str(),
-            entry_type: self.entry_type.as_str(),
-            subject: self.subject.as_ref().map(Oid::as_str),
-            issuer: self.issuer.as_ref().map(Oid::as_str),
-            payload: &self.payload,
-            refs: &self.refs,
-        };
         let mut out = ISSUER_SIGNATURE_CONTEXT.to_vec();
         // Serialising borrowed strings and bytes into a Vec cannot fail.
-        out.extend(postcard::to_allocvec(&content).unwrap_or_default());
+        out.extend(postcard::to_allocvec(&self.signed_wire()).unwrap_or_default());
         out
     }
 
@@ -397,16 +389,11 @@ struct SignedContentWire<'a> {
     refs: &'a [EntryRef],
 }
 
-/// Fields 1-7 of `EntryV1`: everything the caller gives.
+/// Fields 1-7 of `EntryV1`: everything the caller gives. Postcard writes a nested struct as
+/// its fields in order, so this is fields 1-6 (what the issuer signs) then the signature.
 #[derive(Serialize)]
 struct ContentWire<'a> {
-    stream: &'a str,
-    entry_type: &'a str,
-    subject: Option<&'a str>,
-    issuer: Option<&'a str>,
-    #[serde(with = "serde_bytes")]
-    payload: &'a [u8],
-    refs: &'a [EntryRef],
+    signed: SignedContentWire<'a>,
     signature: Option<SignatureWire>,
 }
 
@@ -430,14 +417,20 @@ struct EntryV1Wire<'a> {
 }
 
 impl NewEntry {
-    fn content_wire(&self) -> ContentWire<'_> {
-        ContentWire {
+    fn signed_wire(&self) -> SignedContentWire<'_> {
+        SignedContentWire {
             stream: self.stream.as_str(),
             entry_type: self.entry_type.as_str(),
             subject: self.subject.as_ref().map(Oid::as_str),
             issuer: self.issuer.as_ref().map(Oid::as_str),
             payload: &self.payload,
             refs: &self.refs,
+        }
+    }
+
+    fn content_wire(&self) -> ContentWire<'_> {
+        ContentWire {
+            signed: self.signed_wire(),
             signature: self
                 .signature
                 .map(|s| SignatureWire { public_key: s.public_key, signature: s.signature }),
