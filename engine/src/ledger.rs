@@ -792,47 +792,13 @@ impl<'a> View<'a> {
         Ok(self.snapshot.get_cf(self.shared.cf(CF_TILES), store::tile_key(OWN_LOG, id))?)
     }
 
-    /// A node fetcher over this snapshot's tiles with a small per-call tile cache.
-    pub(crate) fn fetcher(&self) -> impl FnMut(NodeId) -> Result<Hash, ReadError> + '_ {
-        // Tiles are read pinned in the block cache (no copy of the 16 KB value); a proof touches
-        // each tile a few times, so the last few are kept.
-        let mut cache: Vec<(TileId, rocksdb::DBPinnableSlice<'_>)> = Vec::new();
-        let ro = self.read_opts();
-        let cf = self.shared.cf(CF_TILES);
-        move |node| {
-            let (tid, row, pos) = tile::locate(node);
-            let idx = match cache.iter().position(|(t, _)| *t == tid) {
-                Some(i) => i,
-                None => {
-                    let bytes = self
-                        .shared
-                        .db
-                        .get_pinned_cf_opt(cf, store::tile_key(OWN_LOG, tid), &ro)?
-                        .ok_or_else(|| {
-                            ReadError::Corrupt(format!(
-                                "tile {}/{} is missing",
-                                tid.level, tid.index
-                            ))
-                        })?;
-                    cache.push((tid, bytes));
-                    cache.len() - 1
-                }
-            };
-            tile::read_node(&cache[idx].1, row, pos).ok_or_else(|| {
-                ReadError::Corrupt(format!(
-                    "tile {}/{} lacks node at row {row} position {pos}",
-                    tid.level, tid.index
-                ))
-            })
-        }
-    }
-
     pub(crate) fn root(&self, size: u64) -> Result<Hash, ReadError> {
         if size == 0 {
             return Ok(empty_root());
         }
-        let mut fetch = self.fetcher();
-        merkle::root(size, &mut fetch)
+        // Hashes of complete subtrees never change and tiles only grow, so the current tiles
+        // serve any size this snapshot holds.
+        merkle::root(size, &mut self.shared.proof_source())
     }
 
     pub(crate) fn entry(&self, seq: u64) -> Result<StoredEntry, ReadError> {
