@@ -10,7 +10,11 @@ use std::fmt;
 pub const HASH_LEN: usize = 32;
 
 /// A SHA-256 hash in the Merkle tree: a leaf hash, an interior node hash or a root.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+///
+/// Serialized (postcard, wire and sync state) as its 32 bytes, no length prefix.
+#[derive(
+    Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, serde::Serialize, serde::Deserialize,
+)]
 pub struct Hash(pub [u8; HASH_LEN]);
 
 impl Hash {

@@ -73,7 +73,7 @@ impl Identity {
             .unwrap_or_else(|_| unreachable!("OIDs are valid note key names"))
     }
 
-    fn encode(&self) -> Vec<u8> {
+    pub(crate) fn encode(&self) -> Vec<u8> {
         let mut out = vec![1u8];
         out.extend_from_slice(self.ledger_id.as_bytes());
         out.extend_from_slice(self.public_key.as_bytes());
@@ -81,7 +81,7 @@ impl Identity {
         out
     }
 
-    fn decode(bytes: &[u8]) -> Option<Self> {
+    pub(crate) fn decode(bytes: &[u8]) -> Option<Self> {
         if bytes.len() < 1 + 16 + 32 + 5 || bytes[0] != 1 {
             return None;
         }
@@ -265,8 +265,9 @@ impl LedgerBuilder {
             });
         }
         let shared = Shared::new(db, identity, &self.path, self.max_payload)?;
-        let state = SequencerState::load(&shared).map_err(|detail| corrupt(&self.path, &detail))?;
-        let signer = NoteSigner::new(shared.identity.oid.as_str(), key.signing_key().clone())
+        let state = SequencerState::load(&shared, &shared.own)
+            .map_err(|detail| corrupt(&self.path, &detail))?;
+        let signer = NoteSigner::new(shared.own.identity.oid.as_str(), key.signing_key().clone())
             .map_err(|e| corrupt(&self.path, &e.to_string()))?;
         let (tx, threads) = sequencer::spawn(
             shared.clone(),
@@ -276,7 +277,11 @@ impl LedgerBuilder {
             self.checkpoint_interval,
         )
         .map_err(|source| OpenError::Io { path: self.path.clone(), source })?;
-        Ok(Ledger { shared, tx: Some(tx), threads: Mutex::new(threads) })
+        Ok(Ledger {
+            own: Log { state: shared.own.clone(), shared },
+            tx: Some(tx),
+            threads: Mutex::new(threads),
+        })
     }
 
     /// Opens a ledger for reading only. Works while another process holds it open for writing;
@@ -287,7 +292,11 @@ impl LedgerBuilder {
     pub fn open_read_only(self) -> Result<Ledger, OpenError> {
         let (db, identity) = open_checked(&self.path, self.cache_bytes, true)?;
         let shared = Shared::new(db, identity, &self.path, self.max_payload)?;
-        Ok(Ledger { shared, tx: None, threads: Mutex::new(Vec::new()) })
+        Ok(Ledger {
+            own: Log { state: shared.own.clone(), shared },
+            tx: None,
+            threads: Mutex::new(Vec::new()),
+        })
     }
 }
 
@@ -334,9 +343,23 @@ fn open_checked(path: &Path, cache: usize, read_only: bool) -> Result<(DB, Ident
 
 pub(crate) struct Shared {
     pub(crate) db: DB,
-    pub(crate) identity: Identity,
     pub(crate) path: PathBuf,
     max_payload: usize,
+    /// The own log (number 0).
+    pub(crate) own: Arc<LogState>,
+    /// Verified replicas of remote ledgers, by ledger id.
+    pub(crate) replicas: RwLock<HashMap<uuid::Uuid, Arc<LogState>>>,
+    /// Group writes (counted from 0 at open) that fail as if the device returned an error.
+    #[cfg(feature = "__internal-fault-injection")]
+    pub(crate) injected_failures: Mutex<(u64, Vec<u64>)>,
+}
+
+/// What the ledger keeps in memory about one log (its own, or a replica).
+pub(crate) struct LogState {
+    /// Local log number: the first 4 bytes of every key of this log.
+    pub(crate) number: u32,
+    /// Whose log it is (for a replica: the pinned identity of the remote ledger).
+    pub(crate) identity: Identity,
     /// Size of the tree whose entries and tiles are durable; proofs up to it need no snapshot,
     /// because a tile only ever grows and hashes of complete subtrees never change.
     pub(crate) durable_size: AtomicU64,
@@ -344,9 +367,21 @@ pub(crate) struct Shared {
     upper_tiles: RwLock<HashMap<TileId, Arc<[u8]>>>,
     /// Hashes of incomplete ranges `[start, end)` at right edges (immutable once in the tree).
     border_hashes: RwLock<HashMap<(u64, u64), Hash>>,
-    /// Group writes (counted from 0 at open) that fail as if the device returned an error.
-    #[cfg(feature = "__internal-fault-injection")]
-    pub(crate) injected_failures: Mutex<(u64, Vec<u64>)>,
+    /// Set while a [`crate::replica::ReplicaWriter`] holds this log.
+    pub(crate) writer_active: std::sync::atomic::AtomicBool,
+}
+
+impl LogState {
+    pub(crate) fn new(number: u32, identity: Identity) -> Self {
+        Self {
+            number,
+            identity,
+            durable_size: AtomicU64::new(0),
+            upper_tiles: RwLock::new(HashMap::new()),
+            border_hashes: RwLock::new(HashMap::new()),
+            writer_active: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
 }
 
 /// Most remembered right-edge range hashes before the memory is cleared.
@@ -370,6 +405,7 @@ impl std::ops::Deref for TileBytes<'_> {
 /// Tree hashes for proof code: pinned tiles (no copy), cached upper tiles, remembered borders.
 struct ProofSource<'a> {
     shared: &'a Shared,
+    log: &'a LogState,
     recent: Vec<(TileId, TileBytes<'a>)>,
 }
 
@@ -382,7 +418,7 @@ impl merkle::NodeSource for ProofSource<'_> {
             Some(i) => i,
             None => {
                 let cached = (tid.level > 0)
-                    .then(|| self.shared.upper_tiles.read().get(&tid).cloned())
+                    .then(|| self.log.upper_tiles.read().get(&tid).cloned())
                     .flatten();
                 let bytes = match cached {
                     Some(b) => TileBytes::Shared(b),
@@ -390,7 +426,10 @@ impl merkle::NodeSource for ProofSource<'_> {
                         let v = self
                             .shared
                             .db
-                            .get_pinned_cf(self.shared.cf(CF_TILES), store::tile_key(OWN_LOG, tid))?
+                            .get_pinned_cf(
+                                self.shared.cf(CF_TILES),
+                                store::tile_key(self.log.number, tid),
+                            )?
                             .ok_or_else(|| {
                                 ReadError::Corrupt(format!(
                                     "tile {}/{} is missing",
@@ -399,7 +438,7 @@ impl merkle::NodeSource for ProofSource<'_> {
                             })?;
                         if tid.level > 0 && v.len() == tile::encoded_len(tile::TILE_WIDTH) {
                             let b: Arc<[u8]> = Arc::from(&v[..]);
-                            self.shared.upper_tiles.write().insert(tid, b.clone());
+                            self.log.upper_tiles.write().insert(tid, b.clone());
                             TileBytes::Shared(b)
                         } else {
                             TileBytes::Pinned(v)
@@ -419,11 +458,11 @@ impl merkle::NodeSource for ProofSource<'_> {
     }
 
     fn remembered(&mut self, start: u64, end: u64) -> Option<Hash> {
-        self.shared.border_hashes.read().get(&(start, end)).copied()
+        self.log.border_hashes.read().get(&(start, end)).copied()
     }
 
     fn remember(&mut self, start: u64, end: u64, hash: Hash) {
-        let mut memo = self.shared.border_hashes.write();
+        let mut memo = self.log.border_hashes.write();
         if memo.len() >= MAX_BORDER_HASHES {
             memo.clear();
         }
@@ -440,31 +479,19 @@ impl Shared {
     ) -> Result<Arc<Self>, OpenError> {
         let shared = Arc::new(Self {
             db,
-            identity,
             path: path.to_owned(),
             max_payload,
-            durable_size: AtomicU64::new(0),
-            upper_tiles: RwLock::new(HashMap::new()),
-            border_hashes: RwLock::new(HashMap::new()),
+            own: Arc::new(LogState::new(OWN_LOG, identity)),
+            replicas: RwLock::new(HashMap::new()),
             #[cfg(feature = "__internal-fault-injection")]
             injected_failures: Mutex::new((0, Vec::new())),
         });
-        let head_size = View::new(&shared).map_err(|e| corrupt(path, &e.to_string()))?.head.size;
-        shared.durable_size.store(head_size, Ordering::Release);
+        let head_size =
+            View::new(&shared, &shared.own).map_err(|e| corrupt(path, &e.to_string()))?.head.size;
+        shared.own.durable_size.store(head_size, Ordering::Release);
+        let replicas = crate::replica::load_directory(&shared).map_err(|e| corrupt(path, &e))?;
+        *shared.replicas.write() = replicas;
         Ok(shared)
-    }
-
-    /// A node source for proofs of trees up to [`Self::durable_size`], without a snapshot.
-    fn proof_source(&self) -> ProofSource<'_> {
-        ProofSource { shared: self, recent: Vec::new() }
-    }
-
-    fn check_proof_size(&self, size: u64) -> Result<(), ReadError> {
-        let durable = self.durable_size.load(Ordering::Acquire);
-        if size > durable {
-            return Err(ReadError::OutOfRange { what: "tree size", value: size, size: durable });
-        }
-        Ok(())
     }
 
     pub(crate) fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
@@ -473,9 +500,234 @@ impl Shared {
     }
 }
 
+/// Read access to one log of the database: the ledger's own log or a verified replica of a
+/// remote ledger. Both answer the same reads with the same code.
+#[derive(Clone)]
+pub struct Log {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) state: Arc<LogState>,
+}
+
+impl std::fmt::Debug for Log {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Log")
+            .field("ledger_id", &self.state.identity.ledger_id)
+            .field("number", &self.state.number)
+            .finish()
+    }
+}
+
+impl Log {
+    /// Whose log this is.
+    pub fn identity(&self) -> &Identity {
+        &self.state.identity
+    }
+
+    /// True for a replica of a remote ledger.
+    pub fn is_replica(&self) -> bool {
+        self.state.number != OWN_LOG
+    }
+
+    /// A node source for proofs of trees up to the durable size, without a snapshot.
+    fn proof_source(&self) -> ProofSource<'_> {
+        ProofSource { shared: &self.shared, log: &self.state, recent: Vec::new() }
+    }
+
+    fn check_proof_size(&self, size: u64) -> Result<(), ReadError> {
+        let durable = self.state.durable_size.load(Ordering::Acquire);
+        if size > durable {
+            return Err(ReadError::OutOfRange { what: "tree size", value: size, size: durable });
+        }
+        Ok(())
+    }
+
+    /// A consistent read view (RocksDB snapshot).
+    pub(crate) fn view(&self) -> Result<View<'_>, ReadError> {
+        View::new(&self.shared, &self.state)
+    }
+
+    /// Size, root and last timestamp.
+    ///
+    /// # Errors
+    /// Storage errors or damaged data.
+    pub fn head(&self) -> Result<Head, ReadError> {
+        let v = self.view()?;
+        Ok(Head {
+            size: v.head.size,
+            root: v.root(v.head.size)?,
+            last_timestamp_ms: v.head.last_timestamp_ms,
+        })
+    }
+
+    /// The entry at `seq`.
+    ///
+    /// # Errors
+    /// [`ReadError::OutOfRange`] beyond the log; storage errors or damaged data.
+    pub fn entry(&self, seq: u64) -> Result<StoredEntry, ReadError> {
+        let v = self.view()?;
+        if seq >= v.head.size {
+            return Err(ReadError::OutOfRange { what: "seq", value: seq, size: v.head.size });
+        }
+        v.entry(seq)
+    }
+
+    /// Entries `[start, end)` (clamped to the log).
+    ///
+    /// # Errors
+    /// Storage errors or damaged data.
+    pub fn range(&self, start: u64, end: u64) -> Result<Vec<StoredEntry>, ReadError> {
+        let v = self.view()?;
+        v.range(start, end.min(v.head.size))
+    }
+
+    /// Leaf data of entries `[start, end)` (clamped to the log), as stored: what sync sends.
+    ///
+    /// # Errors
+    /// Storage errors or a missing entry.
+    pub fn leaf_data_range(&self, start: u64, end: u64) -> Result<Vec<Vec<u8>>, ReadError> {
+        let v = self.view()?;
+        let end = end.min(v.head.size);
+        let mut out = Vec::with_capacity(end.saturating_sub(start) as usize);
+        if start >= end {
+            return Ok(out);
+        }
+        let mut ro = v.read_opts();
+        ro.set_iterate_upper_bound(store::entry_key(self.state.number, end).to_vec());
+        let from = store::entry_key(self.state.number, start);
+        let it = self.shared.db.iterator_cf_opt(
+            self.shared.cf(CF_ENTRIES),
+            ro,
+            IteratorMode::From(&from, Direction::Forward),
+        );
+        for (expected, item) in (start..end).zip(it) {
+            let (k, val) = item?;
+            if store::entry_key_seq(self.state.number, &k) != Some(expected) {
+                return Err(ReadError::Corrupt(format!("entry {expected} is missing")));
+            }
+            out.push(val.into_vec());
+        }
+        if out.len() as u64 != end - start {
+            return Err(ReadError::Corrupt(format!(
+                "entry {} is missing",
+                start + out.len() as u64
+            )));
+        }
+        Ok(out)
+    }
+
+    /// Entries matching `query`, one page at a time.
+    ///
+    /// # Errors
+    /// Bad cursor, storage errors or damaged data.
+    pub fn query(&self, query: &Query) -> Result<QueryPage, ReadError> {
+        self.view()?.query(query)
+    }
+
+    /// Root of the tree of `size` leaves.
+    ///
+    /// # Errors
+    /// Size beyond the log; storage errors or damaged data.
+    pub fn root_at(&self, size: u64) -> Result<Hash, ReadError> {
+        self.check_proof_size(size)?;
+        if size == 0 {
+            return Ok(empty_root());
+        }
+        merkle::root(size, &mut self.proof_source())
+    }
+
+    /// RFC 9162 inclusion proof of `seq` in the tree of `size`.
+    ///
+    /// # Errors
+    /// Size beyond the log or seq not below size; storage errors or damaged data.
+    pub fn inclusion_proof(&self, seq: u64, size: u64) -> Result<Vec<Hash>, ReadError> {
+        self.check_proof_size(size)?;
+        Ok(merkle::inclusion_proof(seq, size, &mut self.proof_source())??)
+    }
+
+    /// RFC 9162 consistency proof between `old` and `new` (0 < old <= new <= size).
+    ///
+    /// # Errors
+    /// Sizes out of order or beyond the log; storage errors or damaged data.
+    pub fn consistency_proof(&self, old: u64, new: u64) -> Result<Vec<Hash>, ReadError> {
+        self.check_proof_size(new)?;
+        Ok(merkle::consistency_proof(old, new, &mut self.proof_source())??)
+    }
+
+    /// The stored checkpoint of exactly `size`.
+    ///
+    /// # Errors
+    /// Storage errors or a damaged note.
+    pub fn checkpoint_at(&self, size: u64) -> Result<Option<SignedCheckpoint>, ReadError> {
+        let cf = self.shared.cf(CF_CHECKPOINTS);
+        match self.shared.db.get_cf(cf, store::checkpoint_key(self.state.number, size))? {
+            None => Ok(None),
+            Some(bytes) => self.parse_note(&bytes).map(Some),
+        }
+    }
+
+    /// The stored checkpoint with the largest size.
+    ///
+    /// # Errors
+    /// Storage errors or a damaged note.
+    pub fn latest_checkpoint(&self) -> Result<Option<SignedCheckpoint>, ReadError> {
+        self.latest_checkpoint_at_most(u64::MAX)
+    }
+
+    /// The stored checkpoint with the largest size not above `size`. A replica serves the
+    /// newest checkpoint its entries cover: `latest_checkpoint_at_most(head.size)`.
+    ///
+    /// # Errors
+    /// Storage errors or a damaged note.
+    pub fn latest_checkpoint_at_most(
+        &self,
+        size: u64,
+    ) -> Result<Option<SignedCheckpoint>, ReadError> {
+        let cf = self.shared.cf(CF_CHECKPOINTS);
+        let upper = store::checkpoint_key(self.state.number, size);
+        let mut it = self.shared.db.iterator_cf(cf, IteratorMode::From(&upper, Direction::Reverse));
+        match it.next() {
+            Some(Ok((k, v))) if k.starts_with(&self.state.number.to_be_bytes()) => {
+                self.parse_note(&v).map(Some)
+            }
+            Some(Err(e)) => Err(e.into()),
+            _ => Ok(None),
+        }
+    }
+
+    /// Sizes of all stored checkpoints, ascending.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn checkpoint_sizes(&self) -> Result<Vec<u64>, ReadError> {
+        let cf = self.shared.cf(CF_CHECKPOINTS);
+        let start = store::checkpoint_key(self.state.number, 0);
+        let mut out = Vec::new();
+        for item in self.shared.db.iterator_cf(cf, IteratorMode::From(&start, Direction::Forward)) {
+            let (k, _) = item?;
+            match store::entry_key_seq(self.state.number, &k) {
+                Some(size) => out.push(size),
+                None => break,
+            }
+        }
+        Ok(out)
+    }
+
+    fn parse_note(&self, bytes: &[u8]) -> Result<SignedCheckpoint, ReadError> {
+        let checkpoint = self
+            .state
+            .identity
+            .verifier()
+            .open(bytes)
+            .map_err(|e| ReadError::Corrupt(format!("stored checkpoint: {e}")))?;
+        let note = String::from_utf8(bytes.to_vec())
+            .map_err(|_| ReadError::Corrupt("stored checkpoint is not UTF-8".into()))?;
+        Ok(SignedCheckpoint { checkpoint, note })
+    }
+}
+
 /// An open ledger. `append` may be called from any number of threads at once.
 pub struct Ledger {
-    shared: Arc<Shared>,
+    own: Log,
     tx: Option<Sender<Command>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
 }
@@ -483,8 +735,8 @@ pub struct Ledger {
 impl std::fmt::Debug for Ledger {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Ledger")
-            .field("path", &self.shared.path)
-            .field("ledger_id", &self.shared.identity.ledger_id)
+            .field("path", &self.own.shared.path)
+            .field("ledger_id", &self.own.state.identity.ledger_id)
             .field("read_only", &self.tx.is_none())
             .finish()
     }
@@ -515,26 +767,26 @@ impl Ledger {
 
     /// The ledger's identity.
     pub fn identity(&self) -> &Identity {
-        &self.shared.identity
+        &self.own.state.identity
     }
 
     /// The data directory.
     pub fn path(&self) -> &Path {
-        &self.shared.path
+        &self.own.shared.path
     }
 
     /// Test hook: the next group writes numbered in `writes` (0 = the next write) fail with an
     /// injected I/O error instead of reaching RocksDB.
     #[cfg(feature = "__internal-fault-injection")]
     pub fn dangerous_fail_group_writes(&self, writes: &[u64]) {
-        let mut f = self.shared.injected_failures.lock();
+        let mut f = self.own.shared.injected_failures.lock();
         let base = f.0;
         f.1 = writes.iter().map(|w| base + w).collect();
     }
 
     /// Largest payload `append` accepts.
     pub fn max_payload_bytes(&self) -> usize {
-        self.shared.max_payload
+        self.own.shared.max_payload
     }
 
     /// True when opened with [`LedgerBuilder::open_read_only`].
@@ -570,7 +822,7 @@ impl Ledger {
         let tx = self.tx.as_ref().ok_or(AppendError::ReadOnly)?;
         // Validation (limits, issuer signatures), encoding and most of the leaf hashing run on
         // the caller's thread, in parallel with the sequencer.
-        let max_payload = self.shared.max_payload;
+        let max_payload = self.own.shared.max_payload;
         let check = |(index, e): (usize, NewEntry)| {
             e.validate(max_payload).map_err(|reason| AppendError::Invalid { index, reason })?;
             Ok(e.prepare())
@@ -611,34 +863,25 @@ impl Ledger {
         rx.recv().map_err(|_| ReadError::Storage("the ledger is closed".into()))?
     }
 
-    /// A consistent read view (RocksDB snapshot).
-    pub(crate) fn view(&self) -> Result<View<'_>, ReadError> {
-        View::new(&self.shared)
+    /// The own log, for reads; the same reads work on a replica (see [`Self::replica`]).
+    pub fn log(&self) -> &Log {
+        &self.own
     }
 
-    /// Size, root and last timestamp.
+    /// Size, root and last timestamp. See [`Log::head`].
     ///
     /// # Errors
     /// Storage errors or damaged data.
     pub fn head(&self) -> Result<Head, ReadError> {
-        let v = self.view()?;
-        Ok(Head {
-            size: v.head.size,
-            root: v.root(v.head.size)?,
-            last_timestamp_ms: v.head.last_timestamp_ms,
-        })
+        self.own.head()
     }
 
-    /// The entry at `seq`.
+    /// The entry at `seq`. See [`Log::entry`].
     ///
     /// # Errors
     /// [`ReadError::OutOfRange`] beyond the log; storage errors or damaged data.
     pub fn entry(&self, seq: u64) -> Result<StoredEntry, ReadError> {
-        let v = self.view()?;
-        if seq >= v.head.size {
-            return Err(ReadError::OutOfRange { what: "seq", value: seq, size: v.head.size });
-        }
-        v.entry(seq)
+        self.own.entry(seq)
     }
 
     /// Entries `[start, end)` (clamped to the log).
@@ -646,8 +889,7 @@ impl Ledger {
     /// # Errors
     /// Storage errors or damaged data.
     pub fn range(&self, start: u64, end: u64) -> Result<Vec<StoredEntry>, ReadError> {
-        let v = self.view()?;
-        (start..end.min(v.head.size)).map(|s| v.entry(s)).collect()
+        self.own.range(start, end)
     }
 
     /// Entries matching `query`, one page at a time.
@@ -655,7 +897,7 @@ impl Ledger {
     /// # Errors
     /// Bad cursor, storage errors or damaged data.
     pub fn query(&self, query: &Query) -> Result<QueryPage, ReadError> {
-        self.view()?.query(query)
+        self.own.query(query)
     }
 
     /// Root of the tree of `size` leaves.
@@ -663,11 +905,7 @@ impl Ledger {
     /// # Errors
     /// Size beyond the log; storage errors or damaged data.
     pub fn root_at(&self, size: u64) -> Result<Hash, ReadError> {
-        self.shared.check_proof_size(size)?;
-        if size == 0 {
-            return Ok(empty_root());
-        }
-        merkle::root(size, &mut self.shared.proof_source())
+        self.own.root_at(size)
     }
 
     /// RFC 9162 inclusion proof of `seq` in the tree of `size`.
@@ -675,8 +913,7 @@ impl Ledger {
     /// # Errors
     /// Size beyond the log or seq not below size; storage errors or damaged data.
     pub fn inclusion_proof(&self, seq: u64, size: u64) -> Result<Vec<Hash>, ReadError> {
-        self.shared.check_proof_size(size)?;
-        Ok(merkle::inclusion_proof(seq, size, &mut self.shared.proof_source())??)
+        self.own.inclusion_proof(seq, size)
     }
 
     /// RFC 9162 consistency proof between `old` and `new` (0 < old <= new <= size).
@@ -684,8 +921,7 @@ impl Ledger {
     /// # Errors
     /// Sizes out of order or beyond the log; storage errors or damaged data.
     pub fn consistency_proof(&self, old: u64, new: u64) -> Result<Vec<Hash>, ReadError> {
-        self.shared.check_proof_size(new)?;
-        Ok(merkle::consistency_proof(old, new, &mut self.shared.proof_source())??)
+        self.own.consistency_proof(old, new)
     }
 
     /// The stored checkpoint of exactly `size`.
@@ -693,11 +929,7 @@ impl Ledger {
     /// # Errors
     /// Storage errors or a damaged note.
     pub fn checkpoint_at(&self, size: u64) -> Result<Option<SignedCheckpoint>, ReadError> {
-        let cf = self.shared.cf(CF_CHECKPOINTS);
-        match self.shared.db.get_cf(cf, store::checkpoint_key(OWN_LOG, size))? {
-            None => Ok(None),
-            Some(bytes) => self.parse_note(&bytes).map(Some),
-        }
+        self.own.checkpoint_at(size)
     }
 
     /// The stored checkpoint with the largest size.
@@ -705,16 +937,7 @@ impl Ledger {
     /// # Errors
     /// Storage errors or a damaged note.
     pub fn latest_checkpoint(&self) -> Result<Option<SignedCheckpoint>, ReadError> {
-        let cf = self.shared.cf(CF_CHECKPOINTS);
-        let upper = store::checkpoint_key(OWN_LOG, u64::MAX);
-        let mut it = self.shared.db.iterator_cf(cf, IteratorMode::From(&upper, Direction::Reverse));
-        match it.next() {
-            Some(Ok((k, v))) if k.starts_with(&OWN_LOG.to_be_bytes()) => {
-                self.parse_note(&v).map(Some)
-            }
-            Some(Err(e)) => Err(e.into()),
-            _ => Ok(None),
-        }
+        self.own.latest_checkpoint()
     }
 
     /// Sizes of all stored checkpoints, ascending.
@@ -722,29 +945,7 @@ impl Ledger {
     /// # Errors
     /// Storage errors.
     pub fn checkpoint_sizes(&self) -> Result<Vec<u64>, ReadError> {
-        let cf = self.shared.cf(CF_CHECKPOINTS);
-        let start = store::checkpoint_key(OWN_LOG, 0);
-        let mut out = Vec::new();
-        for item in self.shared.db.iterator_cf(cf, IteratorMode::From(&start, Direction::Forward)) {
-            let (k, _) = item?;
-            match store::entry_key_seq(OWN_LOG, &k) {
-                Some(size) => out.push(size),
-                None => break,
-            }
-        }
-        Ok(out)
-    }
-
-    fn parse_note(&self, bytes: &[u8]) -> Result<SignedCheckpoint, ReadError> {
-        let checkpoint = self
-            .shared
-            .identity
-            .verifier()
-            .open(bytes)
-            .map_err(|e| ReadError::Corrupt(format!("stored checkpoint: {e}")))?;
-        let note = String::from_utf8(bytes.to_vec())
-            .map_err(|_| ReadError::Corrupt("stored checkpoint is not UTF-8".into()))?;
-        Ok(SignedCheckpoint { checkpoint, note })
+        self.own.checkpoint_sizes()
     }
 }
 
@@ -768,18 +969,19 @@ impl PendingAppend {
 /// A consistent snapshot of one log.
 pub(crate) struct View<'a> {
     pub(crate) shared: &'a Shared,
+    pub(crate) log: &'a LogState,
     pub(crate) snapshot: rocksdb::Snapshot<'a>,
     pub(crate) head: HeadRecord,
 }
 
 impl<'a> View<'a> {
-    pub(crate) fn new(shared: &'a Shared) -> Result<Self, ReadError> {
+    pub(crate) fn new(shared: &'a Shared, log: &'a LogState) -> Result<Self, ReadError> {
         let snapshot = shared.db.snapshot();
         let head = snapshot
-            .get_cf(shared.cf(CF_META), store::head_key(OWN_LOG))?
+            .get_cf(shared.cf(CF_META), store::head_key(log.number))?
             .and_then(|b| HeadRecord::decode(&b))
             .ok_or_else(|| ReadError::Corrupt("head record missing or malformed".into()))?;
-        Ok(Self { shared, snapshot, head })
+        Ok(Self { shared, log, snapshot, head })
     }
 
     pub(crate) fn read_opts(&self) -> ReadOptions {
@@ -789,7 +991,7 @@ impl<'a> View<'a> {
     }
 
     pub(crate) fn tile_bytes(&self, id: TileId) -> Result<Option<Vec<u8>>, ReadError> {
-        Ok(self.snapshot.get_cf(self.shared.cf(CF_TILES), store::tile_key(OWN_LOG, id))?)
+        Ok(self.snapshot.get_cf(self.shared.cf(CF_TILES), store::tile_key(self.log.number, id))?)
     }
 
     pub(crate) fn root(&self, size: u64) -> Result<Hash, ReadError> {
@@ -798,13 +1000,16 @@ impl<'a> View<'a> {
         }
         // Hashes of complete subtrees never change and tiles only grow, so the current tiles
         // serve any size this snapshot holds.
-        merkle::root(size, &mut self.shared.proof_source())
+        merkle::root(
+            size,
+            &mut ProofSource { shared: self.shared, log: self.log, recent: Vec::new() },
+        )
     }
 
     pub(crate) fn entry(&self, seq: u64) -> Result<StoredEntry, ReadError> {
         let leaf_data = self
             .snapshot
-            .get_cf(self.shared.cf(CF_ENTRIES), store::entry_key(OWN_LOG, seq))?
+            .get_cf(self.shared.cf(CF_ENTRIES), store::entry_key(self.log.number, seq))?
             .ok_or_else(|| ReadError::Corrupt(format!("entry {seq} is missing")))?;
         let entry = Entry::decode(&leaf_data)
             .map_err(|e| ReadError::Corrupt(format!("entry {seq}: {e}")))?;
@@ -816,6 +1021,10 @@ impl<'a> View<'a> {
         }
         let leaf_hash = leaf_hash(&leaf_data);
         Ok(StoredEntry { entry, leaf_data, leaf_hash })
+    }
+
+    pub(crate) fn range(&self, start: u64, end: u64) -> Result<Vec<StoredEntry>, ReadError> {
+        (start..end).map(|s| self.entry(s)).collect()
     }
 
     fn timestamp(&self, seq: u64) -> Result<u64, ReadError> {
@@ -896,7 +1105,7 @@ impl<'a> View<'a> {
                     }
                 }
                 Some((kind, value)) => {
-                    let prefix = store::index_prefix(OWN_LOG, kind, value);
+                    let prefix = store::index_prefix(self.log.number, kind, value);
                     let mut start = prefix.clone();
                     start.extend_from_slice(&lo.to_be_bytes());
                     let cf = self.shared.cf(CF_INDEX);

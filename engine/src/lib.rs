@@ -44,6 +44,8 @@ pub mod ledger;
 pub mod merkle;
 pub mod record;
 #[cfg(feature = "storage")]
+pub mod replica;
+#[cfg(feature = "storage")]
 mod sequencer;
 pub mod store;
 pub mod tile;
@@ -55,8 +57,8 @@ pub use error::{AppendError, OpenError, ReadError, VerifyError};
 pub use hash::Hash;
 #[cfg(feature = "storage")]
 pub use ledger::{
-    Durability, Head, Identity, Ledger, LedgerBuilder, PendingAppend, Query, QueryPage, Receipt,
-    SignedCheckpoint, StoredEntry,
+    Durability, Head, Identity, Ledger, LedgerBuilder, Log, PendingAppend, Query, QueryPage,
+    Receipt, SignedCheckpoint, StoredEntry,
 };
 pub use record::{Entry, EntryRef, Name, NewEntry, Oid};
 #[cfg(feature = "storage")]

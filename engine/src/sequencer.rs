@@ -22,7 +22,7 @@ use rocksdb::{Direction, IteratorMode, WriteBatch, WriteOptions};
 use crate::checkpoint::{Checkpoint, NoteSigner};
 use crate::error::{AppendError, ReadError};
 use crate::hash::Hash;
-use crate::ledger::{Durability, Receipt, Shared, SignedCheckpoint, View};
+use crate::ledger::{Durability, LogState, Receipt, Shared, SignedCheckpoint, View};
 use crate::merkle::{self, NodeId};
 use crate::record::PreparedEntry;
 use crate::store::{
@@ -114,7 +114,7 @@ fn run_writer(
         };
         match result {
             Ok(()) => {
-                shared.durable_size.store(group.head_size, Ordering::Release);
+                shared.own.durable_size.store(group.head_size, Ordering::Release);
                 for (reply, receipts) in group.appends {
                     let _ = reply.send(Ok(receipts));
                 }
@@ -151,16 +151,17 @@ fn write_group(shared: &Shared, batch: WriteBatch, wo: &WriteOptions) -> Result<
 
 /// The right edge of the tree: one partial tile per tile level, plus the head.
 pub(crate) struct SequencerState {
-    head: HeadRecord,
+    pub(crate) head: HeadRecord,
     /// `edge[T]` is the tile at tile level T that the next node of tree level 8T goes into.
-    edge: Vec<Tile>,
+    pub(crate) edge: Vec<Tile>,
     /// The newest checkpoint handed to the writer.
-    last_checkpoint: Option<SignedCheckpoint>,
+    pub(crate) last_checkpoint: Option<SignedCheckpoint>,
 }
 
 impl SequencerState {
-    pub(crate) fn load(shared: &Shared) -> Result<Self, String> {
-        let view = View::new(shared).map_err(|e| e.to_string())?;
+    pub(crate) fn load(shared: &Shared, log: &LogState) -> Result<Self, String> {
+        let number = log.number;
+        let view = View::new(shared, log).map_err(|e| e.to_string())?;
         let head = view.head;
         let mut edge = Vec::new();
         let mut level: u8 = 0;
@@ -193,14 +194,14 @@ impl SequencerState {
             level += 1;
         }
         let cf = shared.cf(CF_CHECKPOINTS);
-        let upper = store::checkpoint_key(OWN_LOG, u64::MAX);
+        let upper = store::checkpoint_key(number, u64::MAX);
         let last_checkpoint = match shared
             .db
             .iterator_cf(cf, IteratorMode::From(&upper, Direction::Reverse))
             .next()
         {
-            Some(Ok((k, v))) if store::entry_key_seq(OWN_LOG, &k).is_some() => {
-                let checkpoint = shared
+            Some(Ok((k, v))) if store::entry_key_seq(number, &k).is_some() => {
+                let checkpoint = log
                     .identity
                     .verifier()
                     .open(&v)
@@ -227,7 +228,7 @@ impl SequencerState {
         tile.node(row, pos)
     }
 
-    fn root(&self) -> Result<Hash, String> {
+    pub(crate) fn root(&self) -> Result<Hash, String> {
         let parts: Option<Vec<Hash>> =
             merkle::root_nodes(self.head.size).map(|n| self.edge_node(n)).collect();
         parts.map(|p| merkle::fold_root(&p)).ok_or_else(|| "right edge lacks a root node".into())
@@ -321,7 +322,7 @@ impl Sequencer {
             return;
         }
         self.epoch += 1;
-        match SequencerState::load(&self.shared) {
+        match SequencerState::load(&self.shared, &self.shared.own) {
             Ok(s) => self.state = s,
             Err(detail) => tracing::error!(%detail, "reloading the right edge failed"),
         }
@@ -356,29 +357,7 @@ impl Sequencer {
                 if let Some(s) = &c.issuer {
                     postings.add(IndexKind::Issuer, s.as_str(), seq);
                 }
-                // Push the leaf into the tile tree; full tiles are written once, when full.
-                let mut level = 0usize;
-                let mut node = h;
-                loop {
-                    if state.edge.len() <= level {
-                        state.edge.push(Tile::new());
-                    }
-                    if dirty_levels.len() <= level {
-                        dirty_levels.push(false);
-                    }
-                    let tile = &mut state.edge[level];
-                    let Some(root) = tile.push(node) else {
-                        dirty_levels[level] = true;
-                        break;
-                    };
-                    let count = (seq + 1) >> (level as u32 * u32::from(TILE_HEIGHT));
-                    let id = TileId { level: level as u8, index: count / TILE_WIDTH as u64 - 1 };
-                    batch.put_cf(cf_tiles, store::tile_key(OWN_LOG, id), tile.encode());
-                    *tile = Tile::new();
-                    dirty_levels[level] = false;
-                    node = root;
-                    level += 1;
-                }
+                push_leaf(&mut state.edge, &mut dirty_levels, seq, h, batch, cf_tiles, OWN_LOG);
                 state.head.size = seq + 1;
                 state.head.last_leaf_hash = h;
                 state.head.last_timestamp_ms = ts;
@@ -386,13 +365,7 @@ impl Sequencer {
             }
             group.appends.push((reply, receipts));
         }
-        for (level, dirty) in dirty_levels.iter().enumerate() {
-            if *dirty {
-                let count = state.head.size >> (level as u32 * u32::from(TILE_HEIGHT));
-                let id = TileId { level: level as u8, index: count / TILE_WIDTH as u64 };
-                batch.put_cf(cf_tiles, store::tile_key(OWN_LOG, id), state.edge[level].encode());
-            }
-        }
+        put_dirty_tiles(&state.edge, &dirty_levels, state.head.size, batch, cf_tiles, OWN_LOG);
         for (key, value) in postings.finish(OWN_LOG) {
             batch.put_cf(cf_index, key, value);
         }
@@ -408,7 +381,7 @@ impl Sequencer {
         }
         let root = self.state.root().map_err(ReadError::Corrupt)?;
         let checkpoint = Checkpoint {
-            origin: self.shared.identity.oid.as_str().to_owned(),
+            origin: self.shared.own.identity.oid.as_str().to_owned(),
             size,
             root,
             extensions: Vec::new(),
@@ -422,5 +395,58 @@ impl Sequencer {
         let signed = SignedCheckpoint { checkpoint, note };
         self.state.last_checkpoint = Some(signed.clone());
         Ok(signed)
+    }
+}
+
+/// Pushes leaf `seq` (hash `h`) into the right-edge tiles; a tile that fills up is put into
+/// `batch` (written once, when full) and its root goes one tile level up.
+pub(crate) fn push_leaf(
+    edge: &mut Vec<Tile>,
+    dirty_levels: &mut Vec<bool>,
+    seq: u64,
+    h: Hash,
+    batch: &mut WriteBatch,
+    cf_tiles: &rocksdb::ColumnFamily,
+    log: u32,
+) {
+    let mut level = 0usize;
+    let mut node = h;
+    loop {
+        if edge.len() <= level {
+            edge.push(Tile::new());
+        }
+        if dirty_levels.len() <= level {
+            dirty_levels.push(false);
+        }
+        let tile = &mut edge[level];
+        let Some(root) = tile.push(node) else {
+            dirty_levels[level] = true;
+            break;
+        };
+        let count = (seq + 1) >> (level as u32 * u32::from(TILE_HEIGHT));
+        let id = TileId { level: level as u8, index: count / TILE_WIDTH as u64 - 1 };
+        batch.put_cf(cf_tiles, store::tile_key(log, id), tile.encode());
+        *tile = Tile::new();
+        dirty_levels[level] = false;
+        node = root;
+        level += 1;
+    }
+}
+
+/// Puts the partial right-edge tiles changed since the last write into `batch`.
+pub(crate) fn put_dirty_tiles(
+    edge: &[Tile],
+    dirty_levels: &[bool],
+    size: u64,
+    batch: &mut WriteBatch,
+    cf_tiles: &rocksdb::ColumnFamily,
+    log: u32,
+) {
+    for (level, dirty) in dirty_levels.iter().enumerate() {
+        if *dirty {
+            let count = size >> (level as u32 * u32::from(TILE_HEIGHT));
+            let id = TileId { level: level as u8, index: count / TILE_WIDTH as u64 };
+            batch.put_cf(cf_tiles, store::tile_key(log, id), edge[level].encode());
+        }
     }
 }

@@ -21,6 +21,8 @@ pub const CF_TILES: &str = "tiles";
 pub const CF_INDEX: &str = "index";
 /// `log || tree size` -> signed checkpoint note.
 pub const CF_CHECKPOINTS: &str = "checkpoints";
+/// Replica log number -> postcard `SyncRecord` (see `replica`).
+pub const CF_SYNC_STATE: &str = "sync_state";
 /// Column families reserved for the mesh; created now so the layout never changes.
 pub const CF_MESH: [&str; 6] =
     ["peers", "connections", "routing", "trust", "messages", "sync_state"];

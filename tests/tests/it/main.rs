@@ -8,5 +8,6 @@ mod faults;
 mod open_errors;
 mod proofs;
 mod queries;
+mod replica;
 mod tamper;
 mod util;

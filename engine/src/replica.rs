@@ -1,0 +1,927 @@
+//! Replicas: verified copies of remote ledgers, kept in the same database as the own log.
+//!
+//! A replica is only ever written through a [`ReplicaWriter`], and only with data that was
+//! verified against a checkpoint signed by the remote ledger's pinned key:
+//!
+//! 1. [`ReplicaWriter::accept_checkpoint`] checks a checkpoint's signature and its consistency
+//!    with the newest checkpoint the replica already holds, and stores it. Two validly signed
+//!    checkpoints that disagree are a fork: both are kept as evidence and the replica refuses
+//!    every further write until an operator drops it ([`crate::Ledger::drop_replica`]).
+//! 2. [`verify_bundle`] (a pure function: any thread) checks up to 256 entries — one level-0
+//!    tile, `[256 k, min(256 (k+1), size))` — against that checkpoint: each entry decodes, has
+//!    its seq, links to the previous one, and the subtree they hash to reaches the checkpoint's
+//!    root through the given path.
+//! 3. [`ReplicaWriter::commit`] appends a verified bundle (entries, tiles, indexes, head and
+//!    sync state) in ONE fsynced RocksDB write. Bundles are committed in order; a sync that is
+//!    interrupted resumes after the last committed bundle.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rocksdb::{Direction, IteratorMode, WriteBatch, WriteOptions};
+use serde::{Deserialize, Serialize};
+
+use crate::checkpoint::Checkpoint;
+use crate::hash::{Hash, leaf_hash, node_hash};
+use crate::ledger::{Identity, Ledger, Log, LogState, Shared, SignedCheckpoint};
+use crate::merkle;
+use crate::record::Entry;
+use crate::sequencer::{SequencerState, push_leaf, put_dirty_tiles};
+use crate::store::{
+    self, CF_CHECKPOINTS, CF_ENTRIES, CF_INDEX, CF_META, CF_SYNC_STATE, CF_TILES, HeadRecord,
+    IndexKind, OWN_LOG,
+};
+use crate::tile::TILE_WIDTH;
+
+/// Entries per bundle: one level-0 tile.
+pub const BUNDLE_ENTRIES: u64 = TILE_WIDTH as u64;
+
+/// Prefix of the log directory keys in `meta`: `log/ || ledger id (16 bytes)`.
+const LOG_DIRECTORY_PREFIX: &[u8] = b"log/";
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+fn directory_key(ledger_id: &uuid::Uuid) -> Vec<u8> {
+    let mut k = LOG_DIRECTORY_PREFIX.to_vec();
+    k.extend_from_slice(ledger_id.as_bytes());
+    k
+}
+
+/// Reads the log directory: every replica's number and pinned identity.
+pub(crate) fn load_directory(
+    shared: &Shared,
+) -> Result<HashMap<uuid::Uuid, Arc<LogState>>, String> {
+    let mut out = HashMap::new();
+    let cf = shared.cf(CF_META);
+    let it =
+        shared.db.iterator_cf(cf, IteratorMode::From(LOG_DIRECTORY_PREFIX, Direction::Forward));
+    for item in it {
+        let (k, v) = item.map_err(|e| e.into_string())?;
+        if !k.starts_with(LOG_DIRECTORY_PREFIX) {
+            break;
+        }
+        let number = v
+            .get(..4)
+            .and_then(|b| <[u8; 4]>::try_from(b).ok())
+            .map(u32::from_be_bytes)
+            .ok_or("log directory record is too short")?;
+        let identity = Identity::decode(&v[4..]).ok_or("log directory identity is malformed")?;
+        let state = LogState::new(number, identity);
+        let head = shared
+            .db
+            .get_cf(cf, store::head_key(number))
+            .map_err(|e| e.into_string())?
+            .and_then(|b| HeadRecord::decode(&b))
+            .ok_or_else(|| format!("head record of replica log {number} missing or malformed"))?;
+        state.durable_size.store(head.size, Ordering::Release);
+        out.insert(state.identity.ledger_id, Arc::new(state));
+    }
+    Ok(out)
+}
+
+/// Where a replica's sync stands, as stored in the `sync_state` column family.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct SyncRecord {
+    /// Current status.
+    pub status: SyncStatus,
+    /// Size of the newest accepted checkpoint.
+    pub checkpoint_size: u64,
+    /// Root of the newest accepted checkpoint.
+    pub checkpoint_root: Hash,
+    /// Entries held (committed bundles).
+    pub synced_size: u64,
+    /// Leaf hash of the last entry held.
+    pub last_leaf_hash: Hash,
+    /// The last failure, if the last sync failed.
+    pub last_error: Option<String>,
+    /// Two validly signed checkpoints that disagree, when the replica forked.
+    pub fork: Option<ForkEvidence>,
+    /// When this record was written (ms since the epoch).
+    pub updated_ms: u64,
+}
+
+/// Status of a replica's sync.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SyncStatus {
+    /// Never synced.
+    New,
+    /// Entries up to the accepted checkpoint are still missing.
+    InProgress,
+    /// Entries held up to the newest accepted checkpoint.
+    Complete,
+    /// Only checkpoints are kept (a light replica).
+    CheckpointOnly,
+    /// The last sync failed (see `last_error`); the next one resumes.
+    Failed,
+    /// Two signed checkpoints disagree; syncing stops until an operator drops the replica.
+    Forked,
+}
+
+impl SyncStatus {
+    /// Lower-case name for output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::New => "new",
+            Self::InProgress => "in_progress",
+            Self::Complete => "complete",
+            Self::CheckpointOnly => "checkpoint_only",
+            Self::Failed => "failed",
+            Self::Forked => "forked",
+        }
+    }
+}
+
+/// Proof of a fork: two checkpoint notes, both validly signed by the ledger's key, that no
+/// append-only log can both have produced.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ForkEvidence {
+    /// The checkpoint this replica held.
+    pub held: String,
+    /// The conflicting checkpoint received.
+    pub received: String,
+    /// Why they conflict.
+    pub reason: String,
+    /// When the fork was detected (ms since the epoch).
+    pub detected_ms: u64,
+}
+
+/// Why a replica write was refused. Nothing is written when any of these is returned.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReplicaError {
+    /// The checkpoint's signature does not verify with the pinned key.
+    #[error("checkpoint signature does not verify with the pinned key of {ledger_id}: {reason}")]
+    BadSignature {
+        /// The replicated ledger.
+        ledger_id: uuid::Uuid,
+        /// Parser or signature failure.
+        reason: String,
+    },
+    /// The consistency proof from the held checkpoint to the new one does not verify.
+    #[error(
+        "the checkpoint of size {new_size} is not proven consistent with the held checkpoint of size {old_size}: {reason}"
+    )]
+    Inconsistent {
+        /// Held size.
+        old_size: u64,
+        /// Received size.
+        new_size: u64,
+        /// Proof failure.
+        reason: String,
+    },
+    /// Two validly signed checkpoints disagree; both were stored as evidence.
+    #[error(
+        "fork of ledger {ledger_id}: {reason}; both checkpoints are kept as evidence (`onoal forks --json`); syncing it stops until you drop the replica (`onoal forks drop {ledger_id}`)"
+    )]
+    Fork {
+        /// The replicated ledger.
+        ledger_id: uuid::Uuid,
+        /// Why they conflict.
+        reason: String,
+    },
+    /// The replica forked earlier; it takes no writes.
+    #[error(
+        "the replica of {0} has forked and takes no writes; inspect `onoal forks --json`, then `onoal forks drop {0}` to sync it afresh"
+    )]
+    Forked(uuid::Uuid),
+    /// A bundle failed verification.
+    #[error("bad bundle: {0}")]
+    Bundle(#[from] BundleError),
+    /// The bundle was verified against another checkpoint than the held one.
+    #[error(
+        "the bundle was verified against checkpoint size {bundle_size}, the replica holds {held_size}"
+    )]
+    StaleBundle {
+        /// The bundle's checkpoint size.
+        bundle_size: u64,
+        /// The held checkpoint size.
+        held_size: u64,
+    },
+    /// The bundle does not continue the replica.
+    #[error(
+        "the bundle starts at {first}, the replica holds {held} entries; bundles are committed in order"
+    )]
+    Gap {
+        /// First seq of the bundle.
+        first: u64,
+        /// Entries held.
+        held: u64,
+    },
+    /// Another writer (a sync in progress) holds this replica.
+    #[error("another sync of ledger {0} is running in this process; wait for it to finish")]
+    Busy(uuid::Uuid),
+    /// The ledger is open read-only.
+    #[error("the ledger is open read-only; replicas are written by the process that owns it")]
+    ReadOnly,
+    /// The identity given differs from the one pinned for this replica.
+    #[error(
+        "ledger {ledger_id} is pinned with key {pinned}, not {given}; if the key really changed, drop the replica first"
+    )]
+    KeyMismatch {
+        /// The replicated ledger.
+        ledger_id: uuid::Uuid,
+        /// Pinned key (hex).
+        pinned: String,
+        /// Given key (hex).
+        given: String,
+    },
+    /// A ledger cannot replicate itself.
+    #[error("ledger {0} is this ledger; it cannot be its own replica")]
+    OwnLedger(uuid::Uuid),
+    /// RocksDB refused.
+    #[error("storage error: {0}")]
+    Storage(String),
+    /// Stored replica data is damaged.
+    #[error("stored replica data is damaged: {0}; run `onoal verify --ledger ...`")]
+    Corrupt(String),
+}
+
+impl From<rocksdb::Error> for ReplicaError {
+    fn from(e: rocksdb::Error) -> Self {
+        Self::Storage(e.into_string())
+    }
+}
+
+impl From<crate::error::ReadError> for ReplicaError {
+    fn from(e: crate::error::ReadError) -> Self {
+        match e {
+            crate::error::ReadError::Storage(s) => Self::Storage(s),
+            other => Self::Corrupt(other.to_string()),
+        }
+    }
+}
+
+/// Why a bundle does not verify against a checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum BundleError {
+    /// Start or length is not one level-0 tile of the checkpoint's tree.
+    #[error(
+        "bundle [{first}, {first}+{count}) is not a tile of a tree of size {size}: it must start at a multiple of 256 and hold min(256, size - first) entries"
+    )]
+    WrongShape {
+        /// First seq.
+        first: u64,
+        /// Entries given.
+        count: u64,
+        /// Checkpoint size.
+        size: u64,
+    },
+    /// An entry does not decode.
+    #[error("entry {seq} does not decode: {reason}")]
+    Undecodable {
+        /// Position in the log.
+        seq: u64,
+        /// Decoder message.
+        reason: String,
+    },
+    /// An entry claims another seq than its position.
+    #[error("entry at {seq} claims seq {found}")]
+    SeqMismatch {
+        /// Position.
+        seq: u64,
+        /// Claimed seq.
+        found: u64,
+    },
+    /// An entry's `prev_hash` is not the previous entry's leaf hash.
+    #[error("chain broken at entry {seq}")]
+    ChainBroken {
+        /// First entry whose link is wrong.
+        seq: u64,
+    },
+    /// An entry's timestamp is below its predecessor's.
+    #[error("entry {seq} has a timestamp before its predecessor's")]
+    TimeWentBack {
+        /// The entry.
+        seq: u64,
+    },
+    /// The entries do not hash to the checkpoint's root through the path.
+    #[error("entries [{first}, {end}) do not hash to the checkpoint's root (size {size})")]
+    RootMismatch {
+        /// First seq.
+        first: u64,
+        /// End seq.
+        end: u64,
+        /// Checkpoint size.
+        size: u64,
+    },
+    /// Entries the replica already holds differ from the bundle's.
+    #[error("entry {seq} differs from the one the replica holds")]
+    HeldEntryDiffers {
+        /// The entry.
+        seq: u64,
+    },
+}
+
+/// Entries checked against a checkpoint by [`verify_bundle`]; only it constructs one.
+#[derive(Debug)]
+pub struct VerifiedBundle {
+    first: u64,
+    checkpoint_size: u64,
+    checkpoint_root: Hash,
+    entries: Vec<(Vec<u8>, Hash, Entry)>,
+}
+
+impl VerifiedBundle {
+    /// First seq.
+    pub fn first(&self) -> u64 {
+        self.first
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// True when it holds no entries (never, for a verified bundle).
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Bytes of leaf data.
+    pub fn leaf_bytes(&self) -> usize {
+        self.entries.iter().map(|(d, _, _)| d.len()).sum()
+    }
+}
+
+/// The path a source sends with bundle `first`: the part of the inclusion proof of leaf
+/// `first` in the tree of `size` that lies above the bundle's subtree.
+///
+/// # Errors
+/// `first` is not a bundle start below `size`.
+pub fn bundle_path_from_inclusion(
+    first: u64,
+    size: u64,
+    inclusion_of_first: &[Hash],
+) -> Result<Vec<Hash>, BundleError> {
+    let count = bundle_len(first, size).ok_or(BundleError::WrongShape { first, count: 0, size })?;
+    let inner = merkle::inclusion_proof_len(0, count);
+    Ok(inclusion_of_first.get(inner..).unwrap_or_default().to_vec())
+}
+
+/// Entries in bundle `first` of a tree of `size`, when `first` is a bundle start below `size`.
+pub fn bundle_len(first: u64, size: u64) -> Option<u64> {
+    (first.is_multiple_of(BUNDLE_ENTRIES) && first < size)
+        .then(|| (size - first).min(BUNDLE_ENTRIES))
+}
+
+/// RFC 9162 hash of a list of leaf hashes (split at the largest power of two below n).
+fn subtree_root(leaves: &[Hash]) -> Hash {
+    match leaves.len() {
+        0 => crate::hash::empty_root(),
+        1 => leaves[0],
+        n => {
+            let k = (n as u64 - 1).checked_ilog2().map_or(1, |b| 1usize << b);
+            node_hash(&subtree_root(&leaves[..k]), &subtree_root(&leaves[k..]))
+        }
+    }
+}
+
+/// Checks bundle `first` (leaf data of entries `[first, first + len)`) against `checkpoint`:
+/// the shape is one level-0 tile of its tree, every entry decodes canonically with its own
+/// seq, links to its predecessor inside the bundle, and the entries' subtree hash reaches the
+/// checkpoint's root through `path` (see [`bundle_path_from_inclusion`]). Pure and parallel:
+/// leaf hashes are computed on all cores for full bundles.
+///
+/// # Errors
+/// The first violation found.
+pub fn verify_bundle(
+    checkpoint: &Checkpoint,
+    first: u64,
+    leaves: Vec<Vec<u8>>,
+    path: &[Hash],
+) -> Result<VerifiedBundle, BundleError> {
+    let size = checkpoint.size;
+    let count = leaves.len() as u64;
+    if bundle_len(first, size) != Some(count) {
+        return Err(BundleError::WrongShape { first, count, size });
+    }
+    let decode = |(i, data): (usize, Vec<u8>)| {
+        let seq = first + i as u64;
+        let entry = Entry::decode(&data)
+            .map_err(|e| BundleError::Undecodable { seq, reason: e.to_string() })?;
+        if entry.seq != seq {
+            return Err(BundleError::SeqMismatch { seq, found: entry.seq });
+        }
+        let h = leaf_hash(&data);
+        Ok((data, h, entry))
+    };
+    let entries: Vec<(Vec<u8>, Hash, Entry)> =
+        leaves.into_iter().enumerate().map(decode).collect::<Result<_, _>>()?;
+    for w in 1..entries.len() {
+        let seq = first + w as u64;
+        if entries[w].2.prev_hash != entries[w - 1].1 {
+            return Err(BundleError::ChainBroken { seq });
+        }
+        if entries[w].2.timestamp_ms < entries[w - 1].2.timestamp_ms {
+            return Err(BundleError::TimeWentBack { seq });
+        }
+    }
+    if first == 0 && entries.first().is_some_and(|e| e.2.prev_hash != Hash::ZERO) {
+        return Err(BundleError::ChainBroken { seq: 0 });
+    }
+    let hashes: Vec<Hash> = entries.iter().map(|e| e.1).collect();
+    let subtree = subtree_root(&hashes);
+    let nodes = size.div_ceil(BUNDLE_ENTRIES);
+    let root = merkle::root_from_inclusion(first / BUNDLE_ENTRIES, nodes, &subtree, path);
+    if root.ok() != Some(checkpoint.root) {
+        return Err(BundleError::RootMismatch { first, end: first + count, size });
+    }
+    Ok(VerifiedBundle { first, checkpoint_size: size, checkpoint_root: checkpoint.root, entries })
+}
+
+/// What [`ReplicaWriter::accept_checkpoint`] did with a valid checkpoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Accepted {
+    /// Newer than the held one, proven consistent, stored.
+    New,
+    /// The same as the held one.
+    Same,
+    /// Older than the held one (the source is behind); nothing stored.
+    Older,
+}
+
+/// The only writer of one replica (at most one per replica and process).
+pub struct ReplicaWriter {
+    log: Log,
+    state: SequencerState,
+    record: SyncRecord,
+}
+
+impl std::fmt::Debug for ReplicaWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReplicaWriter")
+            .field("ledger_id", &self.log.identity().ledger_id)
+            .field("held", &self.state.head.size)
+            .finish()
+    }
+}
+
+impl Drop for ReplicaWriter {
+    fn drop(&mut self) {
+        self.log.state.writer_active.store(false, Ordering::Release);
+    }
+}
+
+fn sync_state_key(number: u32) -> [u8; 4] {
+    number.to_be_bytes()
+}
+
+fn read_record(shared: &Shared, number: u32) -> Result<Option<SyncRecord>, ReplicaError> {
+    match shared.db.get_cf(shared.cf(CF_SYNC_STATE), sync_state_key(number))? {
+        None => Ok(None),
+        Some(b) => postcard::from_bytes(&b)
+            .map(Some)
+            .map_err(|e| ReplicaError::Corrupt(format!("sync state of log {number}: {e}"))),
+    }
+}
+
+impl Ledger {
+    /// The replica of `ledger_id`, if this ledger holds one.
+    pub fn replica(&self, ledger_id: &uuid::Uuid) -> Option<Log> {
+        let shared = &self.log().shared;
+        let state = shared.replicas.read().get(ledger_id).cloned()?;
+        Some(Log { shared: shared.clone(), state })
+    }
+
+    /// Every replica this ledger holds, by ledger id.
+    pub fn replicas(&self) -> Vec<Log> {
+        let shared = &self.log().shared;
+        let mut out: Vec<Log> = shared
+            .replicas
+            .read()
+            .values()
+            .map(|state| Log { shared: shared.clone(), state: state.clone() })
+            .collect();
+        out.sort_by_key(|l| l.state.number);
+        out
+    }
+
+    /// The own log (when `ledger_id` is this ledger's) or a replica.
+    pub fn log_of(&self, ledger_id: &uuid::Uuid) -> Option<Log> {
+        if *ledger_id == self.identity().ledger_id {
+            Some(self.log().clone())
+        } else {
+            self.replica(ledger_id)
+        }
+    }
+
+    /// The sync record of a replica.
+    ///
+    /// # Errors
+    /// Storage errors or a damaged record.
+    pub fn sync_record(&self, ledger_id: &uuid::Uuid) -> Result<Option<SyncRecord>, ReplicaError> {
+        let Some(log) = self.replica(ledger_id) else { return Ok(None) };
+        read_record(&log.shared, log.state.number)
+    }
+
+    /// Opens the writer of the replica of `identity` (created when new, with `identity` as its
+    /// pinned identity). At most one writer per replica exists at a time.
+    ///
+    /// # Errors
+    /// Read-only ledger, own ledger, a different pinned key, a writer already active, storage.
+    pub fn replica_writer(&self, identity: &Identity) -> Result<ReplicaWriter, ReplicaError> {
+        if self.is_read_only() {
+            return Err(ReplicaError::ReadOnly);
+        }
+        let id = identity.ledger_id;
+        if id == self.identity().ledger_id {
+            return Err(ReplicaError::OwnLedger(id));
+        }
+        let shared = self.log().shared.clone();
+        let state = {
+            let mut replicas = shared.replicas.write();
+            match replicas.get(&id) {
+                Some(s) => {
+                    if s.identity.public_key != identity.public_key {
+                        return Err(ReplicaError::KeyMismatch {
+                            ledger_id: id,
+                            pinned: hex::encode(s.identity.public_key.as_bytes()),
+                            given: hex::encode(identity.public_key.as_bytes()),
+                        });
+                    }
+                    s.clone()
+                }
+                None => {
+                    let number = replicas.values().map(|s| s.number).max().unwrap_or(OWN_LOG) + 1;
+                    let mut value = number.to_be_bytes().to_vec();
+                    value.extend_from_slice(&identity.encode());
+                    let mut batch = WriteBatch::default();
+                    batch.put_cf(shared.cf(CF_META), directory_key(&id), value);
+                    batch.put_cf(
+                        shared.cf(CF_META),
+                        store::head_key(number),
+                        HeadRecord::default().encode(),
+                    );
+                    let mut wo = WriteOptions::default();
+                    wo.set_sync(true);
+                    shared.db.write_opt(batch, &wo)?;
+                    let s = Arc::new(LogState::new(number, identity.clone()));
+                    replicas.insert(id, s.clone());
+                    s
+                }
+            }
+        };
+        if state.writer_active.swap(true, Ordering::AcqRel) {
+            return Err(ReplicaError::Busy(id));
+        }
+        let log = Log { shared: shared.clone(), state };
+        // From here on, Drop clears writer_active.
+        let loaded = SequencerState::load(&shared, &log.state);
+        let record = read_record(&shared, log.state.number);
+        let mut writer = ReplicaWriter {
+            log,
+            state: SequencerState {
+                head: HeadRecord::default(),
+                edge: Vec::new(),
+                last_checkpoint: None,
+            },
+            record: SyncRecord {
+                status: SyncStatus::New,
+                checkpoint_size: 0,
+                checkpoint_root: crate::hash::empty_root(),
+                synced_size: 0,
+                last_leaf_hash: Hash::ZERO,
+                last_error: None,
+                fork: None,
+                updated_ms: 0,
+            },
+        };
+        writer.state = loaded.map_err(ReplicaError::Corrupt)?;
+        if let Some(r) = record? {
+            writer.record = r;
+        }
+        Ok(writer)
+    }
+
+    /// Deletes a replica and everything stored for it (entries, tiles, indexes, checkpoints,
+    /// sync state, fork evidence). The operator's way out of a fork.
+    ///
+    /// # Errors
+    /// Read-only ledger, a sync of it running, storage errors. Returns false when there was no
+    /// such replica.
+    pub fn drop_replica(&self, ledger_id: &uuid::Uuid) -> Result<bool, ReplicaError> {
+        if self.is_read_only() {
+            return Err(ReplicaError::ReadOnly);
+        }
+        let shared = self.log().shared.clone();
+        let mut replicas = shared.replicas.write();
+        let Some(state) = replicas.get(ledger_id).cloned() else { return Ok(false) };
+        if state.writer_active.load(Ordering::Acquire) {
+            return Err(ReplicaError::Busy(*ledger_id));
+        }
+        let n = state.number;
+        let (from, to) = (n.to_be_bytes(), (n + 1).to_be_bytes());
+        let mut batch = WriteBatch::default();
+        for cf in [CF_ENTRIES, CF_TILES, CF_INDEX, CF_CHECKPOINTS, CF_SYNC_STATE] {
+            batch.delete_range_cf(shared.cf(cf), from, to);
+        }
+        batch.delete_cf(shared.cf(CF_META), directory_key(ledger_id));
+        batch.delete_cf(shared.cf(CF_META), store::head_key(n));
+        let mut wo = WriteOptions::default();
+        wo.set_sync(true);
+        shared.db.write_opt(batch, &wo)?;
+        replicas.remove(ledger_id);
+        Ok(true)
+    }
+}
+
+impl ReplicaWriter {
+    /// Read access to the replica.
+    pub fn log(&self) -> &Log {
+        &self.log
+    }
+
+    /// Entries held.
+    pub fn held(&self) -> u64 {
+        self.state.head.size
+    }
+
+    /// The newest accepted checkpoint.
+    pub fn checkpoint(&self) -> Option<&SignedCheckpoint> {
+        self.state.last_checkpoint.as_ref()
+    }
+
+    /// The stored sync record.
+    pub fn record(&self) -> &SyncRecord {
+        &self.record
+    }
+
+    fn ledger_id(&self) -> uuid::Uuid {
+        self.log.identity().ledger_id
+    }
+
+    fn write(&mut self, mut batch: WriteBatch) -> Result<(), ReplicaError> {
+        self.record.updated_ms = now_ms();
+        self.record.synced_size = self.state.head.size;
+        self.record.last_leaf_hash = self.state.head.last_leaf_hash;
+        if let Some(cp) = &self.state.last_checkpoint {
+            self.record.checkpoint_size = cp.size;
+            self.record.checkpoint_root = cp.root;
+        }
+        let bytes = postcard::to_stdvec(&self.record)
+            .map_err(|e| ReplicaError::Storage(format!("encoding the sync state: {e}")))?;
+        let shared = &self.log.shared;
+        batch.put_cf(shared.cf(CF_SYNC_STATE), sync_state_key(self.log.state.number), bytes);
+        let mut wo = WriteOptions::default();
+        wo.set_sync(true);
+        shared.db.write_opt(batch, &wo)?;
+        Ok(())
+    }
+
+    /// Records a sync's status (and error) without changing the replica's data.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn set_status(
+        &mut self,
+        status: SyncStatus,
+        error: Option<String>,
+    ) -> Result<(), ReplicaError> {
+        if self.record.status == SyncStatus::Forked {
+            return Ok(());
+        }
+        self.record.status = status;
+        self.record.last_error = error;
+        self.write(WriteBatch::default())
+    }
+
+    fn forked(&mut self, received: &str, reason: String) -> ReplicaError {
+        let held = self.state.last_checkpoint.as_ref().map(|c| c.note.clone()).unwrap_or_default();
+        self.record.status = SyncStatus::Forked;
+        self.record.last_error = Some(reason.clone());
+        self.record.fork = Some(ForkEvidence {
+            held,
+            received: received.to_owned(),
+            reason: reason.clone(),
+            detected_ms: now_ms(),
+        });
+        if let Err(e) = self.write(WriteBatch::default()) {
+            return e;
+        }
+        ReplicaError::Fork { ledger_id: self.ledger_id(), reason }
+    }
+
+    fn open_note(&self, note: &str) -> Result<Checkpoint, ReplicaError> {
+        let id = self.ledger_id();
+        let cp = self
+            .log
+            .identity()
+            .verifier()
+            .open(note.as_bytes())
+            .map_err(|e| ReplicaError::BadSignature { ledger_id: id, reason: e.to_string() })?;
+        if cp.origin != self.log.identity().oid.as_str() {
+            return Err(ReplicaError::BadSignature {
+                ledger_id: id,
+                reason: format!(
+                    "origin {:?} is not the ledger's OID {}",
+                    cp.origin,
+                    self.log.identity().oid
+                ),
+            });
+        }
+        Ok(cp)
+    }
+
+    /// Checks `note` (signature with the pinned key, origin = the ledger's OID) and its
+    /// consistency with the held checkpoint (`consistency` = RFC 9162 proof from the held size
+    /// to the note's size; empty when nothing is held), and stores it as the newest.
+    ///
+    /// # Errors
+    /// [`ReplicaError::BadSignature`], [`ReplicaError::Inconsistent`] (nothing stored),
+    /// [`ReplicaError::Fork`] (same size, another root: evidence stored), storage errors.
+    pub fn accept_checkpoint(
+        &mut self,
+        note: &str,
+        consistency: &[Hash],
+    ) -> Result<Accepted, ReplicaError> {
+        if self.record.status == SyncStatus::Forked {
+            return Err(ReplicaError::Forked(self.ledger_id()));
+        }
+        let cp = self.open_note(note)?;
+        if let Some(held) = self.state.last_checkpoint.clone() {
+            if cp.size < held.size {
+                return Ok(Accepted::Older);
+            }
+            if cp.size == held.size {
+                if cp.root == held.root {
+                    return Ok(Accepted::Same);
+                }
+                return Err(self.forked(
+                    note,
+                    format!("two checkpoints of size {} with different roots", cp.size),
+                ));
+            }
+            if held.size > 0 {
+                merkle::verify_consistency(held.size, cp.size, &held.root, &cp.root, consistency)
+                    .map_err(|e| ReplicaError::Inconsistent {
+                    old_size: held.size,
+                    new_size: cp.size,
+                    reason: e.to_string(),
+                })?;
+            }
+        }
+        let mut batch = WriteBatch::default();
+        batch.put_cf(
+            self.log.shared.cf(CF_CHECKPOINTS),
+            store::checkpoint_key(self.log.state.number, cp.size),
+            note.as_bytes(),
+        );
+        self.state.last_checkpoint =
+            Some(SignedCheckpoint { checkpoint: cp, note: note.to_owned() });
+        self.write(batch)?;
+        Ok(Accepted::New)
+    }
+
+    /// After [`ReplicaError::Inconsistent`]: `note` is the source's checkpoint of the held
+    /// size. If it is validly signed and has another root, the ledger forked: the evidence is
+    /// stored and [`ReplicaError::Fork`] returned. Otherwise the source merely sent a bad proof.
+    ///
+    /// # Errors
+    /// [`ReplicaError::Fork`] when proven; [`ReplicaError::BadSignature`] for a bad note.
+    pub fn check_fork(&mut self, note: &str) -> Result<(), ReplicaError> {
+        let cp = self.open_note(note)?;
+        let Some(held) = self.state.last_checkpoint.clone() else { return Ok(()) };
+        if cp.size == held.size && cp.root != held.root {
+            return Err(self.forked(
+                note,
+                format!("two checkpoints of size {} with different roots", cp.size),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Appends a verified bundle to the replica in one fsynced write: the entries beyond those
+    /// held, tiles, indexes, head and sync state. Entries of the bundle the replica already
+    /// holds must be identical.
+    ///
+    /// # Errors
+    /// The bundle was checked against another checkpoint, does not continue the replica, or
+    /// differs from held entries; storage errors. Nothing is written on error.
+    pub fn commit(&mut self, bundle: VerifiedBundle) -> Result<u64, ReplicaError> {
+        if self.record.status == SyncStatus::Forked {
+            return Err(ReplicaError::Forked(self.ledger_id()));
+        }
+        let held_cp = self.state.last_checkpoint.as_ref().map(|c| (c.size, c.root));
+        if held_cp != Some((bundle.checkpoint_size, bundle.checkpoint_root)) {
+            return Err(ReplicaError::StaleBundle {
+                bundle_size: bundle.checkpoint_size,
+                held_size: held_cp.map_or(0, |c| c.0),
+            });
+        }
+        let held = self.state.head.size;
+        let first = bundle.first;
+        let end = first + bundle.entries.len() as u64;
+        if first > held || end < held {
+            return Err(ReplicaError::Gap { first, held });
+        }
+        // Held entries of this tile are the bottom row of the right-edge level-0 tile.
+        let overlap = (held - first) as usize;
+        if overlap > 0 {
+            let bottom = self.state.edge.first().map(|t| t.bottom()).unwrap_or_default();
+            for i in 0..overlap {
+                if bottom.get(i) != Some(&bundle.entries[i].1) {
+                    return Err(BundleError::HeldEntryDiffers { seq: first + i as u64 }.into());
+                }
+            }
+        }
+        let Some(next) = bundle.entries.get(overlap) else { return Ok(held) };
+        if next.2.prev_hash != self.state.head.last_leaf_hash {
+            return Err(BundleError::ChainBroken { seq: held }.into());
+        }
+        if next.2.timestamp_ms < self.state.head.last_timestamp_ms {
+            return Err(BundleError::TimeWentBack { seq: held }.into());
+        }
+        let shared = self.log.shared.clone();
+        let number = self.log.state.number;
+        let (cf_entries, cf_tiles) = (shared.cf(CF_ENTRIES), shared.cf(CF_TILES));
+        let mut batch = WriteBatch::default();
+        let mut postings = store::Postings::default();
+        let saved_edge = self.state.edge.clone();
+        let saved_head = self.state.head;
+        let mut dirty = vec![false; self.state.edge.len() + 1];
+        for (data, h, entry) in &bundle.entries[overlap..] {
+            let seq = entry.seq;
+            batch.put_cf(cf_entries, store::entry_key(number, seq), data);
+            let c = &entry.content;
+            postings.add(IndexKind::Stream, c.stream.as_str(), seq);
+            postings.add(IndexKind::EntryType, c.entry_type.as_str(), seq);
+            if let Some(s) = &c.subject {
+                postings.add(IndexKind::Subject, s.as_str(), seq);
+            }
+            if let Some(s) = &c.issuer {
+                postings.add(IndexKind::Issuer, s.as_str(), seq);
+            }
+            push_leaf(&mut self.state.edge, &mut dirty, seq, *h, &mut batch, cf_tiles, number);
+            self.state.head = HeadRecord {
+                size: seq + 1,
+                last_leaf_hash: *h,
+                last_timestamp_ms: entry.timestamp_ms,
+            };
+        }
+        put_dirty_tiles(
+            &self.state.edge,
+            &dirty,
+            self.state.head.size,
+            &mut batch,
+            cf_tiles,
+            number,
+        );
+        for (key, value) in postings.finish(number) {
+            batch.put_cf(shared.cf(CF_INDEX), key, value);
+        }
+        batch.put_cf(shared.cf(CF_META), store::head_key(number), self.state.head.encode());
+        self.record.status = if Some(end) == held_cp.map(|c| c.0) {
+            SyncStatus::Complete
+        } else {
+            SyncStatus::InProgress
+        };
+        self.record.last_error = None;
+        if let Err(e) = self.write(batch) {
+            self.state.edge = saved_edge;
+            self.state.head = saved_head;
+            return Err(e);
+        }
+        self.log.state.durable_size.store(self.state.head.size, Ordering::Release);
+        Ok(self.state.head.size)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subtree_root_matches_merkle_root() {
+        for n in 1..600u64 {
+            let leaves: Vec<Hash> = (0..n).map(|i| leaf_hash(&i.to_be_bytes())).collect();
+            fn node(leaves: &[Hash], level: u8, index: u64) -> Hash {
+                if level == 0 {
+                    return leaves[index as usize];
+                }
+                node_hash(
+                    &node(leaves, level - 1, 2 * index),
+                    &node(leaves, level - 1, 2 * index + 1),
+                )
+            }
+            let expected = merkle::root(n, &mut |id: merkle::NodeId| -> Result<Hash, ()> {
+                Ok(node(&leaves, id.level, id.index))
+            });
+            assert_eq!(Ok(subtree_root(&leaves)), expected, "n = {n}");
+        }
+    }
+
+    #[test]
+    fn bundle_lengths() {
+        assert_eq!(bundle_len(0, 1), Some(1));
+        assert_eq!(bundle_len(0, 300), Some(256));
+        assert_eq!(bundle_len(256, 300), Some(44));
+        assert_eq!(bundle_len(256, 256), None);
+        assert_eq!(bundle_len(1, 300), None);
+    }
+}
