@@ -18,6 +18,9 @@ use serde_json::{Value, json};
 /// Any error of a workload, as text for the CLI.
 pub type BenchResult<T> = Result<T, String>;
 
+mod sync;
+pub use sync::sync;
+
 fn err(e: impl std::fmt::Display) -> String {
     e.to_string()
 }

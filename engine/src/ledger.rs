@@ -1153,3 +1153,88 @@ impl<'a> View<'a> {
         Ok(QueryPage { entries, next_cursor })
     }
 }
+
+/// A key and its value.
+pub type KeyValue = (Vec<u8>, Vec<u8>);
+
+/// Tables the mesh keeps in the ledger's database (DESIGN.md: peers, connections, routing,
+/// trust, messages). Plain keys and values, owned by `onoal-mesh`; the engine only stores them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum MeshTable {
+    /// Known and pinned peers.
+    Peers,
+    /// Connection history.
+    Connections,
+    /// OID routing table.
+    Routing,
+    /// Trust edges.
+    Trust,
+    /// Seen messages.
+    Messages,
+}
+
+impl MeshTable {
+    fn cf_name(self) -> &'static str {
+        match self {
+            Self::Peers => "peers",
+            Self::Connections => "connections",
+            Self::Routing => "routing",
+            Self::Trust => "trust",
+            Self::Messages => "messages",
+        }
+    }
+}
+
+impl Ledger {
+    /// The value at `key` of a mesh table.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn mesh_get(&self, table: MeshTable, key: &[u8]) -> Result<Option<Vec<u8>>, ReadError> {
+        let shared = &self.own.shared;
+        Ok(shared.db.get_cf(shared.cf(table.cf_name()), key)?)
+    }
+
+    /// Writes (fsynced) `value` at `key` of a mesh table.
+    ///
+    /// # Errors
+    /// A read-only ledger; storage errors.
+    pub fn mesh_put(&self, table: MeshTable, key: &[u8], value: &[u8]) -> Result<(), ReadError> {
+        if self.is_read_only() {
+            return Err(ReadError::Storage(
+                "the ledger is open read-only; stop the process that owns it (onoal serve?) or send the change to it".into(),
+            ));
+        }
+        let shared = &self.own.shared;
+        let mut wo = WriteOptions::default();
+        wo.set_sync(true);
+        Ok(shared.db.put_cf_opt(shared.cf(table.cf_name()), key, value, &wo)?)
+    }
+
+    /// Deletes `key` of a mesh table.
+    ///
+    /// # Errors
+    /// A read-only ledger; storage errors.
+    pub fn mesh_delete(&self, table: MeshTable, key: &[u8]) -> Result<(), ReadError> {
+        if self.is_read_only() {
+            return Err(ReadError::ReadOnly);
+        }
+        let shared = &self.own.shared;
+        Ok(shared.db.delete_cf(shared.cf(table.cf_name()), key)?)
+    }
+
+    /// Every key and value of a mesh table, in key order.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn mesh_scan(&self, table: MeshTable) -> Result<Vec<KeyValue>, ReadError> {
+        let shared = &self.own.shared;
+        let mut out = Vec::new();
+        for item in shared.db.iterator_cf(shared.cf(table.cf_name()), IteratorMode::Start) {
+            let (k, v) = item?;
+            out.push((k.into_vec(), v.into_vec()));
+        }
+        Ok(out)
+    }
+}

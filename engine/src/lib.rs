@@ -57,8 +57,8 @@ pub use error::{AppendError, OpenError, ReadError, VerifyError};
 pub use hash::Hash;
 #[cfg(feature = "storage")]
 pub use ledger::{
-    Durability, Head, Identity, Ledger, LedgerBuilder, Log, PendingAppend, Query, QueryPage,
-    Receipt, SignedCheckpoint, StoredEntry,
+    Durability, Head, Identity, Ledger, LedgerBuilder, Log, MeshTable, PendingAppend, Query,
+    QueryPage, Receipt, SignedCheckpoint, StoredEntry,
 };
 pub use record::{Entry, EntryRef, Name, NewEntry, Oid};
 #[cfg(feature = "storage")]

@@ -804,9 +804,71 @@ impl ReplicaWriter {
     /// The bundle was checked against another checkpoint, does not continue the replica, or
     /// differs from held entries; storage errors. Nothing is written on error.
     pub fn commit(&mut self, bundle: VerifiedBundle) -> Result<u64, ReplicaError> {
+        self.commit_all(vec![bundle])
+    }
+
+    /// Appends consecutive verified bundles in ONE fsynced write (group commit of what arrived
+    /// together); all or nothing, as [`Self::commit`].
+    ///
+    /// # Errors
+    /// As [`Self::commit`], for the first bundle that fails; nothing is written then.
+    pub fn commit_all(&mut self, bundles: Vec<VerifiedBundle>) -> Result<u64, ReplicaError> {
         if self.record.status == SyncStatus::Forked {
             return Err(ReplicaError::Forked(self.ledger_id()));
         }
+        let saved_edge = self.state.edge.clone();
+        let saved_head = self.state.head;
+        let number = self.log.state.number;
+        let shared = self.log.shared.clone();
+        let mut batch = WriteBatch::default();
+        let mut postings = store::Postings::default();
+        let mut dirty = vec![false; self.state.edge.len() + 1];
+        let mut staged = Ok(());
+        for bundle in &bundles {
+            staged = self.stage(bundle, &mut batch, &mut postings, &mut dirty);
+            if staged.is_err() {
+                break;
+            }
+        }
+        let written = staged.and_then(|()| {
+            let cf_tiles = shared.cf(CF_TILES);
+            put_dirty_tiles(
+                &self.state.edge,
+                &dirty,
+                self.state.head.size,
+                &mut batch,
+                cf_tiles,
+                number,
+            );
+            for (key, value) in postings.finish(number) {
+                batch.put_cf(shared.cf(CF_INDEX), key, value);
+            }
+            batch.put_cf(shared.cf(CF_META), store::head_key(number), self.state.head.encode());
+            let target = self.state.last_checkpoint.as_ref().map(|c| c.size);
+            self.record.status = if Some(self.state.head.size) == target {
+                SyncStatus::Complete
+            } else {
+                SyncStatus::InProgress
+            };
+            self.record.last_error = None;
+            self.write(batch)
+        });
+        if let Err(e) = written {
+            self.state.edge = saved_edge;
+            self.state.head = saved_head;
+            return Err(e);
+        }
+        self.log.state.durable_size.store(self.state.head.size, Ordering::Release);
+        Ok(self.state.head.size)
+    }
+
+    fn stage(
+        &mut self,
+        bundle: &VerifiedBundle,
+        batch: &mut WriteBatch,
+        postings: &mut store::Postings,
+        dirty: &mut Vec<bool>,
+    ) -> Result<(), ReplicaError> {
         let held_cp = self.state.last_checkpoint.as_ref().map(|c| (c.size, c.root));
         if held_cp != Some((bundle.checkpoint_size, bundle.checkpoint_root)) {
             return Err(ReplicaError::StaleBundle {
@@ -830,7 +892,7 @@ impl ReplicaWriter {
                 }
             }
         }
-        let Some(next) = bundle.entries.get(overlap) else { return Ok(held) };
+        let Some(next) = bundle.entries.get(overlap) else { return Ok(()) };
         if next.2.prev_hash != self.state.head.last_leaf_hash {
             return Err(BundleError::ChainBroken { seq: held }.into());
         }
@@ -840,11 +902,6 @@ impl ReplicaWriter {
         let shared = self.log.shared.clone();
         let number = self.log.state.number;
         let (cf_entries, cf_tiles) = (shared.cf(CF_ENTRIES), shared.cf(CF_TILES));
-        let mut batch = WriteBatch::default();
-        let mut postings = store::Postings::default();
-        let saved_edge = self.state.edge.clone();
-        let saved_head = self.state.head;
-        let mut dirty = vec![false; self.state.edge.len() + 1];
         for (data, h, entry) in &bundle.entries[overlap..] {
             let seq = entry.seq;
             batch.put_cf(cf_entries, store::entry_key(number, seq), data);
@@ -857,38 +914,14 @@ impl ReplicaWriter {
             if let Some(s) = &c.issuer {
                 postings.add(IndexKind::Issuer, s.as_str(), seq);
             }
-            push_leaf(&mut self.state.edge, &mut dirty, seq, *h, &mut batch, cf_tiles, number);
+            push_leaf(&mut self.state.edge, dirty, seq, *h, batch, cf_tiles, number);
             self.state.head = HeadRecord {
                 size: seq + 1,
                 last_leaf_hash: *h,
                 last_timestamp_ms: entry.timestamp_ms,
             };
         }
-        put_dirty_tiles(
-            &self.state.edge,
-            &dirty,
-            self.state.head.size,
-            &mut batch,
-            cf_tiles,
-            number,
-        );
-        for (key, value) in postings.finish(number) {
-            batch.put_cf(shared.cf(CF_INDEX), key, value);
-        }
-        batch.put_cf(shared.cf(CF_META), store::head_key(number), self.state.head.encode());
-        self.record.status = if Some(end) == held_cp.map(|c| c.0) {
-            SyncStatus::Complete
-        } else {
-            SyncStatus::InProgress
-        };
-        self.record.last_error = None;
-        if let Err(e) = self.write(batch) {
-            self.state.edge = saved_edge;
-            self.state.head = saved_head;
-            return Err(e);
-        }
-        self.log.state.durable_size.store(self.state.head.size, Ordering::Release);
-        Ok(self.state.head.size)
+        Ok(())
     }
 }
 

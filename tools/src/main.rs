@@ -14,19 +14,24 @@ use onoal_engine::{
 use serde_json::{Value, json};
 
 mod demo;
+mod mesh_cmd;
 
 #[derive(Parser, Debug)]
 #[command(name = "onoal", version, about = "Onoal: an embedded, sovereign, verifiable ledger")]
-struct Cli {
+pub(crate) struct Cli {
     /// Data directory of the ledger.
     #[arg(long, global = true, env = "ONOAL_DATA", default_value = "./onoal-data")]
-    data: PathBuf,
+    pub(crate) data: PathBuf,
     /// Print exactly one JSON object on stdout.
     #[arg(long, global = true)]
-    json: bool,
+    pub(crate) json: bool,
     /// Durability of appends: sync (fsync per group) or buffered (no fsync).
     #[arg(long, global = true, default_value = "sync")]
     durability: Durability,
+    /// Read a replica of this ledger (get, query, checkpoint, prove, verify) instead of the
+    /// own log.
+    #[arg(long, global = true)]
+    ledger: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -80,13 +85,69 @@ enum Command {
         #[command(subcommand)]
         what: BenchCommand,
     },
-    /// Run the demo: a ledger in a temporary directory that imports, checkpoints, proves and
-    /// verifies, printing what it did.
+    /// Run the demo: three ledgers on loopback (child processes) append, sync each other's
+    /// logs over QUIC, verify the replicas, and print a summary.
     Demo {
-        /// Entries to import.
+        /// Entries each ledger appends.
         #[arg(long, default_value_t = 100_000)]
         entries: u64,
     },
+    /// Run the node: serve the own log and replicas to pinned peers over QUIC, and follow the
+    /// ledgers given with --peer, until SIGINT/SIGTERM.
+    Serve {
+        /// QUIC address to listen on.
+        #[arg(long, default_value = "127.0.0.1:7400")]
+        listen: String,
+        /// Follow this ledger (pinned with `onoal peer add`) from HOST:PORT: LEDGER_ID@HOST:PORT.
+        #[arg(long)]
+        peer: Vec<String>,
+    },
+    /// Pin and list peers.
+    Peer {
+        #[command(subcommand)]
+        what: PeerCommand,
+    },
+    /// Sync the replica of LEDGER_ID from a pinned peer, verifying everything received.
+    Sync {
+        /// Ledger to replicate.
+        ledger_id: String,
+        /// HOST:PORT of a pinned peer that serves it (default: the ledger's pinned address).
+        #[arg(long)]
+        from: Option<String>,
+        /// full (from scratch), incremental (from what is held), checkpoint (light client).
+        #[arg(long, default_value = "incremental")]
+        mode: onoal_mesh::SyncMode,
+        /// Keep following new checkpoints until SIGINT/SIGTERM.
+        #[arg(long)]
+        follow: bool,
+    },
+    /// List replicas and their sync state.
+    Replicas,
+    /// List forks found while syncing (both checkpoints as evidence), or drop a forked replica.
+    Forks {
+        #[command(subcommand)]
+        what: Option<ForksCommand>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum PeerCommand {
+    /// Pin KEY for the ledger LEDGER_ID reachable at HOST:PORT.
+    Add {
+        /// LEDGER_ID@HOST:PORT
+        spec: String,
+        /// The peer's Ed25519 public key, hex (as `onoal serve` and `onoal init` print it).
+        #[arg(long)]
+        key: String,
+    },
+    /// List pinned peers.
+    List,
+}
+
+#[derive(Subcommand, Debug)]
+enum ForksCommand {
+    /// Delete the replica of LEDGER_ID (and its fork evidence); the next sync starts afresh.
+    Drop { ledger_id: String },
 }
 
 #[derive(Args, Debug)]
@@ -169,6 +230,11 @@ enum BenchCommand {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+    /// Full sync of N entries between two nodes on loopback vs raw quinn and raw RocksDB.
+    Sync {
+        #[arg(long, default_value_t = 1_000_000)]
+        entries: u64,
+    },
     /// Reopen time vs a raw RocksDB open of the same directory.
     Open {
         #[arg(long, default_value_t = 1_000_000)]
@@ -209,7 +275,7 @@ fn main() -> ExitCode {
 }
 
 /// The error chain on one line, without repeats.
-fn one_line(e: &anyhow::Error) -> String {
+pub(crate) fn one_line(e: &anyhow::Error) -> String {
     let mut parts: Vec<String> = Vec::new();
     for cause in e.chain() {
         let s = cause.to_string();
@@ -220,15 +286,15 @@ fn one_line(e: &anyhow::Error) -> String {
     parts.join(": ").replace('\n', " ")
 }
 
-fn open_write(cli: &Cli) -> Result<Ledger> {
+pub(crate) fn open_write(cli: &Cli) -> Result<Ledger> {
     Ok(Ledger::builder(&cli.data).durability(cli.durability).open()?)
 }
 
-fn open_read(cli: &Cli) -> Result<Ledger> {
+pub(crate) fn open_read(cli: &Cli) -> Result<Ledger> {
     Ok(Ledger::builder(&cli.data).open_read_only()?)
 }
 
-fn print(cli: &Cli, value: Value, human: impl FnOnce() -> String) {
+pub(crate) fn print(cli: &Cli, value: Value, human: impl FnOnce() -> String) {
     if cli.json {
         println!("{value}");
     } else {
@@ -285,13 +351,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Import { file, ack, batch } => import(&cli, file, *ack, (*batch).max(1))?,
         Command::Get { seq } => {
-            let ledger = open_read(&cli)?;
+            let (_ledger, ledger) = read_log(&cli)?;
             let e = ledger.entry(*seq)?;
             let v = entry_json(&e);
             print(&cli, v.clone(), || serde_json::to_string_pretty(&v).unwrap_or_default());
         }
         Command::Query(q) => {
-            let ledger = open_read(&cli)?;
+            let (_ledger, ledger) = read_log(&cli)?;
             let page = ledger.query(&Query {
                 stream: q.stream.clone(),
                 entry_type: q.entry_type.clone(),
@@ -326,9 +392,15 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Checkpoint { size } => {
             let signed = match size {
-                Some(n) => open_read(&cli)?
+                Some(n) => read_log(&cli)?
+                    .1
                     .checkpoint_at(*n)?
                     .ok_or(onoal_engine::ReadError::NoCheckpoint(*n))?,
+                None if cli.ledger.is_some() => {
+                    read_log(&cli)?.1.latest_checkpoint()?.ok_or_else(|| {
+                        anyhow!("the replica holds no checkpoint yet; run onoal sync")
+                    })?
+                }
                 None => match open_write(&cli) {
                     Ok(l) => l.checkpoint_now()?,
                     Err(e) if is_in_use(&e) => open_read(&cli)?.checkpoint_now()?,
@@ -347,7 +419,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
         }
         Command::Prove { what } => {
-            let ledger = open_read(&cli)?;
+            let (_ledger, ledger) = read_log(&cli)?;
             match what {
                 ProveCommand::Inclusion { seq, size } => {
                     let size = match size {
@@ -381,6 +453,19 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Verify => return verify(&cli),
         Command::Demo { entries } => demo::run(*entries, cli.json)?,
+        Command::Serve { listen, peer } => return mesh_cmd::serve(&cli, listen, peer),
+        Command::Peer { what: PeerCommand::Add { spec, key } } => {
+            mesh_cmd::peer_add(&cli, spec, key)?
+        }
+        Command::Peer { what: PeerCommand::List } => mesh_cmd::peer_list(&cli)?,
+        Command::Sync { ledger_id, from, mode, follow } => {
+            return mesh_cmd::sync(&cli, ledger_id, from.as_deref(), *mode, *follow);
+        }
+        Command::Replicas => mesh_cmd::replicas(&cli)?,
+        Command::Forks { what } => mesh_cmd::forks(
+            &cli,
+            what.as_ref().map(|ForksCommand::Drop { ledger_id }| ledger_id.as_str()),
+        )?,
         Command::Bench { what } => {
             let report = match what {
                 BenchCommand::Append { entries, payload, batch, writers } => {
@@ -398,6 +483,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 BenchCommand::Verify { entries, dir } => {
                     onoal_benches::verify(*entries, dir.as_deref())
                 }
+                BenchCommand::Sync { entries } => onoal_benches::sync((*entries).max(1)),
                 BenchCommand::Open { entries, dir } => {
                     onoal_benches::open(*entries, dir.as_deref())
                 }
@@ -413,7 +499,22 @@ fn run(cli: Cli) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn is_in_use(e: &anyhow::Error) -> bool {
+/// The own log, or the replica named by --ledger.
+fn read_log(cli: &Cli) -> Result<(Ledger, onoal_engine::Log)> {
+    let ledger = open_read(cli)?;
+    let log = match &cli.ledger {
+        None => ledger.log().clone(),
+        Some(id) => {
+            let id = mesh_cmd::parse_ledger_id(id)?;
+            ledger.log_of(&id).ok_or_else(|| {
+                anyhow!("no replica of {id} here; sync it first: onoal sync {id} --from HOST:PORT")
+            })?
+        }
+    };
+    Ok((ledger, log))
+}
+
+pub(crate) fn is_in_use(e: &anyhow::Error) -> bool {
     matches!(e.downcast_ref::<OpenError>(), Some(OpenError::InUse { .. }))
 }
 
@@ -551,7 +652,7 @@ fn import(cli: &Cli, file: &str, ack: bool, batch: usize) -> Result<()> {
 }
 
 fn verify(cli: &Cli) -> Result<ExitCode> {
-    let ledger = open_read(cli)?;
+    let (_ledger, ledger) = read_log(cli)?;
     let total = ledger.head()?.size;
     let bar = if std::io::stderr().is_terminal() && !cli.json {
         indicatif::ProgressBar::new(total)

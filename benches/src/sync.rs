@@ -1,0 +1,153 @@
+//! `onoal bench sync`: two nodes on loopback, a full verified and durable sync of N entries,
+//! next to two baselines measured in the same run: raw quinn bulk transfer of the same leaf
+//! bytes on one stream, and raw RocksDB durable append of the same entries.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use onoal_engine::identity::{SecretKey, key_path};
+use onoal_engine::{Durability, Ledger, Oid};
+use onoal_mesh::{Node, NodeConfig, SyncMode};
+use serde_json::{Value, json};
+
+use crate::{BenchResult, err, ledger_of};
+
+fn loopback() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 0))
+}
+
+/// Raw quinn: one stream carrying `bytes` bytes, loopback, same TLS (raw public keys).
+async fn quinn_bulk(bytes: u64) -> BenchResult<f64> {
+    let a = SecretKey::from_seed(&[1; 32]);
+    let b = SecretKey::from_seed(&[2; 32]);
+    let server = onoal_mesh::tls::server_config(&a, &[b"bulk"]).map_err(err)?;
+    let server = quinn::crypto::rustls::QuicServerConfig::try_from(server).map_err(err)?;
+    let mut server = quinn::ServerConfig::with_crypto(Arc::new(server));
+    let mut t = quinn::TransportConfig::default();
+    t.stream_receive_window(quinn::VarInt::from_u32(8 << 20));
+    t.receive_window(quinn::VarInt::from_u32(64 << 20));
+    t.send_window(64 << 20);
+    let t = Arc::new(t);
+    server.transport_config(t.clone());
+    let ep_server = quinn::Endpoint::server(server, loopback()).map_err(err)?;
+    let addr = ep_server.local_addr().map_err(err)?;
+    let (client, _) = onoal_mesh::tls::client_config(&b, a.public(), &[b"bulk"]).map_err(err)?;
+    let client = quinn::crypto::rustls::QuicClientConfig::try_from(client).map_err(err)?;
+    let mut client = quinn::ClientConfig::new(Arc::new(client));
+    client.transport_config(t);
+    let ep_client = quinn::Endpoint::client(loopback()).map_err(err)?;
+    let sender = tokio::spawn(async move {
+        let conn = ep_server.accept().await.ok_or("no connection")?.await.map_err(err)?;
+        let mut send = conn.open_uni().await.map_err(err)?;
+        let chunk = vec![7u8; 1 << 20];
+        let mut left = bytes;
+        while left > 0 {
+            let n = left.min(chunk.len() as u64) as usize;
+            send.write_all(&chunk[..n]).await.map_err(err)?;
+            left -= n as u64;
+        }
+        send.finish().map_err(err)?;
+        send.stopped().await.map_err(err)?;
+        Ok::<_, String>(())
+    });
+    let conn = ep_client.connect_with(client, addr, "onoal").map_err(err)?.await.map_err(err)?;
+    let started = Instant::now();
+    let mut recv = conn.accept_uni().await.map_err(err)?;
+    let mut got = 0u64;
+    while let Some(chunk) = recv.read_chunk(1 << 20, true).await.map_err(err)? {
+        got += chunk.bytes.len() as u64;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    sender.await.map_err(err)??;
+    if got != bytes {
+        return Err(format!("bulk transfer moved {got} of {bytes} bytes"));
+    }
+    Ok(bytes as f64 / secs)
+}
+
+/// `onoal bench sync --entries N`.
+pub fn sync(entries: u64) -> BenchResult<Value> {
+    let tmp = tempfile::tempdir().map_err(err)?;
+    let (src_dir, dst_dir) = (tmp.path().join("source"), tmp.path().join("receiver"));
+    let (source, _) = ledger_of(&src_dir, entries)?;
+    let cp = source.checkpoint_now().map_err(err)?;
+    let leaf_bytes: u64 = {
+        let mut total = 0u64;
+        let mut first = 0;
+        while first < entries {
+            let end = (first + 65_536).min(entries);
+            total += source
+                .log()
+                .leaf_data_range(first, end)
+                .map_err(err)?
+                .iter()
+                .map(|l| l.len() as u64)
+                .sum::<u64>();
+            first = end;
+        }
+        total
+    };
+    let receiver = Ledger::builder(&dst_dir)
+        .durability(Durability::Sync)
+        .create(Oid::parse("oid:onoal:bench:receiver").map_err(err)?)
+        .map_err(err)?;
+    let src_key = SecretKey::read_file(&key_path(&src_dir)).map_err(err)?;
+    let dst_key = SecretKey::read_file(&key_path(&dst_dir)).map_err(err)?;
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(err)?;
+    let (sync_secs, summary, bulk) = rt.block_on(async {
+        let (source, receiver) = (Arc::new(source), Arc::new(receiver));
+        let a =
+            Node::bind(source.clone(), src_key, loopback(), NodeConfig::default()).map_err(err)?;
+        let b = Node::bind(receiver.clone(), dst_key, loopback(), NodeConfig::default())
+            .map_err(err)?;
+        let a_addr = a.local_addr().map_err(err)?.to_string();
+        onoal_mesh::peer::pin(
+            &source,
+            receiver.identity().ledger_id,
+            *receiver.identity().public_key.as_bytes(),
+            None,
+        )?;
+        onoal_mesh::peer::pin(
+            &receiver,
+            source.identity().ledger_id,
+            *source.identity().public_key.as_bytes(),
+            Some(a_addr),
+        )?;
+        let server = a.serve();
+        let started = Instant::now();
+        let summary = b
+            .sync(source.identity().ledger_id, None, SyncMode::Full, &|_| {})
+            .await
+            .map_err(|e| e.to_string())?;
+        let secs = started.elapsed().as_secs_f64();
+        a.close().await;
+        b.close().await;
+        server.abort();
+        let bulk = quinn_bulk(leaf_bytes).await?;
+        Ok::<_, String>((secs, summary, bulk))
+    })?;
+    if summary.to_size != cp.size || summary.entries != entries {
+        return Err(format!("sync ended at {} of {} entries", summary.to_size, cp.size));
+    }
+    let raw_dir = tmp.path().join("raw");
+    let rocks = crate::raw_rocksdb_append(&raw_dir, entries, 256, 1000, Durability::Sync)?;
+    let figure = entries as f64 / sync_secs;
+    let bulk_entries_per_s = bulk / (leaf_bytes as f64 / entries as f64);
+    let slower = bulk_entries_per_s.min(rocks);
+    Ok(json!({
+        "workload": "sync",
+        "entries": entries,
+        "payload_bytes": 256,
+        "leaf_bytes": leaf_bytes,
+        "seconds": sync_secs,
+        "entries_per_s": figure,
+        "mb_per_s": leaf_bytes as f64 / sync_secs / 1e6,
+        "verified": summary.verified,
+        "durability": "sync",
+        "baseline_quinn_bulk_mb_per_s": bulk / 1e6,
+        "baseline_quinn_bulk_entries_per_s": bulk_entries_per_s,
+        "baseline_rocksdb_durable_entries_per_s": rocks,
+        "ratio": figure / slower,
+    }))
+}

@@ -1,0 +1,1050 @@
+//! The quinn driver: a [`Node`] serves its own log and its replicas, and syncs replicas from
+//! peers. It only moves frames; verification is `onoal_engine::replica`, the message rules are
+//! [`crate::proto`].
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use ed25519_dalek::VerifyingKey;
+use quinn::{Connection, Endpoint, RecvStream, SendStream};
+use tokio::task::JoinHandle;
+
+use onoal_engine::identity::SecretKey;
+use onoal_engine::replica::{
+    self, Accepted, ReplicaError, ReplicaWriter, SyncStatus, VerifiedBundle,
+};
+use onoal_engine::{Identity, Ledger, SignedCheckpoint};
+
+use crate::peer;
+use crate::proto::{
+    self, ALPN_SYNC, DEFAULT_MAX_FRAME, ErrorCode, LedgerCertificate, MAX_WAIT_MS, PeerMisbehaved,
+    Request, Response,
+};
+use crate::tls;
+
+/// How long a ledger certificate this node issues is valid.
+const CERTIFICATE_VALIDITY_MS: u64 = 24 * 3600 * 1000;
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// Why a sync (or connecting for one) failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SyncError {
+    /// The ledger to sync has no pinned key here.
+    #[error("ledger {0} is not pinned; pin its key first: onoal peer add {0}@HOST:PORT --key HEX")]
+    NotPinned(uuid::Uuid),
+    /// No address to reach the ledger.
+    #[error("no address known for {0}; pass --from HOST:PORT or pin it with an address")]
+    NoAddress(uuid::Uuid),
+    /// No pinned peer listens at the given address.
+    #[error(
+        "no pinned peer at {0}; pin the node there first: onoal peer add LEDGER_ID@{0} --key HEX"
+    )]
+    UnknownSource(String),
+    /// The server presented another key than the one pinned.
+    #[error(
+        "refused the connection to {addr}: it presented key {found}, but {expected} is pinned for it; if the peer's key really changed, pin the new one with onoal peer add"
+    )]
+    KeyMismatch {
+        /// Address dialled.
+        addr: SocketAddr,
+        /// Pinned key (hex).
+        expected: String,
+        /// Presented key (hex).
+        found: String,
+    },
+    /// The connection failed or dropped.
+    #[error("connection to {addr} failed: {reason}; is `onoal serve` running there?")]
+    Connect {
+        /// Address dialled.
+        addr: SocketAddr,
+        /// Transport message.
+        reason: String,
+    },
+    /// The peer broke the protocol or sent data that does not verify; nothing of it was
+    /// written and the violation is recorded against the peer.
+    #[error("peer {peer} {violation}")]
+    PeerMisbehaved {
+        /// Peer key (hex, short).
+        peer: String,
+        /// What it did.
+        violation: PeerMisbehaved,
+    },
+    /// The peer refused the request.
+    #[error("the peer refused: {message}")]
+    Refused {
+        /// Why.
+        code: ErrorCode,
+        /// Its message.
+        message: String,
+    },
+    /// The local replica refused (fork recorded, busy, storage).
+    #[error(transparent)]
+    Replica(#[from] ReplicaError),
+    /// Local storage or setup failed.
+    #[error("{0}")]
+    Local(String),
+}
+
+impl SyncError {
+    /// True for errors worth retrying after reconnecting (follow mode).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Connect { .. })
+    }
+}
+
+fn connect_err(addr: SocketAddr) -> impl Fn(String) -> SyncError {
+    move |reason| SyncError::Connect { addr, reason }
+}
+
+/// How much of a ledger to sync.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum SyncMode {
+    /// From entry 0 into a fresh replica (an existing one is dropped first).
+    Full,
+    /// From what the replica holds (the default).
+    #[default]
+    Incremental,
+    /// Only the newest checkpoint and its consistency proof: a light client.
+    Checkpoint,
+}
+
+impl std::str::FromStr for SyncMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "full" => Ok(Self::Full),
+            "incremental" => Ok(Self::Incremental),
+            "checkpoint" => Ok(Self::Checkpoint),
+            _ => Err(format!("sync mode {s:?} is not one of: full, incremental, checkpoint")),
+        }
+    }
+}
+
+/// What one sync did.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SyncSummary {
+    /// The replicated ledger.
+    pub ledger_id: uuid::Uuid,
+    /// Entries held before.
+    pub from_size: u64,
+    /// Entries held after.
+    pub to_size: u64,
+    /// Size of the newest verified checkpoint.
+    pub checkpoint_size: u64,
+    /// Entries received and committed.
+    pub entries: u64,
+    /// Leaf bytes received.
+    pub bytes: u64,
+    /// Wall time.
+    pub seconds: f64,
+    /// True: everything written was verified against the signed checkpoint.
+    pub verified: bool,
+}
+
+/// Progress of a running sync.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SyncProgress {
+    /// Entries held now.
+    pub held: u64,
+    /// Size of the checkpoint being synced to.
+    pub target: u64,
+}
+
+/// Node settings.
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    /// Largest frame accepted from a peer. Defaults to 4 MiB.
+    pub max_frame: u32,
+    /// Bundle requests in flight per sync. Defaults to 16.
+    pub window: usize,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        Self { max_frame: DEFAULT_MAX_FRAME, window: 16 }
+    }
+}
+
+struct Inner {
+    ledger: Arc<Ledger>,
+    secret: SecretKey,
+    endpoint: Endpoint,
+    certificate: LedgerCertificate,
+    config: NodeConfig,
+}
+
+/// A ledger on the network: serves its own log and replicas to pinned peers, syncs replicas.
+#[derive(Clone)]
+pub struct Node {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node").field("addr", &self.inner.endpoint.local_addr().ok()).finish()
+    }
+}
+
+fn transport() -> Arc<quinn::TransportConfig> {
+    let mut t = quinn::TransportConfig::default();
+    // The seed's heartbeat: keep-alive well inside the idle timeout.
+    t.max_idle_timeout(Some(quinn::IdleTimeout::from(quinn::VarInt::from_u32(30_000))));
+    t.keep_alive_interval(Some(Duration::from_secs(5)));
+    t.max_concurrent_bidi_streams(quinn::VarInt::from_u32(256));
+    t.max_concurrent_uni_streams(quinn::VarInt::from_u32(0));
+    t.stream_receive_window(quinn::VarInt::from_u32(8 << 20));
+    t.receive_window(quinn::VarInt::from_u32(64 << 20));
+    t.send_window(64 << 20);
+    Arc::new(t)
+}
+
+async fn read_frame(recv: &mut RecvStream, max: u32) -> Result<Vec<u8>, FrameError> {
+    let mut header = [0u8; 4];
+    recv.read_exact(&mut header).await.map_err(|e| FrameError::Io(e.to_string()))?;
+    let len = proto::frame_len(header, max).map_err(FrameError::Peer)?;
+    let mut body = vec![0u8; len];
+    recv.read_exact(&mut body).await.map_err(|e| FrameError::Io(e.to_string()))?;
+    Ok(body)
+}
+
+async fn write_frame(send: &mut SendStream, body: &[u8]) -> Result<(), String> {
+    let mut out = Vec::with_capacity(body.len() + 4);
+    proto::encode_frame(body, &mut out);
+    send.write_all(&out).await.map_err(|e| e.to_string())
+}
+
+enum FrameError {
+    Io(String),
+    Peer(PeerMisbehaved),
+}
+
+impl Node {
+    /// Binds a QUIC endpoint at `addr` for `ledger`, whose key is `secret`. Call inside a tokio
+    /// runtime; call [`Self::serve`] to answer peers.
+    ///
+    /// # Errors
+    /// The key does not belong to the ledger, the address cannot be bound.
+    pub fn bind(
+        ledger: Arc<Ledger>,
+        secret: SecretKey,
+        addr: SocketAddr,
+        config: NodeConfig,
+    ) -> Result<Self, SyncError> {
+        if secret.public() != ledger.identity().public_key {
+            return Err(SyncError::Local("the key does not belong to this ledger".into()));
+        }
+        let server = tls::server_config(&secret, &[ALPN_SYNC])
+            .map_err(|e| SyncError::Local(format!("TLS setup: {e}")))?;
+        let server = quinn::crypto::rustls::QuicServerConfig::try_from(server)
+            .map_err(|e| SyncError::Local(format!("QUIC TLS setup: {e}")))?;
+        let mut server = quinn::ServerConfig::with_crypto(Arc::new(server));
+        server.transport_config(transport());
+        let endpoint = Endpoint::server(server, addr)
+            .map_err(|e| SyncError::Local(format!("cannot listen on {addr}: {e}")))?;
+        let certificate = LedgerCertificate::issue(
+            ledger.identity(),
+            secret.signing_key(),
+            now_ms(),
+            CERTIFICATE_VALIDITY_MS,
+        );
+        Ok(Self { inner: Arc::new(Inner { ledger, secret, endpoint, certificate, config }) })
+    }
+
+    /// The bound address.
+    ///
+    /// # Errors
+    /// When the socket is gone.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.inner.endpoint.local_addr()
+    }
+
+    /// The ledger.
+    pub fn ledger(&self) -> &Arc<Ledger> {
+        &self.inner.ledger
+    }
+
+    /// Accepts peers until [`Self::close`].
+    pub fn serve(&self) -> JoinHandle<()> {
+        let inner = self.inner.clone();
+        tokio::spawn(async move {
+            while let Some(incoming) = inner.endpoint.accept().await {
+                let inner = inner.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = serve_connection(inner, incoming).await {
+                        tracing::debug!(error = %e, "connection ended");
+                    }
+                });
+            }
+        })
+    }
+
+    /// Closes every connection and waits until peers were told.
+    pub async fn close(&self) {
+        self.inner.endpoint.close(quinn::VarInt::from_u32(0), b"shutting down");
+        self.inner.endpoint.wait_idle().await;
+    }
+
+    /// Connects to `addr`, requiring the server to present `expected`, and exchanges
+    /// certificates.
+    ///
+    /// # Errors
+    /// [`SyncError::KeyMismatch`], [`SyncError::Connect`], a bad certificate.
+    pub async fn connect(
+        &self,
+        addr: SocketAddr,
+        expected: VerifyingKey,
+    ) -> Result<Connection, SyncError> {
+        let (client, seen) = tls::client_config(&self.inner.secret, expected, &[ALPN_SYNC])
+            .map_err(|e| SyncError::Local(format!("TLS setup: {e}")))?;
+        let client = quinn::crypto::rustls::QuicClientConfig::try_from(client)
+            .map_err(|e| SyncError::Local(format!("QUIC TLS setup: {e}")))?;
+        let mut client = quinn::ClientConfig::new(Arc::new(client));
+        client.transport_config(transport());
+        let mismatch = |seen: &tls::SeenKey| {
+            seen.get().filter(|k| *k != expected).map(|found| SyncError::KeyMismatch {
+                addr,
+                expected: hex::encode(expected.as_bytes()),
+                found: hex::encode(found.as_bytes()),
+            })
+        };
+        let connecting = self
+            .inner
+            .endpoint
+            .connect_with(client, addr, "onoal")
+            .map_err(|e| connect_err(addr)(e.to_string()))?;
+        let conn = match connecting.await {
+            Ok(c) => c,
+            Err(e) => {
+                return Err(mismatch(&seen).unwrap_or_else(|| connect_err(addr)(e.to_string())));
+            }
+        };
+        // Hello: exchange and check certificates.
+        let hello = Request::Hello { certificate: self.inner.certificate.clone() };
+        let (response, _) = self.request(&conn, &hello).await?;
+        let Response::Hello { certificate } = response else {
+            return Err(self.misbehaved(
+                &conn,
+                PeerMisbehaved::ProtocolViolation("answered Hello with another message".into()),
+            ));
+        };
+        let identity = certificate.verify(now_ms()).map_err(|e| {
+            self.misbehaved(&conn, PeerMisbehaved::ProtocolViolation(format!("certificate: {e}")))
+        })?;
+        if identity.public_key != expected {
+            return Err(self.misbehaved(
+                &conn,
+                PeerMisbehaved::ProtocolViolation(
+                    "its certificate names another key than its handshake".into(),
+                ),
+            ));
+        }
+        self.learn_certificate(&certificate, Some(addr.to_string()));
+        Ok(conn)
+    }
+
+    fn learn_certificate(&self, certificate: &LedgerCertificate, address: Option<String>) {
+        let ledger = &self.inner.ledger;
+        if ledger.is_read_only() {
+            return;
+        }
+        let id = uuid::Uuid::from_bytes(certificate.ledger_id);
+        if let Ok(Some(mut record)) = peer::get(ledger, &id)
+            && record.public_key == certificate.public_key
+        {
+            record.oid = Some(certificate.oid.clone());
+            record.certificate = Some(certificate.clone());
+            record.last_seen_ms = now_ms();
+            record.capabilities = vec![String::from_utf8_lossy(ALPN_SYNC).into_owned()];
+            if let Some(a) = address
+                && !record.addresses.contains(&a)
+            {
+                record.addresses.push(a);
+            }
+            if let Err(e) = peer::put(ledger, &record) {
+                tracing::warn!(error = %e, "could not store a peer's certificate");
+            }
+        }
+    }
+
+    fn misbehaved(&self, conn: &Connection, violation: PeerMisbehaved) -> SyncError {
+        let key = tls::peer_key(conn);
+        if let Some(k) = key {
+            peer::report(&self.inner.ledger, k.as_bytes(), &violation, now_ms());
+        }
+        conn.close(quinn::VarInt::from_u32(1), violation.kind().as_bytes());
+        SyncError::PeerMisbehaved {
+            peer: key.map(|k| hex::encode(&k.as_bytes()[..8])).unwrap_or_default(),
+            violation,
+        }
+    }
+
+    /// One request on its own stream; returns the response and the stream (for bundle frames).
+    async fn request(
+        &self,
+        conn: &Connection,
+        request: &Request,
+    ) -> Result<(Response, RecvStream), SyncError> {
+        let addr = conn.remote_address();
+        let (mut send, mut recv) =
+            conn.open_bi().await.map_err(|e| connect_err(addr)(e.to_string()))?;
+        let body = postcard::to_stdvec(request).map_err(|e| SyncError::Local(e.to_string()))?;
+        write_frame(&mut send, &body).await.map_err(connect_err(addr))?;
+        let _ = send.finish();
+        let frame = match read_frame(&mut recv, self.inner.config.max_frame).await {
+            Ok(f) => f,
+            Err(FrameError::Io(e)) => return Err(connect_err(addr)(e)),
+            Err(FrameError::Peer(v)) => return Err(self.misbehaved(conn, v)),
+        };
+        let response: Response = postcard::from_bytes(&frame).map_err(|e| {
+            self.misbehaved(
+                conn,
+                PeerMisbehaved::ProtocolViolation(format!("undecodable response: {e}")),
+            )
+        })?;
+        if let Response::Error { code, message } = response {
+            return Err(SyncError::Refused { code, message });
+        }
+        Ok((response, recv))
+    }
+
+    /// Where to sync `ledger_id` from: `from`, or its pinned address; with the key to expect.
+    fn source(
+        &self,
+        ledger_id: uuid::Uuid,
+        from: Option<&str>,
+    ) -> Result<(SocketAddr, VerifyingKey), SyncError> {
+        let ledger = &self.inner.ledger;
+        let (address, key) = match from {
+            Some(a) => {
+                let peers = peer::list(ledger).map_err(SyncError::Local)?;
+                let p = peers
+                    .iter()
+                    .find(|p| p.addresses.iter().any(|x| x == a))
+                    .ok_or_else(|| SyncError::UnknownSource(a.to_owned()))?;
+                (a.to_owned(), p.public_key)
+            }
+            None => {
+                let p = peer::get(ledger, &ledger_id)
+                    .map_err(SyncError::Local)?
+                    .ok_or(SyncError::NotPinned(ledger_id))?;
+                let a = p.addresses.first().cloned().ok_or(SyncError::NoAddress(ledger_id))?;
+                (a, p.public_key)
+            }
+        };
+        let addr = resolve(&address)?;
+        let key = VerifyingKey::from_bytes(&key)
+            .map_err(|_| SyncError::Local("a pinned key is not a valid Ed25519 key".into()))?;
+        Ok((addr, key))
+    }
+
+    /// The identity to replicate `ledger_id` under: its pinned key and its OID (from the
+    /// replica, the peer record, or a certificate the source serves, checked against the key).
+    async fn identity_of(
+        &self,
+        conn: &Connection,
+        ledger_id: uuid::Uuid,
+    ) -> Result<Identity, SyncError> {
+        let ledger = &self.inner.ledger;
+        let record = peer::get(ledger, &ledger_id)
+            .map_err(SyncError::Local)?
+            .ok_or(SyncError::NotPinned(ledger_id))?;
+        let key = VerifyingKey::from_bytes(&record.public_key)
+            .map_err(|_| SyncError::Local("the pinned key is not a valid Ed25519 key".into()))?;
+        if let Some(r) = ledger.replica(&ledger_id) {
+            return Ok(r.identity().clone());
+        }
+        if let Some(oid) = record.oid.as_deref().and_then(|o| onoal_engine::Oid::parse(o).ok()) {
+            return Ok(Identity { ledger_id, oid, public_key: key });
+        }
+        let (response, _) =
+            self.request(conn, &Request::Certificate { ledger: *ledger_id.as_bytes() }).await?;
+        let Response::Certificate { certificate } = response else {
+            return Err(self.misbehaved(
+                conn,
+                PeerMisbehaved::ProtocolViolation(
+                    "answered Certificate with another message".into(),
+                ),
+            ));
+        };
+        match certificate.verify(now_ms()) {
+            Ok(identity) if identity.public_key == key && identity.ledger_id == ledger_id => {
+                self.learn_certificate(&certificate, None);
+                Ok(identity)
+            }
+            Ok(_) => Err(self.misbehaved(
+                conn,
+                PeerMisbehaved::ProtocolViolation(
+                    "served a certificate of another key or ledger".into(),
+                ),
+            )),
+            Err(e) => Err(self
+                .misbehaved(conn, PeerMisbehaved::ProtocolViolation(format!("certificate: {e}")))),
+        }
+    }
+
+    /// Syncs the replica of `ledger_id` once, from `from` (an address of a pinned peer) or from
+    /// the ledger's pinned address.
+    ///
+    /// # Errors
+    /// [`SyncError`]; on a peer's violation nothing of it is written and it is recorded.
+    pub async fn sync(
+        &self,
+        ledger_id: uuid::Uuid,
+        from: Option<&str>,
+        mode: SyncMode,
+        progress: &(dyn Fn(SyncProgress) + Send + Sync),
+    ) -> Result<SyncSummary, SyncError> {
+        let (addr, key) = self.source(ledger_id, from)?;
+        let conn = self.connect(addr, key).await?;
+        let result = self.sync_on(&conn, ledger_id, mode, progress).await;
+        conn.close(quinn::VarInt::from_u32(0), b"done");
+        result
+    }
+
+    /// Keeps the replica of `ledger_id` in step: syncs, then waits for newer checkpoints
+    /// (the source answers as soon as one exists) and syncs again; reconnects after transport
+    /// failures. Returns only on a non-transient error.
+    ///
+    /// # Errors
+    /// Misbehaviour, a fork, local failures.
+    pub async fn follow(
+        &self,
+        ledger_id: uuid::Uuid,
+        from: Option<&str>,
+        on_sync: &(dyn Fn(&SyncSummary) + Send + Sync),
+    ) -> Result<(), SyncError> {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let attempt: Result<(), SyncError> = async {
+                let (addr, key) = self.source(ledger_id, from)?;
+                let conn = self.connect(addr, key).await?;
+                backoff = Duration::from_millis(100);
+                loop {
+                    let summary =
+                        self.sync_on(&conn, ledger_id, SyncMode::Incremental, &|_| {}).await?;
+                    on_sync(&summary);
+                    let have = summary.checkpoint_size;
+                    loop {
+                        let wait = Request::WaitCheckpoint {
+                            ledger: *ledger_id.as_bytes(),
+                            have,
+                            wait_ms: MAX_WAIT_MS,
+                        };
+                        match self.request(&conn, &wait).await? {
+                            (Response::Checkpoint { .. }, _) => break,
+                            (Response::NoCheckpoint, _) => continue,
+                            _ => {
+                                return Err(self.misbehaved(
+                                    &conn,
+                                    PeerMisbehaved::ProtocolViolation(
+                                        "answered WaitCheckpoint with another message".into(),
+                                    ),
+                                ));
+                            }
+                        }
+                    }
+                }
+            }
+            .await;
+            match attempt {
+                Err(e) if e.is_transient() => {
+                    tracing::info!(error = %e, "follow: reconnecting");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                }
+                Err(e) => return Err(e),
+                Ok(()) => return Ok(()),
+            }
+        }
+    }
+
+    async fn sync_on(
+        &self,
+        conn: &Connection,
+        ledger_id: uuid::Uuid,
+        mode: SyncMode,
+        progress: &(dyn Fn(SyncProgress) + Send + Sync),
+    ) -> Result<SyncSummary, SyncError> {
+        let started = Instant::now();
+        let identity = self.identity_of(conn, ledger_id).await?;
+        let ledger = self.inner.ledger.clone();
+        if mode == SyncMode::Full
+            && ledger.sync_record(&ledger_id)?.is_some_and(|r| r.status != SyncStatus::Forked)
+        {
+            ledger.drop_replica(&ledger_id)?;
+        }
+        let writer = ledger.replica_writer(&identity)?;
+        let from_size = writer.held();
+        let mut slot = Some(writer);
+        let result = self.sync_with(conn, &mut slot, mode, progress).await;
+        let Some(mut writer) = slot else {
+            return Err(SyncError::Local("the replica writer was lost in a failed commit".into()));
+        };
+        let (entries, bytes) = match result {
+            Ok(counts) => counts,
+            Err(e) => {
+                let _ = writer.set_status(SyncStatus::Failed, Some(e.to_string()));
+                return Err(e);
+            }
+        };
+        Ok(SyncSummary {
+            ledger_id,
+            from_size,
+            to_size: writer.held(),
+            checkpoint_size: writer.checkpoint().map_or(0, |c| c.size),
+            entries,
+            bytes,
+            seconds: started.elapsed().as_secs_f64(),
+            verified: true,
+        })
+    }
+
+    /// Checkpoint, then bundles; returns (entries, bytes) received.
+    async fn sync_with(
+        &self,
+        conn: &Connection,
+        slot: &mut Option<ReplicaWriter>,
+        mode: SyncMode,
+        progress: &(dyn Fn(SyncProgress) + Send + Sync),
+    ) -> Result<(u64, u64), SyncError> {
+        let Some(writer) = slot.as_mut() else {
+            return Err(SyncError::Local("no replica writer".into()));
+        };
+        let ledger_id = writer.log().identity().ledger_id;
+        let lid = *ledger_id.as_bytes();
+        let have = writer.checkpoint().map_or(0, |c| c.size);
+        let (response, _) = self.request(conn, &Request::Checkpoint { ledger: lid, have }).await?;
+        match response {
+            Response::Checkpoint { note, consistency } => {
+                self.accept(conn, writer, &note, &consistency, have).await?;
+            }
+            Response::NoCheckpoint => {}
+            _ => {
+                return Err(self.misbehaved(
+                    conn,
+                    PeerMisbehaved::ProtocolViolation(
+                        "answered Checkpoint with another message".into(),
+                    ),
+                ));
+            }
+        }
+        if mode == SyncMode::Checkpoint {
+            writer.set_status(SyncStatus::CheckpointOnly, None)?;
+            return Ok((0, 0));
+        }
+        let Some(target) = writer.checkpoint().cloned() else { return Ok((0, 0)) };
+        if writer.held() >= target.size {
+            writer.set_status(SyncStatus::Complete, None)?;
+            return Ok((0, 0));
+        }
+        writer.set_status(SyncStatus::InProgress, None)?;
+        self.fetch_bundles(conn, slot, &target, progress).await
+    }
+
+    async fn accept(
+        &self,
+        conn: &Connection,
+        writer: &mut ReplicaWriter,
+        note: &str,
+        consistency: &[onoal_engine::Hash],
+        have: u64,
+    ) -> Result<Accepted, SyncError> {
+        match writer.accept_checkpoint(note, consistency) {
+            Ok(a) => Ok(a),
+            Err(ReplicaError::BadSignature { reason, .. }) => {
+                Err(self.misbehaved(conn, PeerMisbehaved::BadSignature(reason)))
+            }
+            Err(ReplicaError::Fork { reason, .. }) => {
+                Err(self.misbehaved(conn, PeerMisbehaved::Fork(reason)))
+            }
+            Err(ReplicaError::Inconsistent { old_size, new_size, reason }) => {
+                // A bad proof, or a fork? Ask for its checkpoint of the size we hold.
+                let ledger = *writer.log().identity().ledger_id.as_bytes();
+                if let Ok((Response::Checkpoint { note: old, .. }, _)) =
+                    self.request(conn, &Request::CheckpointAt { ledger, size: have }).await
+                    && let Err(ReplicaError::Fork { reason, .. }) = writer.check_fork(&old)
+                {
+                    return Err(self.misbehaved(conn, PeerMisbehaved::Fork(reason)));
+                }
+                Err(self.misbehaved(
+                    conn,
+                    PeerMisbehaved::InconsistentCheckpoint(format!(
+                        "{old_size} -> {new_size}: {reason}"
+                    )),
+                ))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn fetch_bundles(
+        &self,
+        conn: &Connection,
+        slot: &mut Option<ReplicaWriter>,
+        target: &SignedCheckpoint,
+        progress: &(dyn Fn(SyncProgress) + Send + Sync),
+    ) -> Result<(u64, u64), SyncError> {
+        // The writer moves into a blocking task for each commit and comes back.
+        let Some(mut w) = slot.take() else {
+            return Err(SyncError::Local("no replica writer".into()));
+        };
+        let ledger = *w.log().identity().ledger_id.as_bytes();
+        let mut starts = proto::bundle_starts(w.held(), target.size);
+        let mut in_flight: std::collections::VecDeque<
+            JoinHandle<Result<VerifiedBundle, BundleFailure>>,
+        > = std::collections::VecDeque::new();
+        let cp = Arc::new(target.checkpoint.clone());
+        let spawn = |first: u64| {
+            let conn = conn.clone();
+            let cp = cp.clone();
+            let max = self.inner.config.max_frame;
+            tokio::spawn(fetch_bundle(conn, ledger, cp, first, max))
+        };
+        for first in starts.by_ref().take(self.inner.config.window) {
+            in_flight.push_back(spawn(first));
+        }
+        let (mut entries, mut bytes) = (0u64, 0u64);
+        let result = loop {
+            let Some(next) = in_flight.pop_front() else { break Ok(()) };
+            let first_done = match next.await {
+                Ok(r) => r,
+                Err(e) => break Err(SyncError::Local(format!("bundle task failed: {e}"))),
+            };
+            let mut ready = vec![first_done];
+            while in_flight.front().is_some_and(JoinHandle::is_finished) {
+                let Some(h) = in_flight.pop_front() else { break };
+                match h.await {
+                    Ok(r) => ready.push(r),
+                    Err(e) => {
+                        ready.push(Err(BundleFailure::Local(format!("bundle task failed: {e}"))))
+                    }
+                }
+            }
+            for _ in 0..ready.len() {
+                if let Some(first) = starts.next() {
+                    in_flight.push_back(spawn(first));
+                }
+            }
+            let mut bundles = Vec::with_capacity(ready.len());
+            let mut failure = None;
+            for r in ready {
+                match r {
+                    Ok(b) => bundles.push(b),
+                    Err(f) => {
+                        failure = Some(f);
+                        break;
+                    }
+                }
+            }
+            let nb: u64 = bundles.iter().map(|b| b.leaf_bytes() as u64).sum();
+            let held_before = w.held();
+            let (back, committed) = tokio::task::spawn_blocking(move || {
+                let r = if bundles.is_empty() { Ok(0) } else { w.commit_all(bundles) };
+                (w, r)
+            })
+            .await
+            .map_err(|e| {
+                SyncError::Local(format!(
+                    "commit task failed (the sync resumes from the last commit): {e}"
+                ))
+            })?;
+            w = back;
+            match committed {
+                Ok(held) => {
+                    entries += held - held_before;
+                    bytes += nb;
+                    progress(SyncProgress { held, target: target.size });
+                }
+                Err(ReplicaError::Bundle(e)) => {
+                    break Err(self.misbehaved(conn, PeerMisbehaved::BadBundle(e.to_string())));
+                }
+                Err(e) => break Err(e.into()),
+            }
+            if let Some(f) = failure {
+                break Err(match f {
+                    BundleFailure::Peer(v) => self.misbehaved(conn, v),
+                    BundleFailure::Refused(code, message) => SyncError::Refused { code, message },
+                    BundleFailure::Transport(reason) => {
+                        SyncError::Connect { addr: conn.remote_address(), reason }
+                    }
+                    BundleFailure::Local(m) => SyncError::Local(m),
+                });
+            }
+        };
+        for h in in_flight {
+            h.abort();
+        }
+        *slot = Some(w);
+        result.map(|()| (entries, bytes))
+    }
+}
+
+enum BundleFailure {
+    Peer(PeerMisbehaved),
+    Refused(ErrorCode, String),
+    Transport(String),
+    Local(String),
+}
+
+async fn fetch_bundle(
+    conn: Connection,
+    ledger: [u8; 16],
+    checkpoint: Arc<onoal_engine::checkpoint::Checkpoint>,
+    first: u64,
+    max: u32,
+) -> Result<VerifiedBundle, BundleFailure> {
+    let request = Request::Bundle { ledger, size: checkpoint.size, first };
+    let (mut send, mut recv) =
+        conn.open_bi().await.map_err(|e| BundleFailure::Transport(e.to_string()))?;
+    let body = postcard::to_stdvec(&request).map_err(|e| BundleFailure::Local(e.to_string()))?;
+    write_frame(&mut send, &body).await.map_err(BundleFailure::Transport)?;
+    let _ = send.finish();
+    let read = |r: Result<Vec<u8>, FrameError>| match r {
+        Ok(f) => Ok(f),
+        Err(FrameError::Io(e)) => Err(BundleFailure::Transport(e)),
+        Err(FrameError::Peer(v)) => Err(BundleFailure::Peer(v)),
+    };
+    let header = read(read_frame(&mut recv, max).await)?;
+    let response: Response = postcard::from_bytes(&header).map_err(|e| {
+        BundleFailure::Peer(PeerMisbehaved::ProtocolViolation(format!("undecodable response: {e}")))
+    })?;
+    let (count, path) = match response {
+        Response::Bundle { count, path } => (count, path),
+        Response::Error { code, message } => return Err(BundleFailure::Refused(code, message)),
+        _ => {
+            return Err(BundleFailure::Peer(PeerMisbehaved::ProtocolViolation(
+                "answered Bundle with another message".into(),
+            )));
+        }
+    };
+    let expected = replica::bundle_len(first, checkpoint.size).unwrap_or(0);
+    if u64::from(count) != expected {
+        return Err(BundleFailure::Peer(PeerMisbehaved::BadBundle(format!(
+            "bundle {first} announces {count} entries, the tree of {} has {expected} there",
+            checkpoint.size
+        ))));
+    }
+    let mut leaves = Vec::with_capacity(count as usize);
+    for _ in 0..count {
+        leaves.push(read(read_frame(&mut recv, max).await)?);
+    }
+    // Verification is CPU work: off the async workers.
+    tokio::task::spawn_blocking(move || {
+        replica::verify_bundle(&checkpoint, first, leaves, &path)
+            .map_err(|e| BundleFailure::Peer(PeerMisbehaved::BadBundle(e.to_string())))
+    })
+    .await
+    .map_err(|e| BundleFailure::Local(e.to_string()))?
+}
+
+fn resolve(address: &str) -> Result<SocketAddr, SyncError> {
+    use std::net::ToSocketAddrs;
+    address
+        .to_socket_addrs()
+        .map_err(|e| SyncError::Local(format!("cannot resolve {address}: {e}")))?
+        .next()
+        .ok_or_else(|| SyncError::Local(format!("{address} resolves to no address")))
+}
+
+// ---- server side ----
+
+async fn serve_connection(inner: Arc<Inner>, incoming: quinn::Incoming) -> Result<(), String> {
+    let conn = incoming.await.map_err(|e| e.to_string())?;
+    let key = tls::peer_key(&conn).ok_or("the client presented no usable key")?;
+    loop {
+        let (send, recv) = match conn.accept_bi().await {
+            Ok(s) => s,
+            Err(e) => return Err(e.to_string()),
+        };
+        let inner = inner.clone();
+        tokio::spawn(async move {
+            if let Err(e) = serve_stream(&inner, key, send, recv).await {
+                tracing::debug!(error = %e, "stream ended");
+            }
+        });
+    }
+}
+
+fn refuse(code: ErrorCode, message: impl Into<String>) -> Response {
+    Response::Error { code, message: message.into() }
+}
+
+async fn serve_stream(
+    inner: &Inner,
+    client: VerifyingKey,
+    mut send: SendStream,
+    mut recv: RecvStream,
+) -> Result<(), String> {
+    let frame = match read_frame(&mut recv, inner.config.max_frame).await {
+        Ok(f) => f,
+        Err(FrameError::Io(e)) => return Err(e),
+        Err(FrameError::Peer(v)) => {
+            peer::report(&inner.ledger, client.as_bytes(), &v, now_ms());
+            return Err(v.to_string());
+        }
+    };
+    let request: Request = match postcard::from_bytes(&frame) {
+        Ok(r) => r,
+        Err(e) => {
+            let v = PeerMisbehaved::ProtocolViolation(format!("undecodable request: {e}"));
+            peer::report(&inner.ledger, client.as_bytes(), &v, now_ms());
+            let r = refuse(ErrorCode::BadRequest, v.to_string());
+            let body = postcard::to_stdvec(&r).map_err(|e| e.to_string())?;
+            write_frame(&mut send, &body).await?;
+            let _ = send.finish();
+            return Err(v.to_string());
+        }
+    };
+    let (response, leaves) = answer(inner, &client, request).await;
+    let body = postcard::to_stdvec(&response).map_err(|e| e.to_string())?;
+    let mut out =
+        Vec::with_capacity(4 + body.len() + leaves.iter().map(|l| l.len() + 4).sum::<usize>());
+    proto::encode_frame(&body, &mut out);
+    for leaf in &leaves {
+        proto::encode_frame(leaf, &mut out);
+    }
+    send.write_all(&out).await.map_err(|e| e.to_string())?;
+    let _ = send.finish();
+    Ok(())
+}
+
+/// The response (and, for a bundle, the entries' leaf data).
+async fn answer(
+    inner: &Inner,
+    client: &VerifyingKey,
+    request: Request,
+) -> (Response, Vec<Vec<u8>>) {
+    let ledger = &inner.ledger;
+    if let Request::Hello { certificate } = &request {
+        if let Ok(identity) = certificate.verify(now_ms())
+            && identity.public_key == *client
+            && let Ok(Some(mut record)) = peer::get(ledger, &identity.ledger_id)
+            && record.public_key == *client.as_bytes()
+            && !ledger.is_read_only()
+        {
+            record.oid = Some(certificate.oid.clone());
+            record.certificate = Some(certificate.clone());
+            record.last_seen_ms = now_ms();
+            let _ = peer::put(ledger, &record);
+        }
+        return (Response::Hello { certificate: inner.certificate.clone() }, Vec::new());
+    }
+    // Data is private by default: only pinned peers may read it.
+    match peer::by_key(ledger, client.as_bytes()) {
+        Ok(Some(_)) => {}
+        Ok(None) => {
+            return (
+                refuse(
+                    ErrorCode::NotPinned,
+                    format!(
+                        "this node serves pinned peers only; its operator must run: onoal peer add {}@HOST:PORT --key {}",
+                        "YOUR_LEDGER_ID",
+                        hex::encode(client.as_bytes())
+                    ),
+                ),
+                Vec::new(),
+            );
+        }
+        Err(e) => return (refuse(ErrorCode::Internal, e), Vec::new()),
+    }
+    let log_of = |id: &[u8; 16]| ledger.log_of(&uuid::Uuid::from_bytes(*id));
+    let unknown = |id: &[u8; 16]| {
+        refuse(ErrorCode::UnknownLedger, format!("no ledger {} here", uuid::Uuid::from_bytes(*id)))
+    };
+    let internal = |e: String| refuse(ErrorCode::Internal, e);
+    match request {
+        Request::Hello { .. } => unreachable!("answered above"),
+        Request::Certificate { ledger: id } => {
+            let uid = uuid::Uuid::from_bytes(id);
+            if uid == ledger.identity().ledger_id {
+                return (
+                    Response::Certificate { certificate: inner.certificate.clone() },
+                    Vec::new(),
+                );
+            }
+            match peer::get(ledger, &uid) {
+                Ok(Some(PeerRecord { certificate: Some(c), .. })) => {
+                    (Response::Certificate { certificate: c }, Vec::new())
+                }
+                _ => (unknown(&id), Vec::new()),
+            }
+        }
+        Request::Checkpoint { ledger: id, have } => {
+            let Some(log) = log_of(&id) else { return (unknown(&id), Vec::new()) };
+            (checkpoint_response(&log, have).unwrap_or_else(internal), Vec::new())
+        }
+        Request::WaitCheckpoint { ledger: id, have, wait_ms } => {
+            let Some(log) = log_of(&id) else { return (unknown(&id), Vec::new()) };
+            let deadline =
+                Instant::now() + Duration::from_millis(u64::from(wait_ms.min(MAX_WAIT_MS)));
+            loop {
+                let newer = log
+                    .head()
+                    .ok()
+                    .and_then(|h| log.latest_checkpoint_at_most(h.size).ok().flatten())
+                    .is_some_and(|c| c.size > have);
+                if newer || Instant::now() >= deadline {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            (checkpoint_response(&log, have).unwrap_or_else(internal), Vec::new())
+        }
+        Request::CheckpointAt { ledger: id, size } => {
+            let Some(log) = log_of(&id) else { return (unknown(&id), Vec::new()) };
+            match log.checkpoint_at(size) {
+                Ok(Some(cp)) => {
+                    (Response::Checkpoint { note: cp.note, consistency: Vec::new() }, Vec::new())
+                }
+                Ok(None) => (Response::NoCheckpoint, Vec::new()),
+                Err(e) => (internal(e.to_string()), Vec::new()),
+            }
+        }
+        Request::Bundle { ledger: id, size, first } => {
+            let Some(log) = log_of(&id) else { return (unknown(&id), Vec::new()) };
+            let Some(count) = replica::bundle_len(first, size) else {
+                return (
+                    refuse(
+                        ErrorCode::BadRequest,
+                        format!("{first} is not a bundle start below {size}"),
+                    ),
+                    Vec::new(),
+                );
+            };
+            let read = || -> Result<(Vec<Vec<u8>>, Vec<onoal_engine::Hash>), String> {
+                let proof = log.inclusion_proof(first, size).map_err(|e| e.to_string())?;
+                let path = replica::bundle_path_from_inclusion(first, size, &proof)
+                    .map_err(|e| e.to_string())?;
+                let leaves =
+                    log.leaf_data_range(first, first + count).map_err(|e| e.to_string())?;
+                Ok((leaves, path))
+            };
+            match read() {
+                Ok((leaves, path)) => {
+                    (Response::Bundle { count: leaves.len() as u32, path }, leaves)
+                }
+                Err(e) => (refuse(ErrorCode::BadRequest, e), Vec::new()),
+            }
+        }
+    }
+}
+
+use crate::peer::PeerRecord;
+
+fn checkpoint_response(log: &onoal_engine::Log, have: u64) -> Result<Response, String> {
+    let head = log.head().map_err(|e| e.to_string())?;
+    let Some(cp) = log.latest_checkpoint_at_most(head.size).map_err(|e| e.to_string())? else {
+        return Ok(Response::NoCheckpoint);
+    };
+    let consistency = if have == 0 || have >= cp.size {
+        Vec::new()
+    } else {
+        log.consistency_proof(have, cp.size).map_err(|e| e.to_string())?
+    };
+    Ok(Response::Checkpoint { note: cp.note, consistency })
+}

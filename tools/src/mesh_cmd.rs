@@ -1,0 +1,307 @@
+//! `onoal serve`, `peer`, `sync`, `forks`, `replicas`: the node daemon and its operations.
+
+use std::io::{IsTerminal as _, Write as _};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context as _, Result, anyhow, bail};
+use onoal_engine::Ledger;
+use onoal_engine::identity::{SecretKey, key_path};
+use onoal_mesh::{Node, NodeConfig, SyncMode, SyncSummary};
+use serde_json::{Value, json};
+
+use crate::{Cli, is_in_use, open_read, open_write};
+
+/// `LEDGER_ID@HOST:PORT`.
+pub(crate) fn parse_peer_spec(spec: &str) -> Result<(uuid::Uuid, String)> {
+    let (id, addr) =
+        spec.split_once('@').ok_or_else(|| anyhow!("{spec:?} is not LEDGER_ID@HOST:PORT"))?;
+    let id = uuid::Uuid::parse_str(id).map_err(|_| anyhow!("{id:?} is not a ledger id (UUID)"))?;
+    if !addr.contains(':') {
+        bail!("{addr:?} is not HOST:PORT");
+    }
+    Ok((id, addr.to_owned()))
+}
+
+pub(crate) fn parse_ledger_id(s: &str) -> Result<uuid::Uuid> {
+    uuid::Uuid::parse_str(s).map_err(|_| anyhow!("{s:?} is not a ledger id (UUID)"))
+}
+
+fn open_for_mesh(cli: &Cli, what: &str) -> Result<Ledger> {
+    open_write(cli).map_err(|e| {
+        if is_in_use(&e) {
+            anyhow!(
+                "{}: the ledger is open in another process (a running `onoal serve`?); stop it to {what}, or let the node follow ledgers with `onoal serve --peer LEDGER_ID@HOST:PORT`",
+                crate::one_line(&e)
+            )
+        } else {
+            e
+        }
+    })
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+pub(crate) fn summary_json(s: &SyncSummary) -> Value {
+    json!({
+        "ledger_id": s.ledger_id.to_string(),
+        "from_size": s.from_size,
+        "to_size": s.to_size,
+        "checkpoint_size": s.checkpoint_size,
+        "entries": s.entries,
+        "bytes": s.bytes,
+        "seconds": s.seconds,
+        "verified": s.verified,
+    })
+}
+
+pub(crate) fn peer_add(cli: &Cli, spec: &str, key: &str) -> Result<()> {
+    let (id, addr) = parse_peer_spec(spec)?;
+    let key_bytes: [u8; 32] = hex::decode(key)
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| anyhow!("--key must be the peer's 32-byte Ed25519 public key in hex (64 characters), as `onoal serve` prints it"))?;
+    ed25519_dalek::VerifyingKey::from_bytes(&key_bytes)
+        .map_err(|_| anyhow!("--key is not a valid Ed25519 public key"))?;
+    let ledger = open_for_mesh(cli, "pin a peer")?;
+    if id == ledger.identity().ledger_id {
+        bail!("{id} is this ledger; pin other ledgers");
+    }
+    let record =
+        onoal_mesh::peer::pin(&ledger, id, key_bytes, Some(addr)).map_err(|e| anyhow!(e))?;
+    let v = json!({
+        "ledger_id": id.to_string(),
+        "public_key": key,
+        "addresses": record.addresses,
+    });
+    crate::print(cli, v, || format!("pinned {id} with key {key}"));
+    Ok(())
+}
+
+pub(crate) fn peer_list(cli: &Cli) -> Result<()> {
+    let ledger = open_read(cli)?;
+    let peers = onoal_mesh::peer::list(&ledger).map_err(|e| anyhow!(e))?;
+    let list: Vec<Value> = peers
+        .iter()
+        .map(|p| {
+            json!({
+                "ledger_id": uuid::Uuid::from_bytes(p.ledger_id).to_string(),
+                "public_key": hex::encode(p.public_key),
+                "oid": p.oid,
+                "addresses": p.addresses,
+                "capabilities": p.capabilities,
+                "last_seen_ms": p.last_seen_ms,
+                "certificate_expires_ms": p.certificate.as_ref().map(|c| c.expires_ms),
+                "misbehaviour_count": p.misbehaviour_count,
+                "misbehaviour": p.misbehaviour.iter().map(|m| json!({"at_ms": m.at_ms, "kind": m.kind, "detail": m.detail})).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    let v = json!({ "peers": list });
+    crate::print(cli, v.clone(), || serde_json::to_string_pretty(&v).unwrap_or_default());
+    Ok(())
+}
+
+pub(crate) fn replicas(cli: &Cli) -> Result<()> {
+    let ledger = open_read(cli)?;
+    let mut list = Vec::new();
+    for log in ledger.replicas() {
+        let id = log.identity().ledger_id;
+        let head = log.head()?;
+        let record = ledger.sync_record(&id)?;
+        list.push(json!({
+            "ledger_id": id.to_string(),
+            "oid": log.identity().oid.as_str(),
+            "size": head.size,
+            "root": head.root.to_hex(),
+            "checkpoint_size": record.as_ref().map(|r| r.checkpoint_size),
+            "status": record.as_ref().map(|r| r.status.as_str()),
+            "last_error": record.as_ref().and_then(|r| r.last_error.clone()),
+        }));
+    }
+    let v = json!({ "replicas": list });
+    crate::print(cli, v.clone(), || serde_json::to_string_pretty(&v).unwrap_or_default());
+    Ok(())
+}
+
+pub(crate) fn forks(cli: &Cli, drop: Option<&str>) -> Result<()> {
+    if let Some(id) = drop {
+        let id = parse_ledger_id(id)?;
+        let ledger = open_for_mesh(cli, "drop a replica")?;
+        let dropped = ledger.drop_replica(&id)?;
+        crate::print(cli, json!({"ledger_id": id.to_string(), "dropped": dropped}), || {
+            if dropped {
+                format!("dropped the replica of {id}; the next sync starts afresh")
+            } else {
+                format!("no replica of {id} here")
+            }
+        });
+        return Ok(());
+    }
+    let ledger = open_read(cli)?;
+    let mut list = Vec::new();
+    for log in ledger.replicas() {
+        let id = log.identity().ledger_id;
+        if let Some(r) = ledger.sync_record(&id)?
+            && let Some(f) = r.fork
+        {
+            list.push(json!({
+                "ledger_id": id.to_string(),
+                "reason": f.reason,
+                "detected_ms": f.detected_ms,
+                "held_checkpoint": f.held,
+                "received_checkpoint": f.received,
+            }));
+        }
+    }
+    let v = json!({ "forks": list });
+    crate::print(cli, v.clone(), || serde_json::to_string_pretty(&v).unwrap_or_default());
+    Ok(())
+}
+
+fn load_node(cli: &Cli, ledger: Ledger, listen: &str) -> Result<Node> {
+    let key = SecretKey::read_file(&key_path(&cli.data))?;
+    let addr: std::net::SocketAddr =
+        listen.parse().map_err(|_| anyhow!("--listen {listen:?} is not IP:PORT"))?;
+    Ok(Node::bind(Arc::new(ledger), key, addr, NodeConfig::default())?)
+}
+
+pub(crate) fn sync(
+    cli: &Cli,
+    ledger_id: &str,
+    from: Option<&str>,
+    mode: SyncMode,
+    follow: bool,
+) -> Result<ExitCode> {
+    let id = parse_ledger_id(ledger_id)?;
+    let ledger = open_for_mesh(cli, "sync")?;
+    let rt = runtime()?;
+    rt.block_on(async {
+        let node = load_node(cli, ledger, "127.0.0.1:0")?;
+        let bar = if std::io::stderr().is_terminal() && !cli.json {
+            indicatif::ProgressBar::new(0)
+        } else {
+            indicatif::ProgressBar::hidden()
+        };
+        if follow {
+            let json = cli.json;
+            let on_sync = move |s: &SyncSummary| {
+                let v = summary_json(s);
+                let mut out = std::io::stdout().lock();
+                let _ = if json {
+                    writeln!(out, "{v}")
+                } else {
+                    writeln!(out, "synced {} to {} entries (+{})", s.ledger_id, s.to_size, s.entries)
+                };
+                let _ = out.flush();
+            };
+            tokio::select! {
+                r = node.follow(id, from, &on_sync) => r?,
+                _ = shutdown_signal() => {}
+            }
+            node.close().await;
+            return Ok(ExitCode::SUCCESS);
+        }
+        let summary = node
+            .sync(id, from, mode, &|p| {
+                bar.set_length(p.target);
+                bar.set_position(p.held);
+            })
+            .await;
+        bar.finish_and_clear();
+        node.close().await;
+        let s = summary?;
+        crate::print(cli, summary_json(&s), || {
+            format!(
+                "synced {}: {} -> {} entries ({} new, {} bytes) in {:.2} s, verified against checkpoint {}",
+                s.ledger_id, s.from_size, s.to_size, s.entries, s.bytes, s.seconds, s.checkpoint_size
+            )
+        });
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+pub(crate) fn serve(cli: &Cli, listen: &str, peers: &[String]) -> Result<ExitCode> {
+    let follows: Vec<(uuid::Uuid, String)> =
+        peers.iter().map(|p| parse_peer_spec(p)).collect::<Result<_>>()?;
+    let ledger = open_for_mesh(cli, "serve")?;
+    for (id, addr) in &follows {
+        let record =
+            onoal_mesh::peer::get(&ledger, id).map_err(|e| anyhow!(e))?.ok_or_else(|| {
+                anyhow!(
+                    "--peer {id}@{addr}: pin its key first: onoal peer add {id}@{addr} --key HEX"
+                )
+            })?;
+        onoal_mesh::peer::pin(&ledger, *id, record.public_key, Some(addr.clone()))
+            .map_err(|e| anyhow!(e))?;
+    }
+    let rt = runtime()?;
+    rt.block_on(async {
+        let node = load_node(cli, ledger, listen)?;
+        let addr = node.local_addr()?;
+        let id = node.ledger().identity().clone();
+        let v = json!({
+            "ledger_id": id.ledger_id.to_string(),
+            "oid": id.oid.as_str(),
+            "public_key": hex::encode(id.public_key.as_bytes()),
+            "addr": addr.to_string(),
+        });
+        crate::print(cli, v, || {
+            format!(
+                "serving ledger {} ({})\npublic key {}\nQUIC on {addr}",
+                id.ledger_id,
+                id.oid,
+                hex::encode(id.public_key.as_bytes())
+            )
+        });
+        let _ = std::io::stdout().flush();
+        let server = node.serve();
+        let mut tasks = Vec::new();
+        for (peer_id, addr) in follows {
+            let node = node.clone();
+            tasks.push(tokio::spawn(async move {
+                let on_sync = |s: &SyncSummary| {
+                    tracing::info!(ledger = %s.ledger_id, size = s.to_size, new = s.entries, "synced");
+                };
+                if let Err(e) = node.follow(peer_id, Some(&addr), &on_sync).await {
+                    eprintln!("error: following {peer_id} stopped: {e}");
+                }
+            }));
+        }
+        shutdown_signal().await;
+        for t in &tasks {
+            t.abort();
+        }
+        node.close().await;
+        server.abort();
+        Ok(ExitCode::SUCCESS)
+    })
+}
