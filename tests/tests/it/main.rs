@@ -9,5 +9,6 @@ mod open_errors;
 mod proofs;
 mod queries;
 mod replica;
+mod sync;
 mod tamper;
 mod util;

@@ -1,0 +1,286 @@
+//! Sync over QUIC on loopback between separate `onoal` processes: full, incremental and
+//! checkpoint modes, resumption after a kill, wrong pinned keys, a restarting source.
+
+use std::io::{BufRead as _, BufReader, Write as _};
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use onoal_tests::{onoal, run, run_fail, run_json};
+use serde_json::Value;
+
+pub(crate) struct Node {
+    pub(crate) id: String,
+    pub(crate) key: String,
+}
+
+pub(crate) fn init(dir: &Path, oid: &str) -> Node {
+    let v = run_json(onoal(dir).args(["init", "--oid", oid]));
+    Node {
+        id: v["ledger_id"].as_str().unwrap().into(),
+        key: v["public_key"].as_str().unwrap().into(),
+    }
+}
+
+pub(crate) fn import(dir: &Path, first: u64, n: u64) {
+    let file = dir.with_extension(format!("in{first}.jsonl"));
+    let mut f = std::fs::File::create(&file).unwrap();
+    for i in first..first + n {
+        writeln!(
+            f,
+            "{{\"stream\":\"s{}\",\"type\":\"t\",\"payload\":\"entry {i} {}\"}}",
+            i % 3,
+            "x".repeat(200)
+        )
+        .unwrap();
+    }
+    drop(f);
+    let out = run(onoal(dir).arg("import").arg(&file));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // Sign a checkpoint of the new size now (a node serves its newest checkpoint).
+    run_json(onoal(dir).arg("checkpoint"));
+}
+
+pub(crate) fn free_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+pub(crate) fn pin(dir: &Path, peer: &Node, port: u16) {
+    run_json(onoal(dir).args([
+        "peer",
+        "add",
+        &format!("{}@127.0.0.1:{port}", peer.id),
+        "--key",
+        &peer.key,
+    ]));
+}
+
+/// A running `onoal serve`; SIGTERM on drop.
+pub(crate) struct Serve(Child);
+
+impl Serve {
+    pub(crate) fn start(dir: &Path, port: u16, follow: &[String]) -> Self {
+        let mut cmd = onoal(dir);
+        cmd.args(["serve", "--json", "--listen", &format!("127.0.0.1:{port}")]);
+        for f in follow {
+            cmd.args(["--peer", f]);
+        }
+        let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
+        let v: Value =
+            serde_json::from_str(&line).unwrap_or_else(|_| panic!("serve printed {line:?}"));
+        assert_eq!(v["addr"], format!("127.0.0.1:{port}"));
+        Self(child)
+    }
+
+    pub(crate) fn stop(mut self) {
+        terminate(&mut self.0);
+    }
+}
+
+fn terminate(child: &mut Child) {
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "serve exited with {status} after SIGTERM");
+            return;
+        }
+        assert!(Instant::now() < deadline, "serve did not stop within 10 s of SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+use std::process::Command;
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub(crate) fn replica(dir: &Path, id: &str) -> Option<Value> {
+    let v = run_json(onoal(dir).arg("replicas"));
+    v["replicas"].as_array().unwrap().iter().find(|r| r["ledger_id"] == id).cloned()
+}
+
+#[test]
+fn full_incremental_and_checkpoint_sync_between_processes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a_dir, b_dir) = (tmp.path().join("a"), tmp.path().join("b"));
+    let (a, b) = (init(&a_dir, "oid:onoal:test:a"), init(&b_dir, "oid:onoal:test:b"));
+    import(&a_dir, 0, 3000);
+    let port = free_port();
+    pin(&a_dir, &b, 1);
+    pin(&b_dir, &a, port);
+    let serve = Serve::start(&a_dir, port, &[]);
+
+    // Light client: checkpoint only.
+    let s = run_json(onoal(&b_dir).args(["sync", &a.id, "--mode", "checkpoint"]));
+    assert_eq!((s["checkpoint_size"].as_u64(), s["to_size"].as_u64()), (Some(3000), Some(0)));
+    assert_eq!(replica(&b_dir, &a.id).unwrap()["status"], "checkpoint_only");
+
+    // Incremental from nothing = everything.
+    let s = run_json(onoal(&b_dir).args(["sync", &a.id]));
+    assert_eq!((s["from_size"].as_u64(), s["to_size"].as_u64()), (Some(0), Some(3000)));
+    assert_eq!(s["entries"], 3000);
+    assert_eq!(s["verified"], true);
+
+    // The source restarts with more entries; incremental fetches only the new ones (and the
+    // partial tile they extend).
+    serve.stop();
+    import(&a_dir, 3000, 1000);
+    let serve = Serve::start(&a_dir, port, &[]);
+    let s = run_json(onoal(&b_dir).args(["sync", &a.id]));
+    assert_eq!(
+        (s["from_size"].as_u64(), s["to_size"].as_u64(), s["entries"].as_u64()),
+        (Some(3000), Some(4000), Some(1000))
+    );
+
+    // Replica reads answer as the source does.
+    let own = run_json(onoal(&a_dir).args(["get", "3999"]));
+    let rep = run_json(onoal(&b_dir).args(["get", "3999", "--ledger", &a.id]));
+    assert_eq!(own, rep);
+    let own = run_json(onoal(&a_dir).args(["query", "--stream", "s1", "--limit", "5"]));
+    let rep = run_json(
+        onoal(&b_dir).args(["query", "--stream", "s1", "--limit", "5", "--ledger", &a.id]),
+    );
+    assert_eq!(own, rep);
+    let own = run_json(onoal(&a_dir).args(["prove", "inclusion", "77", "--size", "4000"]));
+    let rep = run_json(onoal(&b_dir).args([
+        "prove",
+        "inclusion",
+        "77",
+        "--size",
+        "4000",
+        "--ledger",
+        &a.id,
+    ]));
+    assert_eq!(own, rep);
+    let v = run_json(onoal(&b_dir).args(["verify", "--ledger", &a.id]));
+    assert_eq!((v["ok"].as_bool(), v["entries"].as_u64()), (Some(true), Some(4000)));
+    // The own log of B is untouched.
+    assert_eq!(run_json(onoal(&b_dir).arg("verify"))["entries"], 0);
+
+    // Full: from scratch.
+    let s = run_json(onoal(&b_dir).args(["sync", &a.id, "--mode", "full"]));
+    assert_eq!((s["from_size"].as_u64(), s["entries"].as_u64()), (Some(0), Some(4000)));
+    serve.stop();
+}
+
+#[test]
+fn a_killed_sync_resumes_without_refetching_committed_bundles() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a_dir, b_dir) = (tmp.path().join("a"), tmp.path().join("b"));
+    let (a, b) = (init(&a_dir, "oid:onoal:test:a"), init(&b_dir, "oid:onoal:test:b"));
+    const N: u64 = 150_000;
+    import(&a_dir, 0, N);
+    let port = free_port();
+    pin(&a_dir, &b, 1);
+    pin(&b_dir, &a, port);
+    let _serve = Serve::start(&a_dir, port, &[]);
+    let mut held_at_kill = 0;
+    // Kill the receiver once it has committed something but not everything.
+    for _attempt in 0..5 {
+        let mut child =
+            onoal(&b_dir).args(["sync", &a.id, "--json"]).stdout(Stdio::null()).spawn().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let size = replica(&b_dir, &a.id).and_then(|r| r["size"].as_u64()).unwrap_or(0);
+            if size > 0 || Instant::now() > deadline || child.try_wait().unwrap().is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let _ = child.kill();
+        child.wait().unwrap();
+        held_at_kill = replica(&b_dir, &a.id).and_then(|r| r["size"].as_u64()).unwrap_or(0);
+        if held_at_kill > 0 && held_at_kill < N {
+            break;
+        }
+        // Finished before the kill: start over.
+        run_json(onoal(&b_dir).args(["forks", "drop", &a.id]));
+    }
+    assert!(held_at_kill > 0 && held_at_kill < N, "could not kill mid-sync (held {held_at_kill})");
+    // The replica as the kill left it verifies.
+    assert_eq!(run_json(onoal(&b_dir).args(["verify", "--ledger", &a.id]))["ok"], true);
+    let s = run_json(onoal(&b_dir).args(["sync", &a.id]));
+    assert_eq!(s["from_size"].as_u64(), Some(held_at_kill));
+    assert_eq!(s["to_size"].as_u64(), Some(N));
+    // Only entries not yet held were committed; at most the partial tile was fetched again.
+    assert_eq!(s["entries"].as_u64(), Some(N - held_at_kill));
+    assert!(s["bytes"].as_u64().unwrap() < (N - held_at_kill + 256) * 300);
+    let v = run_json(onoal(&b_dir).args(["verify", "--ledger", &a.id]));
+    assert_eq!(v["entries"].as_u64(), Some(N));
+    eprintln!("killed mid-sync at {held_at_kill} of {N}; resumed and verified");
+}
+
+#[test]
+fn a_wrong_pinned_key_refuses_the_connection() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a_dir, b_dir, c_dir) = (tmp.path().join("a"), tmp.path().join("b"), tmp.path().join("c"));
+    let a = init(&a_dir, "oid:onoal:test:a");
+    let b = init(&b_dir, "oid:onoal:test:b");
+    let c = init(&c_dir, "oid:onoal:test:c");
+    import(&a_dir, 0, 10);
+    let port = free_port();
+    pin(&a_dir, &b, 1);
+    // B pins A's id with C's key.
+    run_json(onoal(&b_dir).args([
+        "peer",
+        "add",
+        &format!("{}@127.0.0.1:{port}", a.id),
+        "--key",
+        &c.key,
+    ]));
+    let _serve = Serve::start(&a_dir, port, &[]);
+    let err = run_fail(onoal(&b_dir).args(["sync", &a.id]));
+    assert!(err.contains("refused the connection") && err.contains(&a.key), "{err}");
+    assert!(replica(&b_dir, &a.id).is_none());
+    // A peer that is not pinned by the source is refused data.
+    let c_port = free_port();
+    pin(&c_dir, &a, port);
+    let _ = c_port;
+    let err = run_fail(onoal(&c_dir).args(["sync", &a.id]));
+    assert!(err.contains("pinned peers only"), "{err}");
+}
+
+#[test]
+fn a_follower_reconnects_after_the_source_restarts_and_catches_up() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a_dir, b_dir) = (tmp.path().join("a"), tmp.path().join("b"));
+    let (a, b) = (init(&a_dir, "oid:onoal:test:a"), init(&b_dir, "oid:onoal:test:b"));
+    import(&a_dir, 0, 500);
+    let (a_port, b_port) = (free_port(), free_port());
+    pin(&a_dir, &b, b_port);
+    pin(&b_dir, &a, a_port);
+    let serve_a = Serve::start(&a_dir, a_port, &[]);
+    let mut follower = onoal(&b_dir)
+        .args(["sync", &a.id, "--follow", "--json"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(follower.stdout.take().unwrap()).lines();
+    let first: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    assert_eq!(first["to_size"], 500);
+    serve_a.stop();
+    import(&a_dir, 500, 700);
+    let serve_a = Serve::start(&a_dir, a_port, &[]);
+    // The follower reconnects by itself and reports the catch-up.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut caught_up = false;
+    while Instant::now() < deadline {
+        let Some(Ok(line)) = lines.next() else { break };
+        let v: Value = serde_json::from_str(&line).unwrap();
+        if v["to_size"] == 1200 {
+            caught_up = true;
+            break;
+        }
+    }
+    terminate(&mut follower);
+    assert!(caught_up, "the follower did not catch up to 1200 after the source restarted");
+    serve_a.stop();
+    assert_eq!(replica(&b_dir, &a.id).unwrap()["size"], 1200);
+}
