@@ -451,6 +451,10 @@ pub struct ReplicaWriter {
     log: Log,
     state: SequencerState,
     record: SyncRecord,
+    /// Size of the newest checkpoint on disk. An accepted checkpoint newer than it is written
+    /// with the next write (the first bundle committed against it, or a status change), so a
+    /// validly signed checkpoint whose entries never verify leaves nothing behind.
+    persisted_checkpoint: Option<u64>,
 }
 
 impl std::fmt::Debug for ReplicaWriter {
@@ -591,8 +595,10 @@ impl Ledger {
                 fork: None,
                 updated_ms: 0,
             },
+            persisted_checkpoint: None,
         };
         writer.state = loaded.map_err(ReplicaError::Corrupt)?;
+        writer.persisted_checkpoint = writer.state.last_checkpoint.as_ref().map(|c| c.size);
         if let Some(r) = record? {
             writer.record = r;
         }
@@ -668,9 +674,38 @@ impl ReplicaWriter {
             .map_err(|e| ReplicaError::Storage(format!("encoding the sync state: {e}")))?;
         let shared = &self.log.shared;
         batch.put_cf(shared.cf(CF_SYNC_STATE), sync_state_key(self.log.state.number), bytes);
+        let pending = self
+            .state
+            .last_checkpoint
+            .as_ref()
+            .filter(|cp| Some(cp.size) != self.persisted_checkpoint);
+        if let Some(cp) = pending {
+            batch.put_cf(
+                shared.cf(CF_CHECKPOINTS),
+                store::checkpoint_key(self.log.state.number, cp.size),
+                cp.note.as_bytes(),
+            );
+        }
+        let pending_size = pending.map(|cp| cp.size);
         let mut wo = WriteOptions::default();
         wo.set_sync(true);
         shared.db.write_opt(batch, &wo)?;
+        if pending_size.is_some() {
+            self.persisted_checkpoint = pending_size;
+        }
+        Ok(())
+    }
+
+    /// Forgets an accepted checkpoint that is not on disk yet (its entries failed to verify):
+    /// the replica's newest checkpoint is again the stored one.
+    ///
+    /// # Errors
+    /// Storage errors reading the stored checkpoint.
+    pub fn discard_unwritten_checkpoint(&mut self) -> Result<(), ReplicaError> {
+        let current = self.state.last_checkpoint.as_ref().map(|c| c.size);
+        if current != self.persisted_checkpoint {
+            self.state.last_checkpoint = self.log.latest_checkpoint()?;
+        }
         Ok(())
     }
 
@@ -730,7 +765,9 @@ impl ReplicaWriter {
 
     /// Checks `note` (signature with the pinned key, origin = the ledger's OID) and its
     /// consistency with the held checkpoint (`consistency` = RFC 9162 proof from the held size
-    /// to the note's size; empty when nothing is held), and stores it as the newest.
+    /// to the note's size; empty when nothing is held), and makes it the newest. It is written
+    /// with the next write: the first bundle committed against it, or [`Self::set_status`]
+    /// (a light replica); [`Self::discard_unwritten_checkpoint`] drops it.
     ///
     /// # Errors
     /// [`ReplicaError::BadSignature`], [`ReplicaError::Inconsistent`] (nothing stored),
@@ -766,15 +803,8 @@ impl ReplicaWriter {
                 })?;
             }
         }
-        let mut batch = WriteBatch::default();
-        batch.put_cf(
-            self.log.shared.cf(CF_CHECKPOINTS),
-            store::checkpoint_key(self.log.state.number, cp.size),
-            note.as_bytes(),
-        );
         self.state.last_checkpoint =
             Some(SignedCheckpoint { checkpoint: cp, note: note.to_owned() });
-        self.write(batch)?;
         Ok(Accepted::New)
     }
 

@@ -499,11 +499,21 @@ impl Node {
         mode: SyncMode,
         progress: &(dyn Fn(SyncProgress) + Send + Sync),
     ) -> Result<SyncSummary, SyncError> {
+        self.check_not_forked(ledger_id)?;
         let (addr, key) = self.source(ledger_id, from)?;
         let conn = self.connect(addr, key).await?;
         let result = self.sync_on(&conn, ledger_id, mode, progress).await;
         conn.close(quinn::VarInt::from_u32(0), b"done");
         result
+    }
+
+    fn check_not_forked(&self, ledger_id: uuid::Uuid) -> Result<(), SyncError> {
+        match self.inner.ledger.sync_record(&ledger_id)? {
+            Some(r) if r.status == SyncStatus::Forked => {
+                Err(ReplicaError::Forked(ledger_id).into())
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Keeps the replica of `ledger_id` in step: syncs, then waits for newer checkpoints
@@ -518,6 +528,7 @@ impl Node {
         from: Option<&str>,
         on_sync: &(dyn Fn(&SyncSummary) + Send + Sync),
     ) -> Result<(), SyncError> {
+        self.check_not_forked(ledger_id)?;
         let mut backoff = Duration::from_millis(100);
         loop {
             let attempt: Result<(), SyncError> = async {
@@ -588,6 +599,8 @@ impl Node {
         let (entries, bytes) = match result {
             Ok(counts) => counts,
             Err(e) => {
+                // A checkpoint whose entries did not verify is not kept.
+                let _ = writer.discard_unwritten_checkpoint();
                 let _ = writer.set_status(SyncStatus::Failed, Some(e.to_string()));
                 return Err(e);
             }
@@ -642,7 +655,6 @@ impl Node {
             writer.set_status(SyncStatus::Complete, None)?;
             return Ok((0, 0));
         }
-        writer.set_status(SyncStatus::InProgress, None)?;
         self.fetch_bundles(conn, slot, &target, progress).await
     }
 

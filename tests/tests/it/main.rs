@@ -5,6 +5,7 @@ mod cli;
 mod crash;
 mod disk_full;
 mod faults;
+mod malicious;
 mod open_errors;
 mod proofs;
 mod queries;

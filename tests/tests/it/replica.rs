@@ -138,6 +138,8 @@ fn forged_and_inconsistent_checkpoints_and_forks_are_refused() {
     assert!(w.accept_checkpoint(std::str::from_utf8(&tampered).unwrap(), &[]).is_err());
     assert!(w.checkpoint().is_none());
     w.accept_checkpoint(&cp.note, &[]).unwrap();
+    // Kept as a light replica (an accepted checkpoint is written with the next write).
+    w.set_status(SyncStatus::CheckpointOnly, None).unwrap();
 
     // A fork: a copy of src's directory (same key, same id) that appends other entries.
     drop(w);

@@ -1,0 +1,324 @@
+//! A malicious source: a test peer in this process speaking the sync protocol over real QUIC,
+//! serving a real ledger's data with one violation each. The receiver is a separate
+//! `onoal sync` process: every violation is refused, nothing of it is written, and the reason
+//! is recorded against the peer.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use onoal_engine::Ledger;
+use onoal_engine::identity::{SecretKey, key_path};
+use onoal_engine::replica::bundle_path_from_inclusion;
+use onoal_mesh::proto::{self, LedgerCertificate, Request, Response};
+use onoal_tests::{onoal, run_fail, run_json};
+
+use crate::sync::{Node, free_port, init, pin, replica};
+use crate::util::fill;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Evil {
+    /// One character of the checkpoint's signature changed.
+    ForgedSignature,
+    /// A validly signed checkpoint of another tree under the same key, with a proof that does
+    /// not verify (and no checkpoint of the held size to prove a fork).
+    BadConsistencyProof,
+    /// A validly signed checkpoint that contradicts the held one: a fork.
+    Fork,
+    /// One changed byte in an entry of a bundle.
+    BundleByte,
+    /// A response frame announcing 100 MB.
+    OversizeFrame,
+    /// A response that does not decode.
+    Garbage,
+    /// A checkpoint signed by the right key for a root that is not the tree's; bundles then
+    /// cannot match it.
+    WrongRoot,
+}
+
+struct EvilSource {
+    /// The honest ledger whose data is served (and whose key the evil node holds).
+    honest: Arc<Ledger>,
+    /// For Fork / BadConsistencyProof: a ledger with the same key and another history.
+    other: Option<Arc<Ledger>>,
+    key: SecretKey,
+    mode: Evil,
+}
+
+fn frame(body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    proto::encode_frame(body, &mut out);
+    out
+}
+
+fn respond(src: &EvilSource, request: Request) -> Vec<u8> {
+    let id = src.honest.identity().clone();
+    let cert = LedgerCertificate::issue(&id, src.key.signing_key(), now_ms(), 3_600_000);
+    let encode = |r: &Response| frame(&postcard::to_stdvec(r).unwrap());
+    match request {
+        Request::Hello { .. } => encode(&Response::Hello { certificate: cert }),
+        Request::Certificate { .. } => encode(&Response::Certificate { certificate: cert }),
+        Request::Checkpoint { have, .. } | Request::WaitCheckpoint { have, .. } => {
+            let serving = match src.mode {
+                Evil::Fork | Evil::BadConsistencyProof => src.other.as_ref().unwrap(),
+                _ => &src.honest,
+            };
+            let cp = serving.latest_checkpoint().unwrap().unwrap();
+            let consistency = if have == 0 || have >= cp.size {
+                Vec::new()
+            } else {
+                serving.consistency_proof(have, cp.size).unwrap()
+            };
+            let mut note = cp.note.clone();
+            match src.mode {
+                Evil::ForgedSignature => {
+                    // Change one base64 character of the signature line.
+                    let sig_line = note.trim_end().rfind('\n').unwrap() + 1;
+                    let pos = sig_line + note[sig_line..].find(' ').unwrap() + 10;
+                    let c = note.as_bytes()[pos];
+                    note.replace_range(pos..=pos, if c == b'A' { "B" } else { "A" });
+                }
+                Evil::OversizeFrame => return (100_000_000u32).to_be_bytes().to_vec(),
+                Evil::Garbage => return frame(&[0xff, 0x13, 0x37, 0x00, 0x42, 0xee, 0xee]),
+                Evil::WrongRoot => {
+                    let mut c = cp.checkpoint.clone();
+                    c.root.0[0] ^= 1;
+                    let signer = onoal_engine::checkpoint::NoteSigner::new(
+                        id.oid.as_str(),
+                        src.key.signing_key().clone(),
+                    )
+                    .unwrap();
+                    note = signer.sign(&c);
+                }
+                _ => {}
+            }
+            encode(&Response::Checkpoint { note, consistency })
+        }
+        Request::CheckpointAt { size, .. } => {
+            let serving =
+                if src.mode == Evil::Fork { src.other.as_ref().unwrap() } else { &src.honest };
+            match serving.checkpoint_at(size).unwrap() {
+                Some(cp) => {
+                    encode(&Response::Checkpoint { note: cp.note, consistency: Vec::new() })
+                }
+                None => encode(&Response::NoCheckpoint),
+            }
+        }
+        Request::Bundle { size, first, .. } => {
+            let count = onoal_engine::replica::bundle_len(first, size).unwrap();
+            let proof = src.honest.inclusion_proof(first, size).unwrap();
+            let path = bundle_path_from_inclusion(first, size, &proof).unwrap();
+            let mut leaves = src.honest.log().leaf_data_range(first, first + count).unwrap();
+            if src.mode == Evil::BundleByte && first == 0 {
+                let l = &mut leaves[100];
+                let at = l.windows(7).position(|w| w == b"payload").unwrap();
+                l[at] ^= 0x20;
+            }
+            let mut out = encode(&Response::Bundle { count: count as u32, path });
+            for l in &leaves {
+                out.extend_from_slice(&frame(l));
+            }
+            out
+        }
+        _ => encode(&Response::NoCheckpoint),
+    }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64
+}
+
+/// Runs the evil source on `port` until the returned runtime is dropped.
+fn start(src: EvilSource, port: u16) -> tokio::runtime::Runtime {
+    let rt =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let server = onoal_mesh::tls::server_config(&src.key, &[proto::ALPN_SYNC]).unwrap();
+    let server = quinn::crypto::rustls::QuicServerConfig::try_from(server).unwrap();
+    let config = quinn::ServerConfig::with_crypto(Arc::new(server));
+    let src = Arc::new(src);
+    let _guard = rt.enter();
+    let endpoint =
+        quinn::Endpoint::server(config, format!("127.0.0.1:{port}").parse().unwrap()).unwrap();
+    rt.spawn(async move {
+        while let Some(incoming) = endpoint.accept().await {
+            let src = src.clone();
+            tokio::spawn(async move {
+                let Ok(conn) = incoming.await else { return };
+                while let Ok((mut send, mut recv)) = conn.accept_bi().await {
+                    let src = src.clone();
+                    tokio::spawn(async move {
+                        let mut header = [0u8; 4];
+                        if recv.read_exact(&mut header).await.is_err() {
+                            return;
+                        }
+                        let mut body = vec![0u8; u32::from_be_bytes(header) as usize];
+                        if recv.read_exact(&mut body).await.is_err() {
+                            return;
+                        }
+                        let request: Request = postcard::from_bytes(&body).unwrap();
+                        let out = respond(&src, request);
+                        let _ = send.write_all(&out).await;
+                        let _ = send.finish();
+                        let _ = send.stopped().await;
+                    });
+                }
+            });
+        }
+    });
+    rt
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    if from.is_dir() {
+        std::fs::create_dir_all(to).unwrap();
+        for e in std::fs::read_dir(from).unwrap() {
+            let e = e.unwrap();
+            copy_tree(&e.path(), &to.join(e.file_name()));
+        }
+    } else {
+        std::fs::copy(from, to).unwrap();
+    }
+}
+
+/// Honest history: 300 entries (checkpoint 300), then 100 more (checkpoint 400).
+/// Other history (same key): the first 200 entries, then 200 others (checkpoints 300, 400).
+struct Histories {
+    _tmp: tempfile::TempDir,
+    honest_dir: std::path::PathBuf,
+    honest: Arc<Ledger>,
+    other: Arc<Ledger>,
+}
+
+fn histories() -> Histories {
+    let tmp = tempfile::tempdir().unwrap();
+    let (honest_dir, other_dir) = (tmp.path().join("honest"), tmp.path().join("other"));
+    let honest = crate::util::create(&honest_dir);
+    fill(&honest, 200, 200);
+    drop(honest);
+    copy_tree(&honest_dir, &other_dir);
+    let honest = Ledger::builder(&honest_dir).open().unwrap();
+    fill(&honest, 100, 100);
+    honest.checkpoint_now().unwrap();
+    let other = Ledger::builder(&other_dir).open().unwrap();
+    for i in 0..2 {
+        let v =
+            (0..100).map(|j| crate::util::entry("evil", "t", format!("other {i} {j}"))).collect();
+        other.append_batch(v).unwrap();
+        other.checkpoint_now().unwrap();
+    }
+    Histories { _tmp: tmp, honest_dir, honest: Arc::new(honest), other: Arc::new(other) }
+}
+
+fn case(mode: Evil, expect: &str, kind: &str) {
+    let h = histories();
+    let tmp = tempfile::tempdir().unwrap();
+    let b_dir = tmp.path().join("b");
+    init(&b_dir, "oid:onoal:test:b");
+    let a = Node {
+        id: h.honest.identity().ledger_id.to_string(),
+        key: onoal_engine::hash::Hash(*h.honest.identity().public_key.as_bytes()).to_hex(),
+    };
+    let port = free_port();
+    pin(&b_dir, &a, port);
+    let key = SecretKey::read_file(&key_path(&h.honest_dir)).unwrap();
+
+    // Cases that contradict a held checkpoint first sync honestly to 300.
+    let needs_history = matches!(mode, Evil::Fork | Evil::BadConsistencyProof);
+    let honest300 = needs_history.then(|| h.honest.checkpoint_at(300).unwrap().unwrap());
+    if let Some(cp300) = honest300 {
+        // Put the honest 300-entry state into B's replica through the engine (B is not
+        // running): verified bundles against the honest checkpoint of 300.
+        let b_ledger = Ledger::builder(&b_dir).open().unwrap();
+        let mut w = b_ledger.replica_writer(h.honest.identity()).unwrap();
+        w.accept_checkpoint(&cp300.note, &[]).unwrap();
+        for first in [0u64, 256] {
+            let count = onoal_engine::replica::bundle_len(first, 300).unwrap();
+            let proof = h.honest.inclusion_proof(first, 300).unwrap();
+            let path = bundle_path_from_inclusion(first, 300, &proof).unwrap();
+            let leaves = h.honest.log().leaf_data_range(first, first + count).unwrap();
+            w.commit(onoal_engine::replica::verify_bundle(&cp300, first, leaves, &path).unwrap())
+                .unwrap();
+        }
+    }
+    let held_before = replica(&b_dir, &a.id).and_then(|r| r["size"].as_u64()).unwrap_or(0);
+    let cp_before = replica(&b_dir, &a.id).and_then(|r| r["checkpoint_size"].as_u64());
+
+    let rt = start(
+        EvilSource { honest: h.honest.clone(), other: Some(h.other.clone()), key, mode },
+        port,
+    );
+    let err = run_fail(onoal(&b_dir).args(["sync", &a.id]));
+    drop(rt);
+    assert!(err.contains(expect), "{mode:?}: stderr was {err}");
+
+    // Nothing of the violation was written.
+    let after = replica(&b_dir, &a.id);
+    assert_eq!(
+        after.as_ref().and_then(|r| r["size"].as_u64()).unwrap_or(0),
+        held_before,
+        "{mode:?}"
+    );
+    if mode != Evil::Fork {
+        let cp_after = after.as_ref().and_then(|r| r["checkpoint_size"].as_u64()).unwrap_or(0);
+        assert_eq!(cp_after, cp_before.unwrap_or(0), "{mode:?}");
+    }
+    if held_before > 0 {
+        assert_eq!(run_json(onoal(&b_dir).args(["verify", "--ledger", &a.id]))["ok"], true);
+    }
+    // The reason is recorded against the peer.
+    let peers = run_json(onoal(&b_dir).args(["peer", "list"]));
+    let p = peers["peers"].as_array().unwrap().iter().find(|p| p["ledger_id"] == a.id).unwrap();
+    let kinds: Vec<&str> =
+        p["misbehaviour"].as_array().unwrap().iter().map(|m| m["kind"].as_str().unwrap()).collect();
+    assert!(kinds.contains(&kind), "{mode:?}: recorded {kinds:?}");
+    if mode == Evil::Fork {
+        let forks = run_json(onoal(&b_dir).arg("forks"));
+        let f = &forks["forks"][0];
+        assert_eq!(f["ledger_id"], a.id);
+        assert_eq!(
+            f["held_checkpoint"].as_str().unwrap(),
+            h.honest.checkpoint_at(300).unwrap().unwrap().note
+        );
+        assert_eq!(
+            f["received_checkpoint"].as_str().unwrap(),
+            h.other.checkpoint_at(300).unwrap().unwrap().note
+        );
+        // Syncing this ledger stops until the operator acts.
+        let err = run_fail(onoal(&b_dir).args(["sync", &a.id]));
+        assert!(err.contains("forked"), "{err}");
+    }
+}
+
+#[test]
+fn forged_checkpoint_signature_is_refused() {
+    case(Evil::ForgedSignature, "bad signature", "bad_signature");
+}
+
+#[test]
+fn consistency_proof_that_does_not_verify_is_refused() {
+    case(Evil::BadConsistencyProof, "inconsistent checkpoint", "inconsistent_checkpoint");
+}
+
+#[test]
+fn fork_is_kept_as_evidence_and_stops_syncing() {
+    case(Evil::Fork, "fork", "fork");
+}
+
+#[test]
+fn changed_byte_in_a_bundle_is_refused() {
+    case(Evil::BundleByte, "bad bundle", "bad_bundle");
+}
+
+#[test]
+fn oversize_frame_is_refused_before_allocating() {
+    case(Evil::OversizeFrame, "frame of 100000000 bytes", "oversize_frame");
+}
+
+#[test]
+fn garbage_frame_is_refused() {
+    case(Evil::Garbage, "undecodable response", "protocol_violation");
+}
+
+#[test]
+fn validly_signed_wrong_root_is_caught_by_the_bundles() {
+    case(Evil::WrongRoot, "bad bundle", "bad_bundle");
+}
