@@ -309,7 +309,23 @@ fn open_checked(path: &Path, cache: usize, read_only: bool) -> Result<(DB, Ident
     if !db_path.join("CURRENT").is_file() {
         return Err(OpenError::NotALedger { path: path.to_owned() });
     }
-    let db = store::open_db(&db_path, cache, read_only).map_err(|e| {
+    // A read-only open next to a running writer can read a MANIFEST that names a file the
+    // writer's compaction deletes a moment later; a fresh attempt reads the newer MANIFEST.
+    let mut attempt = 0;
+    let opened = loop {
+        match store::open_db(&db_path, cache, read_only) {
+            Err(e)
+                if read_only
+                    && attempt < 20
+                    && e.as_ref().contains("No such file or directory") =>
+            {
+                attempt += 1;
+                std::thread::sleep(Duration::from_millis(5 * attempt));
+            }
+            other => break other,
+        }
+    };
+    let db = opened.map_err(|e| {
         if store::is_lock_error(&e) {
             OpenError::InUse { path: path.to_owned() }
         } else {

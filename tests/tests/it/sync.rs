@@ -284,3 +284,43 @@ fn a_follower_reconnects_after_the_source_restarts_and_catches_up() {
     serve_a.stop();
     assert_eq!(replica(&b_dir, &a.id).unwrap()["size"], 1200);
 }
+
+#[test]
+fn the_demo_runs_three_nodes_that_sync_and_audit_each_other() {
+    let v = run_json(onoal(Path::new("/nonexistent-unused")).args(["demo", "--entries", "3000"]));
+    assert_eq!(v["entries_synced"], 18_000);
+    assert_eq!(v["cross_ledger_proof_verified"], true);
+    let ledgers = v["ledgers"].as_array().unwrap();
+    assert_eq!(ledgers.len(), 3);
+    for l in ledgers {
+        assert_eq!(l["entries"], 3000);
+        for r in l["replicas"].as_array().unwrap() {
+            assert_eq!((r["entries"].as_u64(), r["verified"].as_bool()), (Some(3000), Some(true)));
+        }
+    }
+}
+
+#[test]
+fn mesh_user_errors_are_clear() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("a");
+    init(&dir, "oid:onoal:test:a");
+    let err = run_fail(onoal(&dir).args(["peer", "add", "not-a-spec", "--key", "00"]));
+    assert!(err.contains("LEDGER_ID@HOST:PORT"), "{err}");
+    let id = "6d0829cf-2068-4bfe-8a8f-1e8c598c66e2";
+    let err =
+        run_fail(onoal(&dir).args(["peer", "add", &format!("{id}@127.0.0.1:1"), "--key", "abcd"]));
+    assert!(err.contains("64 characters"), "{err}");
+    let err = run_fail(onoal(&dir).args(["sync", id]));
+    assert!(err.contains("not pinned") && err.contains("onoal peer add"), "{err}");
+    let err = run_fail(onoal(&dir).args(["get", "0", "--ledger", id]));
+    assert!(err.contains("no replica"), "{err}");
+    let err = run_fail(onoal(&dir).args(["sync", id, "--mode", "sideways"]));
+    assert!(err.contains("full, incremental, checkpoint"), "{err}");
+    // While the node runs, writers are told how to proceed.
+    let port = free_port();
+    let serve = Serve::start(&dir, port, &[]);
+    let err = run_fail(onoal(&dir).args(["sync", id]));
+    assert!(err.contains("onoal serve --peer"), "{err}");
+    serve.stop();
+}
