@@ -28,12 +28,12 @@ use crate::hash::{Hash, leaf_hash, node_hash};
 use crate::ledger::{Identity, Ledger, Log, LogState, Shared, SignedCheckpoint};
 use crate::merkle;
 use crate::record::Entry;
-use crate::sequencer::{SequencerState, push_leaf, put_dirty_tiles};
+use crate::sequencer::{SequencerState, push_leaf, push_node, put_dirty_tiles};
 use crate::store::{
     self, CF_CHECKPOINTS, CF_ENTRIES, CF_INDEX, CF_META, CF_SYNC_STATE, CF_TILES, HeadRecord,
     IndexKind, OWN_LOG,
 };
-use crate::tile::TILE_WIDTH;
+use crate::tile::{TILE_WIDTH, Tile, TileId};
 
 /// Entries per bundle: one level-0 tile.
 pub const BUNDLE_ENTRIES: u64 = TILE_WIDTH as u64;
@@ -325,6 +325,8 @@ pub struct VerifiedBundle {
     checkpoint_size: u64,
     checkpoint_root: Hash,
     entries: Vec<(Vec<u8>, Hash, Entry)>,
+    /// The bundle's level-0 tile (its leaf hashes and interior nodes), built while verifying.
+    tile: Tile,
 }
 
 impl VerifiedBundle {
@@ -425,14 +427,27 @@ pub fn verify_bundle(
     if first == 0 && entries.first().is_some_and(|e| e.2.prev_hash != Hash::ZERO) {
         return Err(BundleError::ChainBroken { seq: 0 });
     }
-    let hashes: Vec<Hash> = entries.iter().map(|e| e.1).collect();
-    let subtree = subtree_root(&hashes);
+    let mut tile = Tile::new();
+    let mut full_root = None;
+    for e in &entries {
+        full_root = tile.push(e.1);
+    }
+    let subtree = match full_root {
+        Some(root) => root,
+        None => subtree_root(tile.bottom()),
+    };
     let nodes = size.div_ceil(BUNDLE_ENTRIES);
     let root = merkle::root_from_inclusion(first / BUNDLE_ENTRIES, nodes, &subtree, path);
     if root.ok() != Some(checkpoint.root) {
         return Err(BundleError::RootMismatch { first, end: first + count, size });
     }
-    Ok(VerifiedBundle { first, checkpoint_size: size, checkpoint_root: checkpoint.root, entries })
+    Ok(VerifiedBundle {
+        first,
+        checkpoint_size: size,
+        checkpoint_root: checkpoint.root,
+        entries,
+        tile,
+    })
 }
 
 /// What [`ReplicaWriter::accept_checkpoint`] did with a valid checkpoint.
@@ -932,6 +947,8 @@ impl ReplicaWriter {
         let shared = self.log.shared.clone();
         let number = self.log.state.number;
         let (cf_entries, cf_tiles) = (shared.cf(CF_ENTRIES), shared.cf(CF_TILES));
+        // A whole bundle starting an empty level-0 tile brings that tile, already hashed.
+        let whole_tile = overlap == 0 && self.state.edge.first().is_none_or(|t| t.width() == 0);
         for (data, h, entry) in &bundle.entries[overlap..] {
             let seq = entry.seq;
             batch.put_cf(cf_entries, store::entry_key(number, seq), data);
@@ -944,12 +961,36 @@ impl ReplicaWriter {
             if let Some(s) = &c.issuer {
                 postings.add(IndexKind::Issuer, s.as_str(), seq);
             }
-            push_leaf(&mut self.state.edge, dirty, seq, *h, batch, cf_tiles, number);
+            if !whole_tile {
+                push_leaf(&mut self.state.edge, dirty, seq, *h, batch, cf_tiles, number);
+            }
             self.state.head = HeadRecord {
                 size: seq + 1,
                 last_leaf_hash: *h,
                 last_timestamp_ms: entry.timestamp_ms,
             };
+        }
+        if whole_tile {
+            if self.state.edge.is_empty() {
+                self.state.edge.push(Tile::new());
+            }
+            if dirty.is_empty() {
+                dirty.push(false);
+            }
+            let last = end - 1;
+            match bundle.tile.root().filter(|_| bundle.tile.is_full()) {
+                Some(root) => {
+                    let id = TileId { level: 0, index: first / BUNDLE_ENTRIES };
+                    batch.put_cf(cf_tiles, store::tile_key(number, id), bundle.tile.encode());
+                    self.state.edge[0] = Tile::new();
+                    dirty[0] = false;
+                    push_node(&mut self.state.edge, dirty, 1, last, root, batch, cf_tiles, number);
+                }
+                None => {
+                    self.state.edge[0] = bundle.tile.clone();
+                    dirty[0] = true;
+                }
+            }
         }
         Ok(())
     }

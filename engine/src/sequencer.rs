@@ -409,8 +409,24 @@ pub(crate) fn push_leaf(
     cf_tiles: &rocksdb::ColumnFamily,
     log: u32,
 ) {
-    let mut level = 0usize;
-    let mut node = h;
+    push_node(edge, dirty_levels, 0, seq, h, batch, cf_tiles, log);
+}
+
+/// Pushes `node` into the tile at tile level `level`, where `node` is the root of the tile
+/// one level down that ends with leaf `seq` (for level 0: the leaf itself). As [`push_leaf`].
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn push_node(
+    edge: &mut Vec<Tile>,
+    dirty_levels: &mut Vec<bool>,
+    level: usize,
+    seq: u64,
+    node: Hash,
+    batch: &mut WriteBatch,
+    cf_tiles: &rocksdb::ColumnFamily,
+    log: u32,
+) {
+    let mut level = level;
+    let mut node = node;
     loop {
         if edge.len() <= level {
             edge.push(Tile::new());
