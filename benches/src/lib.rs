@@ -81,7 +81,7 @@ fn percentiles_us(samples: &mut [Duration]) -> (f64, f64) {
     (at(0.50), at(0.99))
 }
 
-fn bench_entry(i: u64, payload: &[u8]) -> NewEntry {
+pub(crate) fn bench_entry(i: u64, payload: &[u8]) -> NewEntry {
     let stream = ["orders", "payments", "audit", "events"][(i % 4) as usize];
     // Fixed valid names.
     NewEntry::new(

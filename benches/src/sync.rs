@@ -66,6 +66,9 @@ async fn quinn_bulk(bytes: u64) -> BenchResult<f64> {
     Ok(bytes as f64 / secs)
 }
 
+/// New entries appended while a follower is attached, for the live-follow latency.
+const INCREMENT: u64 = 10_000;
+
 /// `onoal bench sync --entries N`.
 pub fn sync(entries: u64) -> BenchResult<Value> {
     let tmp = tempfile::tempdir().map_err(err)?;
@@ -95,7 +98,7 @@ pub fn sync(entries: u64) -> BenchResult<Value> {
     let src_key = SecretKey::read_file(&key_path(&src_dir)).map_err(err)?;
     let dst_key = SecretKey::read_file(&key_path(&dst_dir)).map_err(err)?;
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(err)?;
-    let (sync_secs, summary, bulk) = rt.block_on(async {
+    let (sync_secs, summary, bulk, follow_ms) = rt.block_on(async {
         let (source, receiver) = (Arc::new(source), Arc::new(receiver));
         let a =
             Node::bind(source.clone(), src_key, loopback(), NodeConfig::default()).map_err(err)?;
@@ -121,11 +124,49 @@ pub fn sync(entries: u64) -> BenchResult<Value> {
             .await
             .map_err(|e| e.to_string())?;
         let secs = started.elapsed().as_secs_f64();
+
+        // Live follow: B follows A; A appends 10,000 entries and signs a checkpoint; time
+        // from the signed checkpoint to B holding all of them, verified and durable.
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<u64>();
+        let follower = {
+            let b = b.clone();
+            let id = source.identity().ledger_id;
+            tokio::spawn(async move {
+                let on_sync = move |s: &onoal_mesh::SyncSummary| {
+                    let _ = tx.send(s.to_size);
+                };
+                b.follow(id, None, &on_sync).await
+            })
+        };
+        // The first report is the (empty) catch-up.
+        rx.recv().await.ok_or("the follower stopped")?;
+        let pool: Vec<u8> = vec![b'i'; 256];
+        let more =
+            (0..INCREMENT).map(|i| crate::bench_entry(entries + i, &pool)).collect::<Vec<_>>();
+        let appended = {
+            let source = source.clone();
+            tokio::task::spawn_blocking(move || -> Result<_, String> {
+                source.append_batch(more).map_err(err)?;
+                let cp = source.checkpoint_now().map_err(err)?;
+                Ok((Instant::now(), cp.size))
+            })
+            .await
+            .map_err(err)??
+        };
+        let (signed_at, target) = appended;
+        loop {
+            let size = rx.recv().await.ok_or("the follower stopped")?;
+            if size >= target {
+                break;
+            }
+        }
+        let follow_ms = signed_at.elapsed().as_secs_f64() * 1e3;
+        follower.abort();
         a.close().await;
         b.close().await;
         server.abort();
         let bulk = quinn_bulk(leaf_bytes).await?;
-        Ok::<_, String>((secs, summary, bulk))
+        Ok::<_, String>((secs, summary, bulk, follow_ms))
     })?;
     if summary.to_size != cp.size || summary.entries != entries {
         return Err(format!("sync ended at {} of {} entries", summary.to_size, cp.size));
@@ -149,5 +190,7 @@ pub fn sync(entries: u64) -> BenchResult<Value> {
         "baseline_quinn_bulk_entries_per_s": bulk_entries_per_s,
         "baseline_rocksdb_durable_entries_per_s": rocks,
         "ratio": figure / slower,
+        "follow_increment_entries": INCREMENT,
+        "follow_increment_ms_after_checkpoint": follow_ms,
     }))
 }

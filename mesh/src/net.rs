@@ -160,13 +160,14 @@ pub struct SyncProgress {
 pub struct NodeConfig {
     /// Largest frame accepted from a peer. Defaults to 4 MiB.
     pub max_frame: u32,
-    /// Bundle requests in flight per sync. Defaults to 16.
+    /// Bundle requests in flight per sync (256 entries each). Defaults to 32: fewer leave the
+    /// pipe idle between round trips, more only add memory (measured in docs/performance.md).
     pub window: usize,
 }
 
 impl Default for NodeConfig {
     fn default() -> Self {
-        Self { max_frame: DEFAULT_MAX_FRAME, window: 16 }
+        Self { max_frame: DEFAULT_MAX_FRAME, window: 32 }
     }
 }
 
