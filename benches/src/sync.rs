@@ -139,7 +139,9 @@ pub fn sync(entries: u64) -> BenchResult<Value> {
             })
         };
         // The first report is the (empty) catch-up.
-        rx.recv().await.ok_or("the follower stopped")?;
+        if rx.recv().await.is_none() {
+            return Err(format!("the follower stopped: {:?}", follower.await));
+        }
         let pool: Vec<u8> = vec![b'i'; 256];
         let more =
             (0..INCREMENT).map(|i| crate::bench_entry(entries + i, &pool)).collect::<Vec<_>>();
@@ -155,7 +157,9 @@ pub fn sync(entries: u64) -> BenchResult<Value> {
         };
         let (signed_at, target) = appended;
         loop {
-            let size = rx.recv().await.ok_or("the follower stopped")?;
+            let Some(size) = rx.recv().await else {
+                return Err(format!("the follower stopped: {:?}", follower.await));
+            };
             if size >= target {
                 break;
             }

@@ -544,6 +544,12 @@ impl Log {
         self.state.number != OWN_LOG
     }
 
+    /// Entries whose tree is durable: proofs, roots and checkpoints up to this size can be
+    /// served. It can trail [`Self::head`] for a moment while a group is being acknowledged.
+    pub fn durable_size(&self) -> u64 {
+        self.state.durable_size.load(Ordering::Acquire)
+    }
+
     /// A node source for proofs of trees up to the durable size, without a snapshot.
     fn proof_source(&self) -> ProofSource<'_> {
         ProofSource { shared: &self.shared, log: &self.state, recent: Vec::new() }

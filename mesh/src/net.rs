@@ -2,6 +2,7 @@
 //! peers. It only moves frames; verification is `onoal_engine::replica`, the message rules are
 //! [`crate::proto`].
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -14,9 +15,10 @@ use onoal_engine::identity::SecretKey;
 use onoal_engine::replica::{
     self, Accepted, ReplicaError, ReplicaWriter, SyncStatus, VerifiedBundle,
 };
-use onoal_engine::{Identity, Ledger, SignedCheckpoint};
+use onoal_engine::{Identity, Ledger};
 
 use crate::peer;
+use crate::proto::session::{Event, RequestId, SessionError, SessionMode, SyncSession};
 use crate::proto::{
     self, ALPN_SYNC, DEFAULT_MAX_FRAME, ErrorCode, LedgerCertificate, MAX_WAIT_MS, PeerMisbehaved,
     Request, Response,
@@ -91,9 +93,10 @@ pub enum SyncError {
 }
 
 impl SyncError {
-    /// True for errors worth retrying after reconnecting (follow mode).
+    /// True for errors worth retrying after reconnecting (follow mode): transport failures
+    /// and a peer's internal errors.
     pub fn is_transient(&self) -> bool {
-        matches!(self, Self::Connect { .. })
+        matches!(self, Self::Connect { .. } | Self::Refused { code: ErrorCode::Internal, .. })
     }
 }
 
@@ -618,7 +621,7 @@ impl Node {
         })
     }
 
-    /// Checkpoint, then bundles; returns (entries, bytes) received.
+    /// Drives a [`SyncSession`]: checkpoint, then bundles; returns (entries, bytes) received.
     async fn sync_with(
         &self,
         conn: &Connection,
@@ -626,37 +629,181 @@ impl Node {
         mode: SyncMode,
         progress: &(dyn Fn(SyncProgress) + Send + Sync),
     ) -> Result<(u64, u64), SyncError> {
-        let Some(writer) = slot.as_mut() else {
+        let Some(writer) = slot.take() else {
             return Err(SyncError::Local("no replica writer".into()));
         };
-        let ledger_id = writer.log().identity().ledger_id;
-        let lid = *ledger_id.as_bytes();
-        let have = writer.checkpoint().map_or(0, |c| c.size);
-        let (response, _) = self.request(conn, &Request::Checkpoint { ledger: lid, have }).await?;
-        match response {
-            Response::Checkpoint { note, consistency } => {
-                self.accept(conn, writer, &note, &consistency, have).await?;
+        let mut driver = Driver { writer: Some(writer), commits: VecDeque::new(), running: None };
+        let result = self.drive(conn, &mut driver, mode, progress).await;
+        // A commit in flight always finishes (it cannot be cancelled): wait for the writer.
+        if let Some(task) = driver.running.take()
+            && let Ok((w, _, _, _)) = task.await
+        {
+            driver.writer = Some(w);
+        }
+        *slot = driver.writer.take();
+        result
+    }
+
+    async fn drive(
+        &self,
+        conn: &Connection,
+        driver: &mut Driver,
+        mode: SyncMode,
+        progress: &(dyn Fn(SyncProgress) + Send + Sync),
+    ) -> Result<(u64, u64), SyncError> {
+        let Some(w) = driver.writer.as_mut() else {
+            return Err(SyncError::Local("no replica writer".into()));
+        };
+        let ledger = *w.log().identity().ledger_id.as_bytes();
+        let have = w.checkpoint().map_or(0, |c| c.size);
+        let session_mode = match mode {
+            SyncMode::Checkpoint => SessionMode::CheckpointOnly,
+            SyncMode::Full | SyncMode::Incremental => SessionMode::Entries,
+        };
+        let mut session: SyncSession<VerifiedBundle> = SyncSession::new(
+            ledger,
+            w.held(),
+            have,
+            session_mode,
+            self.inner.config.window,
+            Instant::now(),
+        );
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(RequestId, Arrival)>();
+        let mut target: Option<Arc<onoal_engine::checkpoint::Checkpoint>> = None;
+        let mut tasks: Vec<JoinHandle<()>> = Vec::new();
+        let (mut entries, mut bytes) = (0u64, 0u64);
+        let outcome: Result<(), SyncError> = 'session: loop {
+            // Handling an event can queue requests (and the reverse), so go round until both
+            // queues are empty before waiting.
+            let mut pending_events = true;
+            while pending_events {
+                pending_events = false;
+                while let Some((id, request)) = session.poll_transmit() {
+                    let conn = conn.clone();
+                    let tx = tx.clone();
+                    let max = self.inner.config.max_frame;
+                    tasks.retain(|t| !t.is_finished());
+                    match (request, &target) {
+                        (Request::Bundle { first, .. }, Some(cp)) => {
+                            let cp = cp.clone();
+                            tasks.push(tokio::spawn(async move {
+                                let r = fetch_bundle(conn, ledger, cp, first, max).await;
+                                let _ = tx.send((id, Arrival::Bundle(r)));
+                            }));
+                        }
+                        (request, _) => {
+                            tasks.push(tokio::spawn(async move {
+                                let r = request_once(&conn, &request, max).await;
+                                let _ = tx.send((id, Arrival::Response(r)));
+                            }));
+                        }
+                    }
+                }
+                while let Some(event) = session.poll_event() {
+                    match event {
+                        Event::AcceptCheckpoint { note, consistency } => {
+                            let Some(w) = driver.writer.as_mut() else {
+                                break 'session Err(SyncError::Local("no replica writer".into()));
+                            };
+                            if let Err(e) = self.accept(conn, w, &note, &consistency, have).await {
+                                break 'session Err(e);
+                            }
+                            if session_mode == SessionMode::CheckpointOnly {
+                                w.set_status(SyncStatus::CheckpointOnly, None)?;
+                            }
+                            let size = w.checkpoint().map_or(0, |c| c.size);
+                            target = w.checkpoint().map(|c| Arc::new(c.checkpoint.clone()));
+                            session.checkpoint_accepted(Instant::now(), Ok(size));
+                        }
+                        Event::NothingToSync | Event::Done => {
+                            if let Some(w) = driver.writer.as_mut()
+                                && session_mode == SessionMode::Entries
+                                && w.checkpoint().is_some_and(|c| c.size == w.held())
+                            {
+                                w.set_status(SyncStatus::Complete, None)?;
+                            }
+                            break 'session Ok(());
+                        }
+                        Event::Commit(bundles) => driver.commits.push_back(bundles),
+                        Event::Failed(e) => break 'session Err(self.session_error(conn, e)),
+                    }
+                    pending_events = true;
+                }
             }
-            Response::NoCheckpoint => {}
-            _ => {
-                return Err(self.misbehaved(
-                    conn,
-                    PeerMisbehaved::ProtocolViolation(
-                        "answered Checkpoint with another message".into(),
-                    ),
-                ));
+            // One commit at a time; the writer moves into a blocking task and comes back.
+            if driver.running.is_none()
+                && let Some(bundles) = driver.commits.pop_front()
+                && let Some(mut w) = driver.writer.take()
+            {
+                let n = bundles.len();
+                let nb: u64 = bundles.iter().map(|b| b.leaf_bytes() as u64).sum();
+                let before = w.held();
+                driver.running = Some(tokio::task::spawn_blocking(move || {
+                    let r = w.commit_all(bundles);
+                    let committed = r.as_ref().map_or(0, |held| held - before);
+                    (w, n, r.map(|h| (h, committed)), nb)
+                }));
             }
+            let deadline = session.poll_timeout();
+            tokio::select! {
+                arrival = rx.recv() => {
+                    let Some((id, arrival)) = arrival else {
+                        break 'session Err(SyncError::Local("request tasks stopped".into()));
+                    };
+                    let now = Instant::now();
+                    match arrival {
+                        Arrival::Response(Ok(r)) => session.handle_response(now, id, r),
+                        Arrival::Response(Err(f)) | Arrival::Bundle(Err(f)) => {
+                            session.handle_failure(now, id, f.into_session());
+                        }
+                        Arrival::Bundle(Ok(b)) => session.handle_bundle(now, id, Ok(b)),
+                    }
+                }
+                done = async {
+                    match driver.running.as_mut() {
+                        Some(task) => task.await,
+                        None => std::future::pending().await,
+                    }
+                }, if driver.running.is_some() => {
+                    driver.running = None;
+                    let (w, n, result, nb) = done.map_err(|e| SyncError::Local(format!("commit task failed (the sync resumes from the last commit): {e}")))?;
+                    driver.writer = Some(w);
+                    let now = Instant::now();
+                    match result {
+                        Ok((held, committed)) => {
+                            entries += committed;
+                            bytes += nb;
+                            progress(SyncProgress { held, target: target.as_ref().map_or(held, |c| c.size) });
+                            session.committed(now, n, Ok(held));
+                        }
+                        Err(ReplicaError::Bundle(e)) => {
+                            session.committed(now, n, Err(SessionError::Misbehaved(PeerMisbehaved::BadBundle(e.to_string()))));
+                        }
+                        Err(e) => break 'session Err(e.into()),
+                    }
+                }
+                () = sleep_until(deadline) => session.handle_timeout(Instant::now()),
+            }
+        };
+        for t in tasks {
+            t.abort();
         }
-        if mode == SyncMode::Checkpoint {
-            writer.set_status(SyncStatus::CheckpointOnly, None)?;
-            return Ok((0, 0));
+        outcome.map(|()| (entries, bytes))
+    }
+
+    fn session_error(&self, conn: &Connection, e: SessionError) -> SyncError {
+        match e {
+            SessionError::Misbehaved(v) => self.misbehaved(conn, v),
+            SessionError::Refused(code, message) => SyncError::Refused { code, message },
+            SessionError::TimedOut { request } => SyncError::Connect {
+                addr: conn.remote_address(),
+                reason: format!("request {request} got no answer within 30 s"),
+            },
+            SessionError::Transport(reason) => {
+                SyncError::Connect { addr: conn.remote_address(), reason }
+            }
+            SessionError::Local(m) => SyncError::Local(m),
         }
-        let Some(target) = writer.checkpoint().cloned() else { return Ok((0, 0)) };
-        if writer.held() >= target.size {
-            writer.set_status(SyncStatus::Complete, None)?;
-            return Ok((0, 0));
-        }
-        self.fetch_bundles(conn, slot, &target, progress).await
     }
 
     async fn accept(
@@ -694,107 +841,6 @@ impl Node {
             Err(e) => Err(e.into()),
         }
     }
-
-    async fn fetch_bundles(
-        &self,
-        conn: &Connection,
-        slot: &mut Option<ReplicaWriter>,
-        target: &SignedCheckpoint,
-        progress: &(dyn Fn(SyncProgress) + Send + Sync),
-    ) -> Result<(u64, u64), SyncError> {
-        // The writer moves into a blocking task for each commit and comes back.
-        let Some(mut w) = slot.take() else {
-            return Err(SyncError::Local("no replica writer".into()));
-        };
-        let ledger = *w.log().identity().ledger_id.as_bytes();
-        let mut starts = proto::bundle_starts(w.held(), target.size);
-        let mut in_flight: std::collections::VecDeque<
-            JoinHandle<Result<VerifiedBundle, BundleFailure>>,
-        > = std::collections::VecDeque::new();
-        let cp = Arc::new(target.checkpoint.clone());
-        let spawn = |first: u64| {
-            let conn = conn.clone();
-            let cp = cp.clone();
-            let max = self.inner.config.max_frame;
-            tokio::spawn(fetch_bundle(conn, ledger, cp, first, max))
-        };
-        for first in starts.by_ref().take(self.inner.config.window) {
-            in_flight.push_back(spawn(first));
-        }
-        let (mut entries, mut bytes) = (0u64, 0u64);
-        let result = loop {
-            let Some(next) = in_flight.pop_front() else { break Ok(()) };
-            let first_done = match next.await {
-                Ok(r) => r,
-                Err(e) => break Err(SyncError::Local(format!("bundle task failed: {e}"))),
-            };
-            let mut ready = vec![first_done];
-            while in_flight.front().is_some_and(JoinHandle::is_finished) {
-                let Some(h) = in_flight.pop_front() else { break };
-                match h.await {
-                    Ok(r) => ready.push(r),
-                    Err(e) => {
-                        ready.push(Err(BundleFailure::Local(format!("bundle task failed: {e}"))))
-                    }
-                }
-            }
-            for _ in 0..ready.len() {
-                if let Some(first) = starts.next() {
-                    in_flight.push_back(spawn(first));
-                }
-            }
-            let mut bundles = Vec::with_capacity(ready.len());
-            let mut failure = None;
-            for r in ready {
-                match r {
-                    Ok(b) => bundles.push(b),
-                    Err(f) => {
-                        failure = Some(f);
-                        break;
-                    }
-                }
-            }
-            let nb: u64 = bundles.iter().map(|b| b.leaf_bytes() as u64).sum();
-            let held_before = w.held();
-            let (back, committed) = tokio::task::spawn_blocking(move || {
-                let r = if bundles.is_empty() { Ok(0) } else { w.commit_all(bundles) };
-                (w, r)
-            })
-            .await
-            .map_err(|e| {
-                SyncError::Local(format!(
-                    "commit task failed (the sync resumes from the last commit): {e}"
-                ))
-            })?;
-            w = back;
-            match committed {
-                Ok(held) => {
-                    entries += held - held_before;
-                    bytes += nb;
-                    progress(SyncProgress { held, target: target.size });
-                }
-                Err(ReplicaError::Bundle(e)) => {
-                    break Err(self.misbehaved(conn, PeerMisbehaved::BadBundle(e.to_string())));
-                }
-                Err(e) => break Err(e.into()),
-            }
-            if let Some(f) = failure {
-                break Err(match f {
-                    BundleFailure::Peer(v) => self.misbehaved(conn, v),
-                    BundleFailure::Refused(code, message) => SyncError::Refused { code, message },
-                    BundleFailure::Transport(reason) => {
-                        SyncError::Connect { addr: conn.remote_address(), reason }
-                    }
-                    BundleFailure::Local(m) => SyncError::Local(m),
-                });
-            }
-        };
-        for h in in_flight {
-            h.abort();
-        }
-        *slot = Some(w);
-        result.map(|()| (entries, bytes))
-    }
 }
 
 enum BundleFailure {
@@ -802,6 +848,59 @@ enum BundleFailure {
     Refused(ErrorCode, String),
     Transport(String),
     Local(String),
+}
+
+impl BundleFailure {
+    fn into_session(self) -> SessionError {
+        match self {
+            Self::Peer(v) => SessionError::Misbehaved(v),
+            Self::Refused(code, m) => SessionError::Refused(code, m),
+            Self::Transport(m) => SessionError::Transport(m),
+            Self::Local(m) => SessionError::Local(m),
+        }
+    }
+}
+
+/// What a request task hands back to the session driver.
+enum Arrival {
+    Response(Result<Response, BundleFailure>),
+    Bundle(Result<VerifiedBundle, BundleFailure>),
+}
+
+/// The writer and the commits waiting for it, while a session runs.
+struct Driver {
+    writer: Option<ReplicaWriter>,
+    commits: VecDeque<Vec<VerifiedBundle>>,
+    #[allow(clippy::type_complexity)]
+    running: Option<JoinHandle<(ReplicaWriter, usize, Result<(u64, u64), ReplicaError>, u64)>>,
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(tokio::time::Instant::from_std(d)).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// One request on its own stream, answered by one response frame.
+async fn request_once(
+    conn: &Connection,
+    request: &Request,
+    max: u32,
+) -> Result<Response, BundleFailure> {
+    let (mut send, mut recv) =
+        conn.open_bi().await.map_err(|e| BundleFailure::Transport(e.to_string()))?;
+    let body = postcard::to_stdvec(request).map_err(|e| BundleFailure::Local(e.to_string()))?;
+    write_frame(&mut send, &body).await.map_err(BundleFailure::Transport)?;
+    let _ = send.finish();
+    let frame = match read_frame(&mut recv, max).await {
+        Ok(f) => f,
+        Err(FrameError::Io(e)) => return Err(BundleFailure::Transport(e)),
+        Err(FrameError::Peer(v)) => return Err(BundleFailure::Peer(v)),
+    };
+    postcard::from_bytes(&frame).map_err(|e| {
+        BundleFailure::Peer(PeerMisbehaved::ProtocolViolation(format!("undecodable response: {e}")))
+    })
 }
 
 async fn fetch_bundle(
@@ -997,9 +1096,9 @@ async fn answer(
                 Instant::now() + Duration::from_millis(u64::from(wait_ms.min(MAX_WAIT_MS)));
             loop {
                 let newer = log
-                    .head()
+                    .latest_checkpoint_at_most(log.durable_size())
                     .ok()
-                    .and_then(|h| log.latest_checkpoint_at_most(h.size).ok().flatten())
+                    .flatten()
                     .is_some_and(|c| c.size > have);
                 if newer || Instant::now() >= deadline {
                     break;
@@ -1050,8 +1149,10 @@ async fn answer(
 use crate::peer::PeerRecord;
 
 fn checkpoint_response(log: &onoal_engine::Log, have: u64) -> Result<Response, String> {
-    let head = log.head().map_err(|e| e.to_string())?;
-    let Some(cp) = log.latest_checkpoint_at_most(head.size).map_err(|e| e.to_string())? else {
+    // The durable size, not the head: proofs are served up to it, and a checkpoint written with
+    // the group being acknowledged right now may not be provable for a moment.
+    let served = log.durable_size();
+    let Some(cp) = log.latest_checkpoint_at_most(served).map_err(|e| e.to_string())? else {
         return Ok(Response::NoCheckpoint);
     };
     let consistency = if have == 0 || have >= cp.size {

@@ -6,6 +6,8 @@
 //! opens its own bidirectional QUIC stream: one request frame, then the response frame; a
 //! bundle response is followed by one raw frame per entry (its leaf data).
 
+pub mod session;
+
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 
