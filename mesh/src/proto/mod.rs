@@ -340,3 +340,57 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod decode_props {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+        /// Whatever a peer sends, decoding returns a value or an error, never a panic or a
+        /// huge allocation.
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = postcard::from_bytes::<Request>(&bytes);
+            let _ = postcard::from_bytes::<Response>(&bytes);
+            if let Ok(c) = postcard::from_bytes::<LedgerCertificate>(&bytes) {
+                let _ = c.verify(0);
+            }
+            if bytes.len() >= 4 {
+                let header = [bytes[0], bytes[1], bytes[2], bytes[3]];
+                let _ = frame_len(header, DEFAULT_MAX_FRAME);
+            }
+        }
+
+        #[test]
+        fn requests_round_trip(ledger in any::<[u8; 16]>(), a in any::<u64>(), b in any::<u64>(), w in any::<u32>()) {
+            for r in [
+                Request::Checkpoint { ledger, have: a },
+                Request::CheckpointAt { ledger, size: a },
+                Request::Bundle { ledger, size: a, first: b },
+                Request::WaitCheckpoint { ledger, have: a, wait_ms: w },
+                Request::Certificate { ledger },
+            ] {
+                let bytes = postcard::to_stdvec(&r).unwrap();
+                prop_assert_eq!(postcard::from_bytes::<Request>(&bytes).unwrap(), r);
+            }
+        }
+
+        #[test]
+        fn responses_round_trip(note in ".{0,200}", n in 0usize..20, count in any::<u32>()) {
+            let path: Vec<Hash> = (0..n).map(|i| Hash([i as u8; 32])).collect();
+            for r in [
+                Response::Checkpoint { note: note.clone(), consistency: path.clone() },
+                Response::Bundle { count, path: path.clone() },
+                Response::Error { code: ErrorCode::NotPinned, message: note.clone() },
+                Response::NoCheckpoint,
+            ] {
+                let bytes = postcard::to_stdvec(&r).unwrap();
+                prop_assert_eq!(postcard::from_bytes::<Response>(&bytes).unwrap(), r);
+            }
+        }
+    }
+}
