@@ -150,6 +150,27 @@ pub enum ReadError {
     /// RocksDB refused.
     #[error("storage error: {0}")]
     Storage(String),
+    /// A sparse replica (a filtered sync) does not hold this entry.
+    #[error(
+        "entry {seq} is not held by this sparse replica (it holds only the entries its filtered syncs matched)"
+    )]
+    NotHeld {
+        /// The entry.
+        seq: u64,
+    },
+    /// A sparse replica holds each entry's proof for one tree size only.
+    #[error(
+        "this sparse replica holds the proof of entry {seq} in the tree of size {size} only; ask for that size (--size {size})"
+    )]
+    SparseProofSize {
+        /// The entry.
+        seq: u64,
+        /// The size its stored proof is for.
+        size: u64,
+    },
+    /// The operation needs the whole tree, which a sparse replica does not have.
+    #[error("a sparse replica holds entries with their proofs, not the tree: {0}")]
+    Sparse(&'static str),
     /// Checkpoint signing needs a writable ledger.
     #[error(
         "the ledger is open read-only and has no checkpoint of its current size yet; the writing process signs one within its checkpoint interval"
@@ -262,6 +283,14 @@ pub enum VerifyError {
         expected: Hash,
         /// Root in the note.
         found: Hash,
+    },
+    /// A sparse replica's entry whose stored inclusion proof does not verify.
+    #[error("entry {seq} of the sparse replica: {reason}")]
+    SparseProofInvalid {
+        /// The entry.
+        seq: u64,
+        /// What failed.
+        reason: String,
     },
     /// Reading failed.
     #[error(transparent)]

@@ -365,6 +365,8 @@ pub(crate) struct Shared {
     pub(crate) own: Arc<LogState>,
     /// Verified replicas of remote ledgers, by ledger id.
     pub(crate) replicas: RwLock<HashMap<uuid::Uuid, Arc<LogState>>>,
+    /// Sparse replicas (filtered syncs), by ledger id.
+    pub(crate) sparse_replicas: RwLock<HashMap<uuid::Uuid, Arc<LogState>>>,
     /// Group writes (counted from 0 at open) that fail as if the device returned an error.
     #[cfg(feature = "__internal-fault-injection")]
     pub(crate) injected_failures: Mutex<(u64, Vec<u64>)>,
@@ -385,6 +387,9 @@ pub(crate) struct LogState {
     border_hashes: RwLock<HashMap<(u64, u64), Hash>>,
     /// Set while a [`crate::replica::ReplicaWriter`] holds this log.
     pub(crate) writer_active: std::sync::atomic::AtomicBool,
+    /// A sparse replica: entries matched by filtered syncs, each with its inclusion proof, and
+    /// no tree (see `crate::replica`).
+    pub(crate) sparse: bool,
 }
 
 impl LogState {
@@ -396,6 +401,7 @@ impl LogState {
             upper_tiles: RwLock::new(HashMap::new()),
             border_hashes: RwLock::new(HashMap::new()),
             writer_active: std::sync::atomic::AtomicBool::new(false),
+            sparse: false,
         }
     }
 }
@@ -499,14 +505,19 @@ impl Shared {
             max_payload,
             own: Arc::new(LogState::new(OWN_LOG, identity)),
             replicas: RwLock::new(HashMap::new()),
+            sparse_replicas: RwLock::new(HashMap::new()),
             #[cfg(feature = "__internal-fault-injection")]
             injected_failures: Mutex::new((0, Vec::new())),
         });
         let head_size =
             View::new(&shared, &shared.own).map_err(|e| corrupt(path, &e.to_string()))?.head.size;
         shared.own.durable_size.store(head_size, Ordering::Release);
-        let replicas = crate::replica::load_directory(&shared).map_err(|e| corrupt(path, &e))?;
+        let replicas =
+            crate::replica::load_directory(&shared, false).map_err(|e| corrupt(path, &e))?;
         *shared.replicas.write() = replicas;
+        let sparse =
+            crate::replica::load_directory(&shared, true).map_err(|e| corrupt(path, &e))?;
+        *shared.sparse_replicas.write() = sparse;
         Ok(shared)
     }
 
@@ -544,6 +555,12 @@ impl Log {
         self.state.number != OWN_LOG
     }
 
+    /// True for a sparse replica (a filtered sync): some entries with their inclusion proofs,
+    /// no tree.
+    pub fn is_sparse(&self) -> bool {
+        self.state.sparse
+    }
+
     /// Entries whose tree is durable: proofs, roots and checkpoints up to this size can be
     /// served. It can trail [`Self::head`] for a moment while a group is being acknowledged.
     pub fn durable_size(&self) -> u64 {
@@ -573,6 +590,13 @@ impl Log {
     /// # Errors
     /// Storage errors or damaged data.
     pub fn head(&self) -> Result<Head, ReadError> {
+        if self.state.sparse {
+            // The tree a sparse replica knows is its newest checkpoint's.
+            return Ok(match self.latest_checkpoint()? {
+                Some(cp) => Head { size: cp.size, root: cp.root, last_timestamp_ms: 0 },
+                None => Head { size: 0, root: empty_root(), last_timestamp_ms: 0 },
+            });
+        }
         let v = self.view()?;
         Ok(Head {
             size: v.head.size,
@@ -587,6 +611,9 @@ impl Log {
     /// [`ReadError::OutOfRange`] beyond the log; storage errors or damaged data.
     pub fn entry(&self, seq: u64) -> Result<StoredEntry, ReadError> {
         let v = self.view()?;
+        if self.state.sparse {
+            return v.sparse_entry(seq)?.ok_or(ReadError::NotHeld { seq });
+        }
         if seq >= v.head.size {
             return Err(ReadError::OutOfRange { what: "seq", value: seq, size: v.head.size });
         }
@@ -599,6 +626,9 @@ impl Log {
     /// Storage errors or damaged data.
     pub fn range(&self, start: u64, end: u64) -> Result<Vec<StoredEntry>, ReadError> {
         let v = self.view()?;
+        if self.state.sparse {
+            return v.sparse_scan(start, end);
+        }
         v.range(start, end.min(v.head.size))
     }
 
@@ -642,7 +672,11 @@ impl Log {
     /// # Errors
     /// Bad cursor, storage errors or damaged data.
     pub fn query(&self, query: &Query) -> Result<QueryPage, ReadError> {
-        self.view()?.query(query)
+        let v = self.view()?;
+        if self.state.sparse {
+            return v.sparse_query(query);
+        }
+        v.query(query)
     }
 
     /// Root of the tree of `size` leaves.
@@ -650,6 +684,9 @@ impl Log {
     /// # Errors
     /// Size beyond the log; storage errors or damaged data.
     pub fn root_at(&self, size: u64) -> Result<Hash, ReadError> {
+        if self.state.sparse {
+            return self.checkpoint_at(size)?.map(|c| c.root).ok_or(ReadError::NoCheckpoint(size));
+        }
         self.check_proof_size(size)?;
         if size == 0 {
             return Ok(empty_root());
@@ -662,6 +699,13 @@ impl Log {
     /// # Errors
     /// Size beyond the log or seq not below size; storage errors or damaged data.
     pub fn inclusion_proof(&self, seq: u64, size: u64) -> Result<Vec<Hash>, ReadError> {
+        if self.state.sparse {
+            return match crate::replica::stored_proof(self, seq)? {
+                Some((s, proof)) if s == size => Ok(proof),
+                Some((s, _)) => Err(ReadError::SparseProofSize { seq, size: s }),
+                None => Err(ReadError::NotHeld { seq }),
+            };
+        }
         self.check_proof_size(size)?;
         Ok(merkle::inclusion_proof(seq, size, &mut self.proof_source())??)
     }
@@ -671,6 +715,11 @@ impl Log {
     /// # Errors
     /// Sizes out of order or beyond the log; storage errors or damaged data.
     pub fn consistency_proof(&self, old: u64, new: u64) -> Result<Vec<Hash>, ReadError> {
+        if self.state.sparse {
+            return Err(ReadError::Sparse(
+                "consistency proofs need the tree; sync in full or incremental mode",
+            ));
+        }
         self.check_proof_size(new)?;
         Ok(merkle::consistency_proof(old, new, &mut self.proof_source())??)
     }
@@ -1049,6 +1098,62 @@ impl<'a> View<'a> {
         (start..end).map(|s| self.entry(s)).collect()
     }
 
+    /// A sparse replica's entry, if held.
+    pub(crate) fn sparse_entry(&self, seq: u64) -> Result<Option<StoredEntry>, ReadError> {
+        match self
+            .snapshot
+            .get_cf(self.shared.cf(CF_ENTRIES), store::entry_key(self.log.number, seq))?
+        {
+            None => Ok(None),
+            Some(_) => self.entry(seq).map(Some),
+        }
+    }
+
+    /// The entries a sparse replica holds in `[start, end)`, in seq order.
+    pub(crate) fn sparse_scan(&self, start: u64, end: u64) -> Result<Vec<StoredEntry>, ReadError> {
+        let mut out = Vec::new();
+        if start >= end {
+            return Ok(out);
+        }
+        let mut ro = self.read_opts();
+        ro.set_iterate_upper_bound(store::entry_key(self.log.number, end).to_vec());
+        let from = store::entry_key(self.log.number, start);
+        let it = self.shared.db.iterator_cf_opt(
+            self.shared.cf(CF_ENTRIES),
+            ro,
+            IteratorMode::From(&from, Direction::Forward),
+        );
+        for item in it {
+            let (k, _) = item?;
+            let Some(seq) = store::entry_key_seq(self.log.number, &k) else { break };
+            out.push(self.entry(seq)?);
+        }
+        Ok(out)
+    }
+
+    /// Query over the entries a sparse replica holds (a scan: sparse replicas are small).
+    fn sparse_query(&self, q: &Query) -> Result<QueryPage, ReadError> {
+        const MAX_LIMIT: usize = 10_000;
+        let limit = q.limit.unwrap_or(100).clamp(1, MAX_LIMIT);
+        let lo = match &q.cursor {
+            None => 0,
+            Some(c) => c.parse::<u64>().map_err(|_| ReadError::BadCursor(c.clone()))?,
+        };
+        let mut entries = Vec::new();
+        let mut next_cursor = None;
+        for e in self.sparse_scan(lo, u64::MAX)? {
+            if !query_matches(q, &e.entry) {
+                continue;
+            }
+            if entries.len() == limit {
+                next_cursor = Some(e.entry.seq.to_string());
+                break;
+            }
+            entries.push(e);
+        }
+        Ok(QueryPage { entries, next_cursor })
+    }
+
     fn timestamp(&self, seq: u64) -> Result<u64, ReadError> {
         Ok(self.entry(seq)?.entry.timestamp_ms)
     }
@@ -1259,4 +1364,15 @@ impl Ledger {
         }
         Ok(out)
     }
+}
+
+/// True when `entry` matches every filter of `q`, the time window included.
+pub fn query_matches(q: &Query, entry: &Entry) -> bool {
+    let c = &entry.content;
+    q.stream.as_deref().is_none_or(|s| c.stream.as_str() == s)
+        && q.entry_type.as_deref().is_none_or(|t| c.entry_type.as_str() == t)
+        && q.subject.as_deref().is_none_or(|s| c.subject.as_ref().is_some_and(|o| o.as_str() == s))
+        && q.issuer.as_deref().is_none_or(|s| c.issuer.as_ref().is_some_and(|o| o.as_str() == s))
+        && q.since_ms.is_none_or(|t| entry.timestamp_ms >= t)
+        && q.until_ms.is_none_or(|t| entry.timestamp_ms <= t)
 }

@@ -40,13 +40,19 @@ pub const BUNDLE_ENTRIES: u64 = TILE_WIDTH as u64;
 
 /// Prefix of the log directory keys in `meta`: `log/ || ledger id (16 bytes)`.
 const LOG_DIRECTORY_PREFIX: &[u8] = b"log/";
+/// Prefix of the sparse replica directory keys in `meta`: `sparse/ || ledger id`.
+const SPARSE_DIRECTORY_PREFIX: &[u8] = b"sparse/";
+
+fn directory_prefix(sparse: bool) -> &'static [u8] {
+    if sparse { SPARSE_DIRECTORY_PREFIX } else { LOG_DIRECTORY_PREFIX }
+}
 
 fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
-fn directory_key(ledger_id: &uuid::Uuid) -> Vec<u8> {
-    let mut k = LOG_DIRECTORY_PREFIX.to_vec();
+fn directory_key(ledger_id: &uuid::Uuid, sparse: bool) -> Vec<u8> {
+    let mut k = directory_prefix(sparse).to_vec();
     k.extend_from_slice(ledger_id.as_bytes());
     k
 }
@@ -54,14 +60,15 @@ fn directory_key(ledger_id: &uuid::Uuid) -> Vec<u8> {
 /// Reads the log directory: every replica's number and pinned identity.
 pub(crate) fn load_directory(
     shared: &Shared,
+    sparse: bool,
 ) -> Result<HashMap<uuid::Uuid, Arc<LogState>>, String> {
     let mut out = HashMap::new();
     let cf = shared.cf(CF_META);
-    let it =
-        shared.db.iterator_cf(cf, IteratorMode::From(LOG_DIRECTORY_PREFIX, Direction::Forward));
+    let prefix = directory_prefix(sparse);
+    let it = shared.db.iterator_cf(cf, IteratorMode::From(prefix, Direction::Forward));
     for item in it {
         let (k, v) = item.map_err(|e| e.into_string())?;
-        if !k.starts_with(LOG_DIRECTORY_PREFIX) {
+        if !k.starts_with(prefix) {
             break;
         }
         let number = v
@@ -70,7 +77,8 @@ pub(crate) fn load_directory(
             .map(u32::from_be_bytes)
             .ok_or("log directory record is too short")?;
         let identity = Identity::decode(&v[4..]).ok_or("log directory identity is malformed")?;
-        let state = LogState::new(number, identity);
+        let mut state = LogState::new(number, identity);
+        state.sparse = sparse;
         let head = shared
             .db
             .get_cf(cf, store::head_key(number))
@@ -545,6 +553,55 @@ impl Ledger {
     /// # Errors
     /// Read-only ledger, own ledger, a different pinned key, a writer already active, storage.
     pub fn replica_writer(&self, identity: &Identity) -> Result<ReplicaWriter, ReplicaError> {
+        self.open_writer(identity, false)
+    }
+
+    /// Opens the writer of the sparse replica of `identity` (filtered syncs: entries with
+    /// their inclusion proofs, no tree). As [`Self::replica_writer`].
+    ///
+    /// # Errors
+    /// As [`Self::replica_writer`].
+    pub fn sparse_writer(&self, identity: &Identity) -> Result<ReplicaWriter, ReplicaError> {
+        self.open_writer(identity, true)
+    }
+
+    /// The sparse replica of `ledger_id`, if this ledger holds one.
+    pub fn sparse_replica(&self, ledger_id: &uuid::Uuid) -> Option<Log> {
+        let shared = &self.log().shared;
+        let state = shared.sparse_replicas.read().get(ledger_id).cloned()?;
+        Some(Log { shared: shared.clone(), state })
+    }
+
+    /// Every sparse replica.
+    pub fn sparse_replicas(&self) -> Vec<Log> {
+        let shared = &self.log().shared;
+        let mut out: Vec<Log> = shared
+            .sparse_replicas
+            .read()
+            .values()
+            .map(|state| Log { shared: shared.clone(), state: state.clone() })
+            .collect();
+        out.sort_by_key(|l| l.state.number);
+        out
+    }
+
+    /// The sync record of a sparse replica.
+    ///
+    /// # Errors
+    /// Storage errors or a damaged record.
+    pub fn sparse_sync_record(
+        &self,
+        ledger_id: &uuid::Uuid,
+    ) -> Result<Option<SyncRecord>, ReplicaError> {
+        let Some(log) = self.sparse_replica(ledger_id) else { return Ok(None) };
+        read_record(&log.shared, log.state.number)
+    }
+
+    fn open_writer(
+        &self,
+        identity: &Identity,
+        sparse: bool,
+    ) -> Result<ReplicaWriter, ReplicaError> {
         if self.is_read_only() {
             return Err(ReplicaError::ReadOnly);
         }
@@ -554,7 +611,11 @@ impl Ledger {
         }
         let shared = self.log().shared.clone();
         let state = {
-            let mut replicas = shared.replicas.write();
+            let mut full = shared.replicas.write();
+            let mut sparse_map = shared.sparse_replicas.write();
+            let taken =
+                full.values().chain(sparse_map.values()).map(|s| s.number).max().unwrap_or(OWN_LOG);
+            let replicas = if sparse { &mut *sparse_map } else { &mut *full };
             match replicas.get(&id) {
                 Some(s) => {
                     if s.identity.public_key != identity.public_key {
@@ -567,11 +628,11 @@ impl Ledger {
                     s.clone()
                 }
                 None => {
-                    let number = replicas.values().map(|s| s.number).max().unwrap_or(OWN_LOG) + 1;
+                    let number = taken + 1;
                     let mut value = number.to_be_bytes().to_vec();
                     value.extend_from_slice(&identity.encode());
                     let mut batch = WriteBatch::default();
-                    batch.put_cf(shared.cf(CF_META), directory_key(&id), value);
+                    batch.put_cf(shared.cf(CF_META), directory_key(&id, sparse), value);
                     batch.put_cf(
                         shared.cf(CF_META),
                         store::head_key(number),
@@ -580,7 +641,9 @@ impl Ledger {
                     let mut wo = WriteOptions::default();
                     wo.set_sync(true);
                     shared.db.write_opt(batch, &wo)?;
-                    let s = Arc::new(LogState::new(number, identity.clone()));
+                    let mut state = LogState::new(number, identity.clone());
+                    state.sparse = sparse;
+                    let s = Arc::new(state);
                     replicas.insert(id, s.clone());
                     s
                 }
@@ -631,25 +694,69 @@ impl Ledger {
             return Err(ReplicaError::ReadOnly);
         }
         let shared = self.log().shared.clone();
-        let mut replicas = shared.replicas.write();
-        let Some(state) = replicas.get(ledger_id).cloned() else { return Ok(false) };
-        if state.writer_active.load(Ordering::Acquire) {
-            return Err(ReplicaError::Busy(*ledger_id));
+        let mut dropped = false;
+        for sparse in [false, true] {
+            let mut replicas =
+                if sparse { shared.sparse_replicas.write() } else { shared.replicas.write() };
+            let Some(state) = replicas.get(ledger_id).cloned() else { continue };
+            if state.writer_active.load(Ordering::Acquire) {
+                return Err(ReplicaError::Busy(*ledger_id));
+            }
+            let n = state.number;
+            let (from, to) = (n.to_be_bytes(), (n + 1).to_be_bytes());
+            let mut batch = WriteBatch::default();
+            for cf in [CF_ENTRIES, CF_TILES, CF_INDEX, CF_CHECKPOINTS, CF_SYNC_STATE] {
+                batch.delete_range_cf(shared.cf(cf), from, to);
+            }
+            batch.delete_cf(shared.cf(CF_META), directory_key(ledger_id, sparse));
+            batch.delete_cf(shared.cf(CF_META), store::head_key(n));
+            let mut wo = WriteOptions::default();
+            wo.set_sync(true);
+            shared.db.write_opt(batch, &wo)?;
+            replicas.remove(ledger_id);
+            dropped = true;
         }
-        let n = state.number;
-        let (from, to) = (n.to_be_bytes(), (n + 1).to_be_bytes());
-        let mut batch = WriteBatch::default();
-        for cf in [CF_ENTRIES, CF_TILES, CF_INDEX, CF_CHECKPOINTS, CF_SYNC_STATE] {
-            batch.delete_range_cf(shared.cf(cf), from, to);
-        }
-        batch.delete_cf(shared.cf(CF_META), directory_key(ledger_id));
-        batch.delete_cf(shared.cf(CF_META), store::head_key(n));
-        let mut wo = WriteOptions::default();
-        wo.set_sync(true);
-        shared.db.write_opt(batch, &wo)?;
-        replicas.remove(ledger_id);
-        Ok(true)
+        Ok(dropped)
     }
+}
+
+/// Key of a sparse replica's stored proof of `seq`: `log || 'p' || seq` in `sync_state`.
+fn proof_key(number: u32, seq: u64) -> [u8; 13] {
+    let mut k = [0u8; 13];
+    k[..4].copy_from_slice(&number.to_be_bytes());
+    k[4] = b'p';
+    k[5..].copy_from_slice(&seq.to_be_bytes());
+    k
+}
+
+/// The stored inclusion proof of a sparse replica's entry: (tree size, proof).
+pub(crate) fn stored_proof(
+    log: &Log,
+    seq: u64,
+) -> Result<Option<(u64, Vec<Hash>)>, crate::error::ReadError> {
+    let shared = &log.shared;
+    let Some(v) = shared.db.get_cf(shared.cf(CF_SYNC_STATE), proof_key(log.state.number, seq))?
+    else {
+        return Ok(None);
+    };
+    let bad =
+        || crate::error::ReadError::Corrupt(format!("stored proof of entry {seq} is malformed"));
+    if v.len() < 8 || (v.len() - 8) % 32 != 0 {
+        return Err(bad());
+    }
+    let size = u64::from_be_bytes(v[..8].try_into().map_err(|_| bad())?);
+    let proof = v[8..].chunks_exact(32).filter_map(Hash::from_slice).collect();
+    Ok(Some((size, proof)))
+}
+
+/// An entry as a filtered sync receives it: its leaf data and its inclusion proof in the tree
+/// of the checkpoint being synced.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProvenEntry {
+    /// Leaf data.
+    pub leaf_data: Vec<u8>,
+    /// RFC 9162 inclusion proof.
+    pub proof: Vec<Hash>,
 }
 
 impl ReplicaWriter {
@@ -993,6 +1100,132 @@ impl ReplicaWriter {
             }
         }
         Ok(())
+    }
+}
+
+impl ReplicaWriter {
+    /// Stores entries of a filtered sync in a sparse replica: each must decode canonically at
+    /// its seq, lie in the held checkpoint's tree and carry a valid inclusion proof into it.
+    /// All or nothing, in one fsynced write (with the checkpoint if it is new). Entries already
+    /// held must be identical; their proofs move to the new checkpoint. Returns how many
+    /// entries were new.
+    ///
+    /// # Errors
+    /// [`ReplicaError::Bundle`] naming the first entry that fails; a full replica; storage.
+    pub fn commit_proven(&mut self, mut entries: Vec<ProvenEntry>) -> Result<u64, ReplicaError> {
+        if !self.log.state.sparse {
+            return Err(ReplicaError::Corrupt(
+                "proven entries go to a sparse replica (sparse_writer), not a full one".into(),
+            ));
+        }
+        if self.record.status == SyncStatus::Forked {
+            return Err(ReplicaError::Forked(self.ledger_id()));
+        }
+        let Some(cp) = self.state.last_checkpoint.clone() else {
+            return Err(ReplicaError::StaleBundle { bundle_size: 0, held_size: 0 });
+        };
+        let decoded: Vec<(Entry, Hash)> = entries
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let entry = Entry::decode(&p.leaf_data).map_err(|e| BundleError::Undecodable {
+                    seq: i as u64,
+                    reason: format!("(position {i} of the page) {e}"),
+                })?;
+                let seq = entry.seq;
+                let h = leaf_hash(&p.leaf_data);
+                merkle::verify_inclusion(seq, cp.size, &h, &p.proof, &cp.root).map_err(|_| {
+                    BundleError::RootMismatch { first: seq, end: seq + 1, size: cp.size }
+                })?;
+                Ok((entry, h))
+            })
+            .collect::<Result<_, BundleError>>()?;
+        let mut order: Vec<usize> = (0..entries.len()).collect();
+        order.sort_by_key(|&i| decoded[i].0.seq);
+        order.dedup_by_key(|i| decoded[*i].0.seq);
+        let shared = self.log.shared.clone();
+        let number = self.log.state.number;
+        let view = self.log.view()?;
+        let mut batch = WriteBatch::default();
+        let mut postings = store::Postings::default();
+        let mut new = 0u64;
+        for &i in &order {
+            let (entry, h) = &decoded[i];
+            let seq = entry.seq;
+            match view.sparse_entry(seq)? {
+                Some(held) if held.leaf_hash != *h => {
+                    return Err(BundleError::HeldEntryDiffers { seq }.into());
+                }
+                Some(_) => {}
+                None => {
+                    batch.put_cf(
+                        shared.cf(CF_ENTRIES),
+                        store::entry_key(number, seq),
+                        &entries[i].leaf_data,
+                    );
+                    let c = &entry.content;
+                    postings.add(IndexKind::Stream, c.stream.as_str(), seq);
+                    postings.add(IndexKind::EntryType, c.entry_type.as_str(), seq);
+                    if let Some(s) = &c.subject {
+                        postings.add(IndexKind::Subject, s.as_str(), seq);
+                    }
+                    if let Some(s) = &c.issuer {
+                        postings.add(IndexKind::Issuer, s.as_str(), seq);
+                    }
+                    new += 1;
+                }
+            }
+            let mut proof = cp.size.to_be_bytes().to_vec();
+            for h in &std::mem::take(&mut entries[i].proof) {
+                proof.extend_from_slice(h.as_bytes());
+            }
+            batch.put_cf(shared.cf(CF_SYNC_STATE), proof_key(number, seq), proof);
+        }
+        drop(view);
+        for (key, value) in postings.finish(number) {
+            batch.put_cf(shared.cf(CF_INDEX), key, value);
+        }
+        self.record.status = SyncStatus::Complete;
+        self.record.last_error = None;
+        self.write(batch)?;
+        Ok(new)
+    }
+}
+
+impl Log {
+    /// Audit of a sparse replica: every held entry decodes at its seq and its stored proof
+    /// verifies against a stored checkpoint whose signature verifies.
+    pub(crate) fn verify_sparse(&self) -> Result<crate::VerifyReport, crate::VerifyError> {
+        use crate::VerifyError;
+        let verifier = self.identity().verifier();
+        let mut roots: HashMap<u64, Hash> = HashMap::new();
+        for size in self.checkpoint_sizes()? {
+            let note =
+                self.checkpoint_at(size)?.ok_or(crate::error::ReadError::NoCheckpoint(size))?;
+            let cp = verifier
+                .open(note.note.as_bytes())
+                .map_err(|e| VerifyError::CheckpointBadSignature { size, reason: e.to_string() })?;
+            roots.insert(size, cp.root);
+        }
+        let entries = self.range(0, u64::MAX)?;
+        for e in &entries {
+            let seq = e.entry.seq;
+            let invalid = |reason: String| VerifyError::SparseProofInvalid { seq, reason };
+            let (size, proof) =
+                stored_proof(self, seq)?.ok_or_else(|| invalid("its proof is missing".into()))?;
+            let root = roots
+                .get(&size)
+                .ok_or_else(|| invalid(format!("no stored checkpoint of size {size}")))?;
+            merkle::verify_inclusion(seq, size, &e.leaf_hash, &proof, root)
+                .map_err(|err| invalid(err.to_string()))?;
+        }
+        let head = self.head()?;
+        Ok(crate::VerifyReport {
+            entries: entries.len() as u64,
+            tiles: 0,
+            checkpoints: roots.len() as u64,
+            root: head.root,
+        })
     }
 }
 

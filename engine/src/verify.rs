@@ -67,6 +67,9 @@ impl Log {
         &self,
         progress: &(dyn Fn(VerifyProgress) + Sync),
     ) -> Result<VerifyReport, VerifyError> {
+        if self.is_sparse() {
+            return self.verify_sparse();
+        }
         let view = self.view()?;
         let size = view.head.size;
         let tiles0 = size.div_ceil(TILE_WIDTH as u64);

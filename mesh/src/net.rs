@@ -512,12 +512,154 @@ impl Node {
     }
 
     fn check_not_forked(&self, ledger_id: uuid::Uuid) -> Result<(), SyncError> {
-        match self.inner.ledger.sync_record(&ledger_id)? {
-            Some(r) if r.status == SyncStatus::Forked => {
-                Err(ReplicaError::Forked(ledger_id).into())
+        let ledger = &self.inner.ledger;
+        for record in [ledger.sync_record(&ledger_id)?, ledger.sparse_sync_record(&ledger_id)?] {
+            if record.is_some_and(|r| r.status == SyncStatus::Forked) {
+                return Err(ReplicaError::Forked(ledger_id).into());
             }
-            _ => Ok(()),
         }
+        Ok(())
+    }
+
+    /// Filtered sync: the entries of `ledger_id` matching `filter`, each with its inclusion
+    /// proof in a checkpoint signed by the ledger's pinned key, into a sparse replica. It proves
+    /// that every entry received is in the log; it cannot prove that none were left out.
+    ///
+    /// # Errors
+    /// As [`Self::sync`].
+    pub async fn sync_filtered(
+        &self,
+        ledger_id: uuid::Uuid,
+        from: Option<&str>,
+        filter: &proto::EntryFilter,
+        progress: &(dyn Fn(SyncProgress) + Send + Sync),
+    ) -> Result<SyncSummary, SyncError> {
+        self.check_not_forked(ledger_id)?;
+        let (addr, key) = self.source(ledger_id, from)?;
+        let conn = self.connect(addr, key).await?;
+        let result = self.filtered_on(&conn, ledger_id, filter, progress).await;
+        conn.close(quinn::VarInt::from_u32(0), b"done");
+        result
+    }
+
+    async fn filtered_on(
+        &self,
+        conn: &Connection,
+        ledger_id: uuid::Uuid,
+        filter: &proto::EntryFilter,
+        progress: &(dyn Fn(SyncProgress) + Send + Sync),
+    ) -> Result<SyncSummary, SyncError> {
+        let started = Instant::now();
+        let identity = self.identity_of(conn, ledger_id).await?;
+        let mut writer = self.inner.ledger.sparse_writer(&identity)?;
+        let from_size = writer.log().range(0, u64::MAX).map(|v| v.len() as u64).unwrap_or(0);
+        let result = self.filtered_with(conn, &mut writer, filter, progress).await;
+        let (entries, bytes) = match result {
+            Ok(counts) => counts,
+            Err(e) => {
+                let _ = writer.discard_unwritten_checkpoint();
+                let _ = writer.set_status(SyncStatus::Failed, Some(e.to_string()));
+                return Err(e);
+            }
+        };
+        Ok(SyncSummary {
+            ledger_id,
+            from_size,
+            to_size: from_size + entries,
+            checkpoint_size: writer.checkpoint().map_or(0, |c| c.size),
+            entries,
+            bytes,
+            seconds: started.elapsed().as_secs_f64(),
+            verified: true,
+        })
+    }
+
+    async fn filtered_with(
+        &self,
+        conn: &Connection,
+        writer: &mut ReplicaWriter,
+        filter: &proto::EntryFilter,
+        progress: &(dyn Fn(SyncProgress) + Send + Sync),
+    ) -> Result<(u64, u64), SyncError> {
+        let ledger = *writer.log().identity().ledger_id.as_bytes();
+        let have = writer.checkpoint().map_or(0, |c| c.size);
+        match self.request(conn, &Request::Checkpoint { ledger, have }).await?.0 {
+            Response::Checkpoint { note, consistency } => {
+                self.accept(conn, writer, &note, &consistency, have).await?;
+            }
+            Response::NoCheckpoint => return Ok((0, 0)),
+            _ => {
+                return Err(self.misbehaved(
+                    conn,
+                    PeerMisbehaved::ProtocolViolation(
+                        "answered Checkpoint with another message".into(),
+                    ),
+                ));
+            }
+        }
+        let Some(size) = writer.checkpoint().map(|c| c.size) else { return Ok((0, 0)) };
+        let query = filter.to_query(0, 1);
+        let (mut cursor, mut new, mut bytes, mut seen) = (0u64, 0u64, 0u64, 0u64);
+        loop {
+            let request =
+                Request::Entries { ledger, size, filter: filter.clone(), cursor, limit: 1000 };
+            let Response::Entries { entries, next_cursor: next } =
+                self.request(conn, &request).await?.0
+            else {
+                return Err(self.misbehaved(
+                    conn,
+                    PeerMisbehaved::ProtocolViolation(
+                        "answered Entries with another message".into(),
+                    ),
+                ));
+            };
+            // Every entry must match the filter, lie at or after the cursor, in seq order.
+            let mut last = None;
+            for e in &entries {
+                let ok = onoal_engine::Entry::decode(&e.leaf_data).ok().filter(|d| {
+                    onoal_engine::ledger::query_matches(&query, d)
+                        && d.seq >= cursor
+                        && d.seq < size
+                        && last.is_none_or(|l| d.seq > l)
+                });
+                let Some(d) = ok else {
+                    return Err(self.misbehaved(
+                        conn,
+                        PeerMisbehaved::ProtocolViolation(
+                            "sent an entry outside the filter, the cursor or the tree".into(),
+                        ),
+                    ));
+                };
+                last = Some(d.seq);
+                bytes += e.leaf_data.len() as u64;
+            }
+            seen += entries.len() as u64;
+            let proven = entries
+                .into_iter()
+                .map(|e| replica::ProvenEntry { leaf_data: e.leaf_data, proof: e.proof })
+                .collect();
+            match writer.commit_proven(proven) {
+                Ok(n) => new += n,
+                Err(ReplicaError::Bundle(e)) => {
+                    return Err(self.misbehaved(conn, PeerMisbehaved::BadBundle(e.to_string())));
+                }
+                Err(e) => return Err(e.into()),
+            }
+            progress(SyncProgress { held: seen, target: size });
+            match next {
+                None => break,
+                Some(n) if last.is_none_or(|l| n > l) && n > cursor => cursor = n,
+                Some(_) => {
+                    return Err(self.misbehaved(
+                        conn,
+                        PeerMisbehaved::ProtocolViolation(
+                            "a filtered page's next cursor does not advance".into(),
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok((new, bytes))
     }
 
     /// Keeps the replica of `ledger_id` in step: syncs, then waits for newer checkpoints
@@ -1117,6 +1259,16 @@ async fn answer(
                 Err(e) => (internal(e.to_string()), Vec::new()),
             }
         }
+        Request::Entries { ledger: id, size, filter, cursor, limit } => {
+            let Some(log) = log_of(&id) else { return (unknown(&id), Vec::new()) };
+            if size > log.durable_size() || log.is_sparse() {
+                return (
+                    refuse(ErrorCode::BadRequest, format!("no provable tree of size {size} here")),
+                    Vec::new(),
+                );
+            }
+            (entries_page(&log, size, &filter, cursor, limit).unwrap_or_else(internal), Vec::new())
+        }
         Request::Bundle { ledger: id, size, first } => {
             let Some(log) = log_of(&id) else { return (unknown(&id), Vec::new()) };
             let Some(count) = replica::bundle_len(first, size) else {
@@ -1147,6 +1299,38 @@ async fn answer(
 }
 
 use crate::peer::PeerRecord;
+
+/// Most leaf bytes in one page of a filtered sync.
+const MAX_PAGE_BYTES: usize = 2 << 20;
+
+fn entries_page(
+    log: &onoal_engine::Log,
+    size: u64,
+    filter: &proto::EntryFilter,
+    cursor: u64,
+    limit: u32,
+) -> Result<Response, String> {
+    let limit = (limit as usize).clamp(1, 1000);
+    let page = log.query(&filter.to_query(cursor, limit)).map_err(|e| e.to_string())?;
+    let mut entries = Vec::new();
+    let mut bytes = 0;
+    let mut next_cursor = page.next_cursor.and_then(|c| c.parse::<u64>().ok());
+    for e in page.entries {
+        let seq = e.entry.seq;
+        if seq >= size {
+            next_cursor = None;
+            break;
+        }
+        if !entries.is_empty() && bytes + e.leaf_data.len() > MAX_PAGE_BYTES {
+            next_cursor = Some(seq);
+            break;
+        }
+        bytes += e.leaf_data.len();
+        let proof = log.inclusion_proof(seq, size).map_err(|e| e.to_string())?;
+        entries.push(proto::ProvenEntryWire { leaf_data: e.leaf_data, proof });
+    }
+    Ok(Response::Entries { entries, next_cursor })
+}
 
 fn checkpoint_response(log: &onoal_engine::Log, have: u64) -> Result<Response, String> {
     // The durable size, not the head: proofs are served up to it, and a checkpoint written with

@@ -120,6 +120,10 @@ enum Command {
         /// Keep following new checkpoints until SIGINT/SIGTERM.
         #[arg(long)]
         follow: bool,
+        /// Filtered sync: only entries matching these filters, each with its inclusion proof,
+        /// into a sparse replica.
+        #[command(flatten)]
+        filter: SyncFilterArgs,
     },
     /// List replicas and their sync state.
     Replicas,
@@ -128,6 +132,28 @@ enum Command {
         #[command(subcommand)]
         what: Option<ForksCommand>,
     },
+}
+
+#[derive(Args, Debug, Clone)]
+struct SyncFilterArgs {
+    /// Only entries of this stream (filtered sync).
+    #[arg(long)]
+    stream: Option<String>,
+    /// Only entries of this type (filtered sync).
+    #[arg(long = "type")]
+    entry_type: Option<String>,
+    /// Only entries about this subject OID (filtered sync).
+    #[arg(long)]
+    subject: Option<String>,
+    /// Only entries by this issuer OID (filtered sync).
+    #[arg(long)]
+    issuer: Option<String>,
+    /// Only entries at or after this time, ms since the epoch (filtered sync).
+    #[arg(long)]
+    since: Option<u64>,
+    /// Only entries at or before this time, ms since the epoch (filtered sync).
+    #[arg(long)]
+    until: Option<u64>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -458,8 +484,16 @@ fn run(cli: Cli) -> Result<ExitCode> {
             mesh_cmd::peer_add(&cli, spec, key)?
         }
         Command::Peer { what: PeerCommand::List } => mesh_cmd::peer_list(&cli)?,
-        Command::Sync { ledger_id, from, mode, follow } => {
-            return mesh_cmd::sync(&cli, ledger_id, from.as_deref(), *mode, *follow);
+        Command::Sync { ledger_id, from, mode, follow, filter } => {
+            let filter = onoal_mesh::proto::EntryFilter {
+                stream: filter.stream.clone(),
+                entry_type: filter.entry_type.clone(),
+                subject: filter.subject.clone(),
+                issuer: filter.issuer.clone(),
+                since_ms: filter.since,
+                until_ms: filter.until,
+            };
+            return mesh_cmd::sync(&cli, ledger_id, from.as_deref(), *mode, *follow, &filter);
         }
         Command::Replicas => mesh_cmd::replicas(&cli)?,
         Command::Forks { what } => mesh_cmd::forks(
@@ -506,7 +540,7 @@ fn read_log(cli: &Cli) -> Result<(Ledger, onoal_engine::Log)> {
         None => ledger.log().clone(),
         Some(id) => {
             let id = mesh_cmd::parse_ledger_id(id)?;
-            ledger.log_of(&id).ok_or_else(|| {
+            ledger.log_of(&id).or_else(|| ledger.sparse_replica(&id)).ok_or_else(|| {
                 anyhow!("no replica of {id} here; sync it first: onoal sync {id} --from HOST:PORT")
             })?
         }

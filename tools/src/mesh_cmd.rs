@@ -111,14 +111,19 @@ pub(crate) fn peer_list(cli: &Cli) -> Result<()> {
 pub(crate) fn replicas(cli: &Cli) -> Result<()> {
     let ledger = open_read(cli)?;
     let mut list = Vec::new();
-    for log in ledger.replicas() {
+    for log in ledger.replicas().into_iter().chain(ledger.sparse_replicas()) {
         let id = log.identity().ledger_id;
         let head = log.head()?;
-        let record = ledger.sync_record(&id)?;
+        let (kind, size, record) = if log.is_sparse() {
+            ("sparse", log.range(0, u64::MAX)?.len() as u64, ledger.sparse_sync_record(&id)?)
+        } else {
+            ("full", head.size, ledger.sync_record(&id)?)
+        };
         list.push(json!({
             "ledger_id": id.to_string(),
+            "kind": kind,
             "oid": log.identity().oid.as_str(),
-            "size": head.size,
+            "size": size,
             "root": head.root.to_hex(),
             "checkpoint_size": record.as_ref().map(|r| r.checkpoint_size),
             "status": record.as_ref().map(|r| r.status.as_str()),
@@ -146,9 +151,14 @@ pub(crate) fn forks(cli: &Cli, drop: Option<&str>) -> Result<()> {
     }
     let ledger = open_read(cli)?;
     let mut list = Vec::new();
-    for log in ledger.replicas() {
+    for log in ledger.replicas().into_iter().chain(ledger.sparse_replicas()) {
         let id = log.identity().ledger_id;
-        if let Some(r) = ledger.sync_record(&id)?
+        let record = if log.is_sparse() {
+            ledger.sparse_sync_record(&id)?
+        } else {
+            ledger.sync_record(&id)?
+        };
+        if let Some(r) = record
             && let Some(f) = r.fork
         {
             list.push(json!({
@@ -178,8 +188,12 @@ pub(crate) fn sync(
     from: Option<&str>,
     mode: SyncMode,
     follow: bool,
+    filter: &onoal_mesh::proto::EntryFilter,
 ) -> Result<ExitCode> {
     let id = parse_ledger_id(ledger_id)?;
+    if !filter.is_empty() && (follow || mode != SyncMode::Incremental) {
+        bail!("a filtered sync (--stream, --type, ...) takes neither --follow nor --mode");
+    }
     let ledger = open_for_mesh(cli, "sync")?;
     let rt = runtime()?;
     rt.block_on(async {
@@ -208,12 +222,15 @@ pub(crate) fn sync(
             node.close().await;
             return Ok(ExitCode::SUCCESS);
         }
-        let summary = node
-            .sync(id, from, mode, &|p| {
-                bar.set_length(p.target);
-                bar.set_position(p.held);
-            })
-            .await;
+        let show = |p: onoal_mesh::SyncProgress| {
+            bar.set_length(p.target);
+            bar.set_position(p.held);
+        };
+        let summary = if filter.is_empty() {
+            node.sync(id, from, mode, &show).await
+        } else {
+            node.sync_filtered(id, from, filter, &show).await
+        };
         bar.finish_and_clear();
         node.close().await;
         let s = summary?;

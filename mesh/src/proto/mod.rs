@@ -122,6 +122,20 @@ pub enum Request {
         /// First seq (a multiple of 256).
         first: u64,
     },
+    /// Entries of the tree of `size` matching `filter`, from seq `cursor` on, each with its
+    /// inclusion proof: a filtered sync. At most `limit` entries (and about 2 MiB) per page.
+    Entries {
+        /// Ledger id.
+        ledger: [u8; 16],
+        /// Checkpoint size the proofs are for.
+        size: u64,
+        /// Which entries.
+        filter: EntryFilter,
+        /// First seq to consider.
+        cursor: u64,
+        /// Most entries in the answer.
+        limit: u32,
+    },
     /// Like [`Request::Checkpoint`], answered once a checkpoint larger than `have` exists or
     /// after `wait_ms` (at most [`MAX_WAIT_MS`]): live follow.
     WaitCheckpoint {
@@ -171,6 +185,13 @@ pub enum Response {
     },
     /// No checkpoint (yet, or of that size).
     NoCheckpoint,
+    /// A page of a filtered sync.
+    Entries {
+        /// Matching entries in seq order, with inclusion proofs in the requested tree.
+        entries: Vec<ProvenEntryWire>,
+        /// Ask again from this seq; `None` when there are no more.
+        next_cursor: Option<u64>,
+    },
     /// Header of a bundle: `count` raw frames of leaf data follow, then the stream ends.
     Bundle {
         /// Entries that follow.
@@ -185,6 +206,54 @@ pub enum Response {
         /// What to do, for the operator.
         message: String,
     },
+}
+
+/// Which entries a filtered sync wants. All given fields must match.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EntryFilter {
+    /// Stream name.
+    pub stream: Option<String>,
+    /// Entry type.
+    pub entry_type: Option<String>,
+    /// Subject OID.
+    pub subject: Option<String>,
+    /// Issuer OID.
+    pub issuer: Option<String>,
+    /// Earliest timestamp (ms, inclusive).
+    pub since_ms: Option<u64>,
+    /// Latest timestamp (ms, inclusive).
+    pub until_ms: Option<u64>,
+}
+
+impl EntryFilter {
+    /// True when no field is set.
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// As an engine query from `cursor` on.
+    pub fn to_query(&self, cursor: u64, limit: usize) -> onoal_engine::Query {
+        onoal_engine::Query {
+            stream: self.stream.clone(),
+            entry_type: self.entry_type.clone(),
+            subject: self.subject.clone(),
+            issuer: self.issuer.clone(),
+            since_ms: self.since_ms,
+            until_ms: self.until_ms,
+            cursor: Some(cursor.to_string()),
+            limit: Some(limit),
+        }
+    }
+}
+
+/// An entry of a filtered sync on the wire.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProvenEntryWire {
+    /// Leaf data.
+    #[serde(with = "serde_bytes")]
+    pub leaf_data: Vec<u8>,
+    /// Inclusion proof in the requested tree.
+    pub proof: Vec<Hash>,
 }
 
 /// Domain separation of certificate signatures.

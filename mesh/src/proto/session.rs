@@ -306,6 +306,7 @@ fn response_name(r: &Response) -> &'static str {
         Response::Checkpoint { .. } => "Checkpoint",
         Response::NoCheckpoint => "NoCheckpoint",
         Response::Bundle { .. } => "Bundle",
+        Response::Entries { .. } => "Entries",
         Response::Error { .. } => "Error",
     }
 }

@@ -33,6 +33,10 @@ enum Evil {
     /// A checkpoint signed by the right key for a root that is not the tree's; bundles then
     /// cannot match it.
     WrongRoot,
+    /// A filtered sync answered with an entry the filter does not match.
+    FilterLeak,
+    /// A filtered sync answered with a proof that does not verify.
+    FilterBadProof,
 }
 
 struct EvilSource {
@@ -118,6 +122,33 @@ fn respond(src: &EvilSource, request: Request) -> Vec<u8> {
                 out.extend_from_slice(&frame(l));
             }
             out
+        }
+        Request::Entries { size, filter, cursor, .. } => {
+            let page = src.honest.query(&filter.to_query(cursor, 1000)).unwrap();
+            let mut entries: Vec<proto::ProvenEntryWire> = page
+                .entries
+                .iter()
+                .filter(|e| e.entry.seq < size)
+                .map(|e| proto::ProvenEntryWire {
+                    leaf_data: e.leaf_data.clone(),
+                    proof: src.honest.inclusion_proof(e.entry.seq, size).unwrap(),
+                })
+                .collect();
+            match src.mode {
+                Evil::FilterLeak => {
+                    let other = src.honest.entry(0).unwrap();
+                    entries.insert(
+                        0,
+                        proto::ProvenEntryWire {
+                            leaf_data: other.leaf_data,
+                            proof: src.honest.inclusion_proof(0, size).unwrap(),
+                        },
+                    );
+                }
+                Evil::FilterBadProof => entries[0].proof[0].0[5] ^= 1,
+                _ => {}
+            }
+            encode(&Response::Entries { entries, next_cursor: None })
         }
         _ => encode(&Response::NoCheckpoint),
     }
@@ -246,7 +277,13 @@ fn case(mode: Evil, expect: &str, kind: &str) {
         EvilSource { honest: h.honest.clone(), other: Some(h.other.clone()), key, mode },
         port,
     );
-    let err = run_fail(onoal(&b_dir).args(["sync", &a.id]));
+    let filtered = matches!(mode, Evil::FilterLeak | Evil::FilterBadProof);
+    let mut cmd = onoal(&b_dir);
+    cmd.args(["sync", &a.id]);
+    if filtered {
+        cmd.args(["--stream", "b"]);
+    }
+    let err = run_fail(&mut cmd);
     drop(rt);
     assert!(err.contains(expect), "{mode:?}: stderr was {err}");
 
@@ -321,4 +358,14 @@ fn garbage_frame_is_refused() {
 #[test]
 fn validly_signed_wrong_root_is_caught_by_the_bundles() {
     case(Evil::WrongRoot, "bad bundle", "bad_bundle");
+}
+
+#[test]
+fn filtered_sync_refuses_entries_outside_the_filter() {
+    case(Evil::FilterLeak, "outside the filter", "protocol_violation");
+}
+
+#[test]
+fn filtered_sync_refuses_a_bad_inclusion_proof() {
+    case(Evil::FilterBadProof, "bad bundle", "bad_bundle");
 }

@@ -324,3 +324,57 @@ fn mesh_user_errors_are_clear() {
     assert!(err.contains("onoal serve --peer"), "{err}");
     serve.stop();
 }
+
+#[test]
+fn filtered_sync_keeps_matching_entries_with_proofs_in_a_sparse_replica() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a_dir, b_dir) = (tmp.path().join("a"), tmp.path().join("b"));
+    let (a, b) = (init(&a_dir, "oid:onoal:test:a"), init(&b_dir, "oid:onoal:test:b"));
+    import(&a_dir, 0, 3000); // streams s0, s1, s2 in turn
+    let port = free_port();
+    pin(&a_dir, &b, 1);
+    pin(&b_dir, &a, port);
+    let serve = Serve::start(&a_dir, port, &[]);
+    let s = run_json(onoal(&b_dir).args(["sync", &a.id, "--stream", "s1"]));
+    assert_eq!((s["entries"].as_u64(), s["checkpoint_size"].as_u64()), (Some(1000), Some(3000)));
+    let r = replica(&b_dir, &a.id).unwrap();
+    assert_eq!((r["kind"].as_str(), r["size"].as_u64()), (Some("sparse"), Some(1000)));
+
+    // Reads on the sparse replica answer as the source does for what it holds.
+    let q = ["query", "--stream", "s1", "--limit", "10000"];
+    let own = run_json(onoal(&a_dir).args(q));
+    let rep = run_json(onoal(&b_dir).args(q).args(["--ledger", &a.id]));
+    assert_eq!(own, rep);
+    assert_eq!(
+        run_json(onoal(&a_dir).args(["get", "4"])),
+        run_json(onoal(&b_dir).args(["get", "4", "--ledger", &a.id]))
+    );
+    let err = run_fail(onoal(&b_dir).args(["get", "3", "--ledger", &a.id]));
+    assert!(err.contains("not held by this sparse replica"), "{err}");
+    let own = run_json(onoal(&a_dir).args(["prove", "inclusion", "7", "--size", "3000"]));
+    let rep = run_json(onoal(&b_dir).args([
+        "prove",
+        "inclusion",
+        "7",
+        "--size",
+        "3000",
+        "--ledger",
+        &a.id,
+    ]));
+    assert_eq!(own, rep);
+    let v = run_json(onoal(&b_dir).args(["verify", "--ledger", &a.id]));
+    assert_eq!((v["ok"].as_bool(), v["entries"].as_u64()), (Some(true), Some(1000)));
+
+    // The source grows; a second filtered sync (another stream) adds its entries; the first
+    // ones keep their proofs in the older checkpoint and everything still verifies.
+    serve.stop();
+    import(&a_dir, 3000, 300);
+    let serve = Serve::start(&a_dir, port, &[]);
+    let s = run_json(onoal(&b_dir).args(["sync", &a.id, "--stream", "s2"]));
+    assert_eq!((s["entries"].as_u64(), s["checkpoint_size"].as_u64()), (Some(1100), Some(3300)));
+    let v = run_json(onoal(&b_dir).args(["verify", "--ledger", &a.id]));
+    assert_eq!((v["ok"].as_bool(), v["entries"].as_u64()), (Some(true), Some(2100)));
+    let err = run_fail(onoal(&b_dir).args(["sync", &a.id, "--stream", "s1", "--follow"]));
+    assert!(err.contains("neither --follow"), "{err}");
+    serve.stop();
+}
