@@ -378,3 +378,30 @@ fn filtered_sync_keeps_matching_entries_with_proofs_in_a_sparse_replica() {
     assert!(err.contains("neither --follow"), "{err}");
     serve.stop();
 }
+
+#[test]
+fn a_log_travels_through_a_relay_and_is_verified_against_the_origin_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a_dir, b_dir, c_dir) = (tmp.path().join("a"), tmp.path().join("b"), tmp.path().join("c"));
+    let a = init(&a_dir, "oid:onoal:test:a");
+    let b = init(&b_dir, "oid:onoal:test:b");
+    let c = init(&c_dir, "oid:onoal:test:c");
+    import(&a_dir, 0, 2000);
+    let (a_port, b_port) = (free_port(), free_port());
+    pin(&a_dir, &b, b_port);
+    pin(&b_dir, &a, a_port);
+    pin(&b_dir, &c, 1);
+    // C knows A's key (to check A's checkpoints) but reaches only the relay B.
+    pin(&c_dir, &a, 1);
+    pin(&c_dir, &b, b_port);
+    let serve_a = Serve::start(&a_dir, a_port, &[]);
+    run_json(onoal(&b_dir).args(["sync", &a.id]));
+    serve_a.stop();
+    let relay = Serve::start(&b_dir, b_port, &[]);
+    let s = run_json(onoal(&c_dir).args(["sync", &a.id, "--from", &format!("127.0.0.1:{b_port}")]));
+    assert_eq!((s["to_size"].as_u64(), s["verified"].as_bool()), (Some(2000), Some(true)));
+    let v = run_json(onoal(&c_dir).args(["verify", "--ledger", &a.id]));
+    let origin = run_json(onoal(&a_dir).arg("verify"));
+    assert_eq!(v["root"], origin["root"]);
+    relay.stop();
+}
