@@ -85,5 +85,34 @@ fn proofs_and_checkpoints(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, hashing, tiles, proofs_and_checkpoints);
+/// What a sync receiver does per bundle of 256 entries before writing it: decode, chain links,
+/// subtree root through the path. Built from a real ledger on disk.
+fn sync_bundles(c: &mut Criterion) {
+    use onoal_engine::replica::{bundle_path_from_inclusion, verify_bundle};
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = Ledger::builder(dir.path())
+        .durability(Durability::Buffered)
+        .create(Oid::parse("oid:onoal:bench:sync").unwrap())
+        .unwrap();
+    ledger.append_batch((0..4096).map(|_| sample_entry()).collect()).unwrap();
+    let cp = ledger.checkpoint_now().unwrap();
+    let leaves = ledger.log().leaf_data_range(1024, 1280).unwrap();
+    let proof = ledger.inclusion_proof(1024, cp.size).unwrap();
+    let path = bundle_path_from_inclusion(1024, cp.size, &proof).unwrap();
+    let mut g = c.benchmark_group("sync");
+    g.throughput(Throughput::Elements(256));
+    g.bench_function("verify_bundle (256 entries of 256 B)", |b| {
+        b.iter(|| verify_bundle(&cp, 1024, leaves.clone(), &path).unwrap())
+    });
+    g.bench_function("serve bundle (read 256 entries + path)", |b| {
+        b.iter(|| {
+            let l = ledger.log().leaf_data_range(1024, 1280).unwrap();
+            let p = ledger.inclusion_proof(1024, cp.size).unwrap();
+            (l, bundle_path_from_inclusion(1024, cp.size, &p).unwrap())
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, hashing, tiles, proofs_and_checkpoints, sync_bundles);
 criterion_main!(benches);
