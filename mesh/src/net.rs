@@ -1134,7 +1134,9 @@ async fn serve_stream(
     mut send: SendStream,
     mut recv: RecvStream,
 ) -> Result<(), String> {
-    let frame = match read_frame(&mut recv, inner.config.max_frame).await {
+    // Requests are small: cap them far below the response cap, so 256 open streams cannot
+    // make the server hold more than a few MiB.
+    let frame = match read_frame(&mut recv, proto::MAX_REQUEST_FRAME).await {
         Ok(f) => f,
         Err(FrameError::Io(e)) => return Err(e),
         Err(FrameError::Peer(v)) => {

@@ -20,6 +20,9 @@ pub const ALPN_SYNC: &[u8] = b"onoal-sync/1";
 /// so this also bounds an entry's leaf data (payload limit 1 MiB by default).
 pub const DEFAULT_MAX_FRAME: u32 = 4 << 20;
 
+/// Largest request frame a server reads (requests carry ids, sizes and filters only).
+pub const MAX_REQUEST_FRAME: u32 = 16 << 10;
+
 /// Longest wait a follower may ask for in [`Request::WaitCheckpoint`].
 pub const MAX_WAIT_MS: u32 = 30_000;
 

@@ -369,3 +369,59 @@ fn filtered_sync_refuses_entries_outside_the_filter() {
 fn filtered_sync_refuses_a_bad_inclusion_proof() {
     case(Evil::FilterBadProof, "bad bundle", "bad_bundle");
 }
+
+#[test]
+fn a_client_sending_an_oversize_request_is_cut_off_and_recorded() {
+    use crate::sync::Serve;
+    let tmp = tempfile::tempdir().unwrap();
+    let (a_dir, b_dir) = (tmp.path().join("a"), tmp.path().join("b"));
+    let a = init(&a_dir, "oid:onoal:test:a");
+    let b = init(&b_dir, "oid:onoal:test:b");
+    crate::sync::import(&a_dir, 0, 300);
+    let port = free_port();
+    pin(&a_dir, &b, 1);
+    pin(&b_dir, &a, port);
+    let serve = Serve::start(&a_dir, port, &[]);
+    // B's key, speaking QUIC directly: a request frame announcing 1 MB (under the 4 MiB response cap, far over the request cap).
+    let key = SecretKey::read_file(&key_path(&b_dir)).unwrap();
+    let a_key =
+        ed25519_dalek::VerifyingKey::from_bytes(&hex::decode(&a.key).unwrap().try_into().unwrap())
+            .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let answered = rt.block_on(async {
+        let (client, _) = onoal_mesh::tls::client_config(&key, a_key, &[proto::ALPN_SYNC]).unwrap();
+        let client = quinn::crypto::rustls::QuicClientConfig::try_from(client).unwrap();
+        let ep = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+        let conn = ep
+            .connect_with(
+                quinn::ClientConfig::new(Arc::new(client)),
+                format!("127.0.0.1:{port}").parse().unwrap(),
+                "onoal",
+            )
+            .unwrap()
+            .await
+            .unwrap();
+        let (mut send, mut recv) = conn.open_bi().await.unwrap();
+        send.write_all(&1_000_000u32.to_be_bytes()).await.unwrap();
+        let _ = send.write_all(&[0u8; 1024]).await;
+        let _ = send.finish();
+        let mut buf = Vec::new();
+        let got =
+            tokio::time::timeout(std::time::Duration::from_secs(5), recv.read_to_end(1 << 20))
+                .await;
+        if let Ok(Ok(b)) = got {
+            buf = b;
+        }
+        conn.close(0u32.into(), b"");
+        !buf.is_empty()
+    });
+    assert!(!answered, "the server answered an oversize request");
+    // Recorded against B in A's peer table (read while A runs).
+    let peers = run_json(onoal(&a_dir).args(["peer", "list"]));
+    let p = peers["peers"].as_array().unwrap().iter().find(|p| p["ledger_id"] == b.id).unwrap();
+    assert_eq!(p["misbehaviour"][0]["kind"], "oversize_frame", "{p}");
+    // The node still serves B's honest sync.
+    let s = run_json(onoal(&b_dir).args(["sync", &a.id]));
+    assert_eq!(s["to_size"], 300);
+    serve.stop();
+}
