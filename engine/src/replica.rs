@@ -972,7 +972,13 @@ impl ReplicaWriter {
         let saved_head = self.state.head;
         let number = self.log.state.number;
         let shared = self.log.shared.clone();
-        let mut batch = WriteBatch::default();
+        // Sized up front: entries, their keys and a tile per bundle, so the batch never regrows.
+        let capacity: usize = bundles
+            .iter()
+            .map(|b| b.leaf_bytes() + b.len() * 24 + crate::tile::encoded_len(TILE_WIDTH) + 64)
+            .sum::<usize>()
+            + 4096;
+        let mut batch = WriteBatch::with_capacity_bytes(capacity);
         let mut postings = store::Postings::default();
         let mut dirty = vec![false; self.state.edge.len() + 1];
         let mut staged = Ok(());

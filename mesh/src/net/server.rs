@@ -64,25 +64,20 @@ async fn serve_stream(
             return Err(v.to_string());
         }
     };
-    let (response, leaves) = answer(inner, &client, request).await;
+    let (response, frames) = answer(inner, &client, request).await;
     let body = postcard::to_stdvec(&response).map_err(|e| e.to_string())?;
-    let mut out =
-        Vec::with_capacity(4 + body.len() + leaves.iter().map(|l| l.len() + 4).sum::<usize>());
-    proto::encode_frame(&body, &mut out);
-    for leaf in &leaves {
-        proto::encode_frame(leaf, &mut out);
+    let mut head = Vec::with_capacity(4 + body.len());
+    proto::encode_frame(&body, &mut head);
+    send.write_all(&head).await.map_err(|e| e.to_string())?;
+    if !frames.is_empty() {
+        send.write_all(&frames).await.map_err(|e| e.to_string())?;
     }
-    send.write_all(&out).await.map_err(|e| e.to_string())?;
     let _ = send.finish();
     Ok(())
 }
 
-/// The response (and, for a bundle, the entries' leaf data).
-async fn answer(
-    inner: &Inner,
-    client: &VerifyingKey,
-    request: Request,
-) -> (Response, Vec<Vec<u8>>) {
+/// The response (and, for a bundle, the entries' frames, already encoded).
+async fn answer(inner: &Inner, client: &VerifyingKey, request: Request) -> (Response, Vec<u8>) {
     let ledger = &inner.ledger;
     if let Request::Hello { certificate } = &request {
         if let Ok(identity) = certificate.verify(now_ms())
@@ -190,18 +185,24 @@ async fn answer(
                     Vec::new(),
                 );
             };
-            let read = || -> Result<(Vec<Vec<u8>>, Vec<onoal_engine::Hash>), String> {
+            // The entry frames are written straight from RocksDB's buffers into one buffer.
+            let read = || -> Result<(Vec<u8>, Vec<onoal_engine::Hash>), String> {
                 let proof = log.inclusion_proof(first, size).map_err(|e| e.to_string())?;
                 let path = replica::bundle_path_from_inclusion(first, size, &proof)
                     .map_err(|e| e.to_string())?;
-                let leaves =
-                    log.leaf_data_range(first, first + count).map_err(|e| e.to_string())?;
-                Ok((leaves, path))
+                let mut frames = Vec::with_capacity(count as usize * 320);
+                let n = log
+                    .visit_leaf_data(first, first + count, |leaf| {
+                        proto::encode_frame(leaf, &mut frames)
+                    })
+                    .map_err(|e| e.to_string())?;
+                if n != count {
+                    return Err(format!("only {n} of the bundle's {count} entries are held here"));
+                }
+                Ok((frames, path))
             };
             match read() {
-                Ok((leaves, path)) => {
-                    (Response::Bundle { count: leaves.len() as u32, path }, leaves)
-                }
+                Ok((frames, path)) => (Response::Bundle { count: count as u32, path }, frames),
                 Err(e) => (refuse(ErrorCode::BadRequest, e), Vec::new()),
             }
         }
