@@ -12,3 +12,4 @@ trap 'rm -rf "$dir"' EXIT
 "$bin" --json bench proof --entries "$n" --dir "$dir/ledger"
 "$bin" --json bench verify --entries "$n" --dir "$dir/ledger"
 "$bin" --json bench open --entries "$n" --dir "$dir/ledger"
+"$bin" --json bench sync --entries "$n"
