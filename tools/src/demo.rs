@@ -87,7 +87,7 @@ pub(crate) fn run(entries: u64, json_out: bool) -> Result<()> {
             id: field("ledger_id")?,
             key: field("public_key")?,
             vkey: field("vkey")?,
-            port: free_port()?,
+            port: 0,
             dir,
         });
     }
@@ -119,6 +119,11 @@ pub(crate) fn run(entries: u64, json_out: bool) -> Result<()> {
     }
     let append_s = append_started.elapsed().as_secs_f64();
 
+    // Ports are picked just before the nodes start (each node must know the others' ports up
+    // front), so the window in which another process could take one is short.
+    for m in &mut members {
+        m.port = free_port()?;
+    }
     // Everyone pins everyone else, then runs its node and follows the other two.
     for m in &members {
         for o in members.iter().filter(|o| o.id != m.id) {

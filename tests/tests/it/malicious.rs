@@ -12,7 +12,7 @@ use onoal_engine::replica::bundle_path_from_inclusion;
 use onoal_mesh::proto::{self, LedgerCertificate, Request, Response};
 use onoal_tests::{onoal, run_fail, run_json};
 
-use crate::sync::{Node, free_port, init, pin, replica};
+use crate::sync::{Node, init, pin, replica};
 use crate::util::fill;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -158,8 +158,8 @@ fn now_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64
 }
 
-/// Runs the evil source on `port` until the returned runtime is dropped.
-fn start(src: EvilSource, port: u16) -> tokio::runtime::Runtime {
+/// Runs the evil source on a free port until the returned runtime is dropped.
+fn start(src: EvilSource) -> (tokio::runtime::Runtime, u16) {
     let rt =
         tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
     let server = onoal_mesh::tls::server_config(&src.key, &[proto::ALPN_SYNC]).unwrap();
@@ -167,8 +167,8 @@ fn start(src: EvilSource, port: u16) -> tokio::runtime::Runtime {
     let config = quinn::ServerConfig::with_crypto(Arc::new(server));
     let src = Arc::new(src);
     let _guard = rt.enter();
-    let endpoint =
-        quinn::Endpoint::server(config, format!("127.0.0.1:{port}").parse().unwrap()).unwrap();
+    let endpoint = quinn::Endpoint::server(config, "127.0.0.1:0".parse().unwrap()).unwrap();
+    let port = endpoint.local_addr().unwrap().port();
     rt.spawn(async move {
         while let Some(incoming) = endpoint.accept().await {
             let src = src.clone();
@@ -195,7 +195,7 @@ fn start(src: EvilSource, port: u16) -> tokio::runtime::Runtime {
             });
         }
     });
-    rt
+    (rt, port)
 }
 
 fn copy_tree(from: &Path, to: &Path) {
@@ -248,8 +248,6 @@ fn case(mode: Evil, expect: &str, kind: &str) {
         id: h.honest.identity().ledger_id.to_string(),
         key: onoal_engine::hash::Hash(*h.honest.identity().public_key.as_bytes()).to_hex(),
     };
-    let port = free_port();
-    pin(&b_dir, &a, port);
     let key = SecretKey::read_file(&key_path(&h.honest_dir)).unwrap();
 
     // Cases that contradict a held checkpoint first sync honestly to 300.
@@ -273,10 +271,9 @@ fn case(mode: Evil, expect: &str, kind: &str) {
     let held_before = replica(&b_dir, &a.id).and_then(|r| r["size"].as_u64()).unwrap_or(0);
     let cp_before = replica(&b_dir, &a.id).and_then(|r| r["checkpoint_size"].as_u64());
 
-    let rt = start(
-        EvilSource { honest: h.honest.clone(), other: Some(h.other.clone()), key, mode },
-        port,
-    );
+    let (rt, port) =
+        start(EvilSource { honest: h.honest.clone(), other: Some(h.other.clone()), key, mode });
+    pin(&b_dir, &a, port);
     let filtered = matches!(mode, Evil::FilterLeak | Evil::FilterBadProof);
     let mut cmd = onoal(&b_dir);
     cmd.args(["sync", &a.id]);
@@ -378,10 +375,10 @@ fn a_client_sending_an_oversize_request_is_cut_off_and_recorded() {
     let a = init(&a_dir, "oid:onoal:test:a");
     let b = init(&b_dir, "oid:onoal:test:b");
     crate::sync::import(&a_dir, 0, 300);
-    let port = free_port();
     pin(&a_dir, &b, 1);
+    let serve = Serve::start(&a_dir, 0, &[]);
+    let port = serve.1;
     pin(&b_dir, &a, port);
-    let serve = Serve::start(&a_dir, port, &[]);
     // B's key, speaking QUIC directly: a request frame announcing 1 MB (under the 4 MiB response cap, far over the request cap).
     let key = SecretKey::read_file(&key_path(&b_dir)).unwrap();
     let a_key =

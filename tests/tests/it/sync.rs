@@ -41,10 +41,6 @@ pub(crate) fn import(dir: &Path, first: u64, n: u64) {
     run_json(onoal(dir).arg("checkpoint"));
 }
 
-pub(crate) fn free_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 pub(crate) fn pin(dir: &Path, peer: &Node, port: u16) {
     run_json(onoal(dir).args([
         "peer",
@@ -55,10 +51,11 @@ pub(crate) fn pin(dir: &Path, peer: &Node, port: u16) {
     ]));
 }
 
-/// A running `onoal serve`; SIGTERM on drop.
-pub(crate) struct Serve(Child);
+/// A running `onoal serve`; killed on drop. `port` is where it listens.
+pub(crate) struct Serve(Child, pub(crate) u16);
 
 impl Serve {
+    /// Starts `onoal serve` on `port` (0: any free port, read back from its output).
     pub(crate) fn start(dir: &Path, port: u16, follow: &[String]) -> Self {
         let mut cmd = onoal(dir);
         cmd.args(["serve", "--json", "--listen", &format!("127.0.0.1:{port}")]);
@@ -70,8 +67,11 @@ impl Serve {
         BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
         let v: Value =
             serde_json::from_str(&line).unwrap_or_else(|_| panic!("serve printed {line:?}"));
-        assert_eq!(v["addr"], format!("127.0.0.1:{port}"));
-        Self(child)
+        let addr: std::net::SocketAddr = v["addr"].as_str().unwrap().parse().unwrap();
+        if port != 0 {
+            assert_eq!(addr.port(), port);
+        }
+        Self(child, addr.port())
     }
 
     pub(crate) fn stop(mut self) {
@@ -112,10 +112,9 @@ fn full_incremental_and_checkpoint_sync_between_processes() {
     let (a_dir, b_dir) = (tmp.path().join("a"), tmp.path().join("b"));
     let (a, b) = (init(&a_dir, "oid:onoal:test:a"), init(&b_dir, "oid:onoal:test:b"));
     import(&a_dir, 0, 3000);
-    let port = free_port();
     pin(&a_dir, &b, 1);
-    pin(&b_dir, &a, port);
-    let serve = Serve::start(&a_dir, port, &[]);
+    let serve = Serve::start(&a_dir, 0, &[]);
+    pin(&b_dir, &a, serve.1);
 
     // Light client: checkpoint only.
     let s = run_json(onoal(&b_dir).args(["sync", &a.id, "--mode", "checkpoint"]));
@@ -132,7 +131,8 @@ fn full_incremental_and_checkpoint_sync_between_processes() {
     // partial tile they extend).
     serve.stop();
     import(&a_dir, 3000, 1000);
-    let serve = Serve::start(&a_dir, port, &[]);
+    let serve = Serve::start(&a_dir, 0, &[]);
+    pin(&b_dir, &a, serve.1);
     let s = run_json(onoal(&b_dir).args(["sync", &a.id]));
     assert_eq!(
         (s["from_size"].as_u64(), s["to_size"].as_u64(), s["entries"].as_u64()),
@@ -177,10 +177,9 @@ fn a_killed_sync_resumes_without_refetching_committed_bundles() {
     let (a, b) = (init(&a_dir, "oid:onoal:test:a"), init(&b_dir, "oid:onoal:test:b"));
     const N: u64 = 150_000;
     import(&a_dir, 0, N);
-    let port = free_port();
     pin(&a_dir, &b, 1);
-    pin(&b_dir, &a, port);
-    let _serve = Serve::start(&a_dir, port, &[]);
+    let serve = Serve::start(&a_dir, 0, &[]);
+    pin(&b_dir, &a, serve.1);
     let mut held_at_kill = 0;
     // Kill the receiver once it has committed something but not everything.
     for _attempt in 0..5 {
@@ -225,8 +224,9 @@ fn a_wrong_pinned_key_refuses_the_connection() {
     let b = init(&b_dir, "oid:onoal:test:b");
     let c = init(&c_dir, "oid:onoal:test:c");
     import(&a_dir, 0, 10);
-    let port = free_port();
     pin(&a_dir, &b, 1);
+    let serve = Serve::start(&a_dir, 0, &[]);
+    let port = serve.1;
     // B pins A's id with C's key.
     run_json(onoal(&b_dir).args([
         "peer",
@@ -235,14 +235,11 @@ fn a_wrong_pinned_key_refuses_the_connection() {
         "--key",
         &c.key,
     ]));
-    let _serve = Serve::start(&a_dir, port, &[]);
     let err = run_fail(onoal(&b_dir).args(["sync", &a.id]));
     assert!(err.contains("refused the connection") && err.contains(&a.key), "{err}");
     assert!(replica(&b_dir, &a.id).is_none());
     // A peer that is not pinned by the source is refused data.
-    let c_port = free_port();
     pin(&c_dir, &a, port);
-    let _ = c_port;
     let err = run_fail(onoal(&c_dir).args(["sync", &a.id]));
     assert!(err.contains("pinned peers only"), "{err}");
 }
@@ -253,10 +250,11 @@ fn a_follower_reconnects_after_the_source_restarts_and_catches_up() {
     let (a_dir, b_dir) = (tmp.path().join("a"), tmp.path().join("b"));
     let (a, b) = (init(&a_dir, "oid:onoal:test:a"), init(&b_dir, "oid:onoal:test:b"));
     import(&a_dir, 0, 500);
-    let (a_port, b_port) = (free_port(), free_port());
-    pin(&a_dir, &b, b_port);
+    pin(&a_dir, &b, 1);
+    let serve_a = Serve::start(&a_dir, 0, &[]);
+    // The follower holds B's directory, so A must come back on the same port.
+    let a_port = serve_a.1;
     pin(&b_dir, &a, a_port);
-    let serve_a = Serve::start(&a_dir, a_port, &[]);
     let mut follower = onoal(&b_dir)
         .args(["sync", &a.id, "--follow", "--json"])
         .stdout(Stdio::piped())
@@ -318,8 +316,7 @@ fn mesh_user_errors_are_clear() {
     let err = run_fail(onoal(&dir).args(["sync", id, "--mode", "sideways"]));
     assert!(err.contains("full, incremental, checkpoint"), "{err}");
     // While the node runs, writers are told how to proceed.
-    let port = free_port();
-    let serve = Serve::start(&dir, port, &[]);
+    let serve = Serve::start(&dir, 0, &[]);
     let err = run_fail(onoal(&dir).args(["sync", id]));
     assert!(err.contains("onoal serve --peer"), "{err}");
     serve.stop();
@@ -331,10 +328,9 @@ fn filtered_sync_keeps_matching_entries_with_proofs_in_a_sparse_replica() {
     let (a_dir, b_dir) = (tmp.path().join("a"), tmp.path().join("b"));
     let (a, b) = (init(&a_dir, "oid:onoal:test:a"), init(&b_dir, "oid:onoal:test:b"));
     import(&a_dir, 0, 3000); // streams s0, s1, s2 in turn
-    let port = free_port();
     pin(&a_dir, &b, 1);
-    pin(&b_dir, &a, port);
-    let serve = Serve::start(&a_dir, port, &[]);
+    let serve = Serve::start(&a_dir, 0, &[]);
+    pin(&b_dir, &a, serve.1);
     let s = run_json(onoal(&b_dir).args(["sync", &a.id, "--stream", "s1"]));
     assert_eq!((s["entries"].as_u64(), s["checkpoint_size"].as_u64()), (Some(1000), Some(3000)));
     let r = replica(&b_dir, &a.id).unwrap();
@@ -369,7 +365,8 @@ fn filtered_sync_keeps_matching_entries_with_proofs_in_a_sparse_replica() {
     // ones keep their proofs in the older checkpoint and everything still verifies.
     serve.stop();
     import(&a_dir, 3000, 300);
-    let serve = Serve::start(&a_dir, port, &[]);
+    let serve = Serve::start(&a_dir, 0, &[]);
+    pin(&b_dir, &a, serve.1);
     let s = run_json(onoal(&b_dir).args(["sync", &a.id, "--stream", "s2"]));
     assert_eq!((s["entries"].as_u64(), s["checkpoint_size"].as_u64()), (Some(1100), Some(3300)));
     let v = run_json(onoal(&b_dir).args(["verify", "--ledger", &a.id]));
@@ -387,17 +384,17 @@ fn a_log_travels_through_a_relay_and_is_verified_against_the_origin_key() {
     let b = init(&b_dir, "oid:onoal:test:b");
     let c = init(&c_dir, "oid:onoal:test:c");
     import(&a_dir, 0, 2000);
-    let (a_port, b_port) = (free_port(), free_port());
-    pin(&a_dir, &b, b_port);
-    pin(&b_dir, &a, a_port);
+    pin(&a_dir, &b, 1);
     pin(&b_dir, &c, 1);
     // C knows A's key (to check A's checkpoints) but reaches only the relay B.
     pin(&c_dir, &a, 1);
-    pin(&c_dir, &b, b_port);
-    let serve_a = Serve::start(&a_dir, a_port, &[]);
+    let serve_a = Serve::start(&a_dir, 0, &[]);
+    pin(&b_dir, &a, serve_a.1);
     run_json(onoal(&b_dir).args(["sync", &a.id]));
     serve_a.stop();
-    let relay = Serve::start(&b_dir, b_port, &[]);
+    let relay = Serve::start(&b_dir, 0, &[]);
+    let b_port = relay.1;
+    pin(&c_dir, &b, b_port);
     let s = run_json(onoal(&c_dir).args(["sync", &a.id, "--from", &format!("127.0.0.1:{b_port}")]));
     assert_eq!((s["to_size"].as_u64(), s["verified"].as_bool()), (Some(2000), Some(true)));
     let v = run_json(onoal(&c_dir).args(["verify", "--ledger", &a.id]));
