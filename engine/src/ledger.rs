@@ -1225,17 +1225,8 @@ impl<'a> View<'a> {
                 None => size,
             };
         }
-        let matches = |e: &Entry| {
-            let c = &e.content;
-            q.stream.as_deref().is_none_or(|s| c.stream.as_str() == s)
-                && q.entry_type.as_deref().is_none_or(|t| c.entry_type.as_str() == t)
-                && q.subject
-                    .as_deref()
-                    .is_none_or(|s| c.subject.as_ref().is_some_and(|o| o.as_str() == s))
-                && q.issuer
-                    .as_deref()
-                    .is_none_or(|s| c.issuer.as_ref().is_some_and(|o| o.as_str() == s))
-        };
+        // The time window is also the seq range [lo, hi); checking it again per entry is cheap.
+        let matches = |e: &Entry| query_matches(q, e);
         let mut entries = Vec::new();
         let mut next_cursor = None;
         // Use the most selective index given; other filters are checked on each entry.

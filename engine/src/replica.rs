@@ -31,7 +31,7 @@ use crate::record::Entry;
 use crate::sequencer::{SequencerState, push_leaf, push_node, put_dirty_tiles};
 use crate::store::{
     self, CF_CHECKPOINTS, CF_ENTRIES, CF_INDEX, CF_META, CF_SYNC_STATE, CF_TILES, HeadRecord,
-    IndexKind, OWN_LOG,
+    OWN_LOG,
 };
 use crate::tile::{TILE_WIDTH, Tile, TileId};
 
@@ -511,16 +511,26 @@ fn read_record(shared: &Shared, number: u32) -> Result<Option<SyncRecord>, Repli
 impl Ledger {
     /// The replica of `ledger_id`, if this ledger holds one.
     pub fn replica(&self, ledger_id: &uuid::Uuid) -> Option<Log> {
-        let shared = &self.log().shared;
-        let state = shared.replicas.read().get(ledger_id).cloned()?;
-        Some(Log { shared: shared.clone(), state })
+        self.log_in(false, ledger_id)
     }
 
     /// Every replica this ledger holds, by ledger id.
     pub fn replicas(&self) -> Vec<Log> {
+        self.logs_in(false)
+    }
+
+    fn log_in(&self, sparse: bool, ledger_id: &uuid::Uuid) -> Option<Log> {
         let shared = &self.log().shared;
-        let mut out: Vec<Log> = shared
-            .replicas
+        let map = if sparse { &shared.sparse_replicas } else { &shared.replicas };
+        let state = map.read().get(ledger_id).cloned()?;
+        Some(Log { shared: shared.clone(), state })
+    }
+
+    /// The replicas (or sparse replicas) in log-number order.
+    fn logs_in(&self, sparse: bool) -> Vec<Log> {
+        let shared = &self.log().shared;
+        let map = if sparse { &shared.sparse_replicas } else { &shared.replicas };
+        let mut out: Vec<Log> = map
             .read()
             .values()
             .map(|state| Log { shared: shared.clone(), state: state.clone() })
@@ -567,22 +577,12 @@ impl Ledger {
 
     /// The sparse replica of `ledger_id`, if this ledger holds one.
     pub fn sparse_replica(&self, ledger_id: &uuid::Uuid) -> Option<Log> {
-        let shared = &self.log().shared;
-        let state = shared.sparse_replicas.read().get(ledger_id).cloned()?;
-        Some(Log { shared: shared.clone(), state })
+        self.log_in(true, ledger_id)
     }
 
     /// Every sparse replica.
     pub fn sparse_replicas(&self) -> Vec<Log> {
-        let shared = &self.log().shared;
-        let mut out: Vec<Log> = shared
-            .sparse_replicas
-            .read()
-            .values()
-            .map(|state| Log { shared: shared.clone(), state: state.clone() })
-            .collect();
-        out.sort_by_key(|l| l.state.number);
-        out
+        self.logs_in(true)
     }
 
     /// The sync record of a sparse replica.
@@ -1065,15 +1065,7 @@ impl ReplicaWriter {
         for (data, h, entry) in &bundle.entries[overlap..] {
             let seq = entry.seq;
             batch.put_cf(cf_entries, store::entry_key(number, seq), data);
-            let c = &entry.content;
-            postings.add(IndexKind::Stream, c.stream.as_str(), seq);
-            postings.add(IndexKind::EntryType, c.entry_type.as_str(), seq);
-            if let Some(s) = &c.subject {
-                postings.add(IndexKind::Subject, s.as_str(), seq);
-            }
-            if let Some(s) = &c.issuer {
-                postings.add(IndexKind::Issuer, s.as_str(), seq);
-            }
+            postings.add_entry(seq, &entry.content);
             if !whole_tile {
                 push_leaf(&mut self.state.edge, dirty, seq, *h, batch, cf_tiles, number);
             }
@@ -1169,15 +1161,7 @@ impl ReplicaWriter {
                         store::entry_key(number, seq),
                         &entries[i].leaf_data,
                     );
-                    let c = &entry.content;
-                    postings.add(IndexKind::Stream, c.stream.as_str(), seq);
-                    postings.add(IndexKind::EntryType, c.entry_type.as_str(), seq);
-                    if let Some(s) = &c.subject {
-                        postings.add(IndexKind::Subject, s.as_str(), seq);
-                    }
-                    if let Some(s) = &c.issuer {
-                        postings.add(IndexKind::Issuer, s.as_str(), seq);
-                    }
+                    postings.add_entry(seq, &entry.content);
                     new += 1;
                 }
             }

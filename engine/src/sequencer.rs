@@ -26,7 +26,7 @@ use crate::ledger::{Durability, LogState, Receipt, Shared, SignedCheckpoint, Vie
 use crate::merkle::{self, NodeId};
 use crate::record::PreparedEntry;
 use crate::store::{
-    self, CF_CHECKPOINTS, CF_ENTRIES, CF_INDEX, CF_META, CF_TILES, HeadRecord, IndexKind, OWN_LOG,
+    self, CF_CHECKPOINTS, CF_ENTRIES, CF_INDEX, CF_META, CF_TILES, HeadRecord, OWN_LOG,
 };
 use crate::tile::{self, TILE_HEIGHT, TILE_WIDTH, Tile, TileId};
 
@@ -348,15 +348,7 @@ impl Sequencer {
                 let seq = state.head.size;
                 let h = prepared.seal(seq, ts, &state.head.last_leaf_hash, leaf);
                 batch.put_cf(cf_entries, store::entry_key(OWN_LOG, seq), &leaf[..]);
-                let c = &prepared.content;
-                postings.add(IndexKind::Stream, c.stream.as_str(), seq);
-                postings.add(IndexKind::EntryType, c.entry_type.as_str(), seq);
-                if let Some(s) = &c.subject {
-                    postings.add(IndexKind::Subject, s.as_str(), seq);
-                }
-                if let Some(s) = &c.issuer {
-                    postings.add(IndexKind::Issuer, s.as_str(), seq);
-                }
+                postings.add_entry(seq, &prepared.content);
                 push_leaf(&mut state.edge, &mut dirty_levels, seq, h, batch, cf_tiles, OWN_LOG);
                 state.head.size = seq + 1;
                 state.head.last_leaf_hash = h;

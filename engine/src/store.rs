@@ -126,6 +126,19 @@ impl Postings {
         }
     }
 
+    /// Records entry `seq` under every index it has: stream, type, and subject and issuer when
+    /// present.
+    pub fn add_entry(&mut self, seq: u64, content: &crate::record::NewEntry) {
+        self.add(IndexKind::Stream, content.stream.as_str(), seq);
+        self.add(IndexKind::EntryType, content.entry_type.as_str(), seq);
+        if let Some(s) = &content.subject {
+            self.add(IndexKind::Subject, s.as_str(), seq);
+        }
+        if let Some(s) = &content.issuer {
+            self.add(IndexKind::Issuer, s.as_str(), seq);
+        }
+    }
+
     /// The keys and values to write for `log`.
     pub fn finish(self, log: u32) -> impl Iterator<Item = (Vec<u8>, Vec<u8>)> {
         self.lists.into_iter().map(move |(kind_value, seqs)| {

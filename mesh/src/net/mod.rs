@@ -332,7 +332,7 @@ impl Node {
         };
         // Hello: exchange and check certificates.
         let hello = Request::Hello { certificate: self.inner.certificate.clone() };
-        let (response, _) = self.request(&conn, &hello).await?;
+        let response = self.request(&conn, &hello).await?;
         let Response::Hello { certificate } = response else {
             return Err(self.misbehaved(
                 &conn,
@@ -390,33 +390,16 @@ impl Node {
         }
     }
 
-    /// One request on its own stream; returns the response and the stream (for bundle frames).
-    async fn request(
-        &self,
-        conn: &Connection,
-        request: &Request,
-    ) -> Result<(Response, RecvStream), SyncError> {
-        let addr = conn.remote_address();
-        let (mut send, mut recv) =
-            conn.open_bi().await.map_err(|e| connect_err(addr)(e.to_string()))?;
-        let body = postcard::to_stdvec(request).map_err(|e| SyncError::Local(e.to_string()))?;
-        write_frame(&mut send, &body).await.map_err(connect_err(addr))?;
-        let _ = send.finish();
-        let frame = match read_frame(&mut recv, self.inner.config.max_frame).await {
-            Ok(f) => f,
-            Err(FrameError::Io(e)) => return Err(connect_err(addr)(e)),
-            Err(FrameError::Peer(v)) => return Err(self.misbehaved(conn, v)),
-        };
-        let response: Response = postcard::from_bytes(&frame).map_err(|e| {
-            self.misbehaved(
-                conn,
-                PeerMisbehaved::ProtocolViolation(format!("undecodable response: {e}")),
-            )
-        })?;
+    /// One request on its own stream; a refusal, a transport failure or a violation becomes the
+    /// matching [`SyncError`] (violations are recorded against the peer).
+    async fn request(&self, conn: &Connection, request: &Request) -> Result<Response, SyncError> {
+        let response = request_once(conn, request, self.inner.config.max_frame)
+            .await
+            .map_err(|f| self.session_error(conn, f.into_session()))?;
         if let Response::Error { code, message } = response {
             return Err(SyncError::Refused { code, message });
         }
-        Ok((response, recv))
+        Ok(response)
     }
 
     /// Where to sync `ledger_id` from: `from`, or its pinned address; with the key to expect.
@@ -468,7 +451,7 @@ impl Node {
         if let Some(oid) = record.oid.as_deref().and_then(|o| onoal_engine::Oid::parse(o).ok()) {
             return Ok(Identity { ledger_id, oid, public_key: key });
         }
-        let (response, _) =
+        let response =
             self.request(conn, &Request::Certificate { ledger: *ledger_id.as_bytes() }).await?;
         let Response::Certificate { certificate } = response else {
             return Err(self.misbehaved(
@@ -560,8 +543,7 @@ impl Node {
         let (entries, bytes) = match result {
             Ok(counts) => counts,
             Err(e) => {
-                let _ = writer.discard_unwritten_checkpoint();
-                let _ = writer.set_status(SyncStatus::Failed, Some(e.to_string()));
+                record_failure(&mut writer, &e);
                 return Err(e);
             }
         };
@@ -586,7 +568,7 @@ impl Node {
     ) -> Result<(u64, u64), SyncError> {
         let ledger = *writer.log().identity().ledger_id.as_bytes();
         let have = writer.checkpoint().map_or(0, |c| c.size);
-        match self.request(conn, &Request::Checkpoint { ledger, have }).await?.0 {
+        match self.request(conn, &Request::Checkpoint { ledger, have }).await? {
             Response::Checkpoint { note, consistency } => {
                 self.accept(conn, writer, &note, &consistency, have).await?;
             }
@@ -607,7 +589,7 @@ impl Node {
             let request =
                 Request::Entries { ledger, size, filter: filter.clone(), cursor, limit: 1000 };
             let Response::Entries { entries, next_cursor: next } =
-                self.request(conn, &request).await?.0
+                self.request(conn, &request).await?
             else {
                 return Err(self.misbehaved(
                     conn,
@@ -696,8 +678,8 @@ impl Node {
                             wait_ms: MAX_WAIT_MS,
                         };
                         match self.request(&conn, &wait).await? {
-                            (Response::Checkpoint { .. }, _) => break,
-                            (Response::NoCheckpoint, _) => continue,
+                            Response::Checkpoint { .. } => break,
+                            Response::NoCheckpoint => continue,
                             _ => {
                                 return Err(self.misbehaved(
                                     &conn,
@@ -748,9 +730,7 @@ impl Node {
         let (entries, bytes) = match result {
             Ok(counts) => counts,
             Err(e) => {
-                // A checkpoint whose entries did not verify is not kept.
-                let _ = writer.discard_unwritten_checkpoint();
-                let _ = writer.set_status(SyncStatus::Failed, Some(e.to_string()));
+                record_failure(&mut writer, &e);
                 return Err(e);
             }
         };
@@ -970,7 +950,7 @@ impl Node {
             Err(ReplicaError::Inconsistent { old_size, new_size, reason }) => {
                 // A bad proof, or a fork? Ask for its checkpoint of the size we hold.
                 let ledger = *writer.log().identity().ledger_id.as_bytes();
-                if let Ok((Response::Checkpoint { note: old, .. }, _)) =
+                if let Ok(Response::Checkpoint { note: old, .. }) =
                     self.request(conn, &Request::CheckpointAt { ledger, size: have }).await
                     && let Err(ReplicaError::Fork { reason, .. }) = writer.check_fork(&old)
                 {
@@ -986,6 +966,13 @@ impl Node {
             Err(e) => Err(e.into()),
         }
     }
+}
+
+/// After a failed sync: an accepted checkpoint whose entries did not verify is not kept, and
+/// the failure is recorded in the replica's sync state (best effort: the sync already failed).
+fn record_failure(writer: &mut ReplicaWriter, e: &SyncError) {
+    let _ = writer.discard_unwritten_checkpoint();
+    let _ = writer.set_status(SyncStatus::Failed, Some(e.to_string()));
 }
 
 enum BundleFailure {
