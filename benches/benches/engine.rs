@@ -74,7 +74,7 @@ fn proofs_and_checkpoints(c: &mut Criterion) {
     });
     g.finish();
 
-    let key = onoal_engine::record::issuer_key_from_seed(&[9; 32]);
+    let key = onoal_engine::identity::SecretKey::from_seed(&[9; 32]).signing_key().clone();
     let signer = NoteSigner::new("oid:onoal:bench", key).unwrap();
     let body =
         Checkpoint { origin: "oid:onoal:bench".into(), size, root: cp.root, extensions: vec![] };

@@ -455,9 +455,9 @@ pub fn open(entries: u64, dir: Option<&Path>) -> BenchResult<Value> {
         std::hint::black_box(size);
         drop(l);
         let t = Instant::now();
-        let cfs = onoal_engine::store::column_families();
-        let db = rocksdb::DB::open_cf(&rocksdb::Options::default(), path.join("db"), cfs)
-            .map_err(err)?;
+        let opts = rocksdb::Options::default();
+        let cfs = rocksdb::DB::list_cf(&opts, path.join("db")).map_err(err)?;
+        let db = rocksdb::DB::open_cf(&opts, path.join("db"), cfs).map_err(err)?;
         raw.push(t.elapsed());
         drop(db);
     }

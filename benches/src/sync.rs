@@ -105,18 +105,16 @@ pub fn sync(entries: u64) -> BenchResult<Value> {
         let b = Node::bind(receiver.clone(), dst_key, loopback(), NodeConfig::default())
             .map_err(err)?;
         let a_addr = a.local_addr().map_err(err)?.to_string();
-        onoal_mesh::peer::pin(
-            &source,
-            receiver.identity().ledger_id,
-            *receiver.identity().public_key.as_bytes(),
-            None,
-        )?;
-        onoal_mesh::peer::pin(
-            &receiver,
-            source.identity().ledger_id,
-            *source.identity().public_key.as_bytes(),
-            Some(a_addr),
-        )?;
+        a.peers()
+            .pin(receiver.identity().ledger_id, *receiver.identity().public_key.as_bytes(), None)
+            .map_err(err)?;
+        b.peers()
+            .pin(
+                source.identity().ledger_id,
+                *source.identity().public_key.as_bytes(),
+                Some(a_addr),
+            )
+            .map_err(err)?;
         let server = a.serve();
         let started = Instant::now();
         let summary = b

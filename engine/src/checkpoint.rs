@@ -49,6 +49,35 @@ impl Checkpoint {
     }
 }
 
+/// A checkpoint with the exact signed note it was parsed from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SignedCheckpoint {
+    /// Parsed body.
+    pub checkpoint: Checkpoint,
+    /// The note text as signed and stored.
+    pub note: String,
+}
+
+impl SignedCheckpoint {
+    /// Checks `note` with `verifier` (see [`NoteVerifier::open`]) and keeps its text.
+    ///
+    /// # Errors
+    /// As [`NoteVerifier::open`].
+    pub fn open(verifier: &NoteVerifier, note: &[u8]) -> Result<Self, CheckpointError> {
+        let checkpoint = verifier.open(note)?;
+        let note = String::from_utf8(note.to_vec())
+            .map_err(|_| CheckpointError::MalformedNote("not UTF-8"))?;
+        Ok(Self { checkpoint, note })
+    }
+}
+
+impl std::ops::Deref for SignedCheckpoint {
+    type Target = Checkpoint;
+    fn deref(&self) -> &Checkpoint {
+        &self.checkpoint
+    }
+}
+
 /// A checkpoint note that is not well formed, or not signed by the expected key.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]

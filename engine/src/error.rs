@@ -178,9 +178,15 @@ pub enum ReadError {
     ReadOnly,
 }
 
-impl From<rocksdb::Error> for ReadError {
-    fn from(e: rocksdb::Error) -> Self {
-        Self::Storage(e.into_string())
+impl From<crate::store::StoreError> for ReadError {
+    fn from(e: crate::store::StoreError) -> Self {
+        Self::Storage(e.0)
+    }
+}
+
+impl From<crate::store::StoreError> for VerifyError {
+    fn from(e: crate::store::StoreError) -> Self {
+        Self::Read(e.into())
     }
 }
 

@@ -1,4 +1,4 @@
-//! The ledger's Ed25519 identity and its key file.
+//! The ledger's identity (id, OID, Ed25519 public key) and its secret key file.
 //!
 //! The secret key lives in `<data dir>/identity.key` (mode 0600) in the C2SP note signer key
 //! format: `PRIVATE+KEY+<name>+<8 hex key id>+<base64(0x01 || 32-byte seed)>`. It is never
@@ -13,7 +13,48 @@ use base64::engine::general_purpose::STANDARD as B64;
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use zeroize::Zeroizing;
 
-use crate::checkpoint::key_id;
+use crate::checkpoint::{NoteVerifier, key_id};
+use crate::ids::LedgerId;
+use crate::record::Oid;
+
+/// A ledger's public identity: what its checkpoints and certificates bind together.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Identity {
+    /// Ledger id.
+    pub ledger_id: LedgerId,
+    /// Ledger OID; also the checkpoint origin and note key name.
+    pub oid: Oid,
+    /// Ed25519 public key.
+    pub public_key: VerifyingKey,
+}
+
+impl Identity {
+    /// The C2SP verifier key of this ledger's checkpoints.
+    pub fn verifier(&self) -> NoteVerifier {
+        NoteVerifier::new(self.oid.as_str(), self.public_key)
+            .expect("an OID is a valid note key name: its alphabet has no '+' or white space")
+    }
+
+    /// `0x01 || ledger id || public key || OID` (the identity record, docs/format.md).
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = vec![1u8];
+        out.extend_from_slice(self.ledger_id.as_bytes());
+        out.extend_from_slice(self.public_key.as_bytes());
+        out.extend_from_slice(self.oid.as_str().as_bytes());
+        out
+    }
+
+    /// Parses [`Self::encode`]'s output.
+    pub fn decode(bytes: &[u8]) -> Option<Self> {
+        if bytes.len() < 1 + 16 + 32 + 5 || bytes[0] != 1 {
+            return None;
+        }
+        let ledger_id = LedgerId::from_slice(&bytes[1..17])?;
+        let public_key = VerifyingKey::from_bytes(bytes[17..49].try_into().ok()?).ok()?;
+        let oid = Oid::parse(std::str::from_utf8(&bytes[49..]).ok()?).ok()?;
+        Some(Self { ledger_id, oid, public_key })
+    }
+}
 
 /// File name of the secret key inside a data directory.
 pub const KEY_FILE: &str = "identity.key";

@@ -33,33 +33,50 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
+// Layers, bottom to top (no module imports one above it):
+// hash < record, merkle, checkpoint, chain < tile, identity, ids < tree < error < store
+//      < log < replica < ledger < audit
+#[cfg(feature = "storage")]
+pub mod audit;
+pub mod chain;
 pub mod checkpoint;
 #[cfg(feature = "storage")]
 pub mod error;
 pub mod hash;
 pub mod identity;
+pub mod ids;
 pub mod import;
 #[cfg(feature = "storage")]
 pub mod ledger;
+#[cfg(feature = "storage")]
+pub mod log;
 pub mod merkle;
 pub mod record;
 #[cfg(feature = "storage")]
 pub mod replica;
-#[cfg(feature = "storage")]
-mod sequencer;
-pub mod store;
+pub(crate) mod store;
 pub mod tile;
-#[cfg(feature = "storage")]
-pub mod verify;
+pub mod time;
+pub mod tree;
 
+#[cfg(feature = "storage")]
+pub use audit::{VerifyProgress, VerifyReport};
+pub use checkpoint::SignedCheckpoint;
 #[cfg(feature = "storage")]
 pub use error::{AppendError, OpenError, ReadError, VerifyError};
 pub use hash::Hash;
+pub use identity::Identity;
+pub use ids::{LedgerId, LogIndex, TreeSize};
 #[cfg(feature = "storage")]
-pub use ledger::{
-    Durability, Head, Identity, Ledger, LedgerBuilder, Log, MeshTable, PendingAppend, Query,
-    QueryPage, Receipt, SignedCheckpoint, StoredEntry,
-};
+pub use ledger::{AuxTable, Durability, KeyValue, Ledger, LedgerBuilder, PendingAppend, Receipt};
+#[cfg(feature = "storage")]
+pub use log::{Durable, Filter, Head, Log, Query, QueryPage, Shape, StoredEntry};
 pub use record::{Entry, EntryRef, Name, NewEntry, Oid};
-#[cfg(feature = "storage")]
-pub use verify::{VerifyProgress, VerifyReport};
+pub use store::keys::IndexKind;
+
+/// Internals for the fuzz targets (built with `--cfg fuzzing`); not API.
+#[cfg(fuzzing)]
+pub mod fuzzing {
+    pub use crate::store::keys::HeadRecord;
+    pub use crate::store::postings::decode_postings;
+}

@@ -159,8 +159,8 @@ impl Tile {
         let mut tile = Self::new();
         for i in 0..width {
             let at = i * HASH_LEN;
-            // Length checked above: every bottom hash is present.
-            let h = Hash::from_slice(&bytes[at..at + HASH_LEN]).unwrap_or_default();
+            let h = Hash::from_slice(&bytes[at..at + HASH_LEN])
+                .expect("the length was checked: every bottom hash is present");
             tile.push(h);
         }
         let encoded = tile.encode();
@@ -175,9 +175,9 @@ impl Tile {
                 row,
                 pos,
                 stored: Hash::from_slice(&bytes[first * HASH_LEN..(first + 1) * HASH_LEN])
-                    .unwrap_or_default(),
+                    .expect("a 32-byte chunk of a tile of checked length"),
                 computed: Hash::from_slice(&encoded[first * HASH_LEN..(first + 1) * HASH_LEN])
-                    .unwrap_or_default(),
+                    .expect("a 32-byte chunk of a tile of checked length"),
             });
         }
         Ok(tile)

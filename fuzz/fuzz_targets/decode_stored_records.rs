@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use onoal_engine::store::{HeadRecord, decode_postings};
+use onoal_engine::fuzzing::{HeadRecord, decode_postings};
 use onoal_engine::tile::Tile;
 
 fuzz_target!(|data: &[u8]| {

@@ -207,7 +207,7 @@ pub(crate) fn run(entries: u64, json_out: bool) -> Result<()> {
     let seq = entries / 2;
     let proof_ok = {
         let ledger = Ledger::builder(&gamma.dir).open_read_only()?;
-        let id = uuid::Uuid::parse_str(&alpha.id)?;
+        let id: onoal_engine::LedgerId = alpha.id.parse()?;
         let replica =
             ledger.replica(&id).ok_or_else(|| anyhow!("gamma holds no replica of alpha"))?;
         let cp = replica.latest_checkpoint()?.ok_or_else(|| anyhow!("no checkpoint of alpha"))?;

@@ -1,260 +1,185 @@
-//! The serving side of a node: answers requests for the own log and the replicas it holds,
-//! to pinned peers only (private by default; `Hello` for anyone).
+//! The serving side: for each accepted connection, each stream carries one request. The request
+//! is read under a deadline and a small cap, decided by [`ServeCore`], and answered from the
+//! engine's reads on a blocking thread. A long poll waits on the log's durable-change watch,
+//! not on a timer.
 
-use std::time::{Duration, Instant};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
 
-use ed25519_dalek::VerifyingKey;
 use quinn::{RecvStream, SendStream};
+use tracing::Instrument as _;
 
-use onoal_engine::replica;
+use onoal_engine::time::now_ms;
 
-use super::{FrameError, Inner, now_ms, read_frame, write_frame};
-use crate::peer::{self, PeerRecord};
-use crate::proto::{self, ErrorCode, MAX_WAIT_MS, PeerMisbehaved, Request, Response};
+use super::Inner;
+use super::router::ProtocolHandler;
+use super::stream::read_frame;
+use crate::id::PeerId;
+use crate::proto::serve::{self, Answer, Decision, WaitCheck};
+use crate::proto::sync::SessionError;
+use crate::proto::{self, ALPN_SYNC, ErrorCode, PeerMisbehaved, Request, Response, encode_frame};
+use crate::tls;
 
-pub(super) async fn serve_connection(
-    inner: std::sync::Arc<Inner>,
-    incoming: quinn::Incoming,
-) -> Result<(), String> {
-    let conn = incoming.await.map_err(|e| e.to_string())?;
-    let key = crate::tls::peer_key(&conn).ok_or("the client presented no usable key")?;
-    loop {
-        let (send, recv) = match conn.accept_bi().await {
-            Ok(s) => s,
-            Err(e) => return Err(e.to_string()),
-        };
-        let inner = inner.clone();
-        tokio::spawn(async move {
-            if let Err(e) = serve_stream(&inner, key, send, recv).await {
-                tracing::debug!(error = %e, "stream ended");
-            }
-        });
+/// How long a client has to send its request once it opened a stream.
+const REQUEST_READ_DEADLINE: Duration = Duration::from_secs(10);
+
+/// Serves the sync protocol.
+pub(crate) struct SyncHandler {
+    inner: Arc<Inner>,
+}
+
+impl SyncHandler {
+    pub(crate) fn new(inner: Arc<Inner>) -> Self {
+        Self { inner }
     }
 }
 
-fn refuse(code: ErrorCode, message: impl Into<String>) -> Response {
-    Response::Error { code, message: message.into() }
+impl ProtocolHandler for SyncHandler {
+    fn handle(
+        self: Arc<Self>,
+        conn: quinn::Connection,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        Box::pin(async move {
+            let Some(client) = tls::peer_key(&conn).map(PeerId::new) else {
+                return conn.close(quinn::VarInt::from_u32(1), b"no usable key");
+            };
+            let span = tracing::info_span!("serve", peer = %client.fmt_short());
+            async move {
+                loop {
+                    let (send, recv) = match conn.accept_bi().await {
+                        Ok(s) => s,
+                        Err(e) => return tracing::debug!(error = %e, "connection ended"),
+                    };
+                    let inner = self.inner.clone();
+                    tokio::spawn(
+                        async move {
+                            if let Err(e) = serve_stream(&inner, client, send, recv).await {
+                                tracing::debug!(error = %e, "stream ended");
+                            }
+                        }
+                        .in_current_span(),
+                    );
+                }
+            }
+            .instrument(span)
+            .await;
+        })
+    }
+}
+
+fn report(inner: &Arc<Inner>, client: PeerId, violation: &PeerMisbehaved) {
+    let peers = inner.peers.clone();
+    let v = violation.clone();
+    tokio::task::spawn_blocking(move || peers.report(&client, &v, now_ms()));
 }
 
 async fn serve_stream(
-    inner: &Inner,
-    client: VerifyingKey,
+    inner: &Arc<Inner>,
+    client: PeerId,
     mut send: SendStream,
     mut recv: RecvStream,
 ) -> Result<(), String> {
     // Requests are small: cap them far below the response cap, so 256 open streams cannot
-    // make the server hold more than a few MiB.
-    let frame = match read_frame(&mut recv, proto::MAX_REQUEST_FRAME).await {
-        Ok(f) => f,
-        Err(FrameError::Io(e)) => return Err(e),
-        Err(FrameError::Peer(v)) => {
-            peer::report(&inner.ledger, client.as_bytes(), &v, now_ms());
+    // make the server hold more than a few MiB; and read them under a deadline.
+    let frame = match tokio::time::timeout(
+        REQUEST_READ_DEADLINE,
+        read_frame(&mut recv, proto::MAX_REQUEST_FRAME),
+    )
+    .await
+    {
+        Err(_) => return Err("the client sent no request in time".into()),
+        Ok(Ok(f)) => f,
+        Ok(Err(SessionError::Misbehaved(v))) => {
+            report(inner, client, &v);
             return Err(v.to_string());
         }
+        Ok(Err(e)) => return Err(e.to_string()),
     };
     let request: Request = match postcard::from_bytes(&frame) {
         Ok(r) => r,
         Err(e) => {
-            let v = PeerMisbehaved::ProtocolViolation(format!("undecodable request: {e}"));
-            peer::report(&inner.ledger, client.as_bytes(), &v, now_ms());
-            let r = refuse(ErrorCode::BadRequest, v.to_string());
-            let body = postcard::to_stdvec(&r).map_err(|e| e.to_string())?;
-            write_frame(&mut send, &body).await?;
-            let _ = send.finish();
+            let v = PeerMisbehaved::UndecodableRequest(e.to_string());
+            report(inner, client, &v);
+            let refusal = Response::Error { code: ErrorCode::BadRequest, message: v.to_string() };
+            write_answer(&mut send, refusal.into()).await?;
             return Err(v.to_string());
         }
     };
-    let (response, frames) = answer(inner, &client, request).await;
-    let body = postcard::to_stdvec(&response).map_err(|e| e.to_string())?;
+    let pinned = inner.peers.is_pinned(&client);
+    let (decision, learned) = inner.core.handle_request(&client, pinned, request, now_ms());
+    if let Some((certificate, _)) = learned {
+        let peers = inner.peers.clone();
+        let capability = String::from_utf8_lossy(ALPN_SYNC).into_owned();
+        tokio::task::spawn_blocking(move || peers.learn(&certificate, None, &capability, now_ms()));
+    }
+    let answer = match decision {
+        Decision::Respond(r) => r.into(),
+        Decision::Execute(plan) => execute(inner, plan).await,
+        Decision::Wait { plan, have, wait } => {
+            wait_for_checkpoint(inner, plan.ledger(), have, wait).await;
+            execute(inner, plan).await
+        }
+    };
+    write_answer(&mut send, answer).await
+}
+
+async fn execute(inner: &Arc<Inner>, plan: serve::Plan) -> Answer {
+    let inner2 = inner.clone();
+    tokio::task::spawn_blocking(move || serve::execute(&inner2.ledger, &inner2.peers, plan))
+        .await
+        .unwrap_or_else(|e| {
+            Response::Error { code: ErrorCode::Internal, message: format!("the read failed: {e}") }
+                .into()
+        })
+}
+
+/// Returns once `ledger` can serve a checkpoint larger than `have`, or after `wait`.
+async fn wait_for_checkpoint(
+    inner: &Arc<Inner>,
+    ledger: onoal_engine::LedgerId,
+    have: u64,
+    wait: Duration,
+) {
+    let Some(log) = inner.ledger.log_of(&ledger) else { return };
+    let mut rx = inner.watch(&log);
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut check = WaitCheck::Read;
+    loop {
+        let ready = match check {
+            WaitCheck::Ready => true,
+            WaitCheck::NotYet => false,
+            WaitCheck::Read => {
+                let log = log.clone();
+                tokio::task::spawn_blocking(move || serve::newer_checkpoint(&log, have))
+                    .await
+                    .unwrap_or(true)
+            }
+        };
+        if ready {
+            return;
+        }
+        tokio::select! {
+            changed = rx.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                check = serve::wait_check(*rx.borrow_and_update(), have);
+            }
+            () = tokio::time::sleep_until(deadline) => return,
+        }
+    }
+}
+
+async fn write_answer(send: &mut SendStream, answer: Answer) -> Result<(), String> {
+    let body = postcard::to_stdvec(&answer.response).map_err(|e| e.to_string())?;
     let mut head = Vec::with_capacity(4 + body.len());
-    proto::encode_frame(&body, &mut head);
+    encode_frame(&body, &mut head);
     send.write_all(&head).await.map_err(|e| e.to_string())?;
-    if !frames.is_empty() {
-        send.write_all(&frames).await.map_err(|e| e.to_string())?;
+    if !answer.frames.is_empty() {
+        send.write_all(&answer.frames).await.map_err(|e| e.to_string())?;
     }
     let _ = send.finish();
     Ok(())
-}
-
-/// The response (and, for a bundle, the entries' frames, already encoded).
-async fn answer(inner: &Inner, client: &VerifyingKey, request: Request) -> (Response, Vec<u8>) {
-    let ledger = &inner.ledger;
-    if let Request::Hello { certificate } = &request {
-        if let Ok(identity) = certificate.verify(now_ms())
-            && identity.public_key == *client
-            && let Ok(Some(mut record)) = peer::get(ledger, &identity.ledger_id)
-            && record.public_key == *client.as_bytes()
-            && !ledger.is_read_only()
-        {
-            record.oid = Some(certificate.oid.clone());
-            record.certificate = Some(certificate.clone());
-            record.last_seen_ms = now_ms();
-            let _ = peer::put(ledger, &record);
-        }
-        return (Response::Hello { certificate: inner.certificate.clone() }, Vec::new());
-    }
-    // Data is private by default: only pinned peers may read it.
-    match peer::by_key(ledger, client.as_bytes()) {
-        Ok(Some(_)) => {}
-        Ok(None) => {
-            return (
-                refuse(
-                    ErrorCode::NotPinned,
-                    format!(
-                        "this node serves pinned peers only; its operator must run: onoal peer add {}@HOST:PORT --key {}",
-                        "YOUR_LEDGER_ID",
-                        hex::encode(client.as_bytes())
-                    ),
-                ),
-                Vec::new(),
-            );
-        }
-        Err(e) => return (refuse(ErrorCode::Internal, e), Vec::new()),
-    }
-    let log_of = |id: &[u8; 16]| ledger.log_of(&uuid::Uuid::from_bytes(*id));
-    let unknown = |id: &[u8; 16]| {
-        refuse(ErrorCode::UnknownLedger, format!("no ledger {} here", uuid::Uuid::from_bytes(*id)))
-    };
-    let internal = |e: String| refuse(ErrorCode::Internal, e);
-    match request {
-        // Answered (and its certificate recorded) above; a repeat gets the same answer.
-        Request::Hello { .. } => {
-            (Response::Hello { certificate: inner.certificate.clone() }, Vec::new())
-        }
-        Request::Certificate { ledger: id } => {
-            let uid = uuid::Uuid::from_bytes(id);
-            if uid == ledger.identity().ledger_id {
-                return (
-                    Response::Certificate { certificate: inner.certificate.clone() },
-                    Vec::new(),
-                );
-            }
-            match peer::get(ledger, &uid) {
-                Ok(Some(PeerRecord { certificate: Some(c), .. })) => {
-                    (Response::Certificate { certificate: c }, Vec::new())
-                }
-                _ => (unknown(&id), Vec::new()),
-            }
-        }
-        Request::Checkpoint { ledger: id, have } => {
-            let Some(log) = log_of(&id) else { return (unknown(&id), Vec::new()) };
-            (checkpoint_response(&log, have).unwrap_or_else(internal), Vec::new())
-        }
-        Request::WaitCheckpoint { ledger: id, have, wait_ms } => {
-            let Some(log) = log_of(&id) else { return (unknown(&id), Vec::new()) };
-            let deadline =
-                Instant::now() + Duration::from_millis(u64::from(wait_ms.min(MAX_WAIT_MS)));
-            loop {
-                let newer = log
-                    .latest_checkpoint_at_most(log.durable_size())
-                    .ok()
-                    .flatten()
-                    .is_some_and(|c| c.size > have);
-                if newer || Instant::now() >= deadline {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-            (checkpoint_response(&log, have).unwrap_or_else(internal), Vec::new())
-        }
-        Request::CheckpointAt { ledger: id, size } => {
-            let Some(log) = log_of(&id) else { return (unknown(&id), Vec::new()) };
-            match log.checkpoint_at(size) {
-                Ok(Some(cp)) => {
-                    (Response::Checkpoint { note: cp.note, consistency: Vec::new() }, Vec::new())
-                }
-                Ok(None) => (Response::NoCheckpoint, Vec::new()),
-                Err(e) => (internal(e.to_string()), Vec::new()),
-            }
-        }
-        Request::Entries { ledger: id, size, filter, cursor, limit } => {
-            let Some(log) = log_of(&id) else { return (unknown(&id), Vec::new()) };
-            if size > log.durable_size() || log.is_sparse() {
-                return (
-                    refuse(ErrorCode::BadRequest, format!("no provable tree of size {size} here")),
-                    Vec::new(),
-                );
-            }
-            (entries_page(&log, size, &filter, cursor, limit).unwrap_or_else(internal), Vec::new())
-        }
-        Request::Bundle { ledger: id, size, first } => {
-            let Some(log) = log_of(&id) else { return (unknown(&id), Vec::new()) };
-            let Some(count) = replica::bundle_len(first, size) else {
-                return (
-                    refuse(
-                        ErrorCode::BadRequest,
-                        format!("{first} is not a bundle start below {size}"),
-                    ),
-                    Vec::new(),
-                );
-            };
-            // The entry frames are written straight from RocksDB's buffers into one buffer.
-            let read = || -> Result<(Vec<u8>, Vec<onoal_engine::Hash>), String> {
-                let proof = log.inclusion_proof(first, size).map_err(|e| e.to_string())?;
-                let path = replica::bundle_path_from_inclusion(first, size, &proof)
-                    .map_err(|e| e.to_string())?;
-                let mut frames = Vec::with_capacity(count as usize * 320);
-                let n = log
-                    .visit_leaf_data(first, first + count, |leaf| {
-                        proto::encode_frame(leaf, &mut frames)
-                    })
-                    .map_err(|e| e.to_string())?;
-                if n != count {
-                    return Err(format!("only {n} of the bundle's {count} entries are held here"));
-                }
-                Ok((frames, path))
-            };
-            match read() {
-                Ok((frames, path)) => (Response::Bundle { count: count as u32, path }, frames),
-                Err(e) => (refuse(ErrorCode::BadRequest, e), Vec::new()),
-            }
-        }
-    }
-}
-
-/// Most leaf bytes in one page of a filtered sync.
-const MAX_PAGE_BYTES: usize = 2 << 20;
-
-fn entries_page(
-    log: &onoal_engine::Log,
-    size: u64,
-    filter: &proto::EntryFilter,
-    cursor: u64,
-    limit: u32,
-) -> Result<Response, String> {
-    let limit = (limit as usize).clamp(1, 1000);
-    let page = log.query(&filter.to_query(cursor, limit)).map_err(|e| e.to_string())?;
-    let mut entries = Vec::new();
-    let mut bytes = 0;
-    let mut next_cursor = page.next_cursor.and_then(|c| c.parse::<u64>().ok());
-    for e in page.entries {
-        let seq = e.entry.seq;
-        if seq >= size {
-            next_cursor = None;
-            break;
-        }
-        if !entries.is_empty() && bytes + e.leaf_data.len() > MAX_PAGE_BYTES {
-            next_cursor = Some(seq);
-            break;
-        }
-        bytes += e.leaf_data.len();
-        let proof = log.inclusion_proof(seq, size).map_err(|e| e.to_string())?;
-        entries.push(proto::ProvenEntryWire { leaf_data: e.leaf_data, proof });
-    }
-    Ok(Response::Entries { entries, next_cursor })
-}
-
-fn checkpoint_response(log: &onoal_engine::Log, have: u64) -> Result<Response, String> {
-    // The durable size, not the head: proofs are served up to it, and a checkpoint written with
-    // the group being acknowledged right now may not be provable for a moment.
-    let served = log.durable_size();
-    let Some(cp) = log.latest_checkpoint_at_most(served).map_err(|e| e.to_string())? else {
-        return Ok(Response::NoCheckpoint);
-    };
-    let consistency = if have == 0 || have >= cp.size {
-        Vec::new()
-    } else {
-        log.consistency_proof(have, cp.size).map_err(|e| e.to_string())?
-    };
-    Ok(Response::Checkpoint { note: cp.note, consistency })
 }

@@ -83,12 +83,12 @@ fn invalid_entries_reject_the_whole_batch() {
         other => panic!("expected entry 1 invalid, got {other:?}"),
     }
     assert_eq!(l.head().unwrap().size, 0, "nothing of the batch is appended");
-    let mut signed =
-        entry("a", "t", "signed").sign(&onoal_engine::record::issuer_key_from_seed(&[1; 32]));
+    let mut signed = entry("a", "t", "signed")
+        .sign(onoal_engine::identity::SecretKey::from_seed(&[1; 32]).signing_key());
     signed.payload = b"changed".to_vec();
     assert!(matches!(l.append(signed), Err(AppendError::Invalid { index: 0, .. })));
-    let good: NewEntry =
-        entry("a", "t", "signed").sign(&onoal_engine::record::issuer_key_from_seed(&[1; 32]));
+    let good: NewEntry = entry("a", "t", "signed")
+        .sign(onoal_engine::identity::SecretKey::from_seed(&[1; 32]).signing_key());
     let r = l.append(good.clone()).unwrap();
     assert_eq!(l.entry(r.seq).unwrap().entry.content, good);
 }

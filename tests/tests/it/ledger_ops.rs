@@ -2,7 +2,7 @@
 //! failures, reopen, reads) on a real RocksDB directory, checked against a plain `Vec` of the
 //! entries acknowledged so far.
 
-use onoal_engine::{AppendError, Hash, Ledger, Query};
+use onoal_engine::{AppendError, Filter, Hash, Ledger, Query};
 use proptest::prelude::*;
 
 use crate::util::{create, entry};
@@ -71,7 +71,7 @@ proptest! {
                         let proof = l.inclusion_proof(seq, size).unwrap();
                         onoal_engine::merkle::verify_inclusion(seq, size, &model.leaves[seq as usize].0, &proof, &l.root_at(size).unwrap()).unwrap();
                         let stream = model.leaves[seq as usize].1;
-                        let q = Query { stream: Some(format!("s{stream}")), limit: Some(10_000), ..Default::default() };
+                        let q = Query { filter: Filter { stream: Some(format!("s{stream}")), ..Default::default() }, limit: Some(10_000), ..Default::default() };
                         let expected = model.leaves.iter().filter(|x| x.1 == stream).count().min(10_000);
                         prop_assert_eq!(l.query(&q).unwrap().entries.len(), expected);
                     }

@@ -11,6 +11,7 @@ mod open_errors;
 mod proofs;
 mod queries;
 mod replica;
+mod silent;
 mod sync;
 mod tamper;
 mod torn_wal;

@@ -6,9 +6,9 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use onoal_engine::Ledger;
 use onoal_engine::identity::{SecretKey, key_path};
 use onoal_engine::replica::bundle_path_from_inclusion;
+use onoal_engine::{Ledger, LogIndex, Query, TreeSize};
 use onoal_mesh::proto::{self, LedgerCertificate, Request, Response};
 use onoal_tests::{onoal, run_fail, run_json};
 
@@ -61,7 +61,8 @@ fn respond(src: &EvilSource, request: Request) -> Vec<u8> {
     match request {
         Request::Hello { .. } => encode(&Response::Hello { certificate: cert }),
         Request::Certificate { .. } => encode(&Response::Certificate { certificate: cert }),
-        Request::Checkpoint { have, .. } | Request::WaitCheckpoint { have, .. } => {
+        Request::Checkpoint { have: TreeSize(have), .. }
+        | Request::WaitCheckpoint { have: TreeSize(have), .. } => {
             let serving = match src.mode {
                 Evil::Fork | Evil::BadConsistencyProof => src.other.as_ref().unwrap(),
                 _ => &src.honest,
@@ -97,7 +98,7 @@ fn respond(src: &EvilSource, request: Request) -> Vec<u8> {
             }
             encode(&Response::Checkpoint { note, consistency })
         }
-        Request::CheckpointAt { size, .. } => {
+        Request::CheckpointAt { size: TreeSize(size), .. } => {
             let serving =
                 if src.mode == Evil::Fork { src.other.as_ref().unwrap() } else { &src.honest };
             match serving.checkpoint_at(size).unwrap() {
@@ -107,7 +108,7 @@ fn respond(src: &EvilSource, request: Request) -> Vec<u8> {
                 None => encode(&Response::NoCheckpoint),
             }
         }
-        Request::Bundle { size, first, .. } => {
+        Request::Bundle { size: TreeSize(size), first: LogIndex(first), .. } => {
             let count = onoal_engine::replica::bundle_len(first, size).unwrap();
             let proof = src.honest.inclusion_proof(first, size).unwrap();
             let path = bundle_path_from_inclusion(first, size, &proof).unwrap();
@@ -123,8 +124,8 @@ fn respond(src: &EvilSource, request: Request) -> Vec<u8> {
             }
             out
         }
-        Request::Entries { size, filter, cursor, .. } => {
-            let page = src.honest.query(&filter.to_query(cursor, 1000)).unwrap();
+        Request::Entries { size: TreeSize(size), filter, cursor: LogIndex(cursor), .. } => {
+            let page = src.honest.query(&Query::from_seq(filter, cursor, 1000)).unwrap();
             let mut entries: Vec<proto::ProvenEntryWire> = page
                 .entries
                 .iter()

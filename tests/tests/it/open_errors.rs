@@ -112,8 +112,8 @@ fn second_writer_is_refused_while_readers_work() {
 }
 
 pub(crate) fn rocksdb_open(dir: &std::path::Path) -> rocksdb::DB {
-    let cfs = onoal_engine::store::column_families();
     let mut opts = rocksdb::Options::default();
+    let cfs = rocksdb::DB::list_cf(&opts, dir.join("db")).unwrap();
     opts.create_if_missing(false);
     rocksdb::DB::open_cf(&opts, dir.join("db"), cfs).unwrap()
 }

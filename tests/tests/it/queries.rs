@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use onoal_engine::{Query, ReadError};
+use onoal_engine::{Filter, Query, ReadError};
 
 use crate::util::{create, entry, oid};
 
@@ -30,27 +30,39 @@ fn query_by_each_filter_with_cursor_paging() {
         l.query(q).unwrap().entries.iter().map(|e| e.entry.seq).collect()
     };
 
-    let by_stream =
-        seqs(&Query { stream: Some("payments".into()), limit: Some(1000), ..Default::default() });
+    let by_stream = seqs(&Query {
+        filter: Filter { stream: Some("payments".into()), ..Default::default() },
+        limit: Some(1000),
+        ..Default::default()
+    });
     assert_eq!(by_stream, (0..90).filter(|i| i % 3 == 1).collect::<Vec<_>>());
-    let by_type =
-        seqs(&Query { entry_type: Some("odd".into()), limit: Some(1000), ..Default::default() });
+    let by_type = seqs(&Query {
+        filter: Filter { entry_type: Some("odd".into()), ..Default::default() },
+        limit: Some(1000),
+        ..Default::default()
+    });
     assert_eq!(by_type.len(), 45);
     let by_subject = seqs(&Query {
-        subject: Some("oid:onoal:customer:7".into()),
+        filter: Filter { subject: Some("oid:onoal:customer:7".into()), ..Default::default() },
         limit: Some(1000),
         ..Default::default()
     });
     assert_eq!(by_subject, (0..90).filter(|i| i % 5 == 0).collect::<Vec<_>>());
     let both = seqs(&Query {
-        subject: Some("oid:onoal:customer:7".into()),
-        issuer: Some("oid:onoal:bank".into()),
+        filter: Filter {
+            subject: Some("oid:onoal:customer:7".into()),
+            issuer: Some("oid:onoal:bank".into()),
+            ..Default::default()
+        },
         ..Default::default()
     });
     assert_eq!(both, vec![0, 45]);
     let combined = seqs(&Query {
-        stream: Some("orders".into()),
-        entry_type: Some("even".into()),
+        filter: Filter {
+            stream: Some("orders".into()),
+            entry_type: Some("even".into()),
+            ..Default::default()
+        },
         limit: Some(1000),
         ..Default::default()
     });
@@ -62,10 +74,9 @@ fn query_by_each_filter_with_cursor_paging() {
     loop {
         let page = l
             .query(&Query {
-                stream: Some("payments".into()),
+                filter: Filter { stream: Some("payments".into()), ..Default::default() },
                 limit: Some(7),
                 cursor: cursor.clone(),
-                ..Default::default()
             })
             .unwrap();
         assert!(page.entries.len() <= 7);
@@ -80,7 +91,13 @@ fn query_by_each_filter_with_cursor_paging() {
         l.query(&Query { cursor: Some("nope".into()), ..Default::default() }),
         Err(ReadError::BadCursor(_))
     ));
-    assert!(seqs(&Query { stream: Some("nothing".into()), ..Default::default() }).is_empty());
+    assert!(
+        seqs(&Query {
+            filter: Filter { stream: Some("nothing".into()), ..Default::default() },
+            ..Default::default()
+        })
+        .is_empty()
+    );
 }
 
 #[test]
@@ -93,10 +110,19 @@ fn query_by_time_window() {
     std::thread::sleep(Duration::from_millis(30));
     l.append(entry("s", "t", "late")).unwrap();
     let ts = l.entry(mid.seq).unwrap().entry.timestamp_ms;
-    let page =
-        l.query(&Query { since_ms: Some(ts), until_ms: Some(ts), ..Default::default() }).unwrap();
+    let page = l
+        .query(&Query {
+            filter: Filter { since_ms: Some(ts), until_ms: Some(ts), ..Default::default() },
+            ..Default::default()
+        })
+        .unwrap();
     assert_eq!(page.entries.iter().map(|e| e.entry.seq).collect::<Vec<_>>(), vec![mid.seq]);
-    let after = l.query(&Query { since_ms: Some(ts + 1), ..Default::default() }).unwrap();
+    let after = l
+        .query(&Query {
+            filter: Filter { since_ms: Some(ts + 1), ..Default::default() },
+            ..Default::default()
+        })
+        .unwrap();
     assert_eq!(after.entries.len(), 1);
     assert_eq!(after.entries[0].entry.content.payload, b"late");
 }
@@ -119,10 +145,9 @@ fn paging_across_many_groups_returns_each_match_once() {
     loop {
         let page = l
             .query(&Query {
-                stream: Some("odd".into()),
+                filter: Filter { stream: Some("odd".into()), ..Default::default() },
                 limit: Some(7),
                 cursor: cursor.clone(),
-                ..Default::default()
             })
             .unwrap();
         seen.extend(page.entries.iter().map(|e| e.entry.seq));

@@ -48,7 +48,10 @@ fn full_then_incremental_sync_gives_an_identical_verifiable_replica() {
     let replica = dst.replica(&src.identity().ledger_id).unwrap();
     assert_eq!(replica.head().unwrap(), src.head().unwrap());
     assert_eq!(replica.entry(1234).unwrap(), src.entry(1234).unwrap());
-    let q = onoal_engine::Query { stream: Some("b".into()), ..Default::default() };
+    let q = onoal_engine::Query {
+        filter: onoal_engine::Filter { stream: Some("b".into()), ..Default::default() },
+        ..Default::default()
+    };
     assert_eq!(replica.query(&q).unwrap(), src.query(&q).unwrap());
     assert_eq!(replica.inclusion_proof(77, 1517).unwrap(), src.inclusion_proof(77, 1517).unwrap());
     let report = replica.verify(&|_| {}).unwrap();
@@ -80,7 +83,10 @@ fn bad_bundles_are_refused_and_nothing_is_written() {
     let at = bad[17].windows(10).position(|w| w == b"payload 17").unwrap();
     bad[17][at + 9] = b'8';
     // The next entry's link no longer matches.
-    assert!(matches!(verify_bundle(&cp, 0, bad, &path), Err(BundleError::ChainBroken { seq: 18 })));
+    assert!(matches!(
+        verify_bundle(&cp, 0, bad, &path),
+        Err(BundleError::ChainBroken { seq: 18, .. })
+    ));
     // In the last entry of a bundle only the root can tell.
     let mut bad = leaves.clone();
     let at = bad[255].windows(11).position(|w| w == b"payload 255").unwrap();

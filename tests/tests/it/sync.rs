@@ -74,6 +74,11 @@ impl Serve {
         Self(child, addr.port())
     }
 
+    /// The process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.0.id()
+    }
+
     pub(crate) fn stop(mut self) {
         terminate(&mut self.0);
     }

@@ -7,13 +7,17 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use rayon::prelude::*;
-use rocksdb::{Direction, IteratorMode};
 
+mod sparse;
+
+use crate::chain::check_links;
 use crate::error::VerifyError;
 use crate::hash::{Hash, leaf_hash};
-use crate::ledger::{Ledger, Log, View};
+use crate::ledger::Ledger;
+use crate::log::view::View;
+use crate::log::{Log, Shape};
 use crate::record::Entry;
-use crate::store::{self, CF_CHECKPOINTS, CF_ENTRIES};
+use crate::store::scan;
 use crate::tile::{TILE_WIDTH, Tile, TileError, TileId};
 
 /// Progress of a running audit.
@@ -67,8 +71,8 @@ impl Log {
         &self,
         progress: &(dyn Fn(VerifyProgress) + Sync),
     ) -> Result<VerifyReport, VerifyError> {
-        if self.is_sparse() {
-            return self.verify_sparse();
+        if self.shape() == Shape::Sparse {
+            return sparse::verify(self);
         }
         let view = self.view()?;
         let size = view.head.size;
@@ -128,32 +132,23 @@ impl Log {
 fn check_leaf_tile(view: &View<'_>, index: u64, size: u64) -> Result<TileOutcome, VerifyError> {
     let start = index * TILE_WIDTH as u64;
     let end = (start + TILE_WIDTH as u64).min(size);
-    let mut ro = view.read_opts();
-    ro.set_iterate_upper_bound(store::entry_key(view.log.number, end).to_vec());
-    let from = store::entry_key(view.log.number, start);
-    let it = view.shared.db.iterator_cf_opt(
-        view.shared.cf(CF_ENTRIES),
-        ro,
-        IteratorMode::From(&from, Direction::Forward),
-    );
     let mut hashes = Vec::with_capacity((end - start) as usize);
     let mut prevs = Vec::with_capacity((end - start) as usize);
     let mut expected_seq = start;
-    for item in it {
-        let (k, v) = item.map_err(crate::error::ReadError::from)?;
-        let seq = store::entry_key_seq(view.log.number, &k).unwrap_or(u64::MAX);
+    scan::entries(view.store, Some(&view.snapshot), view.log.number, start, end, |seq, v| {
         if seq != expected_seq {
             return Err(VerifyError::EntryMissing { seq: expected_seq });
         }
-        let entry = Entry::decode(&v)
+        let entry = Entry::decode(v)
             .map_err(|e| VerifyError::EntryUndecodable { seq, reason: e.to_string() })?;
         if entry.seq != seq {
             return Err(VerifyError::SeqMismatch { seq, found: entry.seq });
         }
         prevs.push(entry.prev_hash);
-        hashes.push(leaf_hash(&v));
+        hashes.push(leaf_hash(v));
         expected_seq += 1;
-    }
+        Ok(true)
+    })?;
     if expected_seq != end {
         return Err(VerifyError::EntryMissing { seq: expected_seq });
     }
@@ -168,14 +163,15 @@ fn check_leaf_tile(view: &View<'_>, index: u64, size: u64) -> Result<TileOutcome
         }
         other => other,
     })?;
-    for (i, pair) in hashes.windows(2).enumerate() {
-        let seq = start + i as u64 + 1;
-        if prevs[i + 1] != pair[0] {
-            return Err(VerifyError::ChainBroken { seq, expected: pair[0], found: prevs[i + 1] });
-        }
+    // Links inside the tile; the first entry's link is checked across tiles by the caller.
+    if let Some(&first_prev) = prevs.first() {
+        check_links(start, first_prev, prevs.iter().copied().zip(hashes.iter().copied())).map_err(
+            |c| VerifyError::ChainBroken { seq: c.seq, expected: c.expected, found: c.found },
+        )?;
     }
-    let first_prev = prevs.first().copied().unwrap_or_default();
-    let last_leaf = hashes.last().copied().unwrap_or_default();
+    // Every tile below the size holds at least one entry, and none was missing.
+    let first_prev = *prevs.first().expect("a tile below the size holds an entry");
+    let last_leaf = *hashes.last().expect("a tile below the size holds an entry");
     Ok(TileOutcome { first_prev, last_leaf, root_or_none: tile.root() })
 }
 
@@ -208,7 +204,8 @@ fn check_tile(view: &View<'_>, id: TileId, expected: &[Hash]) -> Result<Tile, Ve
                 index: id.index,
                 row: 0,
                 position: pos,
-                stored: Hash::from_slice(&stored[pos * 32..pos * 32 + 32]).unwrap_or_default(),
+                stored: Hash::from_slice(&stored[pos * 32..pos * 32 + 32])
+                    .expect("the stored tile has the recomputed tile's length"),
                 computed: expected[pos],
             });
         }
@@ -229,21 +226,10 @@ fn check_tile(view: &View<'_>, id: TileId, expected: &[Hash]) -> Result<Tile, Ve
 
 fn check_checkpoints(log: &Log, view: &View<'_>) -> Result<u64, VerifyError> {
     let verifier = log.identity().verifier();
-    let number = view.log.number;
-    let from = store::checkpoint_key(number, 0);
-    let mut ro = view.read_opts();
-    ro.set_iterate_upper_bound(store::checkpoint_key(number + 1, 0).to_vec());
-    let it = view.shared.db.iterator_cf_opt(
-        view.shared.cf(CF_CHECKPOINTS),
-        ro,
-        IteratorMode::From(&from, Direction::Forward),
-    );
     let mut count = 0;
-    for item in it {
-        let (k, v) = item.map_err(crate::error::ReadError::from)?;
-        let size = store::entry_key_seq(view.log.number, &k).unwrap_or(u64::MAX);
+    scan::checkpoints(view.store, Some(&view.snapshot), view.log.number, |size, v| {
         let cp = verifier
-            .open(&v)
+            .open(v)
             .map_err(|e| VerifyError::CheckpointBadSignature { size, reason: e.to_string() })?;
         if cp.size != size {
             return Err(VerifyError::CheckpointBadSignature {
@@ -255,7 +241,7 @@ fn check_checkpoints(log: &Log, view: &View<'_>) -> Result<u64, VerifyError> {
             // A replica may hold a newer checkpoint than its entries (a light sync, or a sync
             // in progress); it was checked for consistency when accepted.
             count += 1;
-            continue;
+            return Ok(true);
         }
         if size > view.head.size {
             return Err(VerifyError::CheckpointBadSignature {
@@ -268,6 +254,7 @@ fn check_checkpoints(log: &Log, view: &View<'_>) -> Result<u64, VerifyError> {
             return Err(VerifyError::CheckpointRootMismatch { size, expected, found: cp.root });
         }
         count += 1;
-    }
+        Ok(true)
+    })?;
     Ok(count)
 }

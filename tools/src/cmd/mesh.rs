@@ -3,28 +3,32 @@
 use std::io::{IsTerminal as _, Write as _};
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context as _, Result, anyhow, bail};
-use onoal_engine::Ledger;
 use onoal_engine::identity::{SecretKey, key_path};
+use onoal_engine::{Filter, Ledger, LedgerId};
+use onoal_mesh::peer::PeerStore;
 use onoal_mesh::{Node, NodeConfig, SyncMode, SyncSummary};
 use serde_json::{Value, json};
 
-use crate::{Cli, is_in_use, open_read, open_write};
+use crate::cli::Cli;
+use crate::cmd::ledger::{is_in_use, open_read, open_write};
+use crate::output::{one_line, print, print_value};
 
 /// `LEDGER_ID@HOST:PORT`.
-pub(crate) fn parse_peer_spec(spec: &str) -> Result<(uuid::Uuid, String)> {
+pub(crate) fn parse_peer_spec(spec: &str) -> Result<(LedgerId, String)> {
     let (id, addr) =
         spec.split_once('@').ok_or_else(|| anyhow!("{spec:?} is not LEDGER_ID@HOST:PORT"))?;
-    let id = uuid::Uuid::parse_str(id).map_err(|_| anyhow!("{id:?} is not a ledger id (UUID)"))?;
+    let id = parse_ledger_id(id)?;
     if !addr.contains(':') {
         bail!("{addr:?} is not HOST:PORT");
     }
     Ok((id, addr.to_owned()))
 }
 
-pub(crate) fn parse_ledger_id(s: &str) -> Result<uuid::Uuid> {
-    uuid::Uuid::parse_str(s).map_err(|_| anyhow!("{s:?} is not a ledger id (UUID)"))
+pub(crate) fn parse_ledger_id(s: &str) -> Result<LedgerId> {
+    s.parse::<LedgerId>().map_err(|_| anyhow!("{s:?} is not a ledger id (UUID)"))
 }
 
 fn open_for_mesh(cli: &Cli, what: &str) -> Result<Ledger> {
@@ -32,7 +36,7 @@ fn open_for_mesh(cli: &Cli, what: &str) -> Result<Ledger> {
         if is_in_use(&e) {
             anyhow!(
                 "{}: the ledger is open in another process (a running `onoal serve`?); stop it to {what}, or let the node follow ledgers with `onoal serve --peer LEDGER_ID@HOST:PORT`",
-                crate::one_line(&e)
+                one_line(&e)
             )
         } else {
             e
@@ -73,25 +77,24 @@ pub(crate) fn peer_add(cli: &Cli, spec: &str, key: &str) -> Result<()> {
     if id == ledger.identity().ledger_id {
         bail!("{id} is this ledger; pin other ledgers");
     }
-    let record =
-        onoal_mesh::peer::pin(&ledger, id, key_bytes, Some(addr)).map_err(|e| anyhow!(e))?;
+    let record = PeerStore::open(Arc::new(ledger))?.pin(id, key_bytes, Some(addr))?;
     let v = json!({
         "ledger_id": id.to_string(),
         "public_key": key,
         "addresses": record.addresses,
     });
-    crate::print(cli, v, || format!("pinned {id} with key {key}"));
+    print(cli, v, || format!("pinned {id} with key {key}"));
     Ok(())
 }
 
 pub(crate) fn peer_list(cli: &Cli) -> Result<()> {
     let ledger = open_read(cli)?;
-    let peers = onoal_mesh::peer::list(&ledger).map_err(|e| anyhow!(e))?;
+    let peers = PeerStore::open(Arc::new(ledger))?.list()?;
     let list: Vec<Value> = peers
         .iter()
         .map(|p| {
             json!({
-                "ledger_id": uuid::Uuid::from_bytes(p.ledger_id).to_string(),
+                "ledger_id": p.ledger_id.to_string(),
                 "public_key": hex::encode(p.public_key),
                 "oid": p.oid,
                 "addresses": p.addresses,
@@ -103,8 +106,7 @@ pub(crate) fn peer_list(cli: &Cli) -> Result<()> {
             })
         })
         .collect();
-    let v = json!({ "peers": list });
-    crate::print(cli, v.clone(), || serde_json::to_string_pretty(&v).unwrap_or_default());
+    print_value(cli, &json!({ "peers": list }));
     Ok(())
 }
 
@@ -130,8 +132,7 @@ pub(crate) fn replicas(cli: &Cli) -> Result<()> {
             "last_error": record.as_ref().and_then(|r| r.last_error.clone()),
         }));
     }
-    let v = json!({ "replicas": list });
-    crate::print(cli, v.clone(), || serde_json::to_string_pretty(&v).unwrap_or_default());
+    print_value(cli, &json!({ "replicas": list }));
     Ok(())
 }
 
@@ -140,7 +141,7 @@ pub(crate) fn forks(cli: &Cli, drop: Option<&str>) -> Result<()> {
         let id = parse_ledger_id(id)?;
         let ledger = open_for_mesh(cli, "drop a replica")?;
         let dropped = ledger.drop_replica(&id)?;
-        crate::print(cli, json!({"ledger_id": id.to_string(), "dropped": dropped}), || {
+        print(cli, json!({"ledger_id": id.to_string(), "dropped": dropped}), || {
             if dropped {
                 format!("dropped the replica of {id}; the next sync starts afresh")
             } else {
@@ -170,16 +171,23 @@ pub(crate) fn forks(cli: &Cli, drop: Option<&str>) -> Result<()> {
             }));
         }
     }
-    let v = json!({ "forks": list });
-    crate::print(cli, v.clone(), || serde_json::to_string_pretty(&v).unwrap_or_default());
+    print_value(cli, &json!({ "forks": list }));
     Ok(())
 }
 
-fn load_node(cli: &Cli, ledger: Ledger, listen: &str) -> Result<Node> {
+fn load_node(cli: &Cli, ledger: Ledger, listen: &str, config: NodeConfig) -> Result<Node> {
     let key = SecretKey::read_file(&key_path(&cli.data))?;
     let addr: std::net::SocketAddr =
         listen.parse().map_err(|_| anyhow!("--listen {listen:?} is not IP:PORT"))?;
-    Ok(Node::bind(Arc::new(ledger), key, addr, NodeConfig::default())?)
+    Ok(Node::bind(Arc::new(ledger), key, addr, config)?)
+}
+
+/// `--timeout SECS` as a deadline: positive and finite.
+fn timeout(secs: f64) -> Result<Duration> {
+    if !(secs.is_finite() && secs > 0.0 && secs <= 86_400.0) {
+        bail!("--timeout {secs} is not a number of seconds between 0 and 86400");
+    }
+    Ok(Duration::from_secs_f64(secs))
 }
 
 pub(crate) fn sync(
@@ -188,16 +196,18 @@ pub(crate) fn sync(
     from: Option<&str>,
     mode: SyncMode,
     follow: bool,
-    filter: &onoal_mesh::proto::EntryFilter,
+    timeout_secs: f64,
+    filter: &Filter,
 ) -> Result<ExitCode> {
     let id = parse_ledger_id(ledger_id)?;
+    let config = NodeConfig::default().request_timeout(timeout(timeout_secs)?);
     if !filter.is_empty() && (follow || mode != SyncMode::Incremental) {
         bail!("a filtered sync (--stream, --type, ...) takes neither --follow nor --mode");
     }
     let ledger = open_for_mesh(cli, "sync")?;
     let rt = runtime()?;
     rt.block_on(async {
-        let node = load_node(cli, ledger, "127.0.0.1:0")?;
+        let node = load_node(cli, ledger, "127.0.0.1:0", config)?;
         let bar = if std::io::stderr().is_terminal() && !cli.json {
             indicatif::ProgressBar::new(0)
         } else {
@@ -234,7 +244,7 @@ pub(crate) fn sync(
         bar.finish_and_clear();
         node.close().await;
         let s = summary?;
-        crate::print(cli, summary_json(&s), || {
+        print(cli, summary_json(&s), || {
             format!(
                 "synced {}: {} -> {} entries ({} new, {} bytes) in {:.2} s, verified against checkpoint {}",
                 s.ledger_id, s.from_size, s.to_size, s.entries, s.bytes, s.seconds, s.checkpoint_size
@@ -267,22 +277,18 @@ async fn shutdown_signal() {
 }
 
 pub(crate) fn serve(cli: &Cli, listen: &str, peers: &[String]) -> Result<ExitCode> {
-    let follows: Vec<(uuid::Uuid, String)> =
+    let follows: Vec<(LedgerId, String)> =
         peers.iter().map(|p| parse_peer_spec(p)).collect::<Result<_>>()?;
     let ledger = open_for_mesh(cli, "serve")?;
-    for (id, addr) in &follows {
-        let record =
-            onoal_mesh::peer::get(&ledger, id).map_err(|e| anyhow!(e))?.ok_or_else(|| {
-                anyhow!(
-                    "--peer {id}@{addr}: pin its key first: onoal peer add {id}@{addr} --key HEX"
-                )
-            })?;
-        onoal_mesh::peer::pin(&ledger, *id, record.public_key, Some(addr.clone()))
-            .map_err(|e| anyhow!(e))?;
-    }
     let rt = runtime()?;
     rt.block_on(async {
-        let node = load_node(cli, ledger, listen)?;
+        let node = load_node(cli, ledger, listen, NodeConfig::default())?;
+        for (id, addr) in &follows {
+            let record = node.peers().get(id)?.ok_or_else(|| {
+                anyhow!("--peer {id}@{addr}: pin its key first: onoal peer add {id}@{addr} --key HEX")
+            })?;
+            node.peers().pin(*id, record.public_key, Some(addr.clone()))?;
+        }
         let addr = node.local_addr()?;
         let id = node.ledger().identity().clone();
         let v = json!({
@@ -291,7 +297,7 @@ pub(crate) fn serve(cli: &Cli, listen: &str, peers: &[String]) -> Result<ExitCod
             "public_key": hex::encode(id.public_key.as_bytes()),
             "addr": addr.to_string(),
         });
-        crate::print(cli, v, || {
+        print(cli, v, || {
             format!(
                 "serving ledger {} ({})\npublic key {}\nQUIC on {addr}",
                 id.ledger_id,

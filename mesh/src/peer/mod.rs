@@ -1,0 +1,271 @@
+//! Known peers, stored in the ledger's `peers` table (key = ledger id, value = postcard
+//! [`PeerRecord`]), with an in-memory index from key to ledger id so authorising a request
+//! never scans the table. Writes are fsynced: call them off async workers.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+use serde::{Deserialize, Serialize};
+
+use onoal_engine::{AuxTable, Ledger, LedgerId};
+
+use crate::id::PeerId;
+use crate::proto::{LedgerCertificate, PeerMisbehaved};
+
+/// Most misbehaviour reports kept per peer (the count keeps growing).
+const KEPT_REPORTS: usize = 32;
+
+/// What this ledger knows about another ledger.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerRecord {
+    /// Ledger id.
+    pub ledger_id: LedgerId,
+    /// Pinned Ed25519 key: handshakes and checkpoints of this ledger must use it.
+    pub public_key: [u8; 32],
+    /// OID, once learned from a verified certificate.
+    pub oid: Option<String>,
+    /// QUIC addresses (`host:port`).
+    pub addresses: Vec<String>,
+    /// The newest verified certificate.
+    pub certificate: Option<LedgerCertificate>,
+    /// Protocols it speaks (ALPNs).
+    pub capabilities: Vec<String>,
+    /// Last successful handshake (ms since the epoch).
+    pub last_seen_ms: u64,
+    /// Violations seen, newest last.
+    pub misbehaviour: Vec<MisbehaviourReport>,
+    /// All violations ever seen.
+    pub misbehaviour_count: u64,
+}
+
+impl PeerRecord {
+    /// A fresh record pinning `key` for `ledger_id`.
+    pub fn new(ledger_id: LedgerId, key: [u8; 32]) -> Self {
+        Self {
+            ledger_id,
+            public_key: key,
+            oid: None,
+            addresses: Vec::new(),
+            certificate: None,
+            capabilities: Vec::new(),
+            last_seen_ms: 0,
+            misbehaviour: Vec::new(),
+            misbehaviour_count: 0,
+        }
+    }
+
+    /// The pinned key, if it is a valid Ed25519 key.
+    pub fn peer_id(&self) -> Option<PeerId> {
+        PeerId::from_bytes(&self.public_key)
+    }
+}
+
+/// One recorded violation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MisbehaviourReport {
+    /// When (ms since the epoch).
+    pub at_ms: u64,
+    /// [`PeerMisbehaved::kind`].
+    pub kind: String,
+    /// Full message.
+    pub detail: String,
+}
+
+/// Why the peer table could not be read or written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PeerError {
+    /// The ledger refused (storage, read-only).
+    #[error("peer table: {0}")]
+    Storage(String),
+    /// A stored record does not decode.
+    #[error(
+        "the peer record of {ledger_id} is damaged ({reason}); remove it and pin the peer again"
+    )]
+    Damaged {
+        /// Whose record.
+        ledger_id: String,
+        /// Decoder message.
+        reason: String,
+    },
+}
+
+/// The peer table of a ledger, with a key index.
+#[derive(Clone)]
+pub struct PeerStore {
+    ledger: Arc<Ledger>,
+    by_key: Arc<RwLock<HashMap<[u8; 32], LedgerId>>>,
+}
+
+impl std::fmt::Debug for PeerStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PeerStore").field("peers", &self.by_key.read().len()).finish()
+    }
+}
+
+fn decode(key: &[u8], value: &[u8]) -> Result<PeerRecord, PeerError> {
+    postcard::from_bytes(value).map_err(|e| PeerError::Damaged {
+        ledger_id: LedgerId::from_slice(key).map_or_else(|| hex::encode(key), |id| id.to_string()),
+        reason: e.to_string(),
+    })
+}
+
+impl PeerStore {
+    /// Loads the table's key index (one scan).
+    ///
+    /// # Errors
+    /// Storage errors or a damaged record.
+    pub fn open(ledger: Arc<Ledger>) -> Result<Self, PeerError> {
+        let store = Self { ledger, by_key: Arc::new(RwLock::new(HashMap::new())) };
+        let index = store.list()?.into_iter().map(|r| (r.public_key, r.ledger_id)).collect();
+        *store.by_key.write() = index;
+        Ok(store)
+    }
+
+    /// The ledger whose table this is.
+    pub fn ledger(&self) -> &Arc<Ledger> {
+        &self.ledger
+    }
+
+    /// Reads a peer.
+    ///
+    /// # Errors
+    /// Storage errors or a damaged record.
+    pub fn get(&self, id: &LedgerId) -> Result<Option<PeerRecord>, PeerError> {
+        match self
+            .ledger
+            .aux_get(AuxTable::Peers, id.as_bytes())
+            .map_err(|e| PeerError::Storage(e.to_string()))?
+        {
+            None => Ok(None),
+            Some(b) => decode(id.as_bytes(), &b).map(Some),
+        }
+    }
+
+    /// Writes a peer (fsynced).
+    ///
+    /// # Errors
+    /// Storage errors, a read-only ledger.
+    pub fn put(&self, record: &PeerRecord) -> Result<(), PeerError> {
+        let bytes = postcard::to_stdvec(record).map_err(|e| PeerError::Storage(e.to_string()))?;
+        self.ledger
+            .aux_put(AuxTable::Peers, record.ledger_id.as_bytes(), &bytes)
+            .map_err(|e| PeerError::Storage(e.to_string()))?;
+        let mut index = self.by_key.write();
+        index.retain(|_, id| *id != record.ledger_id);
+        index.insert(record.public_key, record.ledger_id);
+        Ok(())
+    }
+
+    /// Every peer, by ledger id.
+    ///
+    /// # Errors
+    /// Storage errors or a damaged record.
+    pub fn list(&self) -> Result<Vec<PeerRecord>, PeerError> {
+        self.ledger
+            .aux_scan(AuxTable::Peers)
+            .map_err(|e| PeerError::Storage(e.to_string()))?
+            .into_iter()
+            .map(|(k, v)| decode(&k, &v))
+            .collect()
+    }
+
+    /// True when `key` is pinned for some ledger (an index lookup, no I/O).
+    pub fn is_pinned(&self, key: &PeerId) -> bool {
+        self.by_key.read().contains_key(key.as_bytes())
+    }
+
+    /// The pinned peer whose key is `key`, if any.
+    ///
+    /// # Errors
+    /// As [`Self::get`].
+    pub fn by_key(&self, key: &PeerId) -> Result<Option<PeerRecord>, PeerError> {
+        let id = self.by_key.read().get(key.as_bytes()).copied();
+        match id {
+            None => Ok(None),
+            Some(id) => self.get(&id),
+        }
+    }
+
+    /// Pins `key` for ledger `id` at `address` (keeps what else is known when the key is the
+    /// same; replaces the record when the key changed, which the operator asked for).
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn pin(
+        &self,
+        id: LedgerId,
+        key: [u8; 32],
+        address: Option<String>,
+    ) -> Result<PeerRecord, PeerError> {
+        let mut record = match self.get(&id)? {
+            Some(r) if r.public_key == key => r,
+            _ => PeerRecord::new(id, key),
+        };
+        if let Some(a) = address {
+            record.addresses.retain(|x| *x != a);
+            record.addresses.insert(0, a);
+        }
+        self.put(&record)?;
+        Ok(record)
+    }
+
+    /// Records a verified certificate of a pinned peer (and where it was reached).
+    pub fn learn(
+        &self,
+        certificate: &LedgerCertificate,
+        address: Option<String>,
+        capability: &str,
+        now_ms: u64,
+    ) {
+        if self.ledger.is_read_only() {
+            return;
+        }
+        if let Ok(Some(mut record)) = self.get(&certificate.ledger_id)
+            && record.public_key == certificate.public_key
+        {
+            record.oid = Some(certificate.oid.clone());
+            record.certificate = Some(certificate.clone());
+            record.last_seen_ms = now_ms;
+            record.capabilities = vec![capability.to_owned()];
+            if let Some(a) = address
+                && !record.addresses.contains(&a)
+            {
+                record.addresses.push(a);
+            }
+            if let Err(e) = self.put(&record) {
+                tracing::warn!(error = %e, "could not store a peer's certificate");
+            }
+        }
+    }
+
+    /// Records a violation against the peer with `key` (if pinned).
+    pub fn report(&self, key: &PeerId, violation: &PeerMisbehaved, now_ms: u64) {
+        // Look up first: the index lock must not be held while `put` updates it.
+        let id = self.by_key.read().get(key.as_bytes()).copied();
+        self.report_ledger(id, violation, now_ms);
+    }
+
+    /// Records a violation against the ledger `id` (if pinned): what its key signed, whoever
+    /// relayed it.
+    pub fn report_ledger(&self, id: Option<LedgerId>, violation: &PeerMisbehaved, now_ms: u64) {
+        let Some(id) = id else { return };
+        if self.ledger.is_read_only() {
+            return;
+        }
+        let Ok(Some(mut record)) = self.get(&id) else { return };
+        record.misbehaviour.push(MisbehaviourReport {
+            at_ms: now_ms,
+            kind: violation.kind().to_owned(),
+            detail: violation.to_string(),
+        });
+        if record.misbehaviour.len() > KEPT_REPORTS {
+            record.misbehaviour.remove(0);
+        }
+        record.misbehaviour_count += 1;
+        if let Err(e) = self.put(&record) {
+            tracing::warn!(error = %e, "could not record a peer's misbehaviour");
+        }
+    }
+}

@@ -1,0 +1,331 @@
+//! The server's decisions, without network I/O. [`ServeCore::handle_request`] authorises a
+//! request (today: the client's key must be pinned; `Hello` is for anyone) and either answers at
+//! once or returns a [`Plan`]: which engine reads answer it. [`execute`] runs a plan over the
+//! ledger's reads (blocking: RocksDB) and builds the response, with a bundle's entry frames;
+//! [`wait_check`] says when a long poll can be answered. Trust and stream visibility will plug
+//! into `handle_request`, so what a node serves is decided in one place.
+
+use std::time::Duration;
+
+use onoal_engine::replica::{bundle_len, bundle_path_from_inclusion};
+use onoal_engine::{Durable, Filter, Identity, Ledger, LedgerId, Log, Query};
+
+use super::cert::LedgerCertificate;
+use super::frame::encode_frame;
+use super::message::{ErrorCode, ProvenEntryWire, Request, Response};
+use super::{MAX_PAGE_BYTES, MAX_PAGE_ENTRIES, MAX_WAIT_MS, handshake};
+use crate::id::PeerId;
+use crate::peer::PeerStore;
+
+/// How to answer a request.
+#[derive(Debug)]
+pub enum Decision {
+    /// Answer with this at once.
+    Respond(Response),
+    /// Answer with what [`execute`] makes of this plan.
+    Execute(Plan),
+    /// A long poll: when [`wait_check`] says ready (the driver subscribes to the log's durable
+    /// changes), or after `wait`, answer with what [`execute`] makes of the plan.
+    Wait {
+        /// The answer's plan.
+        plan: Plan,
+        /// Size of the client's newest checkpoint.
+        have: u64,
+        /// Longest wait.
+        wait: Duration,
+    },
+}
+
+/// Engine reads that answer a request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Plan {
+    /// The certificate of a replicated ledger, as the peer table holds it.
+    Certificate {
+        /// Whose.
+        ledger: LedgerId,
+    },
+    /// The newest servable checkpoint, with a consistency proof from `have`.
+    Checkpoint {
+        /// Whose.
+        ledger: LedgerId,
+        /// The client's newest checkpoint size.
+        have: u64,
+    },
+    /// The stored checkpoint of exactly `size`.
+    CheckpointAt {
+        /// Whose.
+        ledger: LedgerId,
+        /// Tree size.
+        size: u64,
+    },
+    /// A bundle: its path and `count` entry frames.
+    Bundle {
+        /// Whose.
+        ledger: LedgerId,
+        /// Tree size.
+        size: u64,
+        /// First seq.
+        first: u64,
+        /// Entries.
+        count: u64,
+    },
+    /// A page of a filtered sync.
+    Entries {
+        /// Whose.
+        ledger: LedgerId,
+        /// Tree size the proofs are for.
+        size: u64,
+        /// Which entries.
+        filter: Filter,
+        /// First seq to consider.
+        cursor: u64,
+        /// Most entries.
+        limit: u32,
+    },
+}
+
+impl Plan {
+    /// The ledger the plan reads.
+    pub fn ledger(&self) -> LedgerId {
+        match self {
+            Self::Certificate { ledger }
+            | Self::Checkpoint { ledger, .. }
+            | Self::CheckpointAt { ledger, .. }
+            | Self::Bundle { ledger, .. }
+            | Self::Entries { ledger, .. } => *ledger,
+        }
+    }
+}
+
+/// What a server sends for one request: the response frame's body, then (for a bundle) the
+/// entry frames, already framed.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Answer {
+    /// The response.
+    pub response: Response,
+    /// Entry frames that follow it (bundles only).
+    pub frames: Vec<u8>,
+}
+
+impl From<Response> for Answer {
+    fn from(response: Response) -> Self {
+        Self { response, frames: Vec::new() }
+    }
+}
+
+fn refuse(code: ErrorCode, message: impl Into<String>) -> Response {
+    Response::Error { code, message: message.into() }
+}
+
+/// The server's policy and identity.
+#[derive(Clone, Debug)]
+pub struct ServeCore {
+    certificate: LedgerCertificate,
+}
+
+impl ServeCore {
+    /// A server presenting `certificate` (its own).
+    pub fn new(certificate: LedgerCertificate) -> Self {
+        Self { certificate }
+    }
+
+    /// The server's own certificate.
+    pub fn certificate(&self) -> &LedgerCertificate {
+        &self.certificate
+    }
+
+    /// Decides how to answer `request` from `client`; `pinned` says whether the operator pinned
+    /// the client's key. Also returns the client's certificate to record when a pinned client
+    /// sent a valid one in `Hello`.
+    pub fn handle_request(
+        &self,
+        client: &PeerId,
+        pinned: bool,
+        request: Request,
+        now_ms: u64,
+    ) -> (Decision, Option<(LedgerCertificate, Identity)>) {
+        if let Request::Hello { .. } = &request {
+            let learned =
+                handshake::client_certificate(&request, client, now_ms).filter(|_| pinned);
+            let hello = Response::Hello { certificate: self.certificate.clone() };
+            return (Decision::Respond(hello), learned);
+        }
+        // Data is private by default: only pinned peers may read it.
+        if !pinned {
+            let message = format!(
+                "this node serves pinned peers only; its operator must run: onoal peer add YOUR_LEDGER_ID@HOST:PORT --key {client}"
+            );
+            return (Decision::Respond(refuse(ErrorCode::NotPinned, message)), None);
+        }
+        let decision = match request {
+            Request::Hello { .. } => {
+                Decision::Respond(Response::Hello { certificate: self.certificate.clone() })
+            }
+            Request::Certificate { ledger } if ledger == self.certificate.ledger_id => {
+                Decision::Respond(Response::Certificate { certificate: self.certificate.clone() })
+            }
+            Request::Certificate { ledger } => Decision::Execute(Plan::Certificate { ledger }),
+            Request::Checkpoint { ledger, have } => {
+                Decision::Execute(Plan::Checkpoint { ledger, have: have.0 })
+            }
+            Request::WaitCheckpoint { ledger, have, wait_ms } => Decision::Wait {
+                plan: Plan::Checkpoint { ledger, have: have.0 },
+                have: have.0,
+                wait: Duration::from_millis(u64::from(wait_ms.min(MAX_WAIT_MS))),
+            },
+            Request::CheckpointAt { ledger, size } => {
+                Decision::Execute(Plan::CheckpointAt { ledger, size: size.0 })
+            }
+            Request::Bundle { ledger, size, first } => match bundle_len(first.0, size.0) {
+                None => Decision::Respond(refuse(
+                    ErrorCode::BadRequest,
+                    format!("{first} is not a bundle start below {size}"),
+                )),
+                Some(count) => {
+                    Decision::Execute(Plan::Bundle { ledger, size: size.0, first: first.0, count })
+                }
+            },
+            Request::Entries { ledger, size, filter, cursor, limit } => {
+                Decision::Execute(Plan::Entries {
+                    ledger,
+                    size: size.0,
+                    filter,
+                    cursor: cursor.0,
+                    limit: limit.clamp(1, MAX_PAGE_ENTRIES),
+                })
+            }
+        };
+        (decision, None)
+    }
+}
+
+/// Whether a long poll for a checkpoint larger than `have` can be answered after `durable`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WaitCheck {
+    /// A newer checkpoint is servable.
+    Ready,
+    /// Not yet.
+    NotYet,
+    /// The writer did not say which checkpoint is servable: read it.
+    Read,
+}
+
+/// See [`WaitCheck`].
+pub fn wait_check(durable: Durable, have: u64) -> WaitCheck {
+    match durable.checkpoint_size {
+        Some(c) if c > have && c <= durable.size => WaitCheck::Ready,
+        Some(c) if c <= durable.size => WaitCheck::NotYet,
+        _ => WaitCheck::Read,
+    }
+}
+
+/// True when `log` can serve a checkpoint larger than `have` (a storage read).
+pub fn newer_checkpoint(log: &Log, have: u64) -> bool {
+    log.latest_checkpoint_at_most(log.durable_size()).ok().flatten().is_some_and(|c| c.size > have)
+}
+
+/// Runs `plan` over the ledger's reads (blocking). Never fails: errors become refusals.
+pub fn execute(ledger: &Ledger, peers: &PeerStore, plan: Plan) -> Answer {
+    let internal = |e: String| Answer::from(refuse(ErrorCode::Internal, e));
+    let with_log = |id: LedgerId, f: &dyn Fn(&Log) -> Answer| match ledger.log_of(&id) {
+        Some(log) => f(&log),
+        None => refuse(ErrorCode::UnknownLedger, format!("no ledger {id} here")).into(),
+    };
+    match plan {
+        Plan::Certificate { ledger: id } => match peers.get(&id) {
+            Ok(Some(r)) => match r.certificate {
+                Some(certificate) => Response::Certificate { certificate }.into(),
+                None => {
+                    refuse(ErrorCode::UnknownLedger, format!("no certificate of {id} here")).into()
+                }
+            },
+            _ => refuse(ErrorCode::UnknownLedger, format!("no ledger {id} here")).into(),
+        },
+        Plan::Checkpoint { ledger: id, have } => {
+            with_log(id, &|log| checkpoint_response(log, have).map_or_else(internal, Answer::from))
+        }
+        Plan::CheckpointAt { ledger: id, size } => {
+            with_log(id, &|log| match log.checkpoint_at(size) {
+                Ok(Some(cp)) => {
+                    Response::Checkpoint { note: cp.note, consistency: Vec::new() }.into()
+                }
+                Ok(None) => Response::NoCheckpoint.into(),
+                Err(e) => internal(e.to_string()),
+            })
+        }
+        Plan::Entries { ledger: id, size, filter, cursor, limit } => with_log(id, &|log| {
+            if size > log.durable_size() || log.is_sparse() {
+                return refuse(
+                    ErrorCode::BadRequest,
+                    format!("no provable tree of size {size} here"),
+                )
+                .into();
+            }
+            entries_page(log, size, filter.clone(), cursor, limit)
+                .map_or_else(internal, Answer::from)
+        }),
+        Plan::Bundle { ledger: id, size, first, count } => with_log(id, &|log| {
+            bundle(log, size, first, count)
+                .unwrap_or_else(|e| refuse(ErrorCode::BadRequest, e).into())
+        }),
+    }
+}
+
+/// The bundle's path and its entry frames, written straight from RocksDB's buffers.
+fn bundle(log: &Log, size: u64, first: u64, count: u64) -> Result<Answer, String> {
+    let proof = log.inclusion_proof(first, size).map_err(|e| e.to_string())?;
+    let path = bundle_path_from_inclusion(first, size, &proof).map_err(|e| e.to_string())?;
+    let mut frames = Vec::with_capacity(count as usize * 320);
+    let n = log
+        .visit_leaf_data(first, first + count, |leaf| encode_frame(leaf, &mut frames))
+        .map_err(|e| e.to_string())?;
+    if n != count {
+        return Err(format!("only {n} of the bundle's {count} entries are held here"));
+    }
+    let count = u32::try_from(count).expect("a bundle holds at most 256 entries");
+    Ok(Answer { response: Response::Bundle { count, path }, frames })
+}
+
+fn entries_page(
+    log: &Log,
+    size: u64,
+    filter: Filter,
+    cursor: u64,
+    limit: u32,
+) -> Result<Response, String> {
+    let page =
+        log.query(&Query::from_seq(filter, cursor, limit as usize)).map_err(|e| e.to_string())?;
+    let mut entries = Vec::new();
+    let mut bytes = 0;
+    let mut next_cursor = page.next_cursor.and_then(|c| c.parse::<u64>().ok());
+    for e in page.entries {
+        let seq = e.entry.seq;
+        if seq >= size {
+            next_cursor = None;
+            break;
+        }
+        if !entries.is_empty() && bytes + e.leaf_data.len() > MAX_PAGE_BYTES {
+            next_cursor = Some(seq);
+            break;
+        }
+        bytes += e.leaf_data.len();
+        let proof = log.inclusion_proof(seq, size).map_err(|e| e.to_string())?;
+        entries.push(ProvenEntryWire { leaf_data: e.leaf_data, proof });
+    }
+    Ok(Response::Entries { entries, next_cursor: next_cursor.map(onoal_engine::LogIndex) })
+}
+
+fn checkpoint_response(log: &Log, have: u64) -> Result<Response, String> {
+    // The durable size, not the head: proofs are served up to it, and a checkpoint written with
+    // the group being acknowledged right now may not be provable for a moment.
+    let served = log.durable_size();
+    let Some(cp) = log.latest_checkpoint_at_most(served).map_err(|e| e.to_string())? else {
+        return Ok(Response::NoCheckpoint);
+    };
+    let consistency = if have == 0 || have >= cp.size {
+        Vec::new()
+    } else {
+        log.consistency_proof(have, cp.size).map_err(|e| e.to_string())?
+    };
+    Ok(Response::Checkpoint { note: cp.note, consistency })
+}

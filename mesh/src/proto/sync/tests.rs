@@ -1,0 +1,310 @@
+//! Session tests with synthetic answers (the simulator in `proto/tests` drives real ledgers).
+
+use std::num::NonZeroUsize;
+use std::time::{Duration, Instant};
+
+use onoal_engine::{Filter, LedgerId, LogIndex, TreeSize};
+
+use super::*;
+use crate::proto::message::{ErrorCode, ProvenEntryWire, Request, Response};
+use crate::proto::misbehaved::PeerMisbehaved;
+
+type S = SyncSession<u64>;
+
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+fn id() -> LedgerId {
+    LedgerId::from_bytes([1; 16])
+}
+
+fn session(held: u64, have: u64, mode: SessionMode, window: usize, now: Instant) -> S {
+    S::new(
+        id(),
+        TreeSize(held),
+        TreeSize(have),
+        mode,
+        NonZeroUsize::new(window).unwrap(),
+        TIMEOUT,
+        now,
+    )
+}
+
+fn drain_transmits(s: &mut S) -> Vec<(RequestId, Request)> {
+    std::iter::from_fn(|| s.poll_transmit()).collect()
+}
+
+fn drain_events(s: &mut S) -> Vec<Event<u64>> {
+    std::iter::from_fn(|| s.poll_event()).collect()
+}
+
+fn checkpoint() -> Response {
+    Response::Checkpoint { note: "n".into(), consistency: Vec::new() }
+}
+
+fn bundle_first(r: &Request) -> u64 {
+    match r {
+        Request::Bundle { first, .. } => first.0,
+        other => panic!("expected a bundle request, got {other:?}"),
+    }
+}
+
+#[test]
+fn resumption_starts_at_the_tile_of_the_first_missing_entry() {
+    assert_eq!(bundle_starts(0, 600).collect::<Vec<_>>(), [0, 256, 512]);
+    assert_eq!(bundle_starts(300, 600).collect::<Vec<_>>(), [256, 512]);
+    assert_eq!(bundle_starts(512, 600).collect::<Vec<_>>(), [512]);
+    assert_eq!(bundle_starts(600, 600).collect::<Vec<_>>(), [512]);
+    assert_eq!(bundle_starts(768, 768).count(), 0);
+}
+
+#[test]
+fn bundles_commit_in_order_within_the_window_and_resume_from_the_held_tile() {
+    let now = Instant::now();
+    // Held 300 of a tree that will be 2,000: resume at tile 1 (entry 256).
+    let mut s = session(300, 300, SessionMode::Entries, 3, now);
+    let t = drain_transmits(&mut s);
+    assert!(matches!(t[..], [(RequestId(0), Request::Checkpoint { have: TreeSize(300), .. })]));
+    s.handle_response(now, RequestId(0), checkpoint());
+    assert!(matches!(drain_events(&mut s)[..], [Event::AcceptCheckpoint { .. }]));
+    s.checkpoint_accepted(now, AcceptVerdict::Accepted(TreeSize(2000)));
+    let t = drain_transmits(&mut s);
+    assert_eq!(t.iter().map(|(_, r)| bundle_first(r)).collect::<Vec<_>>(), [256, 512, 768]);
+    // The third arrives first: nothing to commit yet, and the window stays full.
+    s.handle_bundle(now, t[2].0, Ok(768));
+    assert!(drain_events(&mut s).is_empty());
+    assert!(drain_transmits(&mut s).is_empty());
+    s.handle_bundle(now, t[0].0, Ok(256));
+    assert_eq!(drain_events(&mut s), [Event::Commit(vec![256])]);
+    s.handle_bundle(now, t[1].0, Ok(512));
+    assert_eq!(drain_events(&mut s), [Event::Commit(vec![512, 768])]);
+    // Nothing new until commits are reported (the window counts them).
+    assert!(drain_transmits(&mut s).is_empty());
+    s.committed(now, 1, Ok(TreeSize(512)));
+    s.committed(now, 2, Ok(TreeSize(1024)));
+    let t = drain_transmits(&mut s);
+    assert_eq!(t.iter().map(|(_, r)| bundle_first(r)).collect::<Vec<_>>(), [1024, 1280, 1536]);
+    for (id, r) in &t {
+        s.handle_bundle(now, *id, Ok(bundle_first(r)));
+    }
+    let t2 = drain_transmits(&mut s);
+    assert!(t2.is_empty(), "window full of uncommitted bundles");
+    let ev = drain_events(&mut s);
+    assert_eq!(
+        ev,
+        [Event::Commit(vec![1024]), Event::Commit(vec![1280]), Event::Commit(vec![1536])]
+    );
+    s.committed(now, 3, Ok(TreeSize(1792)));
+    let t = drain_transmits(&mut s);
+    assert_eq!(t.iter().map(|(_, r)| bundle_first(r)).collect::<Vec<_>>(), [1792]);
+    s.handle_bundle(now, t[0].0, Ok(1792));
+    assert_eq!(drain_events(&mut s), [Event::Commit(vec![1792])]);
+    s.committed(now, 1, Ok(TreeSize(2000)));
+    assert_eq!(drain_events(&mut s), [Event::Done]);
+    assert!(s.is_finished());
+}
+
+#[test]
+fn a_bad_bundle_ends_the_session_and_later_answers_are_ignored() {
+    let now = Instant::now();
+    let mut s = session(0, 0, SessionMode::Entries, 4, now);
+    drain_transmits(&mut s);
+    s.handle_response(now, RequestId(0), checkpoint());
+    drain_events(&mut s);
+    s.checkpoint_accepted(now, AcceptVerdict::Accepted(TreeSize(1024)));
+    let t = drain_transmits(&mut s);
+    let bad = SessionError::Misbehaved(PeerMisbehaved::CursorStalled);
+    s.handle_bundle(now, t[1].0, Err(bad.clone()));
+    assert_eq!(drain_events(&mut s), [Event::Failed(bad)]);
+    s.handle_bundle(now, t[0].0, Ok(0));
+    assert!(drain_events(&mut s).is_empty());
+    assert!(drain_transmits(&mut s).is_empty());
+}
+
+#[test]
+fn refusals_wrong_responses_and_timeouts_end_the_session() {
+    let now = Instant::now();
+    let mut s = session(0, 0, SessionMode::Entries, 4, now);
+    drain_transmits(&mut s);
+    s.handle_response(now, RequestId(0), Response::Bundle { count: 1, path: Vec::new() });
+    assert!(matches!(
+        drain_events(&mut s)[..],
+        [Event::Failed(SessionError::Misbehaved(PeerMisbehaved::UnexpectedResponse {
+            request: "Checkpoint",
+            response: "Bundle"
+        }))]
+    ));
+
+    let mut s = session(0, 0, SessionMode::Entries, 4, now);
+    drain_transmits(&mut s);
+    s.handle_response(
+        now,
+        RequestId(0),
+        Response::Error { code: ErrorCode::NotPinned, message: "m".into() },
+    );
+    assert!(matches!(
+        drain_events(&mut s)[..],
+        [Event::Failed(SessionError::Refused(ErrorCode::NotPinned, _))]
+    ));
+
+    let mut s = session(0, 0, SessionMode::Entries, 4, now);
+    drain_transmits(&mut s);
+    let at = s.poll_timeout().unwrap();
+    assert_eq!(at, now + TIMEOUT);
+    s.handle_timeout(at - Duration::from_millis(1));
+    assert!(drain_events(&mut s).is_empty());
+    s.handle_timeout(at);
+    let ev = drain_events(&mut s);
+    assert_eq!(
+        ev,
+        [Event::Failed(SessionError::TimedOut {
+            request: RequestId(0),
+            kind: "Checkpoint",
+            after: TIMEOUT
+        })]
+    );
+    let Event::Failed(e) = &ev[0] else { unreachable!() };
+    assert_eq!(e.to_string(), "the Checkpoint request got no answer within 10 s");
+}
+
+#[test]
+fn light_mode_and_up_to_date_replicas_finish_after_the_checkpoint() {
+    let now = Instant::now();
+    let mut s = session(0, 0, SessionMode::CheckpointOnly, 4, now);
+    drain_transmits(&mut s);
+    s.handle_response(now, RequestId(0), checkpoint());
+    drain_events(&mut s);
+    s.checkpoint_accepted(now, AcceptVerdict::Accepted(TreeSize(5000)));
+    assert_eq!(drain_events(&mut s), [Event::Done]);
+    assert!(drain_transmits(&mut s).is_empty());
+
+    let mut s = session(700, 700, SessionMode::Entries, 4, now);
+    drain_transmits(&mut s);
+    s.handle_response(now, RequestId(0), Response::NoCheckpoint);
+    assert_eq!(drain_events(&mut s), [Event::NothingToSync]);
+    let mut s = session(700, 700, SessionMode::Entries, 4, now);
+    drain_transmits(&mut s);
+    s.handle_response(now, RequestId(0), checkpoint());
+    drain_events(&mut s);
+    s.checkpoint_accepted(now, AcceptVerdict::Accepted(TreeSize(700)));
+    assert_eq!(drain_events(&mut s), [Event::Done]);
+}
+
+#[test]
+fn an_inconsistent_checkpoint_is_probed_for_a_fork_within_a_deadline() {
+    let now = Instant::now();
+    let why =
+        PeerMisbehaved::InconsistentCheckpoint { old_size: 300, new_size: 400, reason: "r".into() };
+    // The source has a checkpoint of the held size: the driver compares it.
+    let mut s = session(300, 300, SessionMode::Entries, 4, now);
+    drain_transmits(&mut s);
+    s.handle_response(now, RequestId(0), checkpoint());
+    drain_events(&mut s);
+    s.checkpoint_accepted(now, AcceptVerdict::Inconsistent(why.clone()));
+    let t = drain_transmits(&mut s);
+    assert!(matches!(t[..], [(RequestId(1), Request::CheckpointAt { size: TreeSize(300), .. })]));
+    assert_eq!(s.poll_timeout(), Some(now + TIMEOUT), "the probe has a deadline");
+    s.handle_response(
+        now,
+        RequestId(1),
+        Response::Checkpoint { note: "old".into(), consistency: Vec::new() },
+    );
+    assert_eq!(drain_events(&mut s), [Event::CheckFork { note: "old".into() }]);
+    let fork = SessionError::Misbehaved(PeerMisbehaved::Fork("two roots".into()));
+    s.fork_checked(now, Err(fork.clone()));
+    assert_eq!(drain_events(&mut s), [Event::Failed(fork)]);
+
+    // No fork proven: the bad proof is the violation.
+    let mut s = session(300, 300, SessionMode::Entries, 4, now);
+    drain_transmits(&mut s);
+    s.handle_response(now, RequestId(0), checkpoint());
+    drain_events(&mut s);
+    s.checkpoint_accepted(now, AcceptVerdict::Inconsistent(why.clone()));
+    drain_transmits(&mut s);
+    s.handle_response(
+        now,
+        RequestId(1),
+        Response::Checkpoint { note: "same".into(), consistency: Vec::new() },
+    );
+    drain_events(&mut s);
+    s.fork_checked(now, Ok(()));
+    assert_eq!(drain_events(&mut s), [Event::Failed(SessionError::Misbehaved(why.clone()))]);
+
+    // No checkpoint of the held size, or no answer in time: the bad proof is the violation.
+    let mut s = session(300, 300, SessionMode::Entries, 4, now);
+    drain_transmits(&mut s);
+    s.handle_response(now, RequestId(0), checkpoint());
+    drain_events(&mut s);
+    s.checkpoint_accepted(now, AcceptVerdict::Inconsistent(why.clone()));
+    drain_transmits(&mut s);
+    s.handle_response(now, RequestId(1), Response::NoCheckpoint);
+    assert_eq!(drain_events(&mut s), [Event::Failed(SessionError::Misbehaved(why))]);
+}
+
+#[test]
+fn filtered_sessions_page_until_the_cursor_runs_out() {
+    use onoal_engine::{Entry, Hash, Name, NewEntry};
+    let entry = |seq: u64| ProvenEntryWire {
+        leaf_data: Entry {
+            seq,
+            timestamp_ms: 1,
+            content: NewEntry::new(
+                Name::stream("a").unwrap(),
+                Name::entry_type("t").unwrap(),
+                b"x".to_vec(),
+            ),
+            prev_hash: Hash::ZERO,
+        }
+        .leaf_data(),
+        proof: Vec::new(),
+    };
+    let now = Instant::now();
+    let filter = Filter { stream: Some("a".into()), ..Filter::default() };
+    let mut s = session(0, 0, SessionMode::Filtered(filter), 4, now);
+    drain_transmits(&mut s);
+    s.handle_response(now, RequestId(0), checkpoint());
+    drain_events(&mut s);
+    s.checkpoint_accepted(now, AcceptVerdict::Accepted(TreeSize(100)));
+    let t = drain_transmits(&mut s);
+    assert!(matches!(
+        t[..],
+        [(RequestId(1), Request::Entries { cursor: LogIndex(0), size: TreeSize(100), .. })]
+    ));
+    s.handle_response(
+        now,
+        RequestId(1),
+        Response::Entries { entries: vec![entry(3), entry(7)], next_cursor: Some(LogIndex(8)) },
+    );
+    assert!(
+        matches!(&drain_events(&mut s)[..], [Event::CommitPage { entries }] if entries.len() == 2)
+    );
+    assert!(drain_transmits(&mut s).is_empty(), "one page at a time");
+    s.page_committed(now, Ok(()));
+    let t = drain_transmits(&mut s);
+    assert!(matches!(t[..], [(RequestId(2), Request::Entries { cursor: LogIndex(8), .. })]));
+    s.handle_response(
+        now,
+        RequestId(2),
+        Response::Entries { entries: vec![entry(9)], next_cursor: None },
+    );
+    drain_events(&mut s);
+    s.page_committed(now, Ok(()));
+    assert_eq!(drain_events(&mut s), [Event::Done]);
+
+    // An entry before the cursor is a violation; nothing is handed out for commit.
+    let filter = Filter { stream: Some("a".into()), ..Filter::default() };
+    let mut s = session(0, 0, SessionMode::Filtered(filter), 4, now);
+    drain_transmits(&mut s);
+    s.handle_response(now, RequestId(0), checkpoint());
+    drain_events(&mut s);
+    s.checkpoint_accepted(now, AcceptVerdict::Accepted(TreeSize(100)));
+    drain_transmits(&mut s);
+    s.handle_response(
+        now,
+        RequestId(1),
+        Response::Entries { entries: vec![entry(200)], next_cursor: None },
+    );
+    assert_eq!(
+        drain_events(&mut s),
+        [Event::Failed(SessionError::Misbehaved(PeerMisbehaved::EntryOutsideFilter))]
+    );
+}

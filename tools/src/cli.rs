@@ -1,0 +1,321 @@
+//! The command line's shape (clap). One [`FilterArgs`] serves `query` and `sync`.
+
+use std::path::PathBuf;
+
+use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Parser, Debug)]
+#[command(name = "onoal", version, about = "Onoal: an embedded, sovereign, verifiable ledger")]
+pub(crate) struct Cli {
+    /// Data directory of the ledger.
+    #[arg(long, global = true, env = "ONOAL_DATA", default_value = "./onoal-data")]
+    pub(crate) data: PathBuf,
+    /// Print exactly one JSON object on stdout.
+    #[arg(long, global = true)]
+    pub(crate) json: bool,
+    /// Durability of appends: sync (fsync per group) or buffered (no fsync).
+    #[arg(long, global = true, value_enum, default_value_t = DurabilityArg::Sync)]
+    pub(crate) durability: DurabilityArg,
+    /// Read a replica of this ledger (get, query, checkpoint, prove, verify) instead of the
+    /// own log.
+    #[arg(long, global = true)]
+    pub(crate) ledger: Option<String>,
+    /// More log output on stderr (-v info, -vv debug, -vvv trace); RUST_LOG overrides.
+    #[arg(short, long, global = true, action = ArgAction::Count)]
+    pub(crate) verbose: u8,
+    /// Errors only on stderr.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub(crate) quiet: bool,
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+/// `--durability`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum DurabilityArg {
+    /// fsync the WAL once per group before acknowledging.
+    Sync,
+    /// Write the WAL without fsync (survives a process crash, not an OS crash).
+    Buffered,
+}
+
+impl From<DurabilityArg> for onoal_engine::Durability {
+    fn from(d: DurabilityArg) -> Self {
+        match d {
+            DurabilityArg::Sync => Self::Sync,
+            DurabilityArg::Buffered => Self::Buffered,
+        }
+    }
+}
+
+/// `sync --mode`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum SyncModeArg {
+    /// From scratch into a fresh replica.
+    Full,
+    /// From what the replica holds.
+    Incremental,
+    /// The newest checkpoint and its consistency proof only (light client).
+    Checkpoint,
+}
+
+impl From<SyncModeArg> for onoal_mesh::SyncMode {
+    fn from(m: SyncModeArg) -> Self {
+        match m {
+            SyncModeArg::Full => Self::Full,
+            SyncModeArg::Incremental => Self::Incremental,
+            SyncModeArg::Checkpoint => Self::Checkpoint,
+        }
+    }
+}
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum Command {
+    /// Create a new ledger in --data.
+    Init {
+        /// The ledger's OID, e.g. oid:onoal:org:myorg.
+        #[arg(long)]
+        oid: String,
+        /// Ledger id (UUID); random when omitted.
+        #[arg(long)]
+        ledger_id: Option<String>,
+    },
+    /// Append one entry.
+    Append(AppendArgs),
+    /// Append entries from JSON Lines (a file, or - for standard input).
+    Import {
+        /// File of JSON Lines, or - for standard input.
+        file: String,
+        /// Print `acked <last seq>` after each durable group.
+        #[arg(long)]
+        ack: bool,
+        /// Entries per group.
+        #[arg(long, default_value_t = 1000)]
+        batch: usize,
+    },
+    /// Print the entry at SEQ.
+    Get {
+        /// Sequence number.
+        seq: u64,
+    },
+    /// Find entries by stream, type, subject, issuer and time.
+    Query(QueryArgs),
+    /// Print a signed checkpoint (the latest, signing one for the current size if needed).
+    Checkpoint {
+        /// Print the stored checkpoint of this tree size instead.
+        #[arg(long)]
+        size: Option<u64>,
+    },
+    /// Build a proof.
+    Prove {
+        #[command(subcommand)]
+        what: ProveCommand,
+    },
+    /// Audit the whole ledger: entries, chain, tiles, checkpoints.
+    Verify,
+    /// Measure a workload next to its baseline (same run); see docs/performance.md.
+    Bench {
+        #[command(subcommand)]
+        what: BenchCommand,
+    },
+    /// Run the demo: three ledgers on loopback (child processes) append, sync each other's
+    /// logs over QUIC, verify the replicas, and print a summary.
+    Demo {
+        /// Entries each ledger appends.
+        #[arg(long, default_value_t = 100_000)]
+        entries: u64,
+    },
+    /// Run the node: serve the own log and replicas to pinned peers over QUIC, and follow the
+    /// ledgers given with --peer, until SIGINT/SIGTERM.
+    Serve {
+        /// QUIC address to listen on.
+        #[arg(long, default_value = "127.0.0.1:7400")]
+        listen: String,
+        /// Follow this ledger (pinned with `onoal peer add`) from HOST:PORT: LEDGER_ID@HOST:PORT.
+        #[arg(long)]
+        peer: Vec<String>,
+    },
+    /// Pin and list peers.
+    Peer {
+        #[command(subcommand)]
+        what: PeerCommand,
+    },
+    /// Sync the replica of LEDGER_ID from a pinned peer, verifying everything received.
+    Sync {
+        /// Ledger to replicate.
+        ledger_id: String,
+        /// HOST:PORT of a pinned peer that serves it (default: the ledger's pinned address).
+        #[arg(long)]
+        from: Option<String>,
+        /// full (from scratch), incremental (from what is held), checkpoint (light client).
+        #[arg(long, value_enum, default_value_t = SyncModeArg::Incremental)]
+        mode: SyncModeArg,
+        /// Keep following new checkpoints until SIGINT/SIGTERM.
+        #[arg(long)]
+        follow: bool,
+        /// Seconds any request (connecting included) may go unanswered before the sync fails.
+        #[arg(long, default_value_t = 10.0)]
+        timeout: f64,
+        /// Filtered sync: only entries matching these filters, each with its inclusion proof,
+        /// into a sparse replica.
+        #[command(flatten)]
+        filter: FilterArgs,
+    },
+    /// List replicas and their sync state.
+    Replicas,
+    /// List forks found while syncing (both checkpoints as evidence), or drop a forked replica.
+    Forks {
+        #[command(subcommand)]
+        what: Option<ForksCommand>,
+    },
+}
+
+/// Which entries (all given must match): `query`, and a filtered `sync`.
+#[derive(Args, Debug, Clone, Default)]
+pub(crate) struct FilterArgs {
+    /// Only entries of this stream.
+    #[arg(long)]
+    pub(crate) stream: Option<String>,
+    /// Only entries of this type.
+    #[arg(long = "type")]
+    pub(crate) entry_type: Option<String>,
+    /// Only entries about this subject OID.
+    #[arg(long)]
+    pub(crate) subject: Option<String>,
+    /// Only entries by this issuer OID.
+    #[arg(long)]
+    pub(crate) issuer: Option<String>,
+    /// Only entries at or after this time, ms since the epoch (inclusive).
+    #[arg(long)]
+    pub(crate) since: Option<u64>,
+    /// Only entries at or before this time, ms since the epoch (inclusive).
+    #[arg(long)]
+    pub(crate) until: Option<u64>,
+}
+
+impl From<&FilterArgs> for onoal_engine::Filter {
+    fn from(f: &FilterArgs) -> Self {
+        Self {
+            stream: f.stream.clone(),
+            entry_type: f.entry_type.clone(),
+            subject: f.subject.clone(),
+            issuer: f.issuer.clone(),
+            since_ms: f.since,
+            until_ms: f.until,
+        }
+    }
+}
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum PeerCommand {
+    /// Pin KEY for the ledger LEDGER_ID reachable at HOST:PORT.
+    Add {
+        /// LEDGER_ID@HOST:PORT
+        spec: String,
+        /// The peer's Ed25519 public key, hex (as `onoal serve` and `onoal init` print it).
+        #[arg(long)]
+        key: String,
+    },
+    /// List pinned peers.
+    List,
+}
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum ForksCommand {
+    /// Delete the replica of LEDGER_ID (and its fork evidence); the next sync starts afresh.
+    Drop { ledger_id: String },
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct AppendArgs {
+    /// Stream name.
+    #[arg(long)]
+    pub(crate) stream: String,
+    /// Entry type.
+    #[arg(long = "type")]
+    pub(crate) entry_type: String,
+    /// Subject OID.
+    #[arg(long)]
+    pub(crate) subject: Option<String>,
+    /// Issuer OID.
+    #[arg(long)]
+    pub(crate) issuer: Option<String>,
+    /// Payload text.
+    #[arg(long, conflicts_with = "payload_file", required_unless_present = "payload_file")]
+    pub(crate) payload: Option<String>,
+    /// Read the payload from this file.
+    #[arg(long)]
+    pub(crate) payload_file: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct QueryArgs {
+    #[command(flatten)]
+    pub(crate) filter: FilterArgs,
+    /// Page size (default 100, at most 10000).
+    #[arg(long)]
+    pub(crate) limit: Option<usize>,
+    /// next_cursor of the previous page.
+    #[arg(long)]
+    pub(crate) cursor: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum BenchCommand {
+    /// Append throughput and latency vs raw RocksDB WriteBatch puts (durability: --durability).
+    Append {
+        #[arg(long, default_value_t = 1_000_000)]
+        entries: u64,
+        /// Payload bytes per entry.
+        #[arg(long, default_value_t = 256)]
+        payload: usize,
+        /// Entries per batch.
+        #[arg(long, default_value_t = 1000)]
+        batch: usize,
+        /// Threads appending single entries (group commit under contention); 1 = batch mode.
+        #[arg(long, default_value_t = 1)]
+        writers: usize,
+    },
+    /// Inclusion and consistency proof generation and verification vs the hashing limit.
+    Proof {
+        #[arg(long, default_value_t = 1_000_000)]
+        entries: u64,
+        /// Proofs to generate.
+        #[arg(long, default_value_t = 200_000)]
+        proofs: u64,
+        /// Reuse (or build) the ledger in this directory instead of a temporary one.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Full audit throughput vs SHA-256 of the same leaf bytes on all cores.
+    Verify {
+        #[arg(long, default_value_t = 1_000_000)]
+        entries: u64,
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Full sync of N entries between two nodes on loopback vs raw quinn and raw RocksDB.
+    Sync {
+        #[arg(long, default_value_t = 1_000_000)]
+        entries: u64,
+    },
+    /// Reopen time vs a raw RocksDB open of the same directory.
+    Open {
+        #[arg(long, default_value_t = 1_000_000)]
+        entries: u64,
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum ProveCommand {
+    /// Inclusion proof of entry SEQ in the tree of --size (default: current size).
+    Inclusion {
+        seq: u64,
+        #[arg(long)]
+        size: Option<u64>,
+    },
+    /// Consistency proof between tree sizes OLD and NEW.
+    Consistency { old: u64, new: u64 },
+}

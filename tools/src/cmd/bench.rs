@@ -1,0 +1,32 @@
+//! `onoal bench`: the workloads of `onoal-benches`, each next to its same-run baseline.
+
+use anyhow::{Result, anyhow};
+
+use crate::cli::{BenchCommand, Cli};
+
+pub(crate) fn run(cli: &Cli, what: &BenchCommand) -> Result<()> {
+    let report = match what {
+        BenchCommand::Append { entries, payload, batch, writers } => {
+            onoal_benches::append(&onoal_benches::AppendParams {
+                entries: *entries,
+                payload: *payload,
+                batch: (*batch).max(1),
+                durability: cli.durability.into(),
+                writers: *writers,
+            })
+        }
+        BenchCommand::Proof { entries, proofs, dir } => {
+            onoal_benches::proof(*entries, dir.as_deref(), (*proofs).max(100))
+        }
+        BenchCommand::Verify { entries, dir } => onoal_benches::verify(*entries, dir.as_deref()),
+        BenchCommand::Sync { entries } => onoal_benches::sync((*entries).max(1)),
+        BenchCommand::Open { entries, dir } => onoal_benches::open(*entries, dir.as_deref()),
+    }
+    .map_err(|e| anyhow!("benchmark failed: {e}"))?;
+    if cli.json {
+        println!("{report}");
+    } else {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    }
+    Ok(())
+}

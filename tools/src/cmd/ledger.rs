@@ -1,0 +1,193 @@
+//! `init`, `append`, `get`, `query`, `checkpoint`, `prove`: the ledger's own commands (reads
+//! also on a replica with `--ledger`).
+
+use anyhow::{Context as _, Result, anyhow, bail};
+use onoal_engine::{Ledger, Log, Name, NewEntry, Oid, OpenError, Query, ReadError};
+use serde_json::json;
+
+use crate::cli::{AppendArgs, Cli, ProveCommand, QueryArgs};
+use crate::output::{entry_json, print, print_value};
+
+pub(crate) fn open_write(cli: &Cli) -> Result<Ledger> {
+    Ok(Ledger::builder(&cli.data).durability(cli.durability.into()).open()?)
+}
+
+pub(crate) fn open_read(cli: &Cli) -> Result<Ledger> {
+    Ok(Ledger::builder(&cli.data).open_read_only()?)
+}
+
+pub(crate) fn is_in_use(e: &anyhow::Error) -> bool {
+    matches!(e.downcast_ref::<OpenError>(), Some(OpenError::InUse { .. }))
+}
+
+/// The own log, or the replica named by --ledger (read-only).
+pub(crate) fn read_log(cli: &Cli) -> Result<(Ledger, Log)> {
+    let ledger = open_read(cli)?;
+    let log = match &cli.ledger {
+        None => ledger.log().clone(),
+        Some(id) => {
+            let id = crate::cmd::mesh::parse_ledger_id(id)?;
+            ledger.log_of(&id).or_else(|| ledger.sparse_replica(&id)).ok_or_else(|| {
+                anyhow!("no replica of {id} here; sync it first: onoal sync {id} --from HOST:PORT")
+            })?
+        }
+    };
+    Ok((ledger, log))
+}
+
+pub(crate) fn new_entry(
+    stream: &str,
+    entry_type: &str,
+    subject: Option<&str>,
+    issuer: Option<&str>,
+    payload: Vec<u8>,
+) -> Result<NewEntry> {
+    let mut e = NewEntry::new(Name::stream(stream)?, Name::entry_type(entry_type)?, payload);
+    if let Some(s) = subject {
+        e = e.with_subject(Oid::parse(s)?);
+    }
+    if let Some(s) = issuer {
+        e = e.with_issuer(Oid::parse(s)?);
+    }
+    Ok(e)
+}
+
+pub(crate) fn init(cli: &Cli, oid: &str, ledger_id: Option<&str>) -> Result<()> {
+    let oid = Oid::parse(oid)?;
+    let mut b = Ledger::builder(&cli.data);
+    if let Some(id) = ledger_id {
+        b = b.ledger_id(id);
+    }
+    let ledger = b.create(oid)?;
+    let id = ledger.identity();
+    let v = json!({
+        "ledger_id": id.ledger_id.to_string(),
+        "oid": id.oid.as_str(),
+        "public_key": hex::encode(id.public_key.as_bytes()),
+        "vkey": id.verifier().to_vkey(),
+    });
+    print(cli, v, || {
+        format!(
+            "created ledger {} ({}) in {}\npublic key {}\nverifier key {}",
+            id.ledger_id,
+            id.oid,
+            cli.data.display(),
+            hex::encode(id.public_key.as_bytes()),
+            id.verifier().to_vkey()
+        )
+    });
+    Ok(())
+}
+
+pub(crate) fn append(cli: &Cli, a: &AppendArgs) -> Result<()> {
+    let payload = match (&a.payload, &a.payload_file) {
+        (Some(p), _) => p.as_bytes().to_vec(),
+        (None, Some(f)) => {
+            std::fs::read(f).with_context(|| format!("cannot read payload file {}", f.display()))?
+        }
+        (None, None) => bail!("give --payload or --payload-file"),
+    };
+    let entry =
+        new_entry(&a.stream, &a.entry_type, a.subject.as_deref(), a.issuer.as_deref(), payload)?;
+    let ledger = open_write(cli)?;
+    let r = ledger.append(entry)?;
+    print(cli, json!({"seq": r.seq, "leaf_hash": r.leaf_hash.to_hex()}), || {
+        format!("appended seq {} leaf hash {}", r.seq, r.leaf_hash)
+    });
+    Ok(())
+}
+
+pub(crate) fn get(cli: &Cli, seq: u64) -> Result<()> {
+    let (_ledger, log) = read_log(cli)?;
+    let e = log.entry(seq)?;
+    print_value(cli, &entry_json(&e));
+    Ok(())
+}
+
+pub(crate) fn query(cli: &Cli, q: &QueryArgs) -> Result<()> {
+    let (_ledger, log) = read_log(cli)?;
+    let page =
+        log.query(&Query { filter: (&q.filter).into(), cursor: q.cursor.clone(), limit: q.limit })?;
+    let v = json!({
+        "entries": page.entries.iter().map(entry_json).collect::<Vec<_>>(),
+        "next_cursor": page.next_cursor,
+    });
+    print(cli, v, || {
+        let mut s = String::new();
+        for e in &page.entries {
+            s.push_str(&format!(
+                "{} {} {} {} bytes\n",
+                e.entry.seq,
+                e.entry.content.stream,
+                e.entry.content.entry_type,
+                e.entry.content.payload.len()
+            ));
+        }
+        match &page.next_cursor {
+            Some(c) => s.push_str(&format!("more: --cursor {c}")),
+            None => s.push_str(&format!("{} entries", page.entries.len())),
+        }
+        s
+    });
+    Ok(())
+}
+
+pub(crate) fn checkpoint(cli: &Cli, size: Option<u64>) -> Result<()> {
+    let signed = match size {
+        Some(n) => read_log(cli)?.1.checkpoint_at(n)?.ok_or(ReadError::NoCheckpoint(n))?,
+        None if cli.ledger.is_some() => read_log(cli)?
+            .1
+            .latest_checkpoint()?
+            .ok_or_else(|| anyhow!("the replica holds no checkpoint yet; run onoal sync"))?,
+        None => match open_write(cli) {
+            Ok(l) => l.checkpoint_now()?,
+            Err(e) if is_in_use(&e) => open_read(cli)?.checkpoint_now()?,
+            Err(e) => return Err(e),
+        },
+    };
+    if cli.json {
+        let v = json!({
+            "size": signed.size,
+            "root": signed.root.to_hex(),
+            "note": signed.note,
+        });
+        println!("{v}");
+    } else {
+        print!("{}", signed.note);
+    }
+    Ok(())
+}
+
+pub(crate) fn prove(cli: &Cli, what: &ProveCommand) -> Result<()> {
+    let (_ledger, log) = read_log(cli)?;
+    let v = match what {
+        ProveCommand::Inclusion { seq, size } => {
+            let size = match size {
+                Some(s) => *s,
+                None => log.head()?.size,
+            };
+            let e = log.entry(*seq)?;
+            let proof = log.inclusion_proof(*seq, size)?;
+            let root = log.root_at(size)?;
+            json!({
+                "seq": seq,
+                "tree_size": size,
+                "leaf_hash": e.leaf_hash.to_hex(),
+                "root": root.to_hex(),
+                "proof": proof.iter().map(|h| h.to_hex()).collect::<Vec<_>>(),
+            })
+        }
+        ProveCommand::Consistency { old, new } => {
+            let proof = log.consistency_proof(*old, *new)?;
+            json!({
+                "old_size": old,
+                "new_size": new,
+                "old_root": log.root_at(*old)?.to_hex(),
+                "new_root": log.root_at(*new)?.to_hex(),
+                "proof": proof.iter().map(|h| h.to_hex()).collect::<Vec<_>>(),
+            })
+        }
+    };
+    print_value(cli, &v);
+    Ok(())
+}

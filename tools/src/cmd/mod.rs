@@ -1,0 +1,7 @@
+//! One module per group of commands.
+
+pub(crate) mod bench;
+pub(crate) mod import;
+pub(crate) mod ledger;
+pub(crate) mod mesh;
+pub(crate) mod verify;
