@@ -70,6 +70,49 @@ pub enum OpenError {
         /// What was found.
         detail: String,
     },
+    /// Entries this ledger acknowledged or signed are missing from its storage.
+    #[error(
+        "the ledger at {path} holds {held} entries, but it had acknowledged {acknowledged} and signed a checkpoint of {signed}: entries from {held} on were lost (its write-ahead log was damaged, truncated or deleted). Nothing was changed; restore them from a peer that holds a replica: onoal restore --from HOST:PORT"
+    )]
+    EntriesLost {
+        /// The path.
+        path: PathBuf,
+        /// Entries the storage holds.
+        held: u64,
+        /// Entries acknowledged at the last clean close.
+        acknowledged: u64,
+        /// Size of the newest checkpoint signed.
+        signed: u64,
+    },
+    /// The stored tree is not the one this ledger signed.
+    #[error(
+        "the ledger at {path} has root {found} at size {size}, but it signed {expected} for that size: its storage holds another history than the one it signed. Nothing was changed; restore from a peer (onoal restore --from HOST:PORT) or a backup"
+    )]
+    Diverged {
+        /// The path.
+        path: PathBuf,
+        /// The signed size.
+        size: u64,
+        /// The signed root.
+        expected: Hash,
+        /// The stored tree's root at that size.
+        found: Hash,
+    },
+    /// RocksDB found damaged data (a checksum mismatch, a bad record, a missing WAL).
+    #[error(
+        "the ledger at {path} is damaged: {detail}. Nothing was changed; it had acknowledged {acknowledged} entries. Restore them from a peer (onoal restore --from HOST:PORT) or a backup"
+    )]
+    StorageDamaged {
+        /// The path.
+        path: PathBuf,
+        /// RocksDB's message.
+        detail: String,
+        /// What the high-water marks say was acknowledged.
+        acknowledged: u64,
+    },
+    /// The high-water file cannot be used.
+    #[error(transparent)]
+    HighWater(#[from] crate::ledger::HighWaterError),
     /// RocksDB refused.
     #[error("storage error opening {path}: {message}")]
     Storage {
@@ -290,6 +333,29 @@ pub enum VerifyError {
         /// Root in the note.
         found: Hash,
     },
+    /// The index lists an entry under a value it does not have, or misses one it has: queries
+    /// and filtered syncs would return wrong pages.
+    #[error(
+        "index damaged: {}; queries and filtered syncs of that {kind} would be wrong. Restore the ledger from a peer (onoal restore) or a backup",
+        if *listed {
+            format!("it lists entry {seq} under {kind} {value:?}, which the entry does not have")
+        } else {
+            format!("entry {seq} has {kind} {value:?}, but the index does not list it there")
+        }
+    )]
+    IndexMismatch {
+        /// The entry.
+        seq: u64,
+        /// Which index (stream, type, subject, issuer).
+        kind: &'static str,
+        /// The value.
+        value: String,
+        /// True: listed without having it; false: has it without being listed.
+        listed: bool,
+    },
+    /// An index record that does not parse.
+    #[error("index damaged: {0}; restore the ledger from a peer (onoal restore) or a backup")]
+    IndexDamaged(String),
     /// A sparse replica's entry whose stored inclusion proof does not verify.
     #[error("entry {seq} of the sparse replica: {reason}")]
     SparseProofInvalid {

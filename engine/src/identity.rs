@@ -56,6 +56,9 @@ impl Identity {
     }
 }
 
+/// Largest key file read (a key file is about 100 bytes).
+const MAX_KEY_FILE: u64 = 4096;
+
 /// File name of the secret key inside a data directory.
 pub const KEY_FILE: &str = "identity.key";
 
@@ -128,14 +131,26 @@ impl SecretKey {
     /// # Errors
     /// [`KeyFileError`]: missing, unreadable, or not a key file.
     pub fn read_file(path: &Path) -> Result<Self, KeyFileError> {
-        let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|e| {
+        use std::io::Read as _;
+        let io = |e: std::io::Error| {
             if e.kind() == std::io::ErrorKind::NotFound {
                 KeyFileError::Missing { path: path.to_owned() }
             } else {
                 KeyFileError::Unreadable { path: path.to_owned(), source: e }
             }
-        })?);
+        };
         let malformed = || KeyFileError::Malformed { path: path.to_owned() };
+        // A key file is one short line; never read more than a few of them.
+        let mut raw = Zeroizing::new(Vec::new());
+        std::fs::File::open(path)
+            .map_err(io)?
+            .take(MAX_KEY_FILE + 1)
+            .read_to_end(&mut raw)
+            .map_err(io)?;
+        if raw.len() as u64 > MAX_KEY_FILE {
+            return Err(malformed());
+        }
+        let text = Zeroizing::new(String::from_utf8(raw.to_vec()).map_err(|_| malformed())?);
         let rest = text.trim_end().strip_prefix("PRIVATE+KEY+").ok_or_else(malformed)?;
         // name (no '+'), key id, then base64, which may itself contain '+'.
         let mut parts = rest.splitn(3, '+');

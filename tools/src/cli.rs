@@ -131,6 +131,9 @@ pub(crate) enum Command {
         /// QUIC address to listen on.
         #[arg(long, default_value = "127.0.0.1:7400")]
         listen: String,
+        /// Serve even though the key file is readable by other users.
+        #[arg(long)]
+        allow_insecure_key: bool,
         /// Follow this ledger (pinned with `onoal peer add`) from HOST:PORT: LEDGER_ID@HOST:PORT.
         #[arg(long)]
         peer: Vec<String>,
@@ -160,6 +163,21 @@ pub(crate) enum Command {
         /// into a sparse replica.
         #[command(flatten)]
         filter: FilterArgs,
+    },
+    /// Rebuild this ledger's lost entries from a peer's verified replica (when opening or
+    /// `onoal verify` reports entries lost): everything is checked against checkpoints signed
+    /// by this ledger's own key before it is written.
+    Restore {
+        /// The pinned peer that holds a replica of this ledger: LEDGER_ID@HOST:PORT.
+        #[arg(long)]
+        from: String,
+        /// Finish even when entries acknowledged but never signed cannot be given back (their
+        /// seqs will be reused).
+        #[arg(long)]
+        accept_loss: bool,
+        /// Seconds any request may go unanswered before the restore fails.
+        #[arg(long, default_value_t = 10.0)]
+        timeout: f64,
     },
     /// List replicas and their sync state.
     Replicas,

@@ -54,7 +54,12 @@ fn run(cli: &Cli) -> Result<ExitCode> {
         Command::Verify => return cmd::verify::run(cli),
         Command::Bench { what } => cmd::bench::run(cli, what)?,
         Command::Demo { entries } => demo::run(*entries, cli.json)?,
-        Command::Serve { listen, peer } => return cmd::mesh::serve(cli, listen, peer),
+        Command::Serve { listen, peer, allow_insecure_key } => {
+            return cmd::mesh::serve(cli, listen, peer, *allow_insecure_key);
+        }
+        Command::Restore { from, accept_loss, timeout } => {
+            cmd::mesh::restore(cli, from, *accept_loss, *timeout)?;
+        }
         Command::Peer { what: PeerCommand::Add { spec, key } } => {
             cmd::mesh::peer_add(cli, spec, key)?;
         }

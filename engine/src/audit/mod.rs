@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use rayon::prelude::*;
 
+mod index;
 mod sparse;
 
 use crate::chain::check_links;
@@ -46,6 +47,8 @@ struct TileOutcome {
     first_prev: Hash,
     last_leaf: Hash,
     root_or_none: Option<Hash>,
+    /// Sum of the keyed hashes of the tile's index pairings ([`index`]).
+    index_sum: u64,
 }
 
 impl Ledger {
@@ -78,10 +81,11 @@ impl Log {
         let size = view.head.size;
         let tiles0 = size.div_ceil(TILE_WIDTH as u64);
         let done = AtomicU64::new(0);
+        let digest = index::IndexDigest::new();
         let outcomes: Vec<TileOutcome> = (0..tiles0)
             .into_par_iter()
             .map(|index| {
-                let out = check_leaf_tile(&view, index, size)?;
+                let out = check_leaf_tile(&view, &digest, index, size)?;
                 let n = done.fetch_add(
                     (size - index * TILE_WIDTH as u64).min(TILE_WIDTH as u64),
                     Ordering::Relaxed,
@@ -123,18 +127,27 @@ impl Log {
             below = roots;
             level += 1;
         }
+        // The index lists exactly the entries that have each value.
+        let sums: Vec<u64> = outcomes.iter().map(|o| o.index_sum).collect();
+        index::check_full(&view, &digest, &sums)?;
         let root = view.root(size)?;
         let checkpoints = check_checkpoints(self, &view)?;
         Ok(VerifyReport { entries: size, tiles, checkpoints, root })
     }
 }
 
-fn check_leaf_tile(view: &View<'_>, index: u64, size: u64) -> Result<TileOutcome, VerifyError> {
+fn check_leaf_tile(
+    view: &View<'_>,
+    digest: &index::IndexDigest,
+    index: u64,
+    size: u64,
+) -> Result<TileOutcome, VerifyError> {
     let start = index * TILE_WIDTH as u64;
     let end = (start + TILE_WIDTH as u64).min(size);
     let mut hashes = Vec::with_capacity((end - start) as usize);
     let mut prevs = Vec::with_capacity((end - start) as usize);
     let mut expected_seq = start;
+    let mut index_sum = 0u64;
     scan::entries(view.store, Some(&view.snapshot), view.log.number, start, end, |seq, v| {
         if seq != expected_seq {
             return Err(VerifyError::EntryMissing { seq: expected_seq });
@@ -144,6 +157,7 @@ fn check_leaf_tile(view: &View<'_>, index: u64, size: u64) -> Result<TileOutcome
         if entry.seq != seq {
             return Err(VerifyError::SeqMismatch { seq, found: entry.seq });
         }
+        index_sum = index_sum.wrapping_add(digest.entry(seq, &entry.content));
         prevs.push(entry.prev_hash);
         hashes.push(leaf_hash(v));
         expected_seq += 1;
@@ -172,7 +186,7 @@ fn check_leaf_tile(view: &View<'_>, index: u64, size: u64) -> Result<TileOutcome
     // Every tile below the size holds at least one entry, and none was missing.
     let first_prev = *prevs.first().expect("a tile below the size holds an entry");
     let last_leaf = *hashes.last().expect("a tile below the size holds an entry");
-    Ok(TileOutcome { first_prev, last_leaf, root_or_none: tile.root() })
+    Ok(TileOutcome { first_prev, last_leaf, root_or_none: tile.root(), index_sum })
 }
 
 /// Recomputes a tile from its bottom row `expected` and compares it with the stored tile.

@@ -32,6 +32,7 @@ pub(super) fn verify(log: &Log) -> Result<VerifyReport, VerifyError> {
         merkle::verify_inclusion(seq, size, &e.leaf_hash, &proof, root)
             .map_err(|err| invalid(err.to_string()))?;
     }
+    super::index::check_sparse(&log.view()?)?;
     let head = log.head()?;
     Ok(VerifyReport {
         entries: entries.len() as u64,

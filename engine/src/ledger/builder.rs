@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 
+use super::highwater::HighWater;
 use super::sequencer::{Command, Group, Sequencer};
-use super::{DB_DIR, DEFAULT_CHECKPOINT_INTERVAL, Durability, Ledger};
+use super::{DB_DIR, DEFAULT_CHECKPOINT_INTERVAL, Durability, HighWaterFile, Ledger, Mode};
 use crate::checkpoint::NoteSigner;
 use crate::error::OpenError;
 use crate::identity::{Identity, SecretKey, key_path};
@@ -119,20 +120,112 @@ impl LedgerBuilder {
     ///
     /// # Errors
     /// Not a ledger, in use by another process, another schema version, a missing, unreadable
-    /// or different key file, damaged metadata.
+    /// or different key file, damaged metadata; entries it acknowledged or signed are missing
+    /// ([`OpenError::EntriesLost`]: restore them with `onoal restore`).
     pub fn open(self) -> Result<Ledger, OpenError> {
-        let (store, identity) = self.open_checked(false)?;
-        let key = SecretKey::read_file(&key_path(&self.path))?;
-        if key.public() != identity.public_key {
-            return Err(OpenError::KeyMismatch {
-                path: key_path(&self.path),
-                expected: hex::encode(identity.public_key.as_bytes()),
-                found: hex::encode(key.public().as_bytes()),
-            });
-        }
+        self.open_mode(Mode::Write)
+    }
+
+    /// Opens a ledger for reading only. Works while another process holds it open for writing;
+    /// the view is the state at the time of opening. Needs no key file.
+    ///
+    /// # Errors
+    /// Not a ledger, another schema version, damaged metadata, storage errors, lost entries.
+    pub fn open_read_only(self) -> Result<Ledger, OpenError> {
+        self.open_mode(Mode::Read)
+    }
+
+    /// Opens a ledger whose acknowledged entries were lost, to rebuild them from a peer's
+    /// verified replica ([`Ledger::restore_writer`], then [`Ledger::finish_restore`]). No
+    /// appends meanwhile: the ledger must not hand out seqs it already handed out.
+    ///
+    /// # Errors
+    /// As [`Self::open`], except that lost entries are what it is for.
+    pub fn open_for_restore(self) -> Result<Ledger, OpenError> {
+        self.open_mode(Mode::Restore)
+    }
+
+    fn open_mode(self, mode: Mode) -> Result<Ledger, OpenError> {
+        let (store, identity) = self.open_checked(mode == Mode::Read)?;
+        let key = match mode {
+            Mode::Read => None,
+            Mode::Write | Mode::Restore => {
+                let key = SecretKey::read_file(&key_path(&self.path))?;
+                if key.public() != identity.public_key {
+                    return Err(OpenError::KeyMismatch {
+                        path: key_path(&self.path),
+                        expected: hex::encode(identity.public_key.as_bytes()),
+                        found: hex::encode(key.public().as_bytes()),
+                    });
+                }
+                Some(key)
+            }
+        };
         let store = Arc::new(store);
         let logs = Arc::new(Logs::load(&store, identity).map_err(|e| self.corrupt(e))?);
-        let state = WriterHead::load(&store, &logs.own).map_err(|e| self.corrupt(e))?;
+        let own = Log::new(store.clone(), logs.own.clone());
+        let hw = HighWater::read(&self.path, &logs.own.identity.verifier())?.unwrap_or_default();
+        if mode != Mode::Restore {
+            self.check_high_water(&own, &hw)?;
+        }
+        let highwater = (mode != Mode::Read)
+            .then(|| Arc::new(HighWaterFile { dir: self.path.clone(), state: Mutex::new(hw) }));
+        let (tx, threads) = match (mode, key, &highwater) {
+            (Mode::Write, Some(key), Some(hw)) => {
+                let (tx, threads) = self.start_pipeline(&store, &logs, &key, hw)?;
+                (Some(tx), threads)
+            }
+            _ => (None, Vec::new()),
+        };
+        Ok(Ledger {
+            path: self.path,
+            store,
+            logs,
+            own,
+            max_payload: self.max_payload,
+            mode,
+            highwater,
+            tx,
+            threads: Mutex::new(threads),
+        })
+    }
+
+    /// The log must hold everything this ledger acknowledged (at its last clean close) and
+    /// signed, with the signed root: a log only grows.
+    fn check_high_water(&self, own: &Log, hw: &HighWater) -> Result<(), OpenError> {
+        let held = own.durable_size();
+        if held < hw.floor() {
+            return Err(OpenError::EntriesLost {
+                path: self.path.clone(),
+                held,
+                acknowledged: hw.head,
+                signed: hw.signed_size(),
+            });
+        }
+        if let Some(cp) = &hw.signed {
+            let found = own.root_at(cp.size).map_err(|e| self.corrupt(e))?;
+            if found != cp.root {
+                return Err(OpenError::Diverged {
+                    path: self.path.clone(),
+                    size: cp.size,
+                    expected: cp.root,
+                    found,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts the sequencer and writer threads.
+    fn start_pipeline(
+        &self,
+        store: &Arc<Store>,
+        logs: &Arc<Logs>,
+        key: &SecretKey,
+        highwater: &Arc<HighWaterFile>,
+    ) -> Result<(crossbeam_channel::Sender<Command>, Vec<std::thread::JoinHandle<()>>), OpenError>
+    {
+        let state = WriterHead::load(store, &logs.own).map_err(|e| self.corrupt(e))?;
         let signer = NoteSigner::new(logs.own.identity.oid.as_str(), key.signing_key().clone())
             .map_err(|e| self.corrupt(e))?;
         let io = |source| OpenError::Io { path: self.path.clone(), source };
@@ -144,10 +237,12 @@ impl LedgerBuilder {
         let failed_epoch = Arc::new(AtomicU64::new(u64::MAX));
         let writer = {
             let (store, log, failed) = (store.clone(), logs.own.clone(), failed_epoch.clone());
-            let durability = self.durability;
+            let (durability, hw) = (self.durability, highwater.clone());
             std::thread::Builder::new()
                 .name("onoal-writer".into())
-                .spawn(move || super::writer::run(&store, &log, durability, &group_rx, &failed))
+                .spawn(move || {
+                    super::writer::run(&store, &log, durability, &group_rx, &failed, &hw)
+                })
                 .map_err(io)?
         };
         let sequencer = Sequencer {
@@ -165,37 +260,7 @@ impl LedgerBuilder {
             .name("onoal-sequencer".into())
             .spawn(move || sequencer.run(&rx))
             .map_err(io)?;
-        let own = Log::new(store.clone(), logs.own.clone());
-        Ok(Ledger {
-            path: self.path,
-            store,
-            logs,
-            own,
-            max_payload: self.max_payload,
-            tx: Some(tx),
-            threads: Mutex::new(vec![sequencer, writer]),
-        })
-    }
-
-    /// Opens a ledger for reading only. Works while another process holds it open for writing;
-    /// the view is the state at the time of opening. Needs no key file.
-    ///
-    /// # Errors
-    /// Not a ledger, another schema version, damaged metadata, storage errors.
-    pub fn open_read_only(self) -> Result<Ledger, OpenError> {
-        let (store, identity) = self.open_checked(true)?;
-        let store = Arc::new(store);
-        let logs = Arc::new(Logs::load(&store, identity).map_err(|e| self.corrupt(e))?);
-        let own = Log::new(store.clone(), logs.own.clone());
-        Ok(Ledger {
-            path: self.path,
-            store,
-            logs,
-            own,
-            max_payload: self.max_payload,
-            tx: None,
-            threads: Mutex::new(Vec::new()),
-        })
+        Ok((tx, vec![sequencer, writer]))
     }
 
     fn open_checked(&self, read_only: bool) -> Result<(Store, Identity), OpenError> {
@@ -219,6 +284,12 @@ impl LedgerBuilder {
         let store = opened.map_err(|e| {
             if e.is_lock() {
                 OpenError::InUse { path: path.clone() }
+            } else if e.is_corruption() {
+                OpenError::StorageDamaged {
+                    path: path.clone(),
+                    detail: e.0,
+                    acknowledged: HighWater::unverified_floor(path),
+                }
             } else {
                 self.storage_error(e)
             }

@@ -3,6 +3,7 @@
 //! replica logs and their writers ([`crate::replica`]).
 
 mod builder;
+mod highwater;
 mod sequencer;
 mod writer;
 
@@ -15,6 +16,7 @@ use crossbeam_channel::{Receiver, Sender};
 use parking_lot::Mutex;
 
 pub use builder::LedgerBuilder;
+pub use highwater::{HIGHWATER_FILE, HighWaterError};
 use sequencer::Command;
 
 use crate::checkpoint::SignedCheckpoint;
@@ -110,6 +112,107 @@ impl AuxTable {
 /// A key and its value.
 pub type KeyValue = (Vec<u8>, Vec<u8>);
 
+/// What a finished restore holds, next to what the ledger had acknowledged and signed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RestoreReport {
+    /// Entries the own log holds now.
+    pub held: u64,
+    /// Size of the newest checkpoint the ledger had signed.
+    pub signed: u64,
+    /// Entries it had acknowledged at its last clean close.
+    pub acknowledged: u64,
+    /// Acknowledged entries that no peer could give back (only with `accept_loss`).
+    pub lost: u64,
+}
+
+/// Why a restore cannot finish yet.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RestoreError {
+    /// The ledger was not opened for restore.
+    #[error("the ledger is not open for restore")]
+    NotRestoring,
+    /// Fewer entries than the ledger signed.
+    #[error(
+        "the peer gave back {held} entries, but this ledger signed a checkpoint of {signed} (and acknowledged {acknowledged}); restore from a peer whose replica holds at least {signed} entries (restoring again continues where this stopped)"
+    )]
+    Short {
+        /// Entries held now.
+        held: u64,
+        /// Signed size.
+        signed: u64,
+        /// Acknowledged size.
+        acknowledged: u64,
+    },
+    /// Entries were acknowledged but never signed, and no peer had them.
+    #[error(
+        "the ledger holds {held} entries again, but it had acknowledged {acknowledged}; entries from {held} on were never signed and no peer gave them back. Restore from a peer that has them, or pass --accept-loss to go on without them (their receipts then name entries the ledger will reuse)"
+    )]
+    Unsigned {
+        /// Entries held now.
+        held: u64,
+        /// Acknowledged size.
+        acknowledged: u64,
+    },
+    /// The restored tree is not the one the ledger signed.
+    #[error(
+        "the restored tree has root {found} at size {size}, but this ledger signed {expected}; its key signed two histories"
+    )]
+    Diverged {
+        /// Signed size.
+        size: u64,
+        /// Signed root.
+        expected: Hash,
+        /// Restored root.
+        found: Hash,
+    },
+    /// Storage failed.
+    #[error("storage error finishing the restore: {0}")]
+    Storage(String),
+}
+
+/// How a ledger was opened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// Appends through the pipeline.
+    Write,
+    /// Reads only.
+    Read,
+    /// Writes only through [`Ledger::restore_writer`] (no pipeline): rebuilding lost entries.
+    Restore,
+}
+
+/// The high-water file and what it holds, shared by the writer thread and the façade.
+pub(crate) struct HighWaterFile {
+    pub(crate) dir: PathBuf,
+    pub(crate) state: Mutex<highwater::HighWater>,
+}
+
+impl HighWaterFile {
+    /// Records a newly durable signed checkpoint (before it is handed out).
+    pub(crate) fn signed(&self, cp: &SignedCheckpoint) -> std::io::Result<()> {
+        let mut hw = self.state.lock();
+        if hw.signed_size() >= cp.size {
+            return Ok(());
+        }
+        let mut next = hw.clone();
+        next.signed = Some(cp.clone());
+        next.write(&self.dir)?;
+        *hw = next;
+        Ok(())
+    }
+
+    /// Records the head at a clean close.
+    pub(crate) fn closed(&self, head: u64) -> std::io::Result<()> {
+        let mut hw = self.state.lock();
+        let mut next = hw.clone();
+        next.head = next.head.max(head);
+        next.write(&self.dir)?;
+        *hw = next;
+        Ok(())
+    }
+}
+
 /// An open ledger. `append` may be called from any number of threads at once.
 pub struct Ledger {
     path: PathBuf,
@@ -117,6 +220,8 @@ pub struct Ledger {
     logs: Arc<Logs>,
     own: Log,
     max_payload: usize,
+    mode: Mode,
+    highwater: Option<Arc<HighWaterFile>>,
     tx: Option<Sender<Command>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
 }
@@ -126,7 +231,7 @@ impl std::fmt::Debug for Ledger {
         f.debug_struct("Ledger")
             .field("path", &self.path)
             .field("ledger_id", &self.identity().ledger_id)
-            .field("read_only", &self.tx.is_none())
+            .field("mode", &self.mode)
             .finish()
     }
 }
@@ -137,6 +242,20 @@ impl Drop for Ledger {
         self.tx.take();
         for t in self.threads.lock().drain(..) {
             let _ = t.join();
+        }
+        if self.mode != Mode::Write {
+            return;
+        }
+        // A clean close moves everything out of the WAL into checksummed tables, then records
+        // the head: damage to the WAL of a closed ledger loses nothing, and less than this head
+        // after the next open is refused.
+        if let Err(e) = self.store.flush_all() {
+            tracing::error!(error = %e, "flushing at close failed; the WAL keeps the entries");
+        }
+        if let Some(hw) = &self.highwater
+            && let Err(e) = hw.closed(self.own.durable_size())
+        {
+            tracing::error!(error = %e, "recording the head at close failed");
         }
     }
 }
@@ -171,7 +290,7 @@ impl Ledger {
 
     /// True when opened with [`LedgerBuilder::open_read_only`].
     pub fn is_read_only(&self) -> bool {
-        self.tx.is_none()
+        self.mode == Mode::Read
     }
 
     /// Appends one entry; returns once it is durable in the ledger's durability mode.
@@ -319,7 +438,7 @@ impl Ledger {
         identity: &Identity,
         shape: Shape,
     ) -> Result<ReplicaWriter, ReplicaError> {
-        if self.is_read_only() {
+        if self.mode != Mode::Write {
             return Err(ReplicaError::ReadOnly);
         }
         replica::open_writer(&self.store, &self.logs, &self.identity().ledger_id, identity, shape)
@@ -332,10 +451,75 @@ impl Ledger {
     /// Read-only ledger, a sync of it running, storage errors. Returns false when there was no
     /// such replica.
     pub fn drop_replica(&self, ledger_id: &LedgerId) -> Result<bool, ReplicaError> {
-        if self.is_read_only() {
+        if self.mode != Mode::Write {
             return Err(ReplicaError::ReadOnly);
         }
         replica::drop_replica(&self.store, &self.logs, ledger_id)
+    }
+
+    /// The writer that rebuilds the own log from a peer's verified replica (a ledger opened
+    /// with [`LedgerBuilder::open_for_restore`]): it takes checkpoints signed by this ledger's
+    /// key and bundles verified against them, exactly as a replica's writer does.
+    ///
+    /// # Errors
+    /// Not opened for restore; damaged storage.
+    pub fn restore_writer(&self) -> Result<ReplicaWriter, ReplicaError> {
+        if self.mode != Mode::Restore {
+            return Err(ReplicaError::ReadOnly);
+        }
+        replica::open_own_writer(&self.store, &self.logs)
+    }
+
+    /// Ends a restore: the own log must hold at least everything this ledger signed (with the
+    /// same root at the signed size) and, unless `accept_loss`, everything it had acknowledged
+    /// at its last clean close; then the high-water marks are updated so it opens again.
+    ///
+    /// # Errors
+    /// [`RestoreError`] naming what is still missing.
+    pub fn finish_restore(&self, accept_loss: bool) -> Result<RestoreReport, RestoreError> {
+        if self.mode != Mode::Restore {
+            return Err(RestoreError::NotRestoring);
+        }
+        let hw = self.highwater.as_ref().map(|h| h.state.lock().clone()).unwrap_or_default();
+        let held = self.own.durable_size();
+        if let Some(cp) = &hw.signed {
+            if held < cp.size {
+                return Err(RestoreError::Short { held, signed: cp.size, acknowledged: hw.head });
+            }
+            let root =
+                self.own.root_at(cp.size).map_err(|e| RestoreError::Storage(e.to_string()))?;
+            if root != cp.root {
+                return Err(RestoreError::Diverged {
+                    size: cp.size,
+                    expected: cp.root,
+                    found: root,
+                });
+            }
+        }
+        if held < hw.head && !accept_loss {
+            return Err(RestoreError::Unsigned { held, acknowledged: hw.head });
+        }
+        let report = RestoreReport {
+            held,
+            signed: hw.signed_size(),
+            acknowledged: hw.head,
+            lost: hw.head.saturating_sub(held),
+        };
+        self.store.flush_all().map_err(|e| RestoreError::Storage(e.0))?;
+        if let Some(file) = &self.highwater {
+            let mut state = file.state.lock();
+            let mut next = state.clone();
+            next.head = held;
+            if let Some(cp) =
+                self.own.latest_checkpoint().map_err(|e| RestoreError::Storage(e.to_string()))?
+                && cp.size > next.signed_size()
+            {
+                next.signed = Some(cp);
+            }
+            next.write(&file.dir).map_err(|e| RestoreError::Storage(e.to_string()))?;
+            *state = next;
+        }
+        Ok(report)
     }
 
     /// Size, root and last timestamp. See [`Log::head`].
@@ -447,7 +631,7 @@ impl Ledger {
     }
 
     fn write_aux(&self, batch: Batch) -> Result<(), ReadError> {
-        if self.is_read_only() {
+        if self.mode == Mode::Read {
             return Err(ReadError::Storage(
                 "the ledger is open read-only; stop the process that owns it (onoal serve?) or send the change to it".into(),
             ));

@@ -154,8 +154,7 @@ impl Sequencer {
         if appends.is_empty() {
             return;
         }
-        let store = &*self.store;
-        let batch = &mut group.batch;
+        let mut batch = self.store.batch_writer(&mut group.batch);
         let state = &mut self.state;
         let leaf = &mut self.leaf_buf;
         let ts = now_ms().max(state.head.last_timestamp_ms);
@@ -165,7 +164,7 @@ impl Sequencer {
             for prepared in &entries {
                 let seq = state.head.size;
                 let h = prepared.seal(seq, ts, &state.head.last_leaf_hash, leaf);
-                store.put(batch, Cf::Entries, &keys::entry_key(OWN_LOG, seq), &leaf[..]);
+                batch.put(Cf::Entries, &keys::entry_key(OWN_LOG, seq), &leaf[..]);
                 postings.add_entry(seq, &prepared.content);
                 state.edge.push_leaf(h);
                 state.head.size = seq + 1;
@@ -176,12 +175,12 @@ impl Sequencer {
             group.appends.push((reply, receipts));
         }
         for (id, tile) in state.edge.take_writes() {
-            store.put(batch, Cf::Tiles, &keys::tile_key(OWN_LOG, id), &tile);
+            batch.put(Cf::Tiles, &keys::tile_key(OWN_LOG, id), &tile);
         }
         for (key, value) in postings.finish(OWN_LOG) {
-            store.put(batch, Cf::Index, &key, &value);
+            batch.put(Cf::Index, &key, &value);
         }
-        store.put(batch, Cf::Meta, &keys::head_key(OWN_LOG), &state.head.encode());
+        batch.put(Cf::Meta, &keys::head_key(OWN_LOG), &state.head.encode());
     }
 
     /// A checkpoint of the current size (signed now unless the last one has this size), put

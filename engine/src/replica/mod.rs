@@ -29,7 +29,7 @@ pub use bundle::{
     verify_bundle,
 };
 pub use sparse::ProvenEntry;
-pub use state::{ForkEvidence, SyncRecord, SyncStatus};
+pub use state::{ForkEvidence, ForkProof, SyncRecord, SyncStatus};
 pub use writer::{Accepted, ReplicaWriter};
 
 use crate::error::ReadError;
@@ -181,7 +181,28 @@ pub(crate) fn open_writer(
     let log = Log::new(store.clone(), state);
     let loaded = WriterHead::load(store, &log.state);
     let record = state::read_record(store, log.state.number);
-    ReplicaWriter::new(log, loaded.map_err(|e| ReplicaError::Corrupt(e.to_string())), record)
+    let mut writer =
+        ReplicaWriter::new(log, loaded.map_err(|e| ReplicaError::Corrupt(e.to_string())), record)?;
+    let other = match shape {
+        Shape::Full => Shape::Sparse,
+        Shape::Sparse => Shape::Full,
+    };
+    writer.sibling = logs.get(other, &id).map(|s| Log::new(store.clone(), s));
+    Ok(writer)
+}
+
+/// The writer of the own log, for a restore (the ledger's pipeline is not running).
+pub(crate) fn open_own_writer(
+    store: &Arc<Store>,
+    logs: &Logs,
+) -> Result<ReplicaWriter, ReplicaError> {
+    let state = logs.own.clone();
+    if state.writer_active.swap(true, Ordering::AcqRel) {
+        return Err(ReplicaError::Busy(state.identity.ledger_id));
+    }
+    let log = Log::new(store.clone(), state);
+    let loaded = WriterHead::load(store, &log.state);
+    ReplicaWriter::new(log, loaded.map_err(|e| ReplicaError::Corrupt(e.to_string())), Ok(None))
 }
 
 /// The sync record of the `shape` replica of `ledger_id`.

@@ -73,6 +73,48 @@ pub struct ForkEvidence {
     pub reason: String,
     /// When the fork was detected (ms since the epoch).
     pub detected_ms: u64,
+    /// When the two checkpoints have different sizes: the larger one's tree has another root at
+    /// the smaller size than the smaller one says, proven by an RFC 9162 consistency proof that
+    /// anyone can check with the two notes.
+    pub proof: Option<ForkProof>,
+}
+
+/// The tree of the larger checkpoint, at the smaller one's size.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ForkProof {
+    /// The smaller size.
+    pub old_size: u64,
+    /// The larger tree's root at the smaller size (not the smaller checkpoint's root).
+    pub old_root: Hash,
+    /// The larger size.
+    pub new_size: u64,
+    /// RFC 9162 consistency proof from `old_root` at `old_size` to the larger checkpoint's root.
+    pub consistency: Vec<Hash>,
+}
+
+/// First byte of a stored record of version 2 (version-1 records start with the status, a
+/// single varint byte below 0x80).
+const RECORD_V2: u8 = 0xF2;
+
+/// Version-1 layout (fork evidence without a proof), still read.
+#[derive(Deserialize)]
+struct SyncRecordV1 {
+    status: SyncStatus,
+    checkpoint_size: u64,
+    checkpoint_root: Hash,
+    synced_size: u64,
+    last_leaf_hash: Hash,
+    last_error: Option<String>,
+    fork: Option<ForkEvidenceV1>,
+    updated_ms: u64,
+}
+
+#[derive(Deserialize)]
+struct ForkEvidenceV1 {
+    held: String,
+    received: String,
+    reason: String,
+    detected_ms: u64,
 }
 
 impl SyncRecord {
@@ -91,12 +133,86 @@ impl SyncRecord {
     }
 }
 
+impl SyncRecord {
+    /// The stored bytes: `0xF2 || postcard(record)`.
+    pub(crate) fn encode(&self) -> Result<Vec<u8>, ReplicaError> {
+        postcard::to_extend(self, vec![RECORD_V2])
+            .map_err(|e| ReplicaError::Storage(format!("encoding the sync state: {e}")))
+    }
+
+    /// Parses a stored record of either version.
+    pub(crate) fn decode(bytes: &[u8]) -> Result<Self, String> {
+        if let Some(v2) = bytes.strip_prefix(&[RECORD_V2]) {
+            return postcard::from_bytes(v2).map_err(|e| e.to_string());
+        }
+        let v1: SyncRecordV1 = postcard::from_bytes(bytes).map_err(|e| e.to_string())?;
+        Ok(Self {
+            status: v1.status,
+            checkpoint_size: v1.checkpoint_size,
+            checkpoint_root: v1.checkpoint_root,
+            synced_size: v1.synced_size,
+            last_leaf_hash: v1.last_leaf_hash,
+            last_error: v1.last_error,
+            fork: v1.fork.map(|f| ForkEvidence {
+                held: f.held,
+                received: f.received,
+                reason: f.reason,
+                detected_ms: f.detected_ms,
+                proof: None,
+            }),
+            updated_ms: v1.updated_ms,
+        })
+    }
+}
+
 /// Reads the sync record of log `number`.
 pub(crate) fn read_record(store: &Store, number: u32) -> Result<Option<SyncRecord>, ReplicaError> {
     match store.get(Cf::SyncState, &keys::sync_state_key(number))? {
         None => Ok(None),
-        Some(b) => postcard::from_bytes(&b)
+        Some(b) => SyncRecord::decode(&b)
             .map(Some)
             .map_err(|e| ReplicaError::Corrupt(format!("sync state of log {number}: {e}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_of_both_versions_decode() {
+        #[derive(Serialize)]
+        struct V1<'a> {
+            status: SyncStatus,
+            checkpoint_size: u64,
+            checkpoint_root: Hash,
+            synced_size: u64,
+            last_leaf_hash: Hash,
+            last_error: Option<&'a str>,
+            fork: Option<(&'a str, &'a str, &'a str, u64)>,
+            updated_ms: u64,
+        }
+        let v1 = V1 {
+            status: SyncStatus::Forked,
+            checkpoint_size: 300,
+            checkpoint_root: Hash([1; 32]),
+            synced_size: 300,
+            last_leaf_hash: Hash([2; 32]),
+            last_error: Some("e"),
+            fork: Some(("h", "r", "why", 9)),
+            updated_ms: 10,
+        };
+        let old = SyncRecord::decode(&postcard::to_stdvec(&v1).unwrap()).unwrap();
+        assert_eq!(old.fork.as_ref().unwrap().reason, "why");
+        assert_eq!((old.updated_ms, old.fork.as_ref().unwrap().proof.clone()), (10, None));
+        let mut new = old.clone();
+        new.fork.as_mut().unwrap().proof = Some(ForkProof {
+            old_size: 5,
+            old_root: Hash([3; 32]),
+            new_size: 9,
+            consistency: vec![Hash([4; 32])],
+        });
+        assert_eq!(SyncRecord::decode(&new.encode().unwrap()).unwrap(), new);
+        assert!(SyncRecord::decode(&[RECORD_V2, 0xff]).is_err());
     }
 }

@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering;
 
 use super::ReplicaError;
 use super::bundle::{BUNDLE_ENTRIES, BundleError, VerifiedBundle};
-use super::state::{ForkEvidence, SyncRecord, SyncStatus};
+use super::state::{ForkEvidence, ForkProof, SyncRecord, SyncStatus};
 use crate::checkpoint::{Checkpoint, SignedCheckpoint};
 use crate::hash::Hash;
 use crate::ids::LedgerId;
@@ -34,6 +34,14 @@ pub struct ReplicaWriter {
     pub(super) log: Log,
     pub(super) state: WriterHead,
     pub(super) record: SyncRecord,
+    /// The other replica of the same ledger (full or sparse), whose checkpoints a new one must
+    /// not contradict either.
+    pub(super) sibling: Option<Log>,
+    /// The newest checkpoint refused as not proven consistent: what a fork probe compares.
+    rejected: Option<SignedCheckpoint>,
+    /// Older checkpoints that could not be compared yet (the replica did not hold their size);
+    /// compared when commits reach it.
+    unchecked: Vec<SignedCheckpoint>,
     /// Size of the newest checkpoint on disk. An accepted checkpoint newer than it is written
     /// with the next write (the first bundle committed against it, or a status change), so a
     /// validly signed checkpoint whose entries never verify leaves nothing behind.
@@ -71,6 +79,9 @@ impl ReplicaWriter {
                 last_checkpoint: None,
             },
             record: SyncRecord::new(),
+            sibling: None,
+            rejected: None,
+            unchecked: Vec::new(),
             persisted_checkpoint: None,
         };
         writer.state = loaded?;
@@ -114,11 +125,13 @@ impl ReplicaWriter {
             self.record.checkpoint_size = cp.size;
             self.record.checkpoint_root = cp.root;
         }
-        let bytes = postcard::to_stdvec(&self.record)
-            .map_err(|e| ReplicaError::Storage(format!("encoding the sync state: {e}")))?;
+        let bytes = self.record.encode()?;
         let store = &self.log.store;
         let number = self.log.state.number;
-        store.put(&mut batch, Cf::SyncState, &keys::sync_state_key(number), &bytes);
+        // The own log (a restore) keeps no sync record.
+        if number != keys::OWN_LOG {
+            store.put(&mut batch, Cf::SyncState, &keys::sync_state_key(number), &bytes);
+        }
         let pending = self
             .state
             .last_checkpoint
@@ -171,6 +184,15 @@ impl ReplicaWriter {
     }
 
     fn forked(&mut self, received: &str, reason: String) -> ReplicaError {
+        self.forked_with(received, reason, None)
+    }
+
+    fn forked_with(
+        &mut self,
+        received: &str,
+        reason: String,
+        proof: Option<ForkProof>,
+    ) -> ReplicaError {
         let held = self.state.last_checkpoint.as_ref().map(|c| c.note.clone()).unwrap_or_default();
         self.record.status = SyncStatus::Forked;
         self.record.last_error = Some(reason.clone());
@@ -179,6 +201,7 @@ impl ReplicaWriter {
             received: received.to_owned(),
             reason: reason.clone(),
             detected_ms: now_ms(),
+            proof,
         });
         if let Err(e) = self.write(Batch::default()) {
             return e;
@@ -220,8 +243,20 @@ impl ReplicaWriter {
             return Err(ReplicaError::Forked(self.ledger_id()));
         }
         let cp = self.open_note(note)?;
+        // The other replica of this ledger holds checkpoints too: none may contradict it.
+        if let Some(other) =
+            self.sibling.as_ref().map(|s| s.checkpoint_at(cp.size)).transpose()?.flatten()
+            && other.root != cp.root
+        {
+            self.state.last_checkpoint.get_or_insert(other);
+            return Err(self.forked(
+                note,
+                format!("two checkpoints of size {} with different roots", cp.size),
+            ));
+        }
         if let Some(held) = self.state.last_checkpoint.clone() {
             if cp.size < held.size {
+                self.check_older(note, &cp, &held)?;
                 return Ok(Accepted::Older);
             }
             if cp.size == held.size {
@@ -234,17 +269,118 @@ impl ReplicaWriter {
                 ));
             }
             if held.size > 0 {
-                merkle::verify_consistency(held.size, cp.size, &held.root, &cp.root, consistency)
-                    .map_err(|e| ReplicaError::Inconsistent {
-                    old_size: held.size,
-                    new_size: cp.size,
-                    reason: e.to_string(),
-                })?;
+                let checked = merkle::verify_consistency(
+                    held.size,
+                    cp.size,
+                    &held.root,
+                    &cp.root,
+                    consistency,
+                );
+                if let Err(e) = checked {
+                    self.rejected =
+                        Some(SignedCheckpoint { checkpoint: cp.clone(), note: note.to_owned() });
+                    return Err(ReplicaError::Inconsistent {
+                        old_size: held.size,
+                        new_size: cp.size,
+                        reason: e.to_string(),
+                    });
+                }
             }
         }
         self.state.last_checkpoint =
             Some(SignedCheckpoint { checkpoint: cp, note: note.to_owned() });
         Ok(Accepted::New)
+    }
+
+    /// A validly signed checkpoint older than the held one must be a prefix of what is held:
+    /// its root is the held tree's root at its size. Compared now when the replica holds that
+    /// many entries, otherwise when commits reach them.
+    fn check_older(
+        &mut self,
+        note: &str,
+        cp: &Checkpoint,
+        held: &SignedCheckpoint,
+    ) -> Result<(), ReplicaError> {
+        if self.log.is_sparse() || self.state.head.size < cp.size {
+            if self.unchecked.len() < 64
+                && !self.unchecked.iter().any(|u| u.size == cp.size && u.root == cp.root)
+            {
+                self.unchecked
+                    .push(SignedCheckpoint { checkpoint: cp.clone(), note: note.to_owned() });
+            }
+            return Ok(());
+        }
+        let ours = self.log.root_at(cp.size)?;
+        if ours == cp.root {
+            return Ok(());
+        }
+        // Evidence anyone can check: the held checkpoint's tree has another root at this size.
+        let proof = (self.state.head.size >= held.size && cp.size > 0)
+            .then(|| self.log.consistency_proof(cp.size, held.size))
+            .transpose()?
+            .map(|consistency| ForkProof {
+                old_size: cp.size,
+                old_root: ours,
+                new_size: held.size,
+                consistency,
+            });
+        Err(self.forked_with(
+            note,
+            format!(
+                "the checkpoint of size {} has root {}, but the tree of the held checkpoint of size {} has root {ours} there",
+                cp.size, cp.root, held.size
+            ),
+            proof,
+        ))
+    }
+
+    /// After a commit: older checkpoints that could not be compared before are compared now.
+    fn check_unchecked(&mut self) -> Result<(), ReplicaError> {
+        let Some(held) = self.state.last_checkpoint.clone() else { return Ok(()) };
+        let due: Vec<SignedCheckpoint> = {
+            let head = self.state.head.size;
+            let (due, later) =
+                std::mem::take(&mut self.unchecked).into_iter().partition(|u| u.size <= head);
+            self.unchecked = later;
+            due
+        };
+        for u in due {
+            self.check_older(&u.note.clone(), &u.checkpoint, &held)?;
+        }
+        Ok(())
+    }
+
+    /// After [`ReplicaError::Inconsistent`] and a source's answer to "your tree's root at the
+    /// size I hold, and a consistency proof from there to the checkpoint you sent": when the
+    /// proof verifies against the refused checkpoint's signed root but the root at the held
+    /// size is not the held one, the refused checkpoint's tree is another history — a fork, with
+    /// evidence anyone can check. Otherwise nothing is proven (`Ok`): the proof was simply bad.
+    ///
+    /// # Errors
+    /// [`ReplicaError::Fork`] when proven.
+    pub fn check_fork_proof(&mut self, old_root: Hash, proof: &[Hash]) -> Result<(), ReplicaError> {
+        let (Some(held), Some(new)) = (self.state.last_checkpoint.clone(), self.rejected.clone())
+        else {
+            return Ok(());
+        };
+        if old_root == held.root
+            || merkle::verify_consistency(held.size, new.size, &old_root, &new.root, proof).is_err()
+        {
+            return Ok(());
+        }
+        Err(self.forked_with(
+            &new.note,
+            format!(
+                "the checkpoint of size {} proves root {old_root} at size {}, but the held checkpoint of that size has root {}",
+                new.size, held.size, held.root
+            ),
+            Some(ForkProof {
+                old_size: held.size,
+                old_root,
+                new_size: new.size,
+                consistency: proof.to_vec(),
+            }),
+        ))
     }
 
     /// After [`ReplicaError::Inconsistent`]: `note` is the source's checkpoint of the held
@@ -295,6 +431,7 @@ impl ReplicaWriter {
         let checkpoint_size =
             self.state.last_checkpoint.as_ref().map(|c| c.size).filter(|&s| s <= held);
         self.log.state.publish(Durable { size: held, checkpoint_size });
+        self.check_unchecked()?;
         Ok(held)
     }
 
@@ -372,11 +509,12 @@ impl ReplicaWriter {
         }
         let store = self.log.store.clone();
         let number = self.log.state.number;
+        let mut writer = store.batch_writer(batch);
         // A whole bundle starting an empty level-0 tile brings that tile, already hashed.
         let whole_tile = overlap == 0 && first.is_multiple_of(BUNDLE_ENTRIES);
         for (data, h, entry) in &bundle.entries[overlap..] {
             let seq = entry.seq;
-            store.put(batch, Cf::Entries, &keys::entry_key(number, seq), data);
+            writer.put(Cf::Entries, &keys::entry_key(number, seq), data);
             postings.add_entry(seq, &entry.content);
             if !whole_tile {
                 self.state.edge.push_leaf(*h);

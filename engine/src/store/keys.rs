@@ -19,8 +19,6 @@ pub(crate) enum Cf {
     Index,
     /// `log || tree size` -> signed checkpoint note.
     Checkpoints,
-    /// Replica sync records and sparse replicas' stored proofs.
-    SyncState,
     /// Tables the mesh keeps (see [`crate::AuxTable`]).
     Peers,
     /// Connection history.
@@ -31,9 +29,16 @@ pub(crate) enum Cf {
     Trust,
     /// Originated messages.
     Messages,
+    /// Replica sync records and sparse replicas' stored proofs.
+    SyncState,
 }
 
 impl Cf {
+    /// Position in [`Self::ALL`] (the declaration order).
+    pub(crate) const fn index(self) -> usize {
+        self as usize
+    }
+
     /// Every column family, in creation order.
     pub(crate) const ALL: [Self; 11] = [
         Self::Meta,
@@ -173,6 +178,20 @@ pub(crate) fn index_prefix(log: u32, kind: IndexKind, value: &str) -> Option<Vec
     Some(k)
 }
 
+/// Splits an index key of `log` into (kind, value, first seq).
+pub(crate) fn parse_index_key(log: u32, key: &[u8]) -> Option<(IndexKind, &str, u64)> {
+    let rest = key.strip_prefix(&log.to_be_bytes())?;
+    let (&kind, rest) = rest.split_first()?;
+    let (&len, rest) = rest.split_first()?;
+    let len = usize::from(len);
+    if rest.len() != len + 8 {
+        return None;
+    }
+    let value = std::str::from_utf8(&rest[..len]).ok()?;
+    let first = u64::from_be_bytes(rest[len..].try_into().ok()?);
+    Some((IndexKind::from_byte(kind)?, value, first))
+}
+
 /// Directory key of a replica: `log/ || id` or `sparse/ || id`.
 pub(crate) fn directory_key(ledger_id: &LedgerId, sparse: bool) -> Vec<u8> {
     let mut k = directory_prefix(sparse).to_vec();
@@ -241,9 +260,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn column_families_are_indexed_in_creation_order() {
+        for (i, cf) in Cf::ALL.into_iter().enumerate() {
+            assert_eq!(cf.index(), i, "{}", cf.name());
+        }
+    }
+
+    #[test]
     fn index_keys_round_trip() {
-        let k = index_prefix(7, IndexKind::Subject, "oid:x:y").unwrap();
+        let mut k = index_prefix(7, IndexKind::Subject, "oid:x:y").unwrap();
         assert_eq!(&k[..6], &[0, 0, 0, 7, b'u', 7]);
+        k.extend_from_slice(&42u64.to_be_bytes());
+        assert_eq!(parse_index_key(7, &k), Some((IndexKind::Subject, "oid:x:y", 42)));
+        assert_eq!(parse_index_key(8, &k), None);
+        assert_eq!(parse_index_key(7, &k[..k.len() - 1]), None);
         assert_eq!(index_prefix(7, IndexKind::Stream, &"a".repeat(256)), None);
     }
 

@@ -43,6 +43,12 @@ mod imp {
             s.contains("lock file") || s.contains("LOCK") || s.contains("lock hold")
         }
 
+        /// True when RocksDB found damaged data (a checksum mismatch, a bad record, a missing
+        /// WAL the MANIFEST tracks).
+        pub(crate) fn is_corruption(&self) -> bool {
+            self.0.contains("Corruption")
+        }
+
         /// True when a file the MANIFEST names is missing (a read-only open racing a writer's
         /// compaction).
         pub(crate) fn is_missing_file(&self) -> bool {
@@ -87,6 +93,20 @@ mod imp {
         }
     }
 
+    /// A batch with its column families' handles at hand.
+    pub(crate) struct BatchWriter<'a> {
+        batch: &'a mut Batch,
+        cfs: [&'a ColumnFamily; Cf::ALL.len()],
+    }
+
+    impl BatchWriter<'_> {
+        /// Puts `value` at `key`.
+        pub(crate) fn put(&mut self, cf: Cf, key: &[u8], value: &[u8]) {
+            let handle = self.cfs[cf.index()];
+            self.batch.0.put_cf(handle, key, value);
+        }
+    }
+
     /// One RocksDB database: a data directory's `db/`.
     pub(crate) struct Store {
         db: DB,
@@ -123,6 +143,12 @@ mod imp {
             let mut opts = Options::default();
             opts.create_if_missing(!read_only);
             opts.create_missing_column_families(!read_only);
+            // A damaged record in the WAL is an error, not the end of the log: only an
+            // incomplete record at the very end (a torn write of a crash) is dropped. Together
+            // with the ledger's high-water marks this keeps acknowledged entries from being
+            // dropped silently (docs/design/engine.md, "Damage to acknowledged data").
+            opts.set_wal_recovery_mode(rocksdb::DBRecoveryMode::TolerateCorruptedTailRecords);
+            opts.set_track_and_verify_wals_in_manifest(true);
             opts.set_max_background_jobs(2);
             opts.set_keep_log_file_num(4);
             let cfs: Vec<ColumnFamilyDescriptor> = Cf::ALL
@@ -235,6 +261,12 @@ mod imp {
             }
         }
 
+        /// A writer into `batch` with every column family's handle looked up once (for loops
+        /// that put one key per entry).
+        pub(crate) fn batch_writer<'a>(&'a self, batch: &'a mut Batch) -> BatchWriter<'a> {
+            BatchWriter { batch, cfs: Cf::ALL.map(|cf| self.cf(cf)) }
+        }
+
         /// Puts `value` at `key` into `batch`.
         pub(crate) fn put(&self, batch: &mut Batch, cf: Cf, key: &[u8], value: &[u8]) {
             batch.0.put_cf(self.cf(cf), key, value);
@@ -268,6 +300,18 @@ mod imp {
             let mut wo = WriteOptions::default();
             wo.set_sync(sync);
             Ok(self.db.write_opt(batch.0, &wo)?)
+        }
+
+        /// Writes every memtable to table files and waits: afterwards the WAL holds nothing the
+        /// tables do not, so damage to it loses nothing. Called when a writable ledger closes.
+        ///
+        /// # Errors
+        /// RocksDB's error (disk full, I/O).
+        pub(crate) fn flush_all(&self) -> Result<(), StoreError> {
+            let cfs: Vec<&ColumnFamily> = Cf::ALL.iter().map(|&cf| self.cf(cf)).collect();
+            let mut opts = rocksdb::FlushOptions::default();
+            opts.set_wait(true);
+            Ok(self.db.flush_cfs_opt(&cfs, &opts)?)
         }
 
         /// Test hook: the writes numbered in `writes` (0 = the next write) fail with an

@@ -138,6 +138,21 @@ pub(crate) fn postings(
     })
 }
 
+/// Calls `f(key, posting list bytes)` for every index key of `log`, in key order.
+///
+/// # Errors
+/// Storage errors, or `f`'s.
+pub(crate) fn index_keys<E: From<StoreError>>(
+    store: &Store,
+    at: Option<&Snapshot<'_>>,
+    log: u32,
+    f: impl FnMut(&[u8], &[u8]) -> Result<bool, E>,
+) -> Result<(), E> {
+    let from = log.to_be_bytes();
+    let until = keys::log_end(log);
+    store.visit(at, Cf::Index, &from, Some(&until), f)
+}
+
 /// Calls `f(ledger id, value)` for every full (or sparse) replica in the log directory.
 ///
 /// # Errors

@@ -6,6 +6,7 @@
 
 mod config;
 mod error;
+mod replica_task;
 mod router;
 mod server;
 mod stream;
@@ -25,6 +26,7 @@ pub use error::SyncError;
 pub use sync_driver::{SyncMode, SyncProgress, SyncSummary};
 
 use onoal_engine::identity::SecretKey;
+use onoal_engine::replica::ReplicaError;
 use onoal_engine::time::now_ms;
 use onoal_engine::{Durable, Ledger, LedgerId, Log};
 
@@ -261,7 +263,18 @@ impl Node {
                 SyncError::TimedOut { addr, request: kind, after }
             }
             SessionError::Transport(reason) => SyncError::Connect { addr, reason },
-            SessionError::Replica(e) => SyncError::Replica(e),
+            SessionError::Replica(e) => {
+                // A fork is the origin's doing (its key signed both histories), not the relay's:
+                // it is recorded against the origin ledger, whoever brought the evidence.
+                if let ReplicaError::Fork { ledger_id, reason } = &e {
+                    let (peers, id) = (self.inner.peers.clone(), *ledger_id);
+                    let v = PeerMisbehaved::Fork(reason.clone());
+                    tokio::task::spawn_blocking(move || {
+                        peers.report_ledger(Some(id), &v, now_ms())
+                    });
+                }
+                SyncError::Replica(e)
+            }
             SessionError::Local(m) => SyncError::Local(m),
         }
     }

@@ -16,17 +16,18 @@ use tracing::Instrument as _;
 use onoal_engine::checkpoint::Checkpoint;
 use onoal_engine::replica::{ReplicaError, ReplicaWriter, SyncStatus, VerifiedBundle};
 use onoal_engine::time::now_ms;
-use onoal_engine::{Filter, Hash, Identity, LedgerId, TreeSize};
+use onoal_engine::{Filter, Identity, LedgerId, TreeSize};
 
 use super::error::SyncError;
+use super::replica_task::{Done, Job, ReplicaTask};
 use super::{Node, stream};
 use crate::id::PeerId;
-use crate::proto::sync::replica::{self as apply, Committed};
+use crate::proto::sync::replica::{self as apply};
 use crate::proto::sync::{
-    AcceptVerdict, BundleReader, Event, FollowAction, FollowSession, RequestId, SessionError,
-    SessionMode, SyncSession,
+    BundleReader, Event, FollowAction, FollowSession, RequestId, SessionError, SessionMode,
+    SyncSession,
 };
-use crate::proto::{ALPN_SYNC, MAX_WAIT_MS, ProvenEntryWire, Request, Response, handshake};
+use crate::proto::{ALPN_SYNC, MAX_WAIT_MS, Request, Response, handshake};
 
 /// How much of a ledger to sync.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -70,74 +71,10 @@ pub struct SyncProgress {
     pub target: u64,
 }
 
-/// Work for the replica task, in session order.
-enum Job {
-    Accept { note: String, consistency: Vec<Hash>, light: bool },
-    CheckFork { note: String },
-    Commit(Vec<VerifiedBundle>),
-    CommitPage(Vec<ProvenEntryWire>),
-}
-
-/// The replica task's answer to a [`Job`].
-enum Done {
-    Accepted(AcceptVerdict, Option<Arc<Checkpoint>>),
-    ForkChecked(Result<(), SessionError>),
-    Committed(Committed),
-    PageCommitted(Result<u64, SessionError>),
-}
-
 /// What a request task hands back.
 enum Arrival {
     Response(RequestId, Result<Response, SessionError>),
     Bundle(RequestId, Result<VerifiedBundle, SessionError>),
-}
-
-/// A blocking task that owns the replica writer while a session runs.
-struct ReplicaTask {
-    jobs: mpsc::UnboundedSender<Job>,
-    done: mpsc::UnboundedReceiver<Done>,
-    handle: JoinHandle<ReplicaWriter>,
-}
-
-impl ReplicaTask {
-    fn spawn(mut writer: ReplicaWriter) -> Self {
-        let (jobs, mut rx) = mpsc::unbounded_channel::<Job>();
-        let (tx, done) = mpsc::unbounded_channel::<Done>();
-        let handle = tokio::task::spawn_blocking(move || {
-            while let Some(job) = rx.blocking_recv() {
-                let d = match job {
-                    Job::Accept { note, consistency, light } => {
-                        let v = apply::accept(&mut writer, &note, &consistency, light);
-                        let cp = writer.checkpoint().map(|c| Arc::new(c.checkpoint.clone()));
-                        Done::Accepted(v, cp)
-                    }
-                    Job::CheckFork { note } => {
-                        Done::ForkChecked(apply::check_fork(&mut writer, &note))
-                    }
-                    Job::Commit(bundles) => Done::Committed(apply::commit(&mut writer, bundles)),
-                    Job::CommitPage(entries) => {
-                        Done::PageCommitted(apply::commit_page(&mut writer, entries))
-                    }
-                };
-                if tx.send(d).is_err() {
-                    break;
-                }
-            }
-            writer
-        });
-        Self { jobs, done, handle }
-    }
-
-    fn send(&self, job: Job) -> Result<(), SessionError> {
-        self.jobs.send(job).map_err(|_| SessionError::Local("the replica task stopped".into()))
-    }
-
-    /// Waits for the jobs sent so far and takes the writer back.
-    async fn close(self) -> Result<ReplicaWriter, SyncError> {
-        drop(self.jobs);
-        drop(self.done);
-        self.handle.await.map_err(|e| SyncError::Local(format!("the replica task failed: {e}")))
-    }
 }
 
 impl Node {
@@ -289,6 +226,59 @@ impl Node {
                     Err(e) => return Err(e),
                 }
             }
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Rebuilds this ledger's own entries from the replica that peer `peer` (pinned) holds at
+    /// `address`, verified against checkpoints signed by this ledger's own key. The ledger must
+    /// be open for restore ([`onoal_engine::LedgerBuilder::open_for_restore`]); finish with
+    /// [`onoal_engine::Ledger::finish_restore`].
+    ///
+    /// # Errors
+    /// As [`Self::sync`].
+    pub async fn restore(
+        &self,
+        peer: LedgerId,
+        address: &str,
+        progress: &(dyn Fn(SyncProgress) + Send + Sync),
+    ) -> Result<SyncSummary, SyncError> {
+        let own = self.inner.ledger.identity().ledger_id;
+        let span = tracing::info_span!("restore", ledger = %own.fmt_short());
+        async {
+            let peers = self.inner.peers.clone();
+            let record = self
+                .blocking(move || peers.get(&peer))
+                .await?
+                .map_err(|e| SyncError::Local(e.to_string()))?
+                .ok_or(SyncError::NotPinned(peer))?;
+            let key = record.peer_id().ok_or_else(|| {
+                SyncError::Local("the pinned key is not a valid Ed25519 key".into())
+            })?;
+            let conn = self.connect(resolve(address)?, key).await?;
+            let started = Instant::now();
+            let result = async {
+                let ledger = self.inner.ledger.clone();
+                let writer = self.blocking(move || ledger.restore_writer()).await??;
+                let from_size = writer.held();
+                let (writer, outcome) =
+                    self.drive(&conn, writer, SessionMode::Entries, progress).await?;
+                let (entries, bytes) = outcome?;
+                Ok(SyncSummary {
+                    ledger_id: own,
+                    from_size,
+                    to_size: writer.held(),
+                    checkpoint_size: writer.checkpoint().map_or(0, |c| c.size),
+                    entries,
+                    bytes,
+                    seconds: started.elapsed().as_secs_f64(),
+                    verified: true,
+                })
+            }
+            .await;
+            conn.close(quinn::VarInt::from_u32(0), b"done");
+            result
         }
         .instrument(span)
         .await
@@ -466,6 +456,9 @@ impl Node {
                         task.send(Job::Accept { note, consistency, light })
                     }
                     Event::CheckFork { note } => task.send(Job::CheckFork { note }),
+                    Event::CheckForkProof { old_root, proof } => {
+                        task.send(Job::CheckForkProof { old_root, proof })
+                    }
                     Event::Commit(bundles) => task.send(Job::Commit(bundles)),
                     Event::CommitPage { entries: page } => {
                         seen += page.len() as u64;
@@ -498,6 +491,7 @@ impl Node {
                             session.checkpoint_accepted(now, verdict);
                         }
                         Some(Done::ForkChecked(r)) => session.fork_checked(now, r),
+                        Some(Done::ForkProofChecked(r)) => session.fork_proof_checked(now, r),
                         Some(Done::Committed(c)) => {
                             if let Ok(held) = c.result {
                                 entries += c.entries;

@@ -69,6 +69,17 @@ pub enum Request {
         /// Longest wait.
         wait_ms: u32,
     },
+    /// The server's tree's root at `old` and an RFC 9162 consistency proof from it to the
+    /// tree of `new` (a checkpoint size the server serves): the fork probe, when a checkpoint
+    /// was not proven consistent with the one held.
+    Consistency {
+        /// Ledger id.
+        ledger: LedgerId,
+        /// The size held by the client.
+        old: TreeSize,
+        /// The size of the checkpoint the server sent.
+        new: TreeSize,
+    },
 }
 
 impl Request {
@@ -82,6 +93,7 @@ impl Request {
             Self::Bundle { .. } => "Bundle",
             Self::Entries { .. } => "Entries",
             Self::WaitCheckpoint { .. } => "WaitCheckpoint",
+            Self::Consistency { .. } => "Consistency",
         }
     }
 }
@@ -144,6 +156,13 @@ pub enum Response {
         /// What to do, for the operator.
         message: String,
     },
+    /// The answer to [`Request::Consistency`].
+    Consistency {
+        /// The server's tree's root at the old size.
+        old_root: Hash,
+        /// RFC 9162 consistency proof from the old size to the new one.
+        proof: Vec<Hash>,
+    },
 }
 
 impl Response {
@@ -157,6 +176,7 @@ impl Response {
             Self::Entries { .. } => "Entries",
             Self::Bundle { .. } => "Bundle",
             Self::Error { .. } => "Error",
+            Self::Consistency { .. } => "Consistency",
         }
     }
 }

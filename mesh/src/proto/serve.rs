@@ -69,6 +69,15 @@ pub enum Plan {
         /// Entries.
         count: u64,
     },
+    /// The tree's root at `old` and a consistency proof to `new`.
+    Consistency {
+        /// Whose.
+        ledger: LedgerId,
+        /// Old size.
+        old: u64,
+        /// New size.
+        new: u64,
+    },
     /// A page of a filtered sync.
     Entries {
         /// Whose.
@@ -92,6 +101,7 @@ impl Plan {
             | Self::Checkpoint { ledger, .. }
             | Self::CheckpointAt { ledger, .. }
             | Self::Bundle { ledger, .. }
+            | Self::Consistency { ledger, .. }
             | Self::Entries { ledger, .. } => *ledger,
         }
     }
@@ -185,6 +195,17 @@ impl ServeCore {
                     Decision::Execute(Plan::Bundle { ledger, size: size.0, first: first.0, count })
                 }
             },
+            Request::Consistency { old, new, .. } if old.0 == 0 || old.0 > new.0 => {
+                Decision::Respond(refuse(
+                    ErrorCode::BadRequest,
+                    format!(
+                        "no consistency proof from {old} to {new}: sizes must satisfy 0 < old <= new"
+                    ),
+                ))
+            }
+            Request::Consistency { ledger, old, new } => {
+                Decision::Execute(Plan::Consistency { ledger, old: old.0, new: new.0 })
+            }
             Request::Entries { ledger, size, filter, cursor, limit } => {
                 Decision::Execute(Plan::Entries {
                     ledger,
@@ -253,6 +274,14 @@ pub fn execute(ledger: &Ledger, peers: &PeerStore, plan: Plan) -> Answer {
                 Err(e) => internal(e.to_string()),
             })
         }
+        Plan::Consistency { ledger: id, old, new } => with_log(id, &|log| {
+            let answer = log.root_at(old).and_then(|old_root| {
+                log.consistency_proof(old, new)
+                    .map(|proof| Response::Consistency { old_root, proof })
+            });
+            answer
+                .map_or_else(|e| refuse(ErrorCode::BadRequest, e.to_string()).into(), Answer::from)
+        }),
         Plan::Entries { ledger: id, size, filter, cursor, limit } => with_log(id, &|log| {
             if size > log.durable_size() || log.is_sparse() {
                 return refuse(

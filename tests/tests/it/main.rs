@@ -3,6 +3,7 @@
 mod append;
 mod cli;
 mod crash;
+mod damage;
 mod disk_full;
 mod faults;
 mod ledger_ops;

@@ -1,18 +1,57 @@
 //! `onoal import`: JSON Lines in, groups submitted with up to four in flight, acks printed as
-//! each group becomes durable.
+//! each group becomes durable, and a checkpoint of what was appended signed before it exits.
+//!
+//! What it says is exactly what was appended. A line that cannot be used (unreadable, not
+//! UTF-8, too long, malformed) stops the import: every valid line before it is appended,
+//! nothing after it is read, and the message names the line and the seqs appended.
 
-use std::io::{BufRead as _, IsTerminal as _, Write as _};
+use std::io::{BufRead, IsTerminal as _, Read as _, Write as _};
 
 use anyhow::{Context as _, Result, anyhow, bail};
-use onoal_engine::NewEntry;
+use onoal_engine::{NewEntry, PendingAppend};
 use serde_json::json;
 
 use crate::cli::Cli;
 use crate::cmd::ledger::open_write;
 use crate::output::one_line;
 
+/// What the acknowledging thread saw.
+#[derive(Default)]
+struct Acked {
+    appended: u64,
+    first_seq: Option<u64>,
+    last_seq: Option<u64>,
+    /// The first group that failed (nothing of it, or after it, is acknowledged).
+    error: Option<anyhow::Error>,
+}
+
+/// The longest line accepted: a maximal payload as JSON text escapes (`\uXXXX`, six bytes a
+/// byte) or base64, plus the other fields.
+fn max_line(max_payload: usize) -> usize {
+    max_payload.saturating_mul(6).saturating_add(64 << 10)
+}
+
+/// Reads one line of at most `max` bytes (without its newline) into `buf`. `Ok(false)` at the
+/// end of the input.
+fn read_line_bounded(input: &mut dyn BufRead, buf: &mut Vec<u8>, max: usize) -> Result<bool> {
+    buf.clear();
+    let mut limited = input.take(max as u64 + 1);
+    let n = limited.read_until(b'\n', buf)?;
+    if n == 0 {
+        return Ok(false);
+    }
+    if buf.last() == Some(&b'\n') {
+        buf.pop();
+    } else if buf.len() > max {
+        bail!(
+            "the line is longer than {max} bytes (the longest an entry within this ledger's payload limit can be)"
+        );
+    }
+    Ok(true)
+}
+
 pub(crate) fn run(cli: &Cli, file: &str, ack: bool, batch: usize) -> Result<()> {
-    let input: Box<dyn std::io::BufRead> = if file == "-" {
+    let mut input: Box<dyn BufRead> = if file == "-" {
         Box::new(std::io::stdin().lock())
     } else {
         Box::new(std::io::BufReader::new(
@@ -30,26 +69,34 @@ pub(crate) fn run(cli: &Cli, file: &str, ack: bool, batch: usize) -> Result<()> 
     // prints its ack as soon as it is durable. Up to IN_FLIGHT groups are in flight, so parsing
     // overlaps hashing and fsync.
     const IN_FLIGHT: usize = 4;
-    let (pending_tx, pending_rx) =
-        crossbeam_channel::bounded::<onoal_engine::PendingAppend>(IN_FLIGHT);
-    let (summary, read_result) = std::thread::scope(|scope| {
-        let acker = scope.spawn(|| -> Result<(u64, Option<u64>, Option<u64>)> {
+    let (pending_tx, pending_rx) = crossbeam_channel::bounded::<PendingAppend>(IN_FLIGHT);
+    let (acked, read_result) = std::thread::scope(|scope| {
+        let acker = scope.spawn(|| {
             let mut stdout = std::io::stdout().lock();
-            let (mut appended, mut first_seq, mut last_seq) = (0u64, None::<u64>, None::<u64>);
+            let mut a = Acked::default();
             for p in pending_rx {
-                let receipts = p.wait()?;
-                if let (Some(f), Some(l)) = (receipts.first(), receipts.last()) {
-                    first_seq.get_or_insert(f.seq);
-                    last_seq = Some(l.seq);
-                    appended += receipts.len() as u64;
-                    bar.set_position(appended);
-                    if ack {
-                        writeln!(stdout, "acked {}", l.seq)?;
-                        stdout.flush()?;
+                if a.error.is_some() {
+                    // Groups after a failed one are not acknowledged (they build on it).
+                    let _ = p.wait();
+                    continue;
+                }
+                match p.wait() {
+                    Ok(receipts) => {
+                        if let (Some(f), Some(l)) = (receipts.first(), receipts.last()) {
+                            a.first_seq.get_or_insert(f.seq);
+                            a.last_seq = Some(l.seq);
+                            a.appended += receipts.len() as u64;
+                            bar.set_position(a.appended);
+                            if ack {
+                                let _ = writeln!(stdout, "acked {}", l.seq);
+                                let _ = stdout.flush();
+                            }
+                        }
                     }
+                    Err(e) => a.error = Some(e.into()),
                 }
             }
-            Ok((appended, first_seq, last_seq))
+            a
         });
         let read_result = (|| -> Result<()> {
             let mut pending = Vec::with_capacity(batch);
@@ -60,18 +107,28 @@ pub(crate) fn run(cli: &Cli, file: &str, ack: bool, batch: usize) -> Result<()> 
                 }
                 Ok(())
             };
-            for (i, line) in input.lines().enumerate() {
-                let lineno = i + 1;
-                let line = line.with_context(|| format!("cannot read line {lineno}"))?;
-                if line.trim().is_empty() {
-                    continue;
-                }
-                match onoal_engine::import::parse_line(&line, max_payload) {
+            let mut buf = Vec::new();
+            let max = max_line(max_payload);
+            for lineno in 1.. {
+                let line = read_line_bounded(&mut *input, &mut buf, max).and_then(|more| {
+                    more.then(|| std::str::from_utf8(&buf))
+                        .transpose()
+                        .map_err(|_| anyhow!("the line is not UTF-8 text"))
+                });
+                let parsed = match line {
+                    Ok(None) => break,
+                    Ok(Some(text)) if text.trim().is_empty() => continue,
+                    Ok(Some(text)) => onoal_engine::import::parse_line(text, max_payload)
+                        .map_err(anyhow::Error::from),
+                    Err(e) => Err(e),
+                };
+                match parsed {
                     Ok(e) => pending.push(e),
                     Err(e) => {
-                        // Everything before the bad line is kept; nothing after it is read.
+                        // Every valid line before the bad one is appended; nothing after it is
+                        // read.
                         submit(&mut pending)?;
-                        return Err(anyhow!("line {lineno}: {e}"));
+                        return Err(anyhow!("line {lineno}: {}", one_line(&e)));
                     }
                 }
                 if pending.len() >= batch {
@@ -81,32 +138,44 @@ pub(crate) fn run(cli: &Cli, file: &str, ack: bool, batch: usize) -> Result<()> 
             submit(&mut pending)
         })();
         drop(pending_tx);
-        let summary =
-            acker.join().unwrap_or_else(|_| Err(anyhow!("the acknowledging thread panicked")));
-        (summary, read_result)
+        let acked = acker.join().unwrap_or_else(|_| Acked {
+            error: Some(anyhow!("the acknowledging thread panicked")),
+            ..Acked::default()
+        });
+        (acked, read_result)
     });
-    let (appended, first_seq, last_seq) = summary?;
-    if let Err(e) = read_result {
-        bar.finish_and_clear();
-        bail!(
-            "{}; entries before it were appended (last seq {}), nothing after it",
-            one_line(&e),
-            last_seq.map_or("none".to_string(), |s| s.to_string())
-        );
-    }
-    let mut stdout = std::io::stdout().lock();
     bar.finish_and_clear();
+    let appended_text = match (acked.first_seq, acked.last_seq) {
+        (Some(f), Some(l)) => format!("{} entries were appended (seqs {f} to {l})", acked.appended),
+        _ => "no entries were appended".to_owned(),
+    };
+    // Sign what was appended before exiting, so it does not wait for the next writer.
+    let checkpoint = ledger.checkpoint_now();
+    if let Some(e) = acked.error {
+        bail!("{}; {appended_text}, nothing after them", one_line(&e));
+    }
+    if let Err(e) = read_result {
+        bail!("{}; {appended_text}, nothing after that line", one_line(&e));
+    }
+    let checkpoint = checkpoint
+        .with_context(|| format!("{appended_text}, but signing a checkpoint of them failed"))?;
     let tree_size = ledger.head()?.size;
     let v = json!({
-        "appended": appended,
-        "first_seq": first_seq,
-        "last_seq": last_seq,
+        "appended": acked.appended,
+        "first_seq": acked.first_seq,
+        "last_seq": acked.last_seq,
         "tree_size": tree_size,
+        "checkpoint_size": checkpoint.size,
     });
+    let mut stdout = std::io::stdout().lock();
     if cli.json || ack {
         writeln!(stdout, "{v}")?;
     } else {
-        writeln!(stdout, "appended {appended} entries; tree size {tree_size}")?;
+        writeln!(
+            stdout,
+            "appended {} entries; tree size {tree_size}, signed checkpoint {}",
+            acked.appended, checkpoint.size
+        )?;
     }
     Ok(())
 }

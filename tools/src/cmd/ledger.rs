@@ -9,7 +9,35 @@ use crate::cli::{AppendArgs, Cli, ProveCommand, QueryArgs};
 use crate::output::{entry_json, print, print_value};
 
 pub(crate) fn open_write(cli: &Cli) -> Result<Ledger> {
-    Ok(Ledger::builder(&cli.data).durability(cli.durability.into()).open()?)
+    let ledger = Ledger::builder(&cli.data).durability(cli.durability.into()).open()?;
+    if let Some(mode) = key_file_exposed(cli)? {
+        let path = onoal_engine::identity::key_path(&cli.data);
+        eprintln!(
+            "warning: key file {} is readable by other users (mode {mode:o}); run `chmod 600 {}`",
+            path.display(),
+            path.display()
+        );
+    }
+    Ok(ledger)
+}
+
+/// The key file's mode when users other than its owner can read it (as ssh warns).
+pub(crate) fn key_file_exposed(cli: &Cli) -> Result<Option<u32>> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let path = onoal_engine::identity::key_path(&cli.data);
+        let mode = std::fs::metadata(&path)
+            .with_context(|| format!("cannot read {}", path.display()))?
+            .permissions()
+            .mode();
+        Ok((mode & 0o077 != 0).then_some(mode & 0o777))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = cli;
+        Ok(None)
+    }
 }
 
 pub(crate) fn open_read(cli: &Cli) -> Result<Ledger> {
@@ -79,20 +107,41 @@ pub(crate) fn init(cli: &Cli, oid: &str, ledger_id: Option<&str>) -> Result<()> 
     Ok(())
 }
 
+/// Reads a payload file of at most `max` bytes (a device or pipe included).
+fn read_payload_file(path: &std::path::Path, max: usize) -> Result<Vec<u8>> {
+    use std::io::Read as _;
+    let f = std::fs::File::open(path)
+        .with_context(|| format!("cannot read payload file {}", path.display()))?;
+    let mut out = Vec::new();
+    f.take(max as u64 + 1)
+        .read_to_end(&mut out)
+        .with_context(|| format!("cannot read payload file {}", path.display()))?;
+    if out.len() > max {
+        bail!(
+            "payload file {} is larger than this ledger's payload limit of {max} bytes; split it",
+            path.display()
+        );
+    }
+    Ok(out)
+}
+
 pub(crate) fn append(cli: &Cli, a: &AppendArgs) -> Result<()> {
+    let ledger = open_write(cli)?;
     let payload = match (&a.payload, &a.payload_file) {
         (Some(p), _) => p.as_bytes().to_vec(),
-        (None, Some(f)) => {
-            std::fs::read(f).with_context(|| format!("cannot read payload file {}", f.display()))?
-        }
+        (None, Some(f)) => read_payload_file(f, ledger.max_payload_bytes())?,
         (None, None) => bail!("give --payload or --payload-file"),
     };
     let entry =
         new_entry(&a.stream, &a.entry_type, a.subject.as_deref(), a.issuer.as_deref(), payload)?;
-    let ledger = open_write(cli)?;
     let r = ledger.append(entry)?;
-    print(cli, json!({"seq": r.seq, "leaf_hash": r.leaf_hash.to_hex()}), || {
-        format!("appended seq {} leaf hash {}", r.seq, r.leaf_hash)
+    // Sign what was appended before exiting, so it does not wait for the next writer.
+    let cp = ledger.checkpoint_now().with_context(|| {
+        format!("appended seq {}, but signing a checkpoint of it failed", r.seq)
+    })?;
+    let v = json!({"seq": r.seq, "leaf_hash": r.leaf_hash.to_hex(), "checkpoint_size": cp.size});
+    print(cli, v, || {
+        format!("appended seq {} leaf hash {}; signed checkpoint {}", r.seq, r.leaf_hash, cp.size)
     });
     Ok(())
 }

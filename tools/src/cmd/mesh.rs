@@ -254,6 +254,56 @@ pub(crate) fn sync(
     })
 }
 
+pub(crate) fn restore(cli: &Cli, from: &str, accept_loss: bool, timeout_secs: f64) -> Result<()> {
+    let (peer, address) = parse_peer_spec(from)?;
+    let config = NodeConfig::default().request_timeout(timeout(timeout_secs)?);
+    let ledger = Arc::new(Ledger::builder(&cli.data).open_for_restore()?);
+    let rt = runtime()?;
+    let summary = rt.block_on(async {
+        let key = SecretKey::read_file(&key_path(&cli.data))?;
+        let node = Node::bind(ledger.clone(), key, "127.0.0.1:0".parse()?, config)?;
+        let bar = if std::io::stderr().is_terminal() && !cli.json {
+            indicatif::ProgressBar::new(0)
+        } else {
+            indicatif::ProgressBar::hidden()
+        };
+        let show = |p: onoal_mesh::SyncProgress| {
+            bar.set_length(p.target);
+            bar.set_position(p.held);
+        };
+        let r = node.restore(peer, &address, &show).await;
+        bar.finish_and_clear();
+        node.close().await;
+        r.map_err(anyhow::Error::from)
+    })?;
+    let report = ledger.finish_restore(accept_loss)?;
+    let v = json!({
+        "restored": summary.entries,
+        "from_size": summary.from_size,
+        "to_size": report.held,
+        "signed": report.signed,
+        "acknowledged": report.acknowledged,
+        "lost": report.lost,
+        "checkpoint_size": summary.checkpoint_size,
+        "verified": summary.verified,
+    });
+    print(cli, v, || {
+        format!(
+            "restored {} entries from {from}: the ledger holds {} again (signed {}, acknowledged {}{}), every entry verified against checkpoints signed by this ledger's key",
+            summary.entries,
+            report.held,
+            report.signed,
+            report.acknowledged,
+            if report.lost > 0 {
+                format!("; {} acknowledged entries could not be given back", report.lost)
+            } else {
+                String::new()
+            }
+        )
+    });
+    Ok(())
+}
+
 async fn shutdown_signal() {
     #[cfg(unix)]
     {
@@ -276,9 +326,24 @@ async fn shutdown_signal() {
     }
 }
 
-pub(crate) fn serve(cli: &Cli, listen: &str, peers: &[String]) -> Result<ExitCode> {
+pub(crate) fn serve(
+    cli: &Cli,
+    listen: &str,
+    peers: &[String],
+    allow_insecure_key: bool,
+) -> Result<ExitCode> {
     let follows: Vec<(LedgerId, String)> =
         peers.iter().map(|p| parse_peer_spec(p)).collect::<Result<_>>()?;
+    if let Some(mode) = crate::cmd::ledger::key_file_exposed(cli)? {
+        let path = key_path(&cli.data);
+        if !allow_insecure_key {
+            bail!(
+                "key file {} is readable by other users (mode {mode:o}); a node signs with it and proves its identity with it: run `chmod 600 {}`, or pass --allow-insecure-key",
+                path.display(),
+                path.display()
+            );
+        }
+    }
     let ledger = open_for_mesh(cli, "serve")?;
     let rt = runtime()?;
     rt.block_on(async {

@@ -5,15 +5,36 @@ use std::io::IsTerminal as _;
 use std::process::ExitCode;
 
 use anyhow::Result;
-use onoal_engine::VerifyError;
+use onoal_engine::{OpenError, VerifyError};
 use serde_json::json;
 
 use crate::cli::Cli;
 use crate::cmd::ledger::read_log;
 use crate::output::print;
 
+/// Prints an audit failure: one JSON object (with `--json`) and the evidence on stderr.
+fn failed(cli: &Cli, e: &dyn std::fmt::Display) -> ExitCode {
+    if cli.json {
+        println!("{}", json!({"ok": false, "error": e.to_string()}));
+    }
+    eprintln!("verify FAILED: {e}");
+    ExitCode::from(1)
+}
+
 pub(crate) fn run(cli: &Cli) -> Result<ExitCode> {
-    let (_ledger, ledger) = read_log(cli)?;
+    let (_ledger, ledger) = match read_log(cli) {
+        Ok(l) => l,
+        // Lost or damaged data found while opening is what an audit reports.
+        Err(e) => match e.downcast_ref::<OpenError>() {
+            Some(
+                o @ (OpenError::EntriesLost { .. }
+                | OpenError::Diverged { .. }
+                | OpenError::StorageDamaged { .. }
+                | OpenError::HighWater(_)),
+            ) => return Ok(failed(cli, o)),
+            _ => return Err(e),
+        },
+    };
     let total = ledger.head()?.size;
     let bar = if std::io::stderr().is_terminal() && !cli.json {
         indicatif::ProgressBar::new(total)
@@ -43,12 +64,6 @@ pub(crate) fn run(cli: &Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Err(VerifyError::Read(e)) => Err(e.into()),
-        Err(e) => {
-            if cli.json {
-                println!("{}", json!({"ok": false, "error": e.to_string()}));
-            }
-            eprintln!("verify FAILED: {e}");
-            Ok(ExitCode::from(1))
-        }
+        Err(e) => Ok(failed(cli, &e)),
     }
 }

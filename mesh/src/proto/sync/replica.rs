@@ -14,12 +14,14 @@ use super::session::{AcceptVerdict, SessionError};
 use crate::proto::message::ProvenEntryWire;
 use crate::proto::misbehaved::PeerMisbehaved;
 
+/// A bad signature or bundle is the peer's violation; a fork is the origin's (its key signed
+/// both histories), recorded as evidence in the replica and reported by the driver against the
+/// origin, not against whoever relayed it.
 fn replica_error(e: ReplicaError) -> SessionError {
     match e {
         ReplicaError::BadSignature { reason, .. } => {
             SessionError::Misbehaved(PeerMisbehaved::BadSignature(reason))
         }
-        ReplicaError::Fork { reason, .. } => SessionError::Misbehaved(PeerMisbehaved::Fork(reason)),
         ReplicaError::Bundle(b) => SessionError::Misbehaved(PeerMisbehaved::BadBundle(b)),
         other => SessionError::Replica(other),
     }
@@ -58,6 +60,19 @@ pub fn accept(
 /// The fork (or a bad signature on the note).
 pub fn check_fork(writer: &mut ReplicaWriter, note: &str) -> Result<(), SessionError> {
     writer.check_fork(note).map_err(replica_error)
+}
+
+/// [`super::Event::CheckForkProof`]: checks the source's root at the held size and its proof
+/// to the refused checkpoint; a proven fork's evidence is stored.
+///
+/// # Errors
+/// The fork.
+pub fn check_fork_proof(
+    writer: &mut ReplicaWriter,
+    old_root: Hash,
+    proof: &[Hash],
+) -> Result<(), SessionError> {
+    writer.check_fork_proof(old_root, proof).map_err(replica_error)
 }
 
 /// Verifies a received bundle against the accepted checkpoint (CPU work: any thread).

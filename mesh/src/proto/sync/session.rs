@@ -71,6 +71,15 @@ pub enum Event<B> {
         /// Signed note.
         note: String,
     },
+    /// The checkpoint was not proven consistent; this is the source's tree's root at the size
+    /// held and a proof from there to the refused checkpoint. Check it (a fork?) and report
+    /// with [`SyncSession::fork_proof_checked`].
+    CheckForkProof {
+        /// The source's root at the size held.
+        old_root: Hash,
+        /// Consistency proof from it to the refused checkpoint's root.
+        proof: Vec<Hash>,
+    },
     /// The source has no checkpoint of the ledger yet.
     NothingToSync,
     /// Commit these bundles (consecutive, in order) in one write, then report
@@ -137,6 +146,7 @@ pub enum AcceptVerdict {
 pub(super) enum Purpose {
     Checkpoint,
     ForkProbe,
+    ForkProof,
     Bundle(u64),
     Page,
 }
@@ -151,6 +161,10 @@ pub(super) enum State {
     AwaitForkProbe(PeerMisbehaved),
     /// Waiting for the driver's comparison of that checkpoint with the held one.
     AwaitForkVerdict(PeerMisbehaved),
+    /// Waiting for the source's root at the size held and its consistency proof.
+    AwaitForkProof(PeerMisbehaved),
+    /// Waiting for the driver's check of that proof.
+    AwaitForkProofVerdict(PeerMisbehaved),
     /// Fetching bundles of the tree of `target`.
     Bundles { target: u64 },
     /// Fetching filtered pages of the tree of `size` from `cursor` (a page in flight or being
@@ -298,10 +312,19 @@ impl<B> SyncSession<B> {
         let Some((purpose, kind, _)) = self.in_flight.remove(&id) else {
             return; // Late answer after a failure, or unknown: ignore.
         };
-        if let Response::Error { code, message } = response {
-            return self.fail(SessionError::Refused(code, message));
-        }
         let state = std::mem::replace(&mut self.state, State::Finished);
+        if let Response::Error { code, message } = response {
+            self.state = state;
+            // A refused probe proves nothing: the proof that failed is the violation.
+            return match (&self.state, purpose) {
+                (State::AwaitForkProbe(why), Purpose::ForkProbe)
+                | (State::AwaitForkProof(why), Purpose::ForkProof) => {
+                    let why = why.clone();
+                    self.fail(SessionError::Misbehaved(why))
+                }
+                _ => self.fail(SessionError::Refused(code, message)),
+            };
+        }
         match (purpose, state, response) {
             (
                 Purpose::Checkpoint,
@@ -319,13 +342,29 @@ impl<B> SyncSession<B> {
                 self.events.push_back(Event::CheckFork { note });
             }
             (Purpose::ForkProbe, State::AwaitForkProbe(why), Response::NoCheckpoint) => {
-                // No checkpoint of the held size to prove a fork: the proof was bad.
-                self.state = State::AwaitForkProbe(why.clone());
-                self.fail(SessionError::Misbehaved(why));
+                // No checkpoint of the held size: ask for the source's root there instead.
+                self.probe_proof(now, why);
+            }
+            (
+                Purpose::ForkProof,
+                State::AwaitForkProof(why),
+                Response::Consistency { old_root, proof },
+            ) => {
+                self.state = State::AwaitForkProofVerdict(why);
+                self.events.push_back(Event::CheckForkProof { old_root, proof });
             }
             (Purpose::Page, state @ State::Pages { .. }, response) => {
                 self.state = state;
                 self.handle_page(now, response);
+            }
+            // Any other answer to a probe proves nothing: the proof that failed is the violation.
+            (
+                Purpose::ForkProbe | Purpose::ForkProof,
+                State::AwaitForkProbe(why) | State::AwaitForkProof(why),
+                _,
+            ) => {
+                self.state = State::AwaitForkProof(why.clone());
+                self.fail(SessionError::Misbehaved(why));
             }
             (_, state, other) => {
                 self.state = state;
@@ -378,10 +417,39 @@ impl<B> SyncSession<B> {
     }
 
     /// The driver's verdict on [`Event::CheckFork`]: `Ok(())` when the source's checkpoint of
-    /// the held size agrees with the held one (so the consistency proof was simply bad), or the
-    /// error to end with (a fork, with its evidence stored; a bad signature).
-    pub fn fork_checked(&mut self, _now: Instant, verdict: Result<(), SessionError>) {
+    /// the held size agrees with the held one (the session then asks for the source's root at
+    /// that size with a proof), or the error to end with (a fork, with its evidence stored; a
+    /// bad signature).
+    pub fn fork_checked(&mut self, now: Instant, verdict: Result<(), SessionError>) {
         let State::AwaitForkVerdict(why) = &self.state else { return };
+        let why = why.clone();
+        match verdict {
+            Ok(()) => self.probe_proof(now, why),
+            Err(e) => self.fail(e),
+        }
+    }
+
+    /// Asks for the source's root at the held size and a consistency proof from it to the
+    /// refused checkpoint: if that proof verifies against the refused checkpoint's signed root
+    /// but the root is not the held one, the two checkpoints are a fork.
+    fn probe_proof(&mut self, now: Instant, why: PeerMisbehaved) {
+        let PeerMisbehaved::InconsistentCheckpoint { new_size, .. } = &why else {
+            self.state = State::AwaitForkProof(why.clone());
+            return self.fail(SessionError::Misbehaved(why));
+        };
+        let request = Request::Consistency {
+            ledger: self.ledger,
+            old: TreeSize(self.have),
+            new: TreeSize(*new_size),
+        };
+        self.state = State::AwaitForkProof(why);
+        self.send(request, Purpose::ForkProof, now);
+    }
+
+    /// The driver's verdict on [`Event::CheckForkProof`]: `Ok(())` when it proves nothing (the
+    /// consistency proof was simply bad: the violation), or the fork to end with.
+    pub fn fork_proof_checked(&mut self, _now: Instant, verdict: Result<(), SessionError>) {
+        let State::AwaitForkProofVerdict(why) = &self.state else { return };
         let why = why.clone();
         match verdict {
             Ok(()) => self.fail(SessionError::Misbehaved(why)),

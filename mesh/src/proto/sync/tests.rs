@@ -213,23 +213,38 @@ fn an_inconsistent_checkpoint_is_probed_for_a_fork_within_a_deadline() {
     s.fork_checked(now, Err(fork.clone()));
     assert_eq!(drain_events(&mut s), [Event::Failed(fork)]);
 
-    // No fork proven: the bad proof is the violation.
+    // The same checkpoint at the held size: the session asks for the source's root there and a
+    // proof to the refused checkpoint; when that proves nothing, the bad proof is the violation.
     let mut s = session(300, 300, SessionMode::Entries, 4, now);
     drain_transmits(&mut s);
     s.handle_response(now, RequestId(0), checkpoint());
     drain_events(&mut s);
     s.checkpoint_accepted(now, AcceptVerdict::Inconsistent(why.clone()));
     drain_transmits(&mut s);
-    s.handle_response(
-        now,
-        RequestId(1),
-        Response::Checkpoint { note: "same".into(), consistency: Vec::new() },
-    );
+    let same = Response::Checkpoint { note: "same".into(), consistency: Vec::new() };
+    s.handle_response(now, RequestId(1), same);
     drain_events(&mut s);
     s.fork_checked(now, Ok(()));
+    let t = drain_transmits(&mut s);
+    assert!(
+        matches!(
+            t[..],
+            [(RequestId(2), Request::Consistency { old: TreeSize(300), new: TreeSize(400), .. })]
+        ),
+        "{t:?}"
+    );
+    let root = onoal_engine::Hash([9; 32]);
+    s.handle_response(
+        now,
+        RequestId(2),
+        Response::Consistency { old_root: root, proof: vec![root] },
+    );
+    assert_eq!(drain_events(&mut s), [Event::CheckForkProof { old_root: root, proof: vec![root] }]);
+    s.fork_proof_checked(now, Ok(()));
     assert_eq!(drain_events(&mut s), [Event::Failed(SessionError::Misbehaved(why.clone()))]);
 
-    // No checkpoint of the held size, or no answer in time: the bad proof is the violation.
+    // No checkpoint of the held size: straight to the proof probe; a refusal of it proves
+    // nothing either, and the bad proof is the violation.
     let mut s = session(300, 300, SessionMode::Entries, 4, now);
     drain_transmits(&mut s);
     s.handle_response(now, RequestId(0), checkpoint());
@@ -237,7 +252,28 @@ fn an_inconsistent_checkpoint_is_probed_for_a_fork_within_a_deadline() {
     s.checkpoint_accepted(now, AcceptVerdict::Inconsistent(why.clone()));
     drain_transmits(&mut s);
     s.handle_response(now, RequestId(1), Response::NoCheckpoint);
-    assert_eq!(drain_events(&mut s), [Event::Failed(SessionError::Misbehaved(why))]);
+    assert!(matches!(drain_transmits(&mut s)[..], [(RequestId(2), Request::Consistency { .. })]));
+    let refusal = Response::Error { code: ErrorCode::BadRequest, message: "old server".into() };
+    s.handle_response(now, RequestId(2), refusal);
+    assert_eq!(drain_events(&mut s), [Event::Failed(SessionError::Misbehaved(why.clone()))]);
+
+    // A proven fork ends the session with it.
+    let mut s = session(300, 300, SessionMode::Entries, 4, now);
+    drain_transmits(&mut s);
+    s.handle_response(now, RequestId(0), checkpoint());
+    drain_events(&mut s);
+    s.checkpoint_accepted(now, AcceptVerdict::Inconsistent(why));
+    drain_transmits(&mut s);
+    s.handle_response(now, RequestId(1), Response::NoCheckpoint);
+    s.handle_response(
+        now,
+        RequestId(2),
+        Response::Consistency { old_root: root, proof: Vec::new() },
+    );
+    drain_events(&mut s);
+    let fork = SessionError::Local("fork".into());
+    s.fork_proof_checked(now, Err(fork.clone()));
+    assert_eq!(drain_events(&mut s), [Event::Failed(fork)]);
 }
 
 #[test]

@@ -378,6 +378,10 @@ impl Sim {
                     let r = apply::check_fork(&mut s.writer, &note);
                     s.core.fork_checked(now, r);
                 }
+                Event::CheckForkProof { old_root, proof } => {
+                    let r = apply::check_fork_proof(&mut s.writer, old_root, &proof);
+                    s.core.fork_proof_checked(now, r);
+                }
                 Event::Commit(bundles) => {
                     let c = apply::commit(&mut s.writer, bundles);
                     s.core.committed(now, c.bundles, c.result);
