@@ -170,6 +170,9 @@ impl LedgerBuilder {
         }
         let highwater = (mode != Mode::Read)
             .then(|| Arc::new(HighWaterFile { dir: self.path.clone(), state: Mutex::new(hw) }));
+        if mode == Mode::Write {
+            crate::replica::mark_interrupted(&store, &logs).map_err(|e| self.corrupt(e))?;
+        }
         let (tx, threads) = match (mode, key, &highwater) {
             (Mode::Write, Some(key), Some(hw)) => {
                 let (tx, threads) = self.start_pipeline(&store, &logs, &key, hw)?;

@@ -25,10 +25,10 @@ use crate::hash::Hash;
 use crate::identity::Identity;
 use crate::ids::LedgerId;
 use crate::log::state::Logs;
-use crate::log::{Head, Log, Query, QueryPage, Shape, StoredEntry};
+use crate::log::{Head, Log, Query, QueryPage, StoredEntry};
 use crate::record::{NewEntry, PreparedEntry};
 use crate::replica::{self, ReplicaError, ReplicaWriter, SyncRecord};
-use crate::store::keys::Cf;
+use crate::store::keys::{Cf, Kind};
 use crate::store::{Batch, Store, StoreError};
 
 /// Batches at least this large are validated and hashed in parallel.
@@ -369,22 +369,22 @@ impl Ledger {
 
     /// The replica of `ledger_id`, if this ledger holds one.
     pub fn replica(&self, ledger_id: &LedgerId) -> Option<Log> {
-        self.logs.get(Shape::Full, ledger_id).map(|s| Log::new(self.store.clone(), s))
+        self.logs.get(Kind::Full, ledger_id).map(|s| Log::new(self.store.clone(), s))
     }
 
     /// Every replica this ledger holds, in the order they were created.
     pub fn replicas(&self) -> Vec<Log> {
-        self.logs.all(Shape::Full).into_iter().map(|s| Log::new(self.store.clone(), s)).collect()
+        self.logs.all(Kind::Full).into_iter().map(|s| Log::new(self.store.clone(), s)).collect()
     }
 
     /// The sparse replica of `ledger_id`, if this ledger holds one.
     pub fn sparse_replica(&self, ledger_id: &LedgerId) -> Option<Log> {
-        self.logs.get(Shape::Sparse, ledger_id).map(|s| Log::new(self.store.clone(), s))
+        self.logs.get(Kind::Sparse, ledger_id).map(|s| Log::new(self.store.clone(), s))
     }
 
     /// Every sparse replica.
     pub fn sparse_replicas(&self) -> Vec<Log> {
-        self.logs.all(Shape::Sparse).into_iter().map(|s| Log::new(self.store.clone(), s)).collect()
+        self.logs.all(Kind::Sparse).into_iter().map(|s| Log::new(self.store.clone(), s)).collect()
     }
 
     /// The own log (when `ledger_id` is this ledger's) or a replica.
@@ -401,7 +401,7 @@ impl Ledger {
     /// # Errors
     /// Storage errors or a damaged record.
     pub fn sync_record(&self, ledger_id: &LedgerId) -> Result<Option<SyncRecord>, ReplicaError> {
-        replica::sync_record(&self.store, &self.logs, Shape::Full, ledger_id)
+        replica::sync_record(&self.store, &self.logs, Kind::Full, ledger_id)
     }
 
     /// The sync record of a sparse replica.
@@ -412,7 +412,7 @@ impl Ledger {
         &self,
         ledger_id: &LedgerId,
     ) -> Result<Option<SyncRecord>, ReplicaError> {
-        replica::sync_record(&self.store, &self.logs, Shape::Sparse, ledger_id)
+        replica::sync_record(&self.store, &self.logs, Kind::Sparse, ledger_id)
     }
 
     /// Opens the writer of the replica of `identity` (created when new, with `identity` as its
@@ -421,7 +421,7 @@ impl Ledger {
     /// # Errors
     /// Read-only ledger, own ledger, a different pinned key, a writer already active, storage.
     pub fn replica_writer(&self, identity: &Identity) -> Result<ReplicaWriter, ReplicaError> {
-        self.open_replica_writer(identity, Shape::Full)
+        self.open_replica_writer(identity, Kind::Full)
     }
 
     /// Opens the writer of the sparse replica of `identity` (filtered syncs: entries with
@@ -430,18 +430,55 @@ impl Ledger {
     /// # Errors
     /// As [`Self::replica_writer`].
     pub fn sparse_writer(&self, identity: &Identity) -> Result<ReplicaWriter, ReplicaError> {
-        self.open_replica_writer(identity, Shape::Sparse)
+        self.open_replica_writer(identity, Kind::Sparse)
     }
 
     fn open_replica_writer(
         &self,
         identity: &Identity,
-        shape: Shape,
+        kind: Kind,
     ) -> Result<ReplicaWriter, ReplicaError> {
         if self.mode != Mode::Write {
             return Err(ReplicaError::ReadOnly);
         }
-        replica::open_writer(&self.store, &self.logs, &self.identity().ledger_id, identity, shape)
+        replica::open_writer(&self.store, &self.logs, &self.identity().ledger_id, identity, kind)
+    }
+
+    /// Opens the writer of a fresh staging copy of the replica of `identity`, for a full sync:
+    /// the replica itself stays as it is until [`Self::promote_staging`] replaces it with the
+    /// copy, which happens only once the copy has verified.
+    ///
+    /// # Errors
+    /// As [`Self::replica_writer`].
+    pub fn staging_writer(&self, identity: &Identity) -> Result<ReplicaWriter, ReplicaError> {
+        if self.mode != Mode::Write {
+            return Err(ReplicaError::ReadOnly);
+        }
+        replica::staging_writer(&self.store, &self.logs, &self.identity().ledger_id, identity)
+    }
+
+    /// Replaces the replica of `ledger_id` with its staging copy (one atomic write), unless the
+    /// copy contradicts the replica's newest checkpoint: that is a fork, recorded on the kept
+    /// replica, and the copy is deleted.
+    ///
+    /// # Errors
+    /// [`ReplicaError::Fork`], a writer active, storage errors.
+    pub fn promote_staging(&self, ledger_id: &LedgerId) -> Result<(), ReplicaError> {
+        if self.mode != Mode::Write {
+            return Err(ReplicaError::ReadOnly);
+        }
+        replica::promote_staging(&self.store, &self.logs, &self.identity().ledger_id, ledger_id)
+    }
+
+    /// Deletes the staging copy of `ledger_id` (a full sync that failed).
+    ///
+    /// # Errors
+    /// A writer active, storage errors.
+    pub fn drop_staging(&self, ledger_id: &LedgerId) -> Result<bool, ReplicaError> {
+        if self.mode != Mode::Write {
+            return Err(ReplicaError::ReadOnly);
+        }
+        replica::drop_staging(&self.store, &self.logs, ledger_id)
     }
 
     /// Deletes a replica and everything stored for it (entries, tiles, indexes, checkpoints,

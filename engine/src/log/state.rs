@@ -11,7 +11,7 @@ use crate::error::ReadError;
 use crate::hash::Hash;
 use crate::identity::Identity;
 use crate::ids::LedgerId;
-use crate::store::keys::{self, Cf, HeadRecord};
+use crate::store::keys::{self, Cf, HeadRecord, Kind};
 use crate::store::{Store, scan};
 use crate::tile::TileId;
 
@@ -93,6 +93,7 @@ pub(crate) struct Logs {
     pub(crate) own: Arc<LogState>,
     full: RwLock<HashMap<LedgerId, Arc<LogState>>>,
     sparse: RwLock<HashMap<LedgerId, Arc<LogState>>>,
+    staging: RwLock<HashMap<LedgerId, Arc<LogState>>>,
 }
 
 impl Logs {
@@ -102,26 +103,28 @@ impl Logs {
         own.durable_size.store(read_head(store, keys::OWN_LOG)?.size, Ordering::Release);
         Ok(Self {
             own: Arc::new(own),
-            full: RwLock::new(load_directory(store, Shape::Full)?),
-            sparse: RwLock::new(load_directory(store, Shape::Sparse)?),
+            full: RwLock::new(load_directory(store, Kind::Full)?),
+            sparse: RwLock::new(load_directory(store, Kind::Sparse)?),
+            staging: RwLock::new(load_directory(store, Kind::Staging)?),
         })
     }
 
-    fn map(&self, shape: Shape) -> &RwLock<HashMap<LedgerId, Arc<LogState>>> {
-        match shape {
-            Shape::Full => &self.full,
-            Shape::Sparse => &self.sparse,
+    fn map(&self, kind: Kind) -> &RwLock<HashMap<LedgerId, Arc<LogState>>> {
+        match kind {
+            Kind::Full => &self.full,
+            Kind::Sparse => &self.sparse,
+            Kind::Staging => &self.staging,
         }
     }
 
-    /// The replica of `id` of this shape.
-    pub(crate) fn get(&self, shape: Shape, id: &LedgerId) -> Option<Arc<LogState>> {
-        self.map(shape).read().get(id).cloned()
+    /// The replica of `id` of this kind.
+    pub(crate) fn get(&self, kind: Kind, id: &LedgerId) -> Option<Arc<LogState>> {
+        self.map(kind).read().get(id).cloned()
     }
 
-    /// The replicas of this shape, in log-number order.
-    pub(crate) fn all(&self, shape: Shape) -> Vec<Arc<LogState>> {
-        let mut out: Vec<_> = self.map(shape).read().values().cloned().collect();
+    /// The replicas of this kind, in log-number order.
+    pub(crate) fn all(&self, kind: Kind) -> Vec<Arc<LogState>> {
+        let mut out: Vec<_> = self.map(kind).read().values().cloned().collect();
         out.sort_by_key(|s| s.number);
         out
     }
@@ -130,53 +133,84 @@ impl Logs {
     /// written by `create`) when there is none. Returns the state and whether it was new.
     pub(crate) fn get_or_create(
         &self,
-        shape: Shape,
+        kind: Kind,
         identity: &Identity,
         create: impl FnOnce(u32) -> Result<(), ReadError>,
     ) -> Result<(Arc<LogState>, bool), ReadError> {
-        // Both maps are locked so no two replicas get one number.
+        // Every map is locked so no two replicas get one number.
         let mut full = self.full.write();
         let mut sparse = self.sparse.write();
-        let taken =
-            full.values().chain(sparse.values()).map(|s| s.number).max().unwrap_or(keys::OWN_LOG);
-        let map = match shape {
-            Shape::Full => &mut *full,
-            Shape::Sparse => &mut *sparse,
+        let mut staging = self.staging.write();
+        let taken = full
+            .values()
+            .chain(sparse.values())
+            .chain(staging.values())
+            .map(|s| s.number)
+            .max()
+            .unwrap_or(keys::OWN_LOG);
+        let map = match kind {
+            Kind::Full => &mut *full,
+            Kind::Sparse => &mut *sparse,
+            Kind::Staging => &mut *staging,
         };
         if let Some(s) = map.get(&identity.ledger_id) {
             return Ok((s.clone(), false));
         }
         let number = taken + 1;
         create(number)?;
+        let shape = if kind == Kind::Sparse { Shape::Sparse } else { Shape::Full };
         let s = Arc::new(LogState::new(number, identity.clone(), shape));
         map.insert(identity.ledger_id, s.clone());
         Ok((s, true))
     }
 
-    /// Deletes the replica of `id` of this shape with `delete` (its stored data) and forgets
+    /// Deletes the replica of `id` of this kind with `delete` (its stored data) and forgets
     /// it, holding the registry so no writer opens it meanwhile. False when there is none.
     pub(crate) fn remove_with<E>(
         &self,
-        shape: Shape,
+        kind: Kind,
         id: &LedgerId,
         delete: impl FnOnce(&LogState) -> Result<(), E>,
     ) -> Result<bool, E> {
-        let mut map = self.map(shape).write();
+        let mut map = self.map(kind).write();
         let Some(state) = map.get(id) else { return Ok(false) };
         delete(state)?;
         map.remove(id);
         Ok(true)
     }
+
+    /// Makes the staging copy of `id` its full replica, with `swap` (the stored part: one
+    /// atomic write) run while both are held. Returns the replaced replica, if any.
+    pub(crate) fn promote_with<E>(
+        &self,
+        id: &LedgerId,
+        swap: impl FnOnce(&LogState, Option<&LogState>) -> Result<(), E>,
+    ) -> Result<Option<Arc<LogState>>, E>
+    where
+        E: From<ReadError>,
+    {
+        let mut full = self.full.write();
+        let mut staging = self.staging.write();
+        let Some(new) = staging.get(id).cloned() else {
+            return Err(ReadError::Corrupt(format!("no staging copy of {id}")).into());
+        };
+        let old = full.get(id).cloned();
+        swap(&new, old.as_deref())?;
+        staging.remove(id);
+        full.insert(*id, new);
+        Ok(old)
+    }
 }
 
-/// Reads the log directory: every replica's number and pinned identity.
+/// Reads one kind's log directory: every replica's number and pinned identity.
 fn load_directory(
     store: &Store,
-    shape: Shape,
+    kind: Kind,
 ) -> Result<HashMap<LedgerId, Arc<LogState>>, ReadError> {
     let mut out = HashMap::new();
     let corrupt = |m: &str| ReadError::Corrupt(m.to_owned());
-    scan::directory(store, shape == Shape::Sparse, |_, v| {
+    let shape = if kind == Kind::Sparse { Shape::Sparse } else { Shape::Full };
+    scan::directory(store, kind, |_, v| {
         let number = v
             .get(..4)
             .and_then(|b| <[u8; 4]>::try_from(b).ok())

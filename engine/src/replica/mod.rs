@@ -35,9 +35,9 @@ pub use writer::{Accepted, ReplicaWriter};
 use crate::error::ReadError;
 use crate::identity::Identity;
 use crate::ids::LedgerId;
+use crate::log::Log;
 use crate::log::state::{LogState, Logs, WriterHead};
-use crate::log::{Log, Shape};
-use crate::store::keys::{self, Cf, HeadRecord};
+use crate::store::keys::{self, Cf, HeadRecord, Kind};
 use crate::store::{Batch, Store, StoreError};
 
 /// Why a replica write was refused. Nothing is written when any of these is returned.
@@ -146,24 +146,24 @@ impl From<ReadError> for ReplicaError {
     }
 }
 
-/// Opens the writer of the `shape` replica of `identity` (created when new, with `identity` as
-/// its pinned identity). At most one writer per replica exists at a time.
+/// Opens the writer of the replica of `identity` of this kind (created when new, with
+/// `identity` as its pinned identity). At most one writer per replica exists at a time.
 pub(crate) fn open_writer(
     store: &Arc<Store>,
     logs: &Logs,
     own: &LedgerId,
     identity: &Identity,
-    shape: Shape,
+    kind: Kind,
 ) -> Result<ReplicaWriter, ReplicaError> {
     let id = identity.ledger_id;
     if id == *own {
         return Err(ReplicaError::OwnLedger(id));
     }
-    let (state, _) = logs.get_or_create(shape, identity, |number| {
+    let (state, _) = logs.get_or_create(kind, identity, |number| {
         let mut value = number.to_be_bytes().to_vec();
         value.extend_from_slice(&identity.encode());
         let mut batch = Batch::default();
-        store.put(&mut batch, Cf::Meta, &keys::directory_key(&id, shape == Shape::Sparse), &value);
+        store.put(&mut batch, Cf::Meta, &keys::directory_key(&id, kind), &value);
         store.put(&mut batch, Cf::Meta, &keys::head_key(number), &HeadRecord::default().encode());
         Ok(store.write(batch, true)?)
     })?;
@@ -183,11 +183,12 @@ pub(crate) fn open_writer(
     let record = state::read_record(store, log.state.number);
     let mut writer =
         ReplicaWriter::new(log, loaded.map_err(|e| ReplicaError::Corrupt(e.to_string())), record)?;
-    let other = match shape {
-        Shape::Full => Shape::Sparse,
-        Shape::Sparse => Shape::Full,
+    let sibling = match kind {
+        Kind::Full => Some(Kind::Sparse),
+        Kind::Sparse => Some(Kind::Full),
+        Kind::Staging => None,
     };
-    writer.sibling = logs.get(other, &id).map(|s| Log::new(store.clone(), s));
+    writer.sibling = sibling.and_then(|k| logs.get(k, &id)).map(|s| Log::new(store.clone(), s));
     Ok(writer)
 }
 
@@ -205,17 +206,74 @@ pub(crate) fn open_own_writer(
     ReplicaWriter::new(log, loaded.map_err(|e| ReplicaError::Corrupt(e.to_string())), Ok(None))
 }
 
-/// The sync record of the `shape` replica of `ledger_id`.
+/// At a writable open no sync runs: a record still saying `in_progress` belongs to a sync that
+/// was stopped (the process was killed, or could not write its failure, e.g. on a full disk).
+/// It is marked failed, with that as its error, so the status describes what is held; staging
+/// copies of full syncs that never finished are deleted.
+pub(crate) fn mark_interrupted(store: &Store, logs: &Logs) -> Result<(), ReplicaError> {
+    for state in logs.all(Kind::Full).into_iter().chain(logs.all(Kind::Sparse)) {
+        let Some(mut record) = state::read_record(store, state.number)? else { continue };
+        if record.status != SyncStatus::InProgress {
+            continue;
+        }
+        record.status = SyncStatus::Failed;
+        record.last_error = Some(
+            "interrupted: the process stopped before the sync finished (killed, or it could not record its failure); the next sync resumes from what is held".into(),
+        );
+        record.updated_ms = crate::time::now_ms();
+        let mut batch = Batch::default();
+        store.put(
+            &mut batch,
+            Cf::SyncState,
+            &keys::sync_state_key(state.number),
+            &record.encode()?,
+        );
+        store.write(batch, true)?;
+    }
+    for state in logs.all(Kind::Staging) {
+        drop_kind(store, logs, Kind::Staging, &state.identity.ledger_id)?;
+    }
+    Ok(())
+}
+
+/// The sync record of the replica of `ledger_id` of this kind.
 pub(crate) fn sync_record(
     store: &Store,
     logs: &Logs,
-    shape: Shape,
+    kind: Kind,
     ledger_id: &LedgerId,
 ) -> Result<Option<SyncRecord>, ReplicaError> {
-    match logs.get(shape, ledger_id) {
+    match logs.get(kind, ledger_id) {
         None => Ok(None),
         Some(s) => state::read_record(store, s.number),
     }
+}
+
+/// Puts the deletion of everything stored for log `n` (listed in `kind`'s directory) into
+/// `batch`.
+fn delete_log(store: &Store, batch: &mut Batch, n: u32, kind: Kind, ledger_id: &LedgerId) {
+    let (from, to) = (n.to_be_bytes(), keys::log_end(n));
+    for cf in [Cf::Entries, Cf::Tiles, Cf::Index, Cf::Checkpoints, Cf::SyncState] {
+        store.delete_range(batch, cf, &from, &to);
+    }
+    store.delete(batch, Cf::Meta, &keys::directory_key(ledger_id, kind));
+    store.delete(batch, Cf::Meta, &keys::head_key(n));
+}
+
+fn drop_kind(
+    store: &Store,
+    logs: &Logs,
+    kind: Kind,
+    ledger_id: &LedgerId,
+) -> Result<bool, ReplicaError> {
+    logs.remove_with(kind, ledger_id, |state: &LogState| {
+        if state.writer_active.load(Ordering::Acquire) {
+            return Err(ReplicaError::Busy(*ledger_id));
+        }
+        let mut batch = Batch::default();
+        delete_log(store, &mut batch, state.number, kind, ledger_id);
+        Ok(store.write(batch, true)?)
+    })
 }
 
 /// Deletes every replica of `ledger_id` and everything stored for it (entries, tiles, indexes,
@@ -226,22 +284,92 @@ pub(crate) fn drop_replica(
     ledger_id: &LedgerId,
 ) -> Result<bool, ReplicaError> {
     let mut dropped = false;
-    for shape in [Shape::Full, Shape::Sparse] {
-        dropped |= logs.remove_with(shape, ledger_id, |state: &LogState| {
-            if state.writer_active.load(Ordering::Acquire) {
-                return Err(ReplicaError::Busy(*ledger_id));
-            }
-            let n = state.number;
-            let (from, to) = (n.to_be_bytes(), keys::log_end(n));
-            let mut batch = Batch::default();
-            for cf in [Cf::Entries, Cf::Tiles, Cf::Index, Cf::Checkpoints, Cf::SyncState] {
-                store.delete_range(&mut batch, cf, &from, &to);
-            }
-            let dir = keys::directory_key(ledger_id, shape == Shape::Sparse);
-            store.delete(&mut batch, Cf::Meta, &dir);
-            store.delete(&mut batch, Cf::Meta, &keys::head_key(n));
-            Ok(store.write(batch, true)?)
-        })?;
+    for kind in [Kind::Full, Kind::Sparse, Kind::Staging] {
+        dropped |= drop_kind(store, logs, kind, ledger_id)?;
     }
     Ok(dropped)
+}
+
+/// Deletes the staging copy of `ledger_id`.
+pub(crate) fn drop_staging(
+    store: &Store,
+    logs: &Logs,
+    ledger_id: &LedgerId,
+) -> Result<bool, ReplicaError> {
+    drop_kind(store, logs, Kind::Staging, ledger_id)
+}
+
+/// Opens a fresh staging copy of the replica of `identity` for a full sync (an earlier one is
+/// deleted first): the replica stays as it is until the copy has verified.
+pub(crate) fn staging_writer(
+    store: &Arc<Store>,
+    logs: &Logs,
+    own: &LedgerId,
+    identity: &Identity,
+) -> Result<ReplicaWriter, ReplicaError> {
+    drop_kind(store, logs, Kind::Staging, &identity.ledger_id)?;
+    if let Some(full) = logs.get(Kind::Full, &identity.ledger_id)
+        && full.identity.public_key != identity.public_key
+    {
+        return Err(ReplicaError::KeyMismatch {
+            ledger_id: identity.ledger_id,
+            pinned: hex::encode(full.identity.public_key.as_bytes()),
+            given: hex::encode(identity.public_key.as_bytes()),
+        });
+    }
+    open_writer(store, logs, own, identity, Kind::Staging)
+}
+
+/// Replaces the full replica of `ledger_id` with its verified staging copy, in one write. The
+/// copy must not contradict what the replica held: the replica's newest checkpoint must be the
+/// copy's tree at that size (or the reverse, when the replica was ahead). A contradiction is a
+/// fork: the replica is kept, with both notes as evidence, and the copy deleted.
+pub(crate) fn promote_staging(
+    store: &Arc<Store>,
+    logs: &Logs,
+    own: &LedgerId,
+    ledger_id: &LedgerId,
+) -> Result<(), ReplicaError> {
+    let staged = logs.get(Kind::Staging, ledger_id).ok_or_else(|| {
+        ReplicaError::Corrupt(format!("no staging copy of {ledger_id} to promote"))
+    })?;
+    let copy = Log::new(store.clone(), staged);
+    if let Some(old) = logs.get(Kind::Full, ledger_id) {
+        let old_log = Log::new(store.clone(), old);
+        if let (Some(held), Some(new)) = (old_log.latest_checkpoint()?, copy.latest_checkpoint()?) {
+            let agrees = if held.size <= copy.durable_size() {
+                copy.root_at(held.size)? == held.root
+            } else if new.size <= old_log.durable_size() {
+                old_log.root_at(new.size)? == new.root
+            } else {
+                true
+            };
+            if !agrees {
+                let identity = old_log.identity().clone();
+                drop_kind(store, logs, Kind::Staging, ledger_id)?;
+                let mut w = open_writer(store, logs, own, &identity, Kind::Full)?;
+                return Err(w.record_fork(
+                    &new.note,
+                    format!("a full sync brought checkpoint {} which contradicts the held checkpoint of size {}", new.size, held.size),
+                ));
+            }
+        }
+    }
+    logs.promote_with(ledger_id, |new: &LogState, old: Option<&LogState>| {
+        if new.writer_active.load(Ordering::Acquire)
+            || old.is_some_and(|o| o.writer_active.load(Ordering::Acquire))
+        {
+            return Err(ReplicaError::Busy(*ledger_id));
+        }
+        let mut batch = Batch::default();
+        if let Some(old) = old {
+            delete_log(store, &mut batch, old.number, Kind::Full, ledger_id);
+        }
+        let mut value = new.number.to_be_bytes().to_vec();
+        value.extend_from_slice(&new.identity.encode());
+        store.delete(&mut batch, Cf::Meta, &keys::directory_key(ledger_id, Kind::Staging));
+        store.put(&mut batch, Cf::Meta, &keys::directory_key(ledger_id, Kind::Full), &value);
+        Ok(store.write(batch, true)?)
+    })?;
+    Ok(())
 }

@@ -104,7 +104,8 @@ impl ReplicaWriter {
         for (key, value) in postings.finish(number) {
             store.put(&mut batch, Cf::Index, &key, &value);
         }
-        self.record.status = SyncStatus::Complete;
+        // Complete only once the filtered sync has all its pages (the driver says so).
+        self.record.status = SyncStatus::InProgress;
         self.record.last_error = None;
         self.write(batch)?;
         Ok(new)

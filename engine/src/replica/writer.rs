@@ -183,6 +183,12 @@ impl ReplicaWriter {
         self.write(Batch::default())
     }
 
+    /// Records a fork found outside a checkpoint exchange (a full sync's copy contradicting
+    /// the held replica): `received` is the contradicting note.
+    pub(super) fn record_fork(&mut self, received: &str, reason: String) -> ReplicaError {
+        self.forked(received, reason)
+    }
+
     fn forked(&mut self, received: &str, reason: String) -> ReplicaError {
         self.forked_with(received, reason, None)
     }

@@ -85,6 +85,20 @@ pub(crate) const META_IDENTITY: &[u8] = b"identity";
 pub(crate) const LOG_DIRECTORY_PREFIX: &[u8] = b"log/";
 /// Prefix of the sparse replica directory keys in `meta`: `sparse/ || ledger id`.
 pub(crate) const SPARSE_DIRECTORY_PREFIX: &[u8] = b"sparse/";
+/// Prefix of the staging replica directory keys in `meta`: `staging/ || ledger id` (a full
+/// sync's new copy, until it has verified and replaces the replica).
+pub(crate) const STAGING_DIRECTORY_PREFIX: &[u8] = b"staging/";
+
+/// Which directory a replica is listed in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Kind {
+    /// A full replica.
+    Full,
+    /// A sparse replica (filtered syncs).
+    Sparse,
+    /// A full sync's new copy, not yet the replica.
+    Staging,
+}
 
 /// Index kinds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -192,16 +206,20 @@ pub(crate) fn parse_index_key(log: u32, key: &[u8]) -> Option<(IndexKind, &str, 
     Some((IndexKind::from_byte(kind)?, value, first))
 }
 
-/// Directory key of a replica: `log/ || id` or `sparse/ || id`.
-pub(crate) fn directory_key(ledger_id: &LedgerId, sparse: bool) -> Vec<u8> {
-    let mut k = directory_prefix(sparse).to_vec();
+/// Directory key of a replica: `log/ || id`, `sparse/ || id` or `staging/ || id`.
+pub(crate) fn directory_key(ledger_id: &LedgerId, kind: Kind) -> Vec<u8> {
+    let mut k = directory_prefix(kind).to_vec();
     k.extend_from_slice(ledger_id.as_bytes());
     k
 }
 
-/// The prefix of full or sparse replica directory keys.
-pub(crate) fn directory_prefix(sparse: bool) -> &'static [u8] {
-    if sparse { SPARSE_DIRECTORY_PREFIX } else { LOG_DIRECTORY_PREFIX }
+/// The prefix of one kind's directory keys.
+pub(crate) fn directory_prefix(kind: Kind) -> &'static [u8] {
+    match kind {
+        Kind::Full => LOG_DIRECTORY_PREFIX,
+        Kind::Sparse => SPARSE_DIRECTORY_PREFIX,
+        Kind::Staging => STAGING_DIRECTORY_PREFIX,
+    }
 }
 
 /// Key of a replica's sync record in `sync_state`: the log number.

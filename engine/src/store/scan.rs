@@ -153,16 +153,16 @@ pub(crate) fn index_keys<E: From<StoreError>>(
     store.visit(at, Cf::Index, &from, Some(&until), f)
 }
 
-/// Calls `f(ledger id, value)` for every full (or sparse) replica in the log directory.
+/// Calls `f(ledger id, value)` for every replica of one kind in the log directory.
 ///
 /// # Errors
 /// Storage errors, or `f`'s.
 pub(crate) fn directory<E: From<StoreError>>(
     store: &Store,
-    sparse: bool,
+    kind: keys::Kind,
     mut f: impl FnMut(Option<LedgerId>, &[u8]) -> Result<(), E>,
 ) -> Result<(), E> {
-    let prefix = keys::directory_prefix(sparse);
+    let prefix = keys::directory_prefix(kind);
     store.visit(None, Cf::Meta, prefix, None, |k, v| {
         let Some(id) = k.strip_prefix(prefix) else { return Ok(false) };
         f(LedgerId::from_slice(id), v)?;

@@ -385,16 +385,16 @@ impl Node {
         let started = Instant::now();
         let identity = self.identity_of(conn, ledger_id).await?;
         let ledger = self.inner.ledger.clone();
+        // A full sync fills a staging copy; the replica is replaced only once the copy has
+        // verified (and does not contradict it).
+        let full = mode == SyncMode::Full;
         let writer = self
             .blocking(move || {
-                if mode == SyncMode::Full
-                    && ledger
-                        .sync_record(&ledger_id)?
-                        .is_some_and(|r| r.status != SyncStatus::Forked)
-                {
-                    ledger.drop_replica(&ledger_id)?;
+                if full {
+                    ledger.staging_writer(&identity)
+                } else {
+                    ledger.replica_writer(&identity)
                 }
-                ledger.replica_writer(&identity)
             })
             .await??;
         let from_size = writer.held();
@@ -404,6 +404,33 @@ impl Node {
             SessionMode::Entries
         };
         let (writer, outcome) = self.drive(conn, writer, session_mode, progress).await?;
+        if full {
+            let (held, checkpoint_size) =
+                (writer.held(), writer.checkpoint().map_or(0, |c| c.size));
+            drop(writer);
+            let ledger = self.inner.ledger.clone();
+            let (entries, bytes) = match outcome {
+                Ok(counts) => {
+                    self.blocking(move || ledger.promote_staging(&ledger_id)).await??;
+                    counts
+                }
+                Err(e) => {
+                    // Best effort: a leftover copy is deleted at the next writable open anyway.
+                    let _ = self.blocking(move || ledger.drop_staging(&ledger_id)).await;
+                    return Err(e);
+                }
+            };
+            return Ok(SyncSummary {
+                ledger_id,
+                from_size,
+                to_size: held,
+                checkpoint_size,
+                entries,
+                bytes,
+                seconds: started.elapsed().as_secs_f64(),
+                verified: true,
+            });
+        }
         let (entries, bytes) = outcome?;
         Ok(SyncSummary {
             ledger_id,
@@ -520,7 +547,6 @@ impl Node {
         let writer = task.close().await?;
         let failure = outcome.err().map(|e| self.session_error(conn, e));
         let text = failure.as_ref().map(ToString::to_string);
-        let entry_sync = matches!(mode, SessionMode::Entries);
         let (writer, finished) = self
             .blocking(move || {
                 let mut writer = writer;
@@ -529,8 +555,7 @@ impl Node {
                         apply::record_failure(&mut writer, &t);
                         Ok(())
                     }
-                    None if entry_sync => apply::finish(&mut writer),
-                    None => Ok(()),
+                    None => apply::finish(&mut writer, &mode),
                 };
                 (writer, r)
             })

@@ -6,6 +6,7 @@ mod crash;
 mod damage;
 mod disk_full;
 mod faults;
+mod forks;
 mod ledger_ops;
 mod malicious;
 mod open_errors;

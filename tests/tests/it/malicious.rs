@@ -323,6 +323,47 @@ fn case(mode: Evil, expect: &str, kind: &str) {
     }
 }
 
+/// Puts the honest 300-entry state into `b_dir`'s replica through the engine (B is not
+/// running): verified bundles against the honest checkpoint of 300.
+fn hold_honest_300(h: &Histories, b_dir: &Path) {
+    let cp300 = h.honest.checkpoint_at(300).unwrap().unwrap();
+    let b_ledger = Ledger::builder(b_dir).open().unwrap();
+    let mut w = b_ledger.replica_writer(h.honest.identity()).unwrap();
+    w.accept_checkpoint(&cp300.note, &[]).unwrap();
+    for first in [0u64, 256] {
+        let count = onoal_engine::replica::bundle_len(first, 300).unwrap();
+        let proof = h.honest.inclusion_proof(first, 300).unwrap();
+        let path = bundle_path_from_inclusion(first, 300, &proof).unwrap();
+        let leaves = h.honest.log().leaf_data_range(first, first + count).unwrap();
+        w.commit(onoal_engine::replica::verify_bundle(&cp300, first, leaves, &path).unwrap())
+            .unwrap();
+    }
+}
+
+#[test]
+fn a_full_sync_replaces_the_replica_only_once_the_new_data_verified() {
+    let h = histories();
+    let tmp = tempfile::tempdir().unwrap();
+    let b_dir = tmp.path().join("b");
+    init(&b_dir, "oid:onoal:test:b");
+    hold_honest_300(&h, &b_dir);
+    let a = Node {
+        id: h.honest.identity().ledger_id.to_string(),
+        key: onoal_engine::hash::Hash(*h.honest.identity().public_key.as_bytes()).to_hex(),
+    };
+    let key = SecretKey::read_file(&key_path(&h.honest_dir)).unwrap();
+    let (rt, port) =
+        start(EvilSource { honest: h.honest.clone(), other: None, key, mode: Evil::BundleByte });
+    pin(&b_dir, &a, port);
+    let err = run_fail(onoal(&b_dir).args(["sync", &a.id, "--mode", "full"]));
+    drop(rt);
+    assert!(err.contains("bad bundle"), "{err}");
+    // The replica is as it was, and still verifies.
+    let r = replica(&b_dir, &a.id).unwrap();
+    assert_eq!((r["size"].as_u64(), r["checkpoint_size"].as_u64()), (Some(300), Some(300)), "{r}");
+    assert_eq!(run_json(onoal(&b_dir).args(["verify", "--ledger", &a.id]))["ok"], true);
+}
+
 #[test]
 fn forged_checkpoint_signature_is_refused() {
     case(Evil::ForgedSignature, "bad signature", "bad_signature");

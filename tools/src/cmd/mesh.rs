@@ -168,6 +168,12 @@ pub(crate) fn forks(cli: &Cli, drop: Option<&str>) -> Result<()> {
                 "detected_ms": f.detected_ms,
                 "held_checkpoint": f.held,
                 "received_checkpoint": f.received,
+                "proof": f.proof.map(|p| json!({
+                    "old_size": p.old_size,
+                    "old_root": p.old_root.to_hex(),
+                    "new_size": p.new_size,
+                    "consistency": p.consistency.iter().map(|h| h.to_hex()).collect::<Vec<_>>(),
+                })),
             }));
         }
     }

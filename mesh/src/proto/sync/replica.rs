@@ -10,7 +10,7 @@ use onoal_engine::replica::{
 use onoal_engine::{Hash, TreeSize};
 
 use super::bundle::ReceivedBundle;
-use super::session::{AcceptVerdict, SessionError};
+use super::session::{AcceptVerdict, SessionError, SessionMode};
 use crate::proto::message::ProvenEntryWire;
 use crate::proto::misbehaved::PeerMisbehaved;
 
@@ -126,13 +126,19 @@ pub fn commit_page(
     writer.commit_proven(proven).map_err(replica_error)
 }
 
-/// After [`super::Event::Done`] or [`super::Event::NothingToSync`] of an entry sync: a replica
-/// that holds its newest checkpoint's entries is complete.
+/// After [`super::Event::Done`] or [`super::Event::NothingToSync`]: an entry sync's replica
+/// that holds its newest checkpoint's entries is complete, and so is a filtered sync's once it
+/// has every page (a light sync keeps `checkpoint_only`).
 ///
 /// # Errors
 /// Storage errors.
-pub fn finish(writer: &mut ReplicaWriter) -> Result<(), SessionError> {
-    if writer.checkpoint().is_some_and(|c| c.size == writer.held()) {
+pub fn finish(writer: &mut ReplicaWriter, mode: &SessionMode) -> Result<(), SessionError> {
+    let complete = match mode {
+        SessionMode::Entries => writer.checkpoint().is_some_and(|c| c.size == writer.held()),
+        SessionMode::Filtered(_) => writer.checkpoint().is_some(),
+        SessionMode::CheckpointOnly => false,
+    };
+    if complete {
         writer.set_status(SyncStatus::Complete, None).map_err(replica_error)?;
     }
     Ok(())

@@ -388,7 +388,7 @@ impl Sim {
                 }
                 Event::CommitPage { .. } => panic!("no filtered syncs here"),
                 Event::NothingToSync | Event::Done => {
-                    apply::finish(&mut s.writer).unwrap();
+                    apply::finish(&mut s.writer, &SessionMode::Entries).unwrap();
                     let size = TreeSize(s.writer.checkpoint().map_or(0, |c| c.size));
                     f.session = None;
                     f.syncs += 1;
