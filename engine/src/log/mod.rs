@@ -12,7 +12,9 @@ pub(crate) mod view;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-pub use query::{DEFAULT_QUERY_LIMIT, Filter, MAX_QUERY_LIMIT, Query, QueryPage};
+pub use query::{
+    DEFAULT_QUERY_BYTES, DEFAULT_QUERY_LIMIT, Filter, MAX_QUERY_LIMIT, Query, QueryPage,
+};
 pub use state::{Durable, Shape};
 pub use view::StoredEntry;
 
@@ -184,6 +186,38 @@ impl Log {
             return Ok(0);
         }
         scan::contiguous_entries(&self.store, Some(&v.snapshot), self.state.number, start, end, f)
+    }
+
+    /// Calls `f` with the leaf data of each entry from `start` on (below `end` and the log's
+    /// size), in order, straight from RocksDB's buffers, until `f` returns false; returns how
+    /// many were visited. What a sync source streams a bundle with, a chunk at a time.
+    ///
+    /// # Errors
+    /// Storage errors or a missing entry.
+    pub fn visit_leaf_data_while(
+        &self,
+        start: u64,
+        end: u64,
+        mut f: impl FnMut(&[u8]) -> bool,
+    ) -> Result<u64, ReadError> {
+        let v = self.view()?;
+        let end = end.min(v.head.size);
+        let mut expected = start;
+        scan::entries(
+            &self.store,
+            Some(&v.snapshot),
+            self.state.number,
+            start,
+            end,
+            |seq, val| {
+                if seq != expected {
+                    return Err(ReadError::Corrupt(format!("entry {expected} is missing")));
+                }
+                expected += 1;
+                Ok(f(val))
+            },
+        )?;
+        Ok(expected - start)
     }
 
     /// Entries matching `query`, one page at a time.

@@ -17,6 +17,9 @@ use crate::store::scan;
 pub const DEFAULT_QUERY_LIMIT: usize = 100;
 /// Largest page size of a query.
 pub const MAX_QUERY_LIMIT: usize = 10_000;
+/// Default byte bound of a page: a page stops (with a cursor) once its entries' leaf data
+/// reach it, so a page of large entries cannot take unbounded memory.
+pub const DEFAULT_QUERY_BYTES: usize = 64 << 20;
 
 /// Which entries: all given fields must match. On the wire (a filtered sync) it is postcard of
 /// these six fields in this order (docs/protocol.md).
@@ -81,12 +84,15 @@ pub struct Query {
     pub cursor: Option<String>,
     /// Page size; defaults to 100, at most 10,000.
     pub limit: Option<usize>,
+    /// Most leaf-data bytes in a page (the first matching entry is always returned); defaults
+    /// to 64 MiB. A page that stops early has a `next_cursor`.
+    pub max_bytes: Option<usize>,
 }
 
 impl Query {
     /// The first `limit` entries matching `filter`, from seq `from` on.
     pub fn from_seq(filter: Filter, from: u64, limit: usize) -> Self {
-        Self { filter, cursor: Some(from.to_string()), limit: Some(limit) }
+        Self { filter, cursor: Some(from.to_string()), limit: Some(limit), max_bytes: None }
     }
 
     fn limit(&self) -> usize {
@@ -114,13 +120,22 @@ pub struct QueryPage {
 struct Page<'q> {
     filter: &'q Filter,
     limit: usize,
+    max_bytes: usize,
+    bytes: usize,
     entries: Vec<StoredEntry>,
     next_cursor: Option<String>,
 }
 
 impl<'q> Page<'q> {
     fn new(q: &'q Query) -> Self {
-        Self { filter: &q.filter, limit: q.limit(), entries: Vec::new(), next_cursor: None }
+        Self {
+            filter: &q.filter,
+            limit: q.limit(),
+            max_bytes: q.max_bytes.unwrap_or(DEFAULT_QUERY_BYTES),
+            bytes: 0,
+            entries: Vec::new(),
+            next_cursor: None,
+        }
     }
 
     /// Offers `e`; returns false once the page is full (the cursor then points at `e`).
@@ -128,10 +143,13 @@ impl<'q> Page<'q> {
         if !self.filter.matches(&e.entry) {
             return true;
         }
-        if self.entries.len() == self.limit {
+        let full = self.entries.len() == self.limit
+            || (!self.entries.is_empty() && self.bytes + e.leaf_data.len() > self.max_bytes);
+        if full {
             self.next_cursor = Some(e.entry.seq.to_string());
             return false;
         }
+        self.bytes += e.leaf_data.len();
         self.entries.push(e);
         true
     }

@@ -1,5 +1,8 @@
-//! Bundles: up to 256 entries (one level-0 tile, `[256 k, min(256 (k+1), size))`) of a
-//! checkpoint's tree, verified as a unit against the checkpoint. Pure: any thread, no storage.
+//! Bundles: the entries of one node of a checkpoint's tree, verified as a unit against the
+//! checkpoint. A bundle of width `w` (a power of two up to 256) starting at a multiple of `w` is
+//! `[first, min(first + w, size))`: a complete subtree, or the tree's right-edge node at that
+//! level. Width 256 is one level-0 tile (the `Bundle` request); smaller widths keep a request's
+//! bytes bounded when entries are large (the `Range` request). Pure: any thread, no storage.
 
 use crate::chain::check_links;
 use crate::checkpoint::Checkpoint;
@@ -17,7 +20,7 @@ pub const BUNDLE_ENTRIES: u64 = TILE_WIDTH as u64;
 pub enum BundleError {
     /// Start or length is not one level-0 tile of the checkpoint's tree.
     #[error(
-        "bundle [{first}, {first}+{count}) is not a tile of a tree of size {size}: it must start at a multiple of 256 and hold min(256, size - first) entries"
+        "bundle [{first}, {first}+{count}) is not a node of a tree of size {size}: it must start at a multiple of its width (a power of two up to 256) and hold min(width, size - first) entries"
     )]
     WrongShape {
         /// First seq.
@@ -95,6 +98,8 @@ impl From<crate::chain::ChainBroken> for BundleError {
 #[derive(Debug)]
 pub struct VerifiedBundle {
     pub(crate) first: u64,
+    /// The width it was verified as (256: a whole tile).
+    pub(crate) width: u64,
     pub(crate) checkpoint_size: u64,
     pub(crate) checkpoint_root: Hash,
     /// Leaf data, leaf hash and decoded entry of each entry.
@@ -107,6 +112,11 @@ impl VerifiedBundle {
     /// First seq.
     pub fn first(&self) -> u64 {
         self.first
+    }
+
+    /// The width it was verified as.
+    pub fn width(&self) -> u64 {
+        self.width
     }
 
     /// Number of entries.
@@ -135,15 +145,38 @@ pub fn bundle_path_from_inclusion(
     size: u64,
     inclusion_of_first: &[Hash],
 ) -> Result<Vec<Hash>, BundleError> {
-    let count = bundle_len(first, size).ok_or(BundleError::WrongShape { first, count: 0, size })?;
+    range_path_from_inclusion(first, BUNDLE_ENTRIES, size, inclusion_of_first)
+}
+
+/// The path of the bundle of width `width` at `first` (see [`bundle_path_from_inclusion`]).
+///
+/// # Errors
+/// Not a bundle of that width below `size`.
+pub fn range_path_from_inclusion(
+    first: u64,
+    width: u64,
+    size: u64,
+    inclusion_of_first: &[Hash],
+) -> Result<Vec<Hash>, BundleError> {
+    let count =
+        range_len(first, width, size).ok_or(BundleError::WrongShape { first, count: 0, size })?;
     let inner = merkle::inclusion_proof_len(0, count);
     Ok(inclusion_of_first.get(inner..).unwrap_or_default().to_vec())
 }
 
 /// Entries in bundle `first` of a tree of `size`, when `first` is a bundle start below `size`.
 pub fn bundle_len(first: u64, size: u64) -> Option<u64> {
-    (first.is_multiple_of(BUNDLE_ENTRIES) && first < size)
-        .then(|| (size - first).min(BUNDLE_ENTRIES))
+    range_len(first, BUNDLE_ENTRIES, size)
+}
+
+/// Entries in the bundle of width `width` at `first` of a tree of `size`: when `width` is a
+/// power of two up to 256 and `first` a multiple of it below `size`.
+pub fn range_len(first: u64, width: u64, size: u64) -> Option<u64> {
+    (width.is_power_of_two()
+        && width <= BUNDLE_ENTRIES
+        && first.is_multiple_of(width)
+        && first < size)
+        .then(|| (size - first).min(width))
 }
 
 /// The RFC 9162 hash of a tile's leaves: its root when full, else the root of the tree of its
@@ -172,18 +205,37 @@ pub fn verify_bundle(
     leaves: Vec<Vec<u8>>,
     path: &[Hash],
 ) -> Result<VerifiedBundle, BundleError> {
+    verify_range(checkpoint, first, BUNDLE_ENTRIES, leaves, path)
+}
+
+/// Checks the bundle of width `width` at `first` against `checkpoint`, as [`verify_bundle`]
+/// does for whole tiles: the subtree of its entries is a node of the tree at level
+/// log2(`width`), index `first / width`, which reaches the root through `path`.
+///
+/// # Errors
+/// The first violation found.
+pub fn verify_range(
+    checkpoint: &Checkpoint,
+    first: u64,
+    width: u64,
+    leaves: Vec<Vec<u8>>,
+    path: &[Hash],
+) -> Result<VerifiedBundle, BundleError> {
     let size = checkpoint.size;
     let count = leaves.len() as u64;
-    if bundle_len(first, size) != Some(count) {
+    if range_len(first, width, size) != Some(count) {
         return Err(BundleError::WrongShape { first, count, size });
     }
     let decode = |(i, data): (usize, Vec<u8>)| {
         let seq = first + i as u64;
-        let entry = Entry::decode(&data)
+        let mut entry = Entry::decode(&data)
             .map_err(|e| BundleError::Undecodable { seq, reason: e.to_string() })?;
         if entry.seq != seq {
             return Err(BundleError::SeqMismatch { seq, found: entry.seq });
         }
+        // The leaf data holds the payload; the decoded copy is not needed past here (commits
+        // index by stream, type, subject and issuer), so it is not kept twice in memory.
+        entry.content.payload = Vec::new();
         let h = leaf_hash(&data);
         Ok((data, h, entry))
     };
@@ -205,8 +257,8 @@ pub fn verify_bundle(
         tile.push(e.1);
     }
     let subtree = tile_subtree_root(&tile);
-    let nodes = size.div_ceil(BUNDLE_ENTRIES);
-    let root = merkle::root_from_inclusion(first / BUNDLE_ENTRIES, nodes, &subtree, path);
+    let nodes = size.div_ceil(width);
+    let root = merkle::root_from_inclusion(first / width, nodes, &subtree, path);
     if root.as_ref().ok() != Some(&checkpoint.root) {
         return Err(BundleError::RootMismatch {
             first,
@@ -218,6 +270,7 @@ pub fn verify_bundle(
     }
     Ok(VerifiedBundle {
         first,
+        width,
         checkpoint_size: size,
         checkpoint_root: checkpoint.root,
         entries,
@@ -241,6 +294,64 @@ mod tests {
             let want = merkle::root(n, &mut tree.fetch()).unwrap();
             assert_eq!(tile_subtree_root(&tile), want, "n = {n}");
         }
+    }
+
+    #[test]
+    fn ranges_of_every_width_verify_against_the_root_and_nothing_else_does() {
+        use crate::checkpoint::Checkpoint;
+        use crate::hash::Hash;
+        use crate::record::{Name, NewEntry};
+        // A chain of 700 entries, hashed into a tree.
+        let mut leaves = Vec::new();
+        let mut prev = Hash::ZERO;
+        for seq in 0..700u64 {
+            let e = Entry {
+                seq,
+                timestamp_ms: 1,
+                content: NewEntry::new(
+                    Name::stream("s").unwrap(),
+                    Name::entry_type("t").unwrap(),
+                    vec![seq as u8; 3],
+                ),
+                prev_hash: prev,
+            };
+            let data = e.leaf_data();
+            prev = leaf_hash(&data);
+            leaves.push(data);
+        }
+        let hashes: Vec<Hash> = leaves.iter().map(|l| leaf_hash(l)).collect();
+        for size in [1u64, 5, 256, 300, 700] {
+            let mut tree = merkle::tests::MemTree::new(hashes[..size as usize].to_vec());
+            let root = merkle::root(size, &mut tree.fetch()).unwrap();
+            let cp = Checkpoint { origin: "o".into(), size, root, extensions: vec![] };
+            for width in [1u64, 2, 8, 64, 256] {
+                let mut first = 0;
+                while first < size {
+                    let n = range_len(first, width, size).unwrap();
+                    let proof =
+                        merkle::inclusion_proof(first, size, &mut tree.fetch()).unwrap().unwrap();
+                    let path = range_path_from_inclusion(first, width, size, &proof).unwrap();
+                    let part = leaves[first as usize..(first + n) as usize].to_vec();
+                    let v = verify_range(&cp, first, width, part.clone(), &path)
+                        .unwrap_or_else(|e| panic!("size {size} width {width} first {first}: {e}"));
+                    assert_eq!((v.first(), v.len() as u64, v.width()), (first, n, width));
+                    // Another width for the same entries (unless a right-edge tail small enough
+                    // to be the same node one level down), or a changed path, does not verify.
+                    if n > width / 2 && n > 1 {
+                        assert!(verify_range(&cp, first, width / 2, part.clone(), &path).is_err());
+                    }
+                    if let Some(h) = path.first() {
+                        let mut bad = path.clone();
+                        bad[0] = Hash([h.0[0] ^ 1; 32]);
+                        assert!(verify_range(&cp, first, width, part, &bad).is_err());
+                    }
+                    first += n;
+                }
+            }
+        }
+        assert_eq!(range_len(3, 2, 10), None);
+        assert_eq!(range_len(0, 3, 10), None);
+        assert_eq!(range_len(0, 512, 1000), None);
     }
 
     #[test]

@@ -25,8 +25,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 pub use bundle::{
-    BUNDLE_ENTRIES, BundleError, VerifiedBundle, bundle_len, bundle_path_from_inclusion,
-    verify_bundle,
+    BUNDLE_ENTRIES, BundleError, VerifiedBundle, bundle_len, bundle_path_from_inclusion, range_len,
+    range_path_from_inclusion, verify_bundle, verify_range,
 };
 pub use sparse::ProvenEntry;
 pub use state::{ForkEvidence, ForkProof, SyncRecord, SyncStatus};

@@ -491,12 +491,14 @@ impl ReplicaWriter {
         if first > held || end < held {
             return Err(ReplicaError::Gap { first, held });
         }
-        // Held entries of this tile are the bottom row of the right-edge level-0 tile.
+        // Held entries of this bundle are in the bottom row of the right-edge level-0 tile (a
+        // bundle never spans two tiles: its width divides 256).
         let overlap = (held - first) as usize;
         if overlap > 0 {
             let bottom = self.state.edge.level0();
+            let at = (first % BUNDLE_ENTRIES) as usize;
             for i in 0..overlap {
-                if bottom.get(i) != Some(&bundle.entries[i].1) {
+                if bottom.get(at + i) != Some(&bundle.entries[i].1) {
                     return Err(BundleError::HeldEntryDiffers { seq: first + i as u64 }.into());
                 }
             }
@@ -517,7 +519,7 @@ impl ReplicaWriter {
         let number = self.log.state.number;
         let mut writer = store.batch_writer(batch);
         // A whole bundle starting an empty level-0 tile brings that tile, already hashed.
-        let whole_tile = overlap == 0 && first.is_multiple_of(BUNDLE_ENTRIES);
+        let whole_tile = overlap == 0 && bundle.width == BUNDLE_ENTRIES;
         for (data, h, entry) in &bundle.entries[overlap..] {
             let seq = entry.seq;
             writer.put(Cf::Entries, &keys::entry_key(number, seq), data);

@@ -11,6 +11,8 @@ use crate::proto::DEFAULT_MAX_FRAME;
 pub struct NodeConfig {
     pub(crate) max_frame: u32,
     pub(crate) window: NonZeroUsize,
+    pub(crate) window_bytes: usize,
+    pub(crate) bundle_bytes: usize,
     pub(crate) request_timeout: Duration,
 }
 
@@ -19,6 +21,8 @@ impl Default for NodeConfig {
         Self {
             max_frame: DEFAULT_MAX_FRAME,
             window: NonZeroUsize::new(32).expect("32 is not zero"),
+            window_bytes: 64 << 20,
+            bundle_bytes: 8 << 20,
             request_timeout: Duration::from_secs(10),
         }
     }
@@ -39,6 +43,27 @@ impl NodeConfig {
         self
     }
 
+    /// Most bytes of bundles a sync holds at once (received, verified or waiting for their
+    /// commit). Defaults to 64 MiB; the bundle next in line may go past it by one bundle's
+    /// bytes (see [`Self::bundle_bytes`]), so a sync always progresses.
+    pub fn window_bytes(mut self, bytes: usize) -> Self {
+        self.window_bytes = bytes;
+        self
+    }
+
+    /// Most bytes one bundle's answer may hold. Defaults to 8 MiB (at least one frame): a
+    /// bundle that grows past it is asked for again in narrower bundles, so large entries sync
+    /// in small requests and a peer sending fat bundles costs at most this much per request.
+    pub fn bundle_bytes(mut self, bytes: usize) -> Self {
+        self.bundle_bytes = bytes;
+        self
+    }
+
+    /// Per-request cap in effect: at least one frame.
+    pub(crate) fn bundle_cap(&self) -> usize {
+        self.bundle_bytes.max(self.max_frame as usize + 4)
+    }
+
     /// How long any request may go unanswered (connecting included) before the sync fails with
     /// a timeout naming the request. Defaults to 10 s; a long poll gets its wait on top.
     pub fn request_timeout(mut self, timeout: Duration) -> Self {
@@ -47,16 +72,34 @@ impl NodeConfig {
     }
 }
 
-/// The transport every connection uses: a 30 s idle timeout with keep-alives well inside it
-/// (the seed's heartbeat), 256 streams per connection, and windows sized for bulk sync.
-pub(crate) fn transport() -> Arc<quinn::TransportConfig> {
+fn base_transport() -> quinn::TransportConfig {
     let mut t = quinn::TransportConfig::default();
+    // The seed's heartbeat: keep-alive well inside the idle timeout.
     t.max_idle_timeout(Some(quinn::IdleTimeout::from(quinn::VarInt::from_u32(30_000))));
     t.keep_alive_interval(Some(Duration::from_secs(5)));
-    t.max_concurrent_bidi_streams(quinn::VarInt::from_u32(256));
     t.max_concurrent_uni_streams(quinn::VarInt::from_u32(0));
+    t
+}
+
+/// Connections a node accepts: what a client sends it are requests (16 KiB at most), so its
+/// receive windows are small — half-sent requests cannot make it hold more than about 1 MiB per
+/// connection — and at most 64 requests at once; its send window bounds what it buffers per
+/// connection for a client that reads slowly.
+pub(crate) fn server_transport() -> Arc<quinn::TransportConfig> {
+    let mut t = base_transport();
+    t.max_concurrent_bidi_streams(quinn::VarInt::from_u32(64));
+    t.stream_receive_window(quinn::VarInt::from_u32(64 << 10));
+    t.receive_window(quinn::VarInt::from_u32(1 << 20));
+    t.send_window(8 << 20);
+    Arc::new(t)
+}
+
+/// Connections a node opens (to sync): windows sized for bulk transfer of bundles.
+pub(crate) fn client_transport() -> Arc<quinn::TransportConfig> {
+    let mut t = base_transport();
+    t.max_concurrent_bidi_streams(quinn::VarInt::from_u32(0));
     t.stream_receive_window(quinn::VarInt::from_u32(8 << 20));
     t.receive_window(quinn::VarInt::from_u32(64 << 20));
-    t.send_window(64 << 20);
+    t.send_window(1 << 20);
     Arc::new(t)
 }

@@ -49,6 +49,8 @@ pub(crate) struct Inner {
     config: NodeConfig,
     /// One watch per served log, fed by the log's writer after every durable write.
     watches: Mutex<HashMap<LedgerId, Arc<watch::Sender<Durable>>>>,
+    /// Connection and long-poll caps of the serving side.
+    limits: server::Limits,
 }
 
 impl Inner {
@@ -111,7 +113,7 @@ impl Node {
         let server = quinn::crypto::rustls::QuicServerConfig::try_from(server)
             .map_err(|e| SyncError::Local(format!("QUIC TLS setup: {e}")))?;
         let mut server = quinn::ServerConfig::with_crypto(Arc::new(server));
-        server.transport_config(config::transport());
+        server.transport_config(config::server_transport());
         let endpoint = Endpoint::server(server, addr)
             .map_err(|e| SyncError::Local(format!("cannot listen on {addr}: {e}")))?;
         let certificate = LedgerCertificate::issue(
@@ -128,6 +130,7 @@ impl Node {
             core: ServeCore::new(certificate),
             config,
             watches: Mutex::new(HashMap::new()),
+            limits: server::Limits::default(),
         };
         Ok(Self { inner: Arc::new(inner) })
     }
@@ -181,7 +184,7 @@ impl Node {
         let client = quinn::crypto::rustls::QuicClientConfig::try_from(client)
             .map_err(|e| SyncError::Local(format!("QUIC TLS setup: {e}")))?;
         let mut client = quinn::ClientConfig::new(Arc::new(client));
-        client.transport_config(config::transport());
+        client.transport_config(config::client_transport());
         let mismatch = |seen: &tls::SeenKey| {
             seen.get().filter(|k| k != expected.key()).map(|found| SyncError::KeyMismatch {
                 addr,
@@ -263,6 +266,8 @@ impl Node {
                 SyncError::TimedOut { addr, request: kind, after }
             }
             SessionError::Transport(reason) => SyncError::Connect { addr, reason },
+            // Handled inside the session (narrower bundles); it never ends one.
+            e @ SessionError::TooLarge { .. } => SyncError::Local(e.to_string()),
             SessionError::Replica(e) => {
                 // A fork is the origin's doing (its key signed both histories), not the relay's:
                 // it is recorded against the origin ledger, whoever brought the evidence.

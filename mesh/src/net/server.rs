@@ -1,14 +1,28 @@
-//! The serving side: for each accepted connection, each stream carries one request. The request
-//! is read under a deadline and a small cap, decided by [`ServeCore`], and answered from the
-//! engine's reads on a blocking thread. A long poll waits on the log's durable-change watch,
-//! not on a timer.
+//! The serving side: for each accepted connection, each stream carries one request. Every
+//! buffer a client can make the server hold is bounded, and every wait has a deadline:
+//!
+//! - The client's key is known once the handshake completes, so the authorisation decision
+//!   comes before any request is read: an unpinned client gets one stream, a 16 KiB receive
+//!   window and 2 s to say `Hello`, and the connection is closed after the answer.
+//! - Connections are capped in total, per pinned key, and for unpinned keys together.
+//! - Requests are read under a deadline and a 16 KiB cap (the server's stream receive windows
+//!   are small, so half-sent requests cannot pin memory).
+//! - Bundles stream out of storage a chunk at a time as the client reads them; a client that
+//!   stops reading hits the send deadline. At most a few bundles or pages are served at once
+//!   per connection.
+//! - A long poll waits on the log's durable-change watch, not on a timer; waiters are capped
+//!   per key.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use parking_lot::Mutex;
 use quinn::{RecvStream, SendStream};
+use tokio::sync::Semaphore;
 use tracing::Instrument as _;
 
 use onoal_engine::time::now_ms;
@@ -17,13 +31,107 @@ use super::Inner;
 use super::router::ProtocolHandler;
 use super::stream::read_frame;
 use crate::id::PeerId;
-use crate::proto::serve::{self, Answer, Decision, WaitCheck};
+use crate::proto::serve::{self, Answer, Decision, Plan, WaitCheck};
 use crate::proto::sync::SessionError;
 use crate::proto::{self, ALPN_SYNC, ErrorCode, PeerMisbehaved, Request, Response, encode_frame};
 use crate::tls;
 
-/// How long a client has to send its request once it opened a stream.
+/// How long a pinned client has to send its request once it opened a stream.
 const REQUEST_READ_DEADLINE: Duration = Duration::from_secs(10);
+/// How long an unpinned client has to say `Hello` (and to read the answer).
+const UNPINNED_DEADLINE: Duration = Duration::from_secs(2);
+/// How long writing one chunk of an answer may take (a client that stops reading).
+const SEND_DEADLINE: Duration = Duration::from_secs(30);
+/// Bytes of a bundle read from storage and written at a time.
+const CHUNK_BYTES: usize = 256 << 10;
+/// Most connections at once.
+pub(crate) const MAX_CONNECTIONS: usize = 512;
+/// Most connections of one pinned key at once.
+pub(crate) const MAX_CONNECTIONS_PER_KEY: usize = 8;
+/// How many requests an unpinned client may make on one connection (its `Hello`, and one to
+/// learn that it must be pinned).
+const UNPINNED_REQUESTS: usize = 2;
+
+/// Most connections of unpinned keys at once (they may only say `Hello`).
+pub(crate) const MAX_UNPINNED: usize = 64;
+/// Bundles and pages served at once per connection.
+const HEAVY_PER_CONNECTION: usize = 8;
+/// Long polls waiting at once per key; more are answered at once.
+const WAITERS_PER_KEY: usize = 32;
+
+/// Who is connected, for the caps.
+#[derive(Default)]
+pub(crate) struct Limits {
+    total: AtomicUsize,
+    unpinned: AtomicUsize,
+    per_key: Mutex<HashMap<PeerId, usize>>,
+    waiters: Mutex<HashMap<PeerId, usize>>,
+}
+
+/// A connection counted against the caps (released on drop).
+struct Admitted<'a> {
+    limits: &'a Limits,
+    key: PeerId,
+    pinned: bool,
+}
+
+impl Drop for Admitted<'_> {
+    fn drop(&mut self) {
+        self.limits.total.fetch_sub(1, Ordering::AcqRel);
+        if self.pinned {
+            let mut m = self.limits.per_key.lock();
+            if let Some(n) = m.get_mut(&self.key) {
+                *n -= 1;
+                if *n == 0 {
+                    m.remove(&self.key);
+                }
+            }
+        } else {
+            self.limits.unpinned.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}
+
+impl Limits {
+    fn admit(&self, key: PeerId, pinned: bool) -> Option<Admitted<'_>> {
+        if self.total.fetch_add(1, Ordering::AcqRel) >= MAX_CONNECTIONS {
+            self.total.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        let admitted = if pinned {
+            let mut m = self.per_key.lock();
+            let n = m.entry(key).or_insert(0);
+            (*n < MAX_CONNECTIONS_PER_KEY).then(|| *n += 1).is_some()
+        } else if self.unpinned.fetch_add(1, Ordering::AcqRel) >= MAX_UNPINNED {
+            self.unpinned.fetch_sub(1, Ordering::AcqRel);
+            false
+        } else {
+            true
+        };
+        if !admitted {
+            self.total.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        Some(Admitted { limits: self, key, pinned })
+    }
+
+    /// Counts a long poll of `key`; false when it has too many waiting.
+    fn start_wait(&self, key: PeerId) -> bool {
+        let mut m = self.waiters.lock();
+        let n = m.entry(key).or_insert(0);
+        (*n < WAITERS_PER_KEY).then(|| *n += 1).is_some()
+    }
+
+    fn end_wait(&self, key: PeerId) {
+        let mut m = self.waiters.lock();
+        if let Some(n) = m.get_mut(&key) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&key);
+            }
+        }
+    }
+}
 
 /// Serves the sync protocol.
 pub(crate) struct SyncHandler {
@@ -45,17 +153,27 @@ impl ProtocolHandler for SyncHandler {
             let Some(client) = tls::peer_key(&conn).map(PeerId::new) else {
                 return conn.close(quinn::VarInt::from_u32(1), b"no usable key");
             };
-            let span = tracing::info_span!("serve", peer = %client.fmt_short());
-            async move {
+            let inner = self.inner.clone();
+            let pinned = inner.peers.is_pinned(&client);
+            let span = tracing::info_span!("serve", peer = %client.fmt_short(), pinned);
+            let Some(_admitted) = inner.limits.admit(client, pinned) else {
+                tracing::debug!(parent: &span, "refused: too many connections");
+                return conn.close(quinn::VarInt::from_u32(3), b"too many connections");
+            };
+            if !pinned {
+                return serve_unpinned(&inner, client, conn).instrument(span).await;
+            }
+            let heavy = Arc::new(Semaphore::new(HEAVY_PER_CONNECTION));
+            async {
                 loop {
                     let (send, recv) = match conn.accept_bi().await {
                         Ok(s) => s,
                         Err(e) => return tracing::debug!(error = %e, "connection ended"),
                     };
-                    let inner = self.inner.clone();
+                    let (inner, heavy) = (inner.clone(), heavy.clone());
                     tokio::spawn(
                         async move {
-                            if let Err(e) = serve_stream(&inner, client, send, recv).await {
+                            if let Err(e) = serve_stream(&inner, client, &heavy, send, recv).await {
                                 tracing::debug!(error = %e, "stream ended");
                             }
                         }
@@ -69,6 +187,35 @@ impl ProtocolHandler for SyncHandler {
     }
 }
 
+/// An unpinned client may only say `Hello` and learn that anything else needs a pin: one
+/// stream at a time, at most [`UNPINNED_REQUESTS`] of them, a tiny window, a short deadline for
+/// all of it, then the connection is closed.
+async fn serve_unpinned(inner: &Arc<Inner>, client: PeerId, conn: quinn::Connection) {
+    conn.set_max_concurrent_bi_streams(quinn::VarInt::from_u32(1));
+    conn.set_receive_window(quinn::VarInt::from_u32(16 << 10));
+    let served = tokio::time::timeout(UNPINNED_DEADLINE, async {
+        for _ in 0..UNPINNED_REQUESTS {
+            let (mut send, mut recv) = conn.accept_bi().await.map_err(|e| e.to_string())?;
+            let frame = read_frame(&mut recv, proto::MAX_REQUEST_FRAME)
+                .await
+                .map_err(|e| e.to_string())?;
+            let request: Request = postcard::from_bytes(&frame).map_err(|e| e.to_string())?;
+            let (decision, _) = inner.core.handle_request(&client, false, request, now_ms());
+            let Decision::Respond(response) = decision else {
+                return Err("an unpinned client's request needs no storage".to_owned());
+            };
+            write_answer(&mut send, response.into()).await?;
+            let _ = send.stopped().await;
+        }
+        Ok::<_, String>(())
+    })
+    .await;
+    if let Ok(Err(e)) = served {
+        tracing::debug!(error = %e, "unpinned client");
+    }
+    conn.close(quinn::VarInt::from_u32(0), b"pin this key to read more");
+}
+
 fn report(inner: &Arc<Inner>, client: PeerId, violation: &PeerMisbehaved) {
     let peers = inner.peers.clone();
     let v = violation.clone();
@@ -78,11 +225,11 @@ fn report(inner: &Arc<Inner>, client: PeerId, violation: &PeerMisbehaved) {
 async fn serve_stream(
     inner: &Arc<Inner>,
     client: PeerId,
+    heavy: &Semaphore,
     mut send: SendStream,
     mut recv: RecvStream,
 ) -> Result<(), String> {
-    // Requests are small: cap them far below the response cap, so 256 open streams cannot
-    // make the server hold more than a few MiB; and read them under a deadline.
+    // Requests are small: cap them far below the response cap, and read them under a deadline.
     let frame = match tokio::time::timeout(
         REQUEST_READ_DEADLINE,
         read_frame(&mut recv, proto::MAX_REQUEST_FRAME),
@@ -114,18 +261,31 @@ async fn serve_stream(
         let capability = String::from_utf8_lossy(ALPN_SYNC).into_owned();
         tokio::task::spawn_blocking(move || peers.learn(&certificate, None, &capability, now_ms()));
     }
-    let answer = match decision {
-        Decision::Respond(r) => r.into(),
-        Decision::Execute(plan) => execute(inner, plan).await,
-        Decision::Wait { plan, have, wait } => {
-            wait_for_checkpoint(inner, plan.ledger(), have, wait).await;
-            execute(inner, plan).await
+    match decision {
+        Decision::Respond(r) => write_answer(&mut send, r.into()).await,
+        Decision::Execute(plan) => {
+            // Bundles and pages are the heavy answers: a few at a time per connection.
+            let _permit = match plan {
+                Plan::Bundle { .. } | Plan::Entries { .. } => {
+                    Some(heavy.acquire().await.map_err(|e| e.to_string())?)
+                }
+                _ => None,
+            };
+            let answer = execute(inner, plan).await;
+            write_answer(&mut send, answer).await
         }
-    };
-    write_answer(&mut send, answer).await
+        Decision::Wait { plan, have, wait } => {
+            if inner.limits.start_wait(client) {
+                wait_for_checkpoint(inner, plan.ledger(), have, wait).await;
+                inner.limits.end_wait(client);
+            }
+            let answer = execute(inner, plan).await;
+            write_answer(&mut send, answer).await
+        }
+    }
 }
 
-async fn execute(inner: &Arc<Inner>, plan: serve::Plan) -> Answer {
+async fn execute(inner: &Arc<Inner>, plan: Plan) -> Answer {
     let inner2 = inner.clone();
     tokio::task::spawn_blocking(move || serve::execute(&inner2.ledger, &inner2.peers, plan))
         .await
@@ -172,13 +332,40 @@ async fn wait_for_checkpoint(
     }
 }
 
+async fn write_with_deadline(send: &mut SendStream, bytes: &[u8]) -> Result<(), String> {
+    match tokio::time::timeout(SEND_DEADLINE, send.write_all(bytes)).await {
+        Ok(r) => r.map_err(|e| e.to_string()),
+        Err(_) => {
+            let _ = send.reset(quinn::VarInt::from_u32(4));
+            Err(format!("the client read nothing for {} s", SEND_DEADLINE.as_secs()))
+        }
+    }
+}
+
 async fn write_answer(send: &mut SendStream, answer: Answer) -> Result<(), String> {
-    let body = postcard::to_stdvec(&answer.response).map_err(|e| e.to_string())?;
+    let body = postcard::to_stdvec(answer.response()).map_err(|e| e.to_string())?;
     let mut head = Vec::with_capacity(4 + body.len());
     encode_frame(&body, &mut head);
-    send.write_all(&head).await.map_err(|e| e.to_string())?;
-    if !answer.frames.is_empty() {
-        send.write_all(&answer.frames).await.map_err(|e| e.to_string())?;
+    write_with_deadline(send, &head).await?;
+    if let Answer::Bundle { mut entries, .. } = answer {
+        // One chunk read from storage at a time, as the client takes them.
+        loop {
+            let (back, chunk) = tokio::task::spawn_blocking(move || {
+                let chunk = entries.next_chunk(CHUNK_BYTES);
+                (entries, chunk)
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+            entries = back;
+            match chunk {
+                Ok(Some(bytes)) => write_with_deadline(send, &bytes).await?,
+                Ok(None) => break,
+                Err(e) => {
+                    let _ = send.reset(quinn::VarInt::from_u32(5));
+                    return Err(e);
+                }
+            }
+        }
     }
     let _ = send.finish();
     Ok(())

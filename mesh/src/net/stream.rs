@@ -68,17 +68,30 @@ pub(crate) async fn request(
     }
 }
 
-/// A bundle request: the header and every leaf frame, read through a [`BundleReader`].
+/// Largest bundle header (a count and at most 64 path hashes).
+const MAX_BUNDLE_HEADER: u32 = 16 << 10;
+
+/// A bundle request: the header, then every leaf frame, each reserved in the sync's byte
+/// budget before it is read, and read through a [`BundleReader`] (which stops past its cap).
 pub(crate) async fn fetch_bundle(
     conn: &Connection,
     request: &Request,
     mut reader: BundleReader,
     max: u32,
+    budget: &mut super::sync_driver::Budget,
 ) -> Result<ReceivedBundle, SessionError> {
     let mut recv = open(conn, request).await?;
+    if reader.handle_frame(read_frame(&mut recv, MAX_BUNDLE_HEADER).await?)?.is_some() {
+        return Err(SessionError::Local("a bundle ended at its header".into()));
+    }
     loop {
-        let frame = read_frame(&mut recv, max).await?;
-        if let Some(bundle) = reader.handle_frame(frame)? {
+        let mut header = [0u8; 4];
+        recv.read_exact(&mut header).await.map_err(|e| SessionError::Transport(e.to_string()))?;
+        let len = frame_len(header, max).map_err(SessionError::Misbehaved)?;
+        budget.reserve(len).await?;
+        let mut body = vec![0u8; len];
+        recv.read_exact(&mut body).await.map_err(|e| SessionError::Transport(e.to_string()))?;
+        if let Some(bundle) = reader.handle_frame(body)? {
             return Ok(bundle);
         }
     }

@@ -9,12 +9,15 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use quinn::Connection;
-use tokio::sync::mpsc;
+use std::collections::VecDeque;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::Instrument as _;
 
 use onoal_engine::checkpoint::Checkpoint;
 use onoal_engine::replica::{ReplicaError, ReplicaWriter, SyncStatus, VerifiedBundle};
+
 use onoal_engine::time::now_ms;
 use onoal_engine::{Filter, Identity, LedgerId, TreeSize};
 
@@ -74,7 +77,7 @@ pub struct SyncProgress {
 /// What a request task hands back.
 enum Arrival {
     Response(RequestId, Result<Response, SessionError>),
-    Bundle(RequestId, Result<VerifiedBundle, SessionError>),
+    Bundle(RequestId, Result<Held, SessionError>),
 }
 
 impl Node {
@@ -457,7 +460,7 @@ impl Node {
         let held = TreeSize(writer.held());
         let have = TreeSize(writer.checkpoint().map_or(0, |c| c.size));
         let c = &self.inner.config;
-        let mut session: SyncSession<VerifiedBundle> = SyncSession::new(
+        let mut session: SyncSession<Held> = SyncSession::new(
             ledger,
             held,
             have,
@@ -466,6 +469,13 @@ impl Node {
             c.request_timeout,
             Instant::now(),
         );
+        session.set_bundle_bytes(c.bundle_cap() as u64);
+        // Bytes of bundles held at once (in 1 KiB units); the bundle next in line to commit
+        // never waits for them, so the sync always progresses.
+        let budget =
+            Arc::new(Semaphore::new((c.window_bytes / 1024).clamp(1, Semaphore::MAX_PERMITS)));
+        let (next_tx, next_rx) = watch::channel(None::<u64>);
+        let mut committing: VecDeque<Vec<OwnedSemaphorePermit>> = VecDeque::new();
         let mut task = ReplicaTask::spawn(writer);
         let (tx, mut rx) = mpsc::unbounded_channel::<Arrival>();
         let mut target: Option<Arc<Checkpoint>> = None;
@@ -473,9 +483,24 @@ impl Node {
         let (mut entries, mut bytes, mut seen) = (0u64, 0u64, 0u64);
         let light = mode == SessionMode::CheckpointOnly;
         let outcome: Result<(), SessionError> = 'session: loop {
+            next_tx.send_if_modified(|n| {
+                let changed = *n != session.next_commit();
+                *n = session.next_commit();
+                changed
+            });
             while let Some((id, request)) = session.poll_transmit() {
                 requests.retain(|t| !t.is_finished());
-                requests.push(self.spawn_request(conn, id, request, target.clone(), tx.clone()));
+                let bundle = session.bundle_of(id);
+                let budget = bundle.map(|_| (budget.clone(), next_rx.clone()));
+                requests.push(self.spawn_request(
+                    conn,
+                    id,
+                    request,
+                    bundle,
+                    target.clone(),
+                    budget,
+                    tx.clone(),
+                ));
             }
             while let Some(event) = session.poll_event() {
                 let sent = match event {
@@ -486,7 +511,12 @@ impl Node {
                     Event::CheckForkProof { old_root, proof } => {
                         task.send(Job::CheckForkProof { old_root, proof })
                     }
-                    Event::Commit(bundles) => task.send(Job::Commit(bundles)),
+                    Event::Commit(bundles) => {
+                        let (bundles, permits): (Vec<_>, Vec<_>) =
+                            bundles.into_iter().map(|h| (h.bundle, h.permits)).unzip();
+                        committing.push_back(permits.into_iter().flatten().collect());
+                        task.send(Job::Commit(bundles))
+                    }
                     Event::CommitPage { entries: page } => {
                         seen += page.len() as u64;
                         bytes += page.iter().map(|e| e.leaf_data.len() as u64).sum::<u64>();
@@ -520,6 +550,8 @@ impl Node {
                         Some(Done::ForkChecked(r)) => session.fork_checked(now, r),
                         Some(Done::ForkProofChecked(r)) => session.fork_proof_checked(now, r),
                         Some(Done::Committed(c)) => {
+                            // The committed bundles' bytes are free for the next ones.
+                            committing.pop_front();
                             if let Ok(held) = c.result {
                                 entries += c.entries;
                                 bytes += c.bytes;
@@ -567,31 +599,40 @@ impl Node {
         Ok((writer, outcome))
     }
 
-    /// Sends one request of a session on its own stream; a bundle is read and verified (on a
-    /// blocking thread) before it is handed back.
+    /// Sends one request of a session on its own stream; a bundle is read (within the byte
+    /// budget) and verified (on a blocking thread) before it is handed back.
+    #[allow(clippy::too_many_arguments, reason = "one request's context, passed once")]
     fn spawn_request(
         &self,
         conn: &Connection,
         id: RequestId,
         request: Request,
+        bundle: Option<(u64, u64)>,
         target: Option<Arc<Checkpoint>>,
+        budget: Option<(Arc<Semaphore>, watch::Receiver<Option<u64>>)>,
         tx: mpsc::UnboundedSender<Arrival>,
     ) -> JoinHandle<()> {
         let conn = conn.clone();
         let max = self.inner.config.max_frame;
+        let cap = self.inner.config.bundle_cap() as u64;
         tokio::spawn(
             async move {
-                let arrival = match (&request, target) {
-                    (Request::Bundle { size, first, .. }, Some(cp)) => {
-                        let reader = BundleReader::new(first.0, size.0);
-                        let received = stream::fetch_bundle(&conn, &request, reader, max).await;
+                let arrival = match (bundle, target, budget) {
+                    (Some((first, width)), Some(cp), Some((budget, next))) => {
+                        let reader = BundleReader::new(first, width, cp.size, cap);
+                        let mut held = Budget { budget, next, first, permits: Vec::new() };
+                        let received =
+                            stream::fetch_bundle(&conn, &request, reader, max, &mut held).await;
                         let verified = match received {
                             Ok(b) => tokio::task::spawn_blocking(move || apply::verify(&cp, b))
                                 .await
                                 .unwrap_or_else(|e| Err(SessionError::Local(e.to_string()))),
                             Err(e) => Err(e),
                         };
-                        Arrival::Bundle(id, verified)
+                        Arrival::Bundle(
+                            id,
+                            verified.map(|bundle| Held { bundle, permits: held.permits }),
+                        )
                     }
                     _ => Arrival::Response(
                         id,
@@ -602,6 +643,46 @@ impl Node {
             }
             .in_current_span(),
         )
+    }
+}
+
+/// A verified bundle and the budget its bytes hold until it is committed.
+pub(super) struct Held {
+    bundle: VerifiedBundle,
+    permits: Vec<OwnedSemaphorePermit>,
+}
+
+/// What one bundle's reading holds of a sync's byte budget.
+pub(super) struct Budget {
+    budget: Arc<Semaphore>,
+    next: watch::Receiver<Option<u64>>,
+    first: u64,
+    permits: Vec<OwnedSemaphorePermit>,
+}
+
+impl Budget {
+    /// Waits until `bytes` more fit in the budget, unless this bundle is next in line to
+    /// commit (it never waits: the sync must progress).
+    pub(super) async fn reserve(&mut self, bytes: usize) -> Result<(), SessionError> {
+        let units = u32::try_from(bytes / 1024 + 1)
+            .unwrap_or(u32::MAX)
+            .min(u32::try_from(Semaphore::MAX_PERMITS).unwrap_or(u32::MAX));
+        loop {
+            if *self.next.borrow_and_update() == Some(self.first) {
+                return Ok(());
+            }
+            tokio::select! {
+                p = self.budget.clone().acquire_many_owned(units) => {
+                    self.permits.push(p.map_err(|e| SessionError::Local(e.to_string()))?);
+                    return Ok(());
+                }
+                changed = self.next.changed() => {
+                    if changed.is_err() {
+                        return Err(SessionError::Local("the sync ended".into()));
+                    }
+                }
+            }
+        }
     }
 }
 

@@ -80,6 +80,20 @@ pub enum Request {
         /// The size of the checkpoint the server sent.
         new: TreeSize,
     },
+    /// Like [`Request::Bundle`], for a narrower node of the tree: the entries
+    /// `[first, min(first + width, size))`, `width` a power of two up to 256 and `first` a
+    /// multiple of it. Receivers ask for these when entries are large, so no answer exceeds
+    /// the bytes they hold per request. Answered as a bundle.
+    Range {
+        /// Ledger id.
+        ledger: LedgerId,
+        /// Checkpoint size.
+        size: TreeSize,
+        /// First seq (a multiple of `width`).
+        first: LogIndex,
+        /// Width.
+        width: u32,
+    },
 }
 
 impl Request {
@@ -94,6 +108,7 @@ impl Request {
             Self::Entries { .. } => "Entries",
             Self::WaitCheckpoint { .. } => "WaitCheckpoint",
             Self::Consistency { .. } => "Consistency",
+            Self::Range { .. } => "Range",
         }
     }
 }

@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use onoal_engine::replica::{bundle_len, bundle_path_from_inclusion};
+use onoal_engine::replica::{BUNDLE_ENTRIES, range_len, range_path_from_inclusion};
 use onoal_engine::{Durable, Filter, Identity, Ledger, LedgerId, Log, Query};
 
 use super::cert::LedgerCertificate;
@@ -66,6 +66,8 @@ pub enum Plan {
         size: u64,
         /// First seq.
         first: u64,
+        /// Width (256: a whole tile).
+        width: u64,
         /// Entries.
         count: u64,
     },
@@ -107,19 +109,82 @@ impl Plan {
     }
 }
 
-/// What a server sends for one request: the response frame's body, then (for a bundle) the
-/// entry frames, already framed.
-#[derive(Debug, PartialEq, Eq)]
-pub struct Answer {
-    /// The response.
-    pub response: Response,
-    /// Entry frames that follow it (bundles only).
-    pub frames: Vec<u8>,
+/// What a server sends for one request.
+#[derive(Debug)]
+pub enum Answer {
+    /// One response frame.
+    Response(Response),
+    /// A bundle: its header frame, then its entries' frames, read from storage a chunk at a
+    /// time as the stream accepts them (a bundle is never built whole in memory).
+    Bundle {
+        /// `Response::Bundle { count, path }`.
+        header: Response,
+        /// The entries still to send.
+        entries: BundleEntries,
+    },
 }
 
 impl From<Response> for Answer {
     fn from(response: Response) -> Self {
-        Self { response, frames: Vec::new() }
+        Self::Response(response)
+    }
+}
+
+impl Answer {
+    /// The response frame (the header, for a bundle).
+    pub fn response(&self) -> &Response {
+        match self {
+            Self::Response(r) | Self::Bundle { header: r, .. } => r,
+        }
+    }
+}
+
+/// The entries of a bundle being sent.
+#[derive(Debug)]
+pub struct BundleEntries {
+    log: Log,
+    next: u64,
+    end: u64,
+}
+
+impl BundleEntries {
+    /// Entries still to send.
+    pub fn remaining(&self) -> u64 {
+        self.end - self.next
+    }
+
+    /// The next entries' frames, about `max_bytes` of them (at least one entry); `None` when
+    /// all were sent. Blocking (a storage read).
+    ///
+    /// # Errors
+    /// An entry is missing (the log is damaged).
+    pub fn next_chunk(&mut self, max_bytes: usize) -> Result<Option<Vec<u8>>, String> {
+        if self.next >= self.end {
+            return Ok(None);
+        }
+        let mut out = Vec::new();
+        let n = self
+            .log
+            .visit_leaf_data_while(self.next, self.end, |leaf| {
+                encode_frame(leaf, &mut out);
+                out.len() < max_bytes
+            })
+            .map_err(|e| e.to_string())?;
+        if n == 0 {
+            return Err(format!("entry {} is not held here", self.next));
+        }
+        self.next += n;
+        Ok(Some(out))
+    }
+}
+
+fn bundle_plan(ledger: LedgerId, size: u64, first: u64, width: u64) -> Decision {
+    match range_len(first, width, size) {
+        None => Decision::Respond(refuse(
+            ErrorCode::BadRequest,
+            format!("{first} is not the start of a bundle of width {width} below {size}"),
+        )),
+        Some(count) => Decision::Execute(Plan::Bundle { ledger, size, first, width, count }),
     }
 }
 
@@ -186,15 +251,12 @@ impl ServeCore {
             Request::CheckpointAt { ledger, size } => {
                 Decision::Execute(Plan::CheckpointAt { ledger, size: size.0 })
             }
-            Request::Bundle { ledger, size, first } => match bundle_len(first.0, size.0) {
-                None => Decision::Respond(refuse(
-                    ErrorCode::BadRequest,
-                    format!("{first} is not a bundle start below {size}"),
-                )),
-                Some(count) => {
-                    Decision::Execute(Plan::Bundle { ledger, size: size.0, first: first.0, count })
-                }
-            },
+            Request::Bundle { ledger, size, first } => {
+                bundle_plan(ledger, size.0, first.0, BUNDLE_ENTRIES)
+            }
+            Request::Range { ledger, size, first, width } => {
+                bundle_plan(ledger, size.0, first.0, u64::from(width))
+            }
             Request::Consistency { old, new, .. } if old.0 == 0 || old.0 > new.0 => {
                 Decision::Respond(refuse(
                     ErrorCode::BadRequest,
@@ -293,26 +355,26 @@ pub fn execute(ledger: &Ledger, peers: &PeerStore, plan: Plan) -> Answer {
             entries_page(log, size, filter.clone(), cursor, limit)
                 .map_or_else(internal, Answer::from)
         }),
-        Plan::Bundle { ledger: id, size, first, count } => with_log(id, &|log| {
-            bundle(log, size, first, count)
+        Plan::Bundle { ledger: id, size, first, width, count } => with_log(id, &|log| {
+            bundle(log, size, first, width, count)
                 .unwrap_or_else(|e| refuse(ErrorCode::BadRequest, e).into())
         }),
     }
 }
 
-/// The bundle's path and its entry frames, written straight from RocksDB's buffers.
-fn bundle(log: &Log, size: u64, first: u64, count: u64) -> Result<Answer, String> {
+/// The bundle's header (its path) and its entries to stream.
+fn bundle(log: &Log, size: u64, first: u64, width: u64, count: u64) -> Result<Answer, String> {
     let proof = log.inclusion_proof(first, size).map_err(|e| e.to_string())?;
-    let path = bundle_path_from_inclusion(first, size, &proof).map_err(|e| e.to_string())?;
-    let mut frames = Vec::with_capacity(count as usize * 320);
-    let n = log
-        .visit_leaf_data(first, first + count, |leaf| encode_frame(leaf, &mut frames))
-        .map_err(|e| e.to_string())?;
-    if n != count {
-        return Err(format!("only {n} of the bundle's {count} entries are held here"));
+    let path = range_path_from_inclusion(first, width, size, &proof).map_err(|e| e.to_string())?;
+    let held = log.durable_size().saturating_sub(first).min(count);
+    if held != count {
+        return Err(format!("only {held} of the bundle's {count} entries are held here"));
     }
     let count = u32::try_from(count).expect("a bundle holds at most 256 entries");
-    Ok(Answer { response: Response::Bundle { count, path }, frames })
+    Ok(Answer::Bundle {
+        header: Response::Bundle { count, path },
+        entries: BundleEntries { log: log.clone(), next: first, end: first + u64::from(count) },
+    })
 }
 
 fn entries_page(

@@ -77,6 +77,7 @@ fn query_by_each_filter_with_cursor_paging() {
                 filter: Filter { stream: Some("payments".into()), ..Default::default() },
                 limit: Some(7),
                 cursor: cursor.clone(),
+                ..Default::default()
             })
             .unwrap();
         assert!(page.entries.len() <= 7);
@@ -148,6 +149,7 @@ fn paging_across_many_groups_returns_each_match_once() {
                 filter: Filter { stream: Some("odd".into()), ..Default::default() },
                 limit: Some(7),
                 cursor: cursor.clone(),
+                ..Default::default()
             })
             .unwrap();
         seen.extend(page.entries.iter().map(|e| e.entry.seq));

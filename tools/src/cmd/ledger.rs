@@ -155,8 +155,12 @@ pub(crate) fn get(cli: &Cli, seq: u64) -> Result<()> {
 
 pub(crate) fn query(cli: &Cli, q: &QueryArgs) -> Result<()> {
     let (_ledger, log) = read_log(cli)?;
-    let page =
-        log.query(&Query { filter: (&q.filter).into(), cursor: q.cursor.clone(), limit: q.limit })?;
+    let page = log.query(&Query {
+        filter: (&q.filter).into(),
+        cursor: q.cursor.clone(),
+        limit: q.limit,
+        max_bytes: None,
+    })?;
     let v = json!({
         "entries": page.entries.iter().map(entry_json).collect::<Vec<_>>(),
         "next_cursor": page.next_cursor,

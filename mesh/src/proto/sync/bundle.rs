@@ -1,10 +1,11 @@
 //! Receiving one bundle: the response header (`Bundle { count, path }`, a refusal, or a
 //! violation), whose announced count must be the bundle's size in the tree, then `count` frames
-//! of leaf data. Fed frame by frame; verification is the engine's (`verify_bundle`), on a
-//! blocking thread, once all leaves are in.
+//! of leaf data, at most `cap` bytes in all (past it the bundle is abandoned as too large, not as
+//! a violation: the session asks for narrower bundles). Fed frame by frame; verification is the
+//! engine's (`verify_range`), on a blocking thread, once all leaves are in.
 
 use onoal_engine::Hash;
-use onoal_engine::replica::bundle_len;
+use onoal_engine::replica::range_len;
 
 use super::session::SessionError;
 use crate::proto::message::Response;
@@ -15,6 +16,8 @@ use crate::proto::misbehaved::PeerMisbehaved;
 pub struct ReceivedBundle {
     /// First seq.
     pub first: u64,
+    /// Width requested.
+    pub width: u64,
     /// Leaf data of each entry.
     pub leaves: Vec<Vec<u8>>,
     /// The path from the bundle's subtree to the checkpoint's root.
@@ -25,16 +28,19 @@ pub struct ReceivedBundle {
 #[derive(Debug)]
 pub struct BundleReader {
     first: u64,
+    width: u64,
     size: u64,
+    cap: u64,
     header: Option<(u32, Vec<Hash>)>,
     leaves: Vec<Vec<u8>>,
     bytes: u64,
 }
 
 impl BundleReader {
-    /// A reader for bundle `first` of the tree of `size`.
-    pub fn new(first: u64, size: u64) -> Self {
-        Self { first, size, header: None, leaves: Vec::new(), bytes: 0 }
+    /// A reader for the bundle of width `width` at `first` of the tree of `size`, holding at
+    /// most `cap` bytes of leaf data.
+    pub fn new(first: u64, width: u64, size: u64, cap: u64) -> Self {
+        Self { first, width, size, cap, header: None, leaves: Vec::new(), bytes: 0 }
     }
 
     /// Leaf bytes received so far.
@@ -64,7 +70,7 @@ impl BundleReader {
                     }));
                 }
             };
-            let expected = bundle_len(self.first, self.size).unwrap_or(0);
+            let expected = range_len(self.first, self.width, self.size).unwrap_or(0);
             if u64::from(count) != expected {
                 return Err(SessionError::Misbehaved(PeerMisbehaved::BundleCount {
                     first: self.first,
@@ -79,6 +85,12 @@ impl BundleReader {
         };
         let count = *count as usize;
         self.bytes += frame.len() as u64;
+        if self.bytes > self.cap {
+            return Err(SessionError::TooLarge {
+                entries: self.leaves.len() as u64,
+                bytes: self.bytes,
+            });
+        }
         self.leaves.push(frame);
         if self.leaves.len() < count {
             return Ok(None);
@@ -86,6 +98,7 @@ impl BundleReader {
         let (_, path) = self.header.take().expect("the header was read first");
         Ok(Some(ReceivedBundle {
             first: self.first,
+            width: self.width,
             leaves: std::mem::take(&mut self.leaves),
             path,
         }))
@@ -108,7 +121,7 @@ mod tests {
 
     #[test]
     fn a_bundle_is_its_header_then_its_leaves() {
-        let mut r = BundleReader::new(256, 300);
+        let mut r = BundleReader::new(256, 256, 300, u64::MAX);
         let path = vec![Hash([1; 32])];
         assert_eq!(
             r.handle_frame(header(&Response::Bundle { count: 44, path: path.clone() })),
@@ -123,13 +136,33 @@ mod tests {
     }
 
     #[test]
+    fn a_bundle_past_its_byte_cap_is_too_large_not_a_violation() {
+        let mut r = BundleReader::new(0, 8, 300, 10);
+        assert_eq!(
+            r.handle_frame(header(&Response::Bundle { count: 8, path: Vec::new() })),
+            Ok(None)
+        );
+        assert_eq!(r.handle_frame(vec![0; 6]), Ok(None));
+        assert_eq!(
+            r.handle_frame(vec![0; 6]),
+            Err(SessionError::TooLarge { entries: 1, bytes: 12 })
+        );
+        // A narrower bundle's count is checked against its own width.
+        let mut r = BundleReader::new(8, 8, 12, 100);
+        assert!(matches!(
+            r.handle_frame(header(&Response::Bundle { count: 8, path: Vec::new() })),
+            Err(SessionError::Misbehaved(PeerMisbehaved::BundleCount { expected: 4, .. }))
+        ));
+    }
+
+    #[test]
     fn wrong_counts_refusals_and_garbage_end_the_bundle() {
-        let mut r = BundleReader::new(0, 300);
+        let mut r = BundleReader::new(0, 256, 300, u64::MAX);
         assert!(matches!(
             r.handle_frame(header(&Response::Bundle { count: 255, path: Vec::new() })),
             Err(SessionError::Misbehaved(PeerMisbehaved::BundleCount { expected: 256, .. }))
         ));
-        let mut r = BundleReader::new(0, 300);
+        let mut r = BundleReader::new(0, 256, 300, u64::MAX);
         assert!(matches!(
             r.handle_frame(header(&Response::Error {
                 code: ErrorCode::BadRequest,
@@ -137,12 +170,12 @@ mod tests {
             })),
             Err(SessionError::Refused(ErrorCode::BadRequest, _))
         ));
-        let mut r = BundleReader::new(0, 300);
+        let mut r = BundleReader::new(0, 256, 300, u64::MAX);
         assert!(matches!(
             r.handle_frame(vec![0xff, 0x13]),
             Err(SessionError::Misbehaved(PeerMisbehaved::UndecodableResponse(_)))
         ));
-        let mut r = BundleReader::new(0, 300);
+        let mut r = BundleReader::new(0, 256, 300, u64::MAX);
         assert!(matches!(
             r.handle_frame(header(&Response::NoCheckpoint)),
             Err(SessionError::Misbehaved(PeerMisbehaved::UnexpectedResponse { .. }))

@@ -5,7 +5,7 @@
 
 use onoal_engine::checkpoint::Checkpoint;
 use onoal_engine::replica::{
-    ProvenEntry, ReplicaError, ReplicaWriter, SyncStatus, VerifiedBundle, verify_bundle,
+    ProvenEntry, ReplicaError, ReplicaWriter, SyncStatus, VerifiedBundle, verify_range,
 };
 use onoal_engine::{Hash, TreeSize};
 
@@ -83,7 +83,7 @@ pub fn verify(
     checkpoint: &Checkpoint,
     bundle: ReceivedBundle,
 ) -> Result<VerifiedBundle, SessionError> {
-    verify_bundle(checkpoint, bundle.first, bundle.leaves, &bundle.path)
+    verify_range(checkpoint, bundle.first, bundle.width, bundle.leaves, &bundle.path)
         .map_err(|e| SessionError::Misbehaved(PeerMisbehaved::BadBundle(e)))
 }
 

@@ -26,7 +26,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use onoal_engine::replica::{BUNDLE_ENTRIES, ReplicaError};
+use onoal_engine::replica::{BUNDLE_ENTRIES, ReplicaError, range_len};
 use onoal_engine::{Filter, Hash, LedgerId, LogIndex, TreeSize};
 
 use crate::proto::message::{ErrorCode, ProvenEntryWire, Request, Response};
@@ -111,6 +111,15 @@ pub enum SessionError {
     /// The connection failed.
     #[error("{0}")]
     Transport(String),
+    /// A bundle's answer grew past the bytes one request may hold (not a violation: entries
+    /// may be large). The session asks for its entries again in narrower bundles.
+    #[error("a bundle of {entries} entries passed {bytes} bytes")]
+    TooLarge {
+        /// Entries received before the cap.
+        entries: u64,
+        /// Bytes received.
+        bytes: u64,
+    },
     /// A request got no answer in time.
     #[error("the {kind} request got no answer within {} s", after.as_secs_f64())]
     TimedOut {
@@ -147,7 +156,8 @@ pub(super) enum Purpose {
     Checkpoint,
     ForkProbe,
     ForkProof,
-    Bundle(u64),
+    /// A bundle: first seq and width.
+    Bundle(u64, u64),
     Page,
 }
 
@@ -185,12 +195,16 @@ pub struct SyncSession<B> {
     held: u64,
     have: u64,
     next_id: u64,
-    /// Bundle starts still to request.
-    to_request: VecDeque<u64>,
+    /// Bundles still to request: (first seq, width).
+    to_request: VecDeque<(u64, u64)>,
+    /// Width of the bundles requested from now on (256, narrowed when entries are large).
+    width: u64,
+    /// Most bytes one bundle's answer may hold (the driver enforces it; the session narrows).
+    bundle_bytes: u64,
     /// In flight: what for, which kind, sent when.
     in_flight: BTreeMap<RequestId, (Purpose, &'static str, Instant)>,
-    /// Arrived bundles waiting for their predecessors, by start.
-    arrived: BTreeMap<u64, B>,
+    /// Arrived bundles waiting for their predecessors, by start (with their entry count).
+    arrived: BTreeMap<u64, (B, u64)>,
     /// Start of the next bundle to hand out for commit.
     next_commit: Option<u64>,
     /// Bundles handed out for commit and not yet reported.
@@ -229,6 +243,8 @@ impl<B> SyncSession<B> {
             have: have.0,
             next_id: 0,
             to_request: VecDeque::new(),
+            width: BUNDLE_ENTRIES,
+            bundle_bytes: u64::MAX,
             in_flight: BTreeMap::new(),
             arrived: BTreeMap::new(),
             next_commit: None,
@@ -294,10 +310,10 @@ impl<B> SyncSession<B> {
         matches!(self.state, State::Finished)
     }
 
-    /// The first seq of bundle request `id`, while it is in flight.
-    pub fn bundle_of(&self, id: RequestId) -> Option<u64> {
+    /// The first seq and width of bundle request `id`, while it is in flight.
+    pub fn bundle_of(&self, id: RequestId) -> Option<(u64, u64)> {
         match self.in_flight.get(&id) {
-            Some((Purpose::Bundle(first), _, _)) => Some(*first),
+            Some((Purpose::Bundle(first, width), _, _)) => Some((*first, *width)),
             _ => None,
         }
     }
@@ -408,9 +424,11 @@ impl<B> SyncSession<B> {
             }
             SessionMode::Entries if self.held >= target => self.finish(Event::Done),
             SessionMode::Entries => {
-                self.to_request = bundle_starts(self.held, target).collect();
-                self.next_commit = self.to_request.front().copied();
+                self.to_request =
+                    bundle_starts(self.held, target).map(|f| (f, BUNDLE_ENTRIES)).collect();
                 self.state = State::Bundles { target };
+                self.narrow(self.width);
+                self.next_commit = self.to_request.front().map(|&(first, _)| first);
                 self.fill_window(now);
             }
         }
@@ -460,38 +478,94 @@ impl<B> SyncSession<B> {
     fn fill_window(&mut self, now: Instant) {
         let State::Bundles { target } = self.state else { return };
         while self.in_flight.len() + self.arrived.len() + self.committing < self.window {
-            let Some(first) = self.to_request.pop_front() else { break };
+            let Some((first, width)) = self.to_request.pop_front() else { break };
+            if width < BUNDLE_ENTRIES {
+                let request = Request::Range {
+                    ledger: self.ledger,
+                    size: TreeSize(target),
+                    first: LogIndex(first),
+                    width: width as u32,
+                };
+                self.send(request, Purpose::Bundle(first, width), now);
+                continue;
+            }
             let request = Request::Bundle {
                 ledger: self.ledger,
                 size: TreeSize(target),
                 first: LogIndex(first),
             };
-            self.send(request, Purpose::Bundle(first), now);
+            self.send(request, Purpose::Bundle(first, width), now);
         }
     }
 
     /// A bundle arrived and was verified by the driver (`Ok`), or the driver found a violation
     /// in it (`Err`).
     pub fn handle_bundle(&mut self, now: Instant, id: RequestId, bundle: Result<B, SessionError>) {
-        let Some((Purpose::Bundle(first), _, _)) = self.in_flight.remove(&id) else {
+        let Some((Purpose::Bundle(first, width), _, _)) = self.in_flight.remove(&id) else {
             return;
         };
+        let State::Bundles { target } = self.state else { return };
         let b = match bundle {
             Ok(b) => b,
+            Err(SessionError::TooLarge { entries, bytes }) if width > 1 => {
+                // Large entries: ask again for these entries, and everything after them, in
+                // bundles narrow enough to stay under the byte cap.
+                let per_entry = bytes / entries.max(1);
+                let fits = (self.bundle_bytes / per_entry.max(1)).max(1);
+                let narrower = (width / 2).min(1 << fits.ilog2()).max(1);
+                self.to_request.push_front((first, width));
+                self.to_request.make_contiguous().sort_by_key(|&(f, _)| f);
+                self.narrow(narrower);
+                return self.fill_window(now);
+            }
             Err(e) => return self.fail(e),
         };
-        self.arrived.insert(first, b);
+        let len = range_len(first, width, target).unwrap_or(0);
+        self.arrived.insert(first, (b, len));
         let mut ready = Vec::new();
         while let Some(next) = self.next_commit {
-            let Some(b) = self.arrived.remove(&next) else { break };
+            let Some((b, len)) = self.arrived.remove(&next) else { break };
             ready.push(b);
-            self.next_commit = Some(next + BUNDLE_ENTRIES);
+            self.next_commit = Some(next + len);
         }
         if !ready.is_empty() {
             self.committing += ready.len();
             self.events.push_back(Event::Commit(ready));
         }
         self.fill_window(now);
+    }
+
+    /// Splits every bundle still to request that is wider than `width`, and requests `width`
+    /// from now on.
+    fn narrow(&mut self, width: u64) {
+        self.width = self.width.min(width);
+        let w = self.width;
+        let held = self.held;
+        let end = match self.state {
+            State::Bundles { target } => target,
+            _ => u64::MAX,
+        };
+        self.to_request = std::mem::take(&mut self.to_request)
+            .into_iter()
+            .flat_map(|(first, old)| {
+                let parts = if old > w { old / w } else { 1 };
+                let width = old.min(w);
+                (0..parts).map(move |i| (first + i * width, width))
+            })
+            .filter(|&(first, width)| first < end && first + width > held)
+            .collect();
+    }
+
+    /// Sets the most bytes one bundle's answer may hold; the driver stops reading a bundle
+    /// past it and reports [`SessionError::TooLarge`], and the session asks narrower bundles.
+    pub fn set_bundle_bytes(&mut self, bytes: u64) {
+        self.bundle_bytes = bytes.max(1);
+    }
+
+    /// The first seq of the next bundle to commit: the one the driver must always let finish
+    /// (the others may wait for memory).
+    pub fn next_commit(&self) -> Option<u64> {
+        self.next_commit
     }
 
     /// The driver committed the bundles of one [`Event::Commit`] (`Ok(entries held now)`), or

@@ -277,6 +277,39 @@ fn an_inconsistent_checkpoint_is_probed_for_a_fork_within_a_deadline() {
 }
 
 #[test]
+fn bundles_past_the_byte_cap_are_asked_again_narrower_and_commit_in_order() {
+    let now = Instant::now();
+    let mut s = session(0, 0, SessionMode::Entries, 4, now);
+    s.set_bundle_bytes(1000);
+    drain_transmits(&mut s);
+    s.handle_response(now, RequestId(0), checkpoint());
+    drain_events(&mut s);
+    s.checkpoint_accepted(now, AcceptVerdict::Accepted(TreeSize(600)));
+    let t = drain_transmits(&mut s);
+    assert_eq!(t.iter().map(|(_, r)| bundle_first(r)).collect::<Vec<_>>(), [0, 256, 512]);
+    // 3 entries made 1,200 bytes: 400 a piece, so 2 fit in 1,000 bytes.
+    s.handle_bundle(now, t[0].0, Err(SessionError::TooLarge { entries: 3, bytes: 1200 }));
+    assert!(drain_events(&mut s).is_empty(), "not a failure");
+    let t2 = drain_transmits(&mut s);
+    let ranges: Vec<(u64, u32)> = t2
+        .iter()
+        .map(|(_, r)| match r {
+            Request::Range { first, width, .. } => (first.0, *width),
+            other => panic!("expected a range, got {other:?}"),
+        })
+        .collect();
+    assert_eq!(ranges, [(0, 2), (2, 2)]);
+    // The wide bundles still in flight commit in order after the narrow ones.
+    s.handle_bundle(now, t[2].0, Ok(512));
+    s.handle_bundle(now, t[1].0, Ok(256));
+    s.handle_bundle(now, t2[1].0, Ok(2));
+    assert!(drain_events(&mut s).is_empty(), "bundle 0 is not in yet");
+    s.handle_bundle(now, t2[0].0, Ok(0));
+    assert_eq!(drain_events(&mut s), [Event::Commit(vec![0, 2])]);
+    assert_eq!(s.next_commit(), Some(4));
+}
+
+#[test]
 fn filtered_sessions_page_until_the_cursor_runs_out() {
     use onoal_engine::{Entry, Hash, Name, NewEntry};
     let entry = |seq: u64| ProvenEntryWire {

@@ -27,7 +27,7 @@ use crate::proto::{MAX_WAIT_MS, handshake};
 #[derive(Debug)]
 pub(crate) enum Msg {
     Request { stream: u64, request: Request },
-    Answer { stream: u64, answer: Answer },
+    Answer { stream: u64, response: Response, frames: Vec<u8> },
 }
 
 const TIMEOUT: Duration = Duration::from_secs(2);
@@ -88,6 +88,22 @@ fn new_node(i: usize) -> SimNode {
     }
 }
 
+/// An answer as one message: the response, and a bundle's entry frames read all at once.
+fn answer_msg(stream: u64, answer: Answer) -> Msg {
+    match answer {
+        Answer::Response(response) => Msg::Answer { stream, response, frames: Vec::new() },
+        Answer::Bundle { header, mut entries } => {
+            let mut frames = Vec::new();
+            while let Some(chunk) =
+                entries.next_chunk(1 << 20).expect("the source holds its entries")
+            {
+                frames.extend_from_slice(&chunk);
+            }
+            Msg::Answer { stream, response: header, frames }
+        }
+    }
+}
+
 fn now_ms() -> u64 {
     onoal_engine::time::now_ms()
 }
@@ -97,6 +113,8 @@ pub(crate) struct Sim {
     pub(crate) nodes: Vec<SimNode>,
     pub(crate) net: Net<Msg>,
     next_stream: u64,
+    /// Most bytes one bundle's answer may hold (followers narrow their bundles past it).
+    pub(crate) bundle_bytes: u64,
 }
 
 impl Sim {
@@ -110,7 +128,7 @@ impl Sim {
                 }
             }
         }
-        Self { nodes, net: Net::new(seed, conditions), next_stream: 0 }
+        Self { nodes, net: Net::new(seed, conditions), next_stream: 0, bundle_bytes: u64::MAX }
     }
 
     /// Node `node` follows `ledger` from node `source`.
@@ -129,13 +147,18 @@ impl Sim {
 
     /// Appends `n` entries to node `node`'s own log and signs a checkpoint.
     pub(crate) fn append(&mut self, node: usize, n: u64, tag: &str) {
+        self.append_sized(node, n, tag, 0);
+    }
+
+    /// As [`Self::append`], each payload padded with `pad` bytes.
+    pub(crate) fn append_sized(&mut self, node: usize, n: u64, tag: &str, pad: usize) {
         let l = &self.nodes[node].ledger;
         let entries = (0..n)
             .map(|i| {
                 NewEntry::new(
                     Name::stream(["a", "b", "c"][(i % 3) as usize]).unwrap(),
                     Name::entry_type("t").unwrap(),
-                    format!("{tag} {i}").into_bytes(),
+                    format!("{tag} {i} {}", "x".repeat(pad)).into_bytes(),
                 )
             })
             .collect();
@@ -209,49 +232,46 @@ impl Sim {
                 let pinned = node.peers.is_pinned(&client);
                 let (decision, _) = node.core.handle_request(&client, pinned, request, now_ms());
                 match decision {
-                    Decision::Respond(r) => {
-                        self.net.send(to, from, Msg::Answer { stream, answer: r.into() })
-                    }
+                    Decision::Respond(r) => self.net.send(to, from, answer_msg(stream, r.into())),
                     Decision::Execute(plan) => {
                         let answer = serve::execute(&node.ledger, &node.peers, plan);
-                        self.net.send(to, from, Msg::Answer { stream, answer });
+                        self.net.send(to, from, answer_msg(stream, answer));
                     }
                     Decision::Wait { plan, have, wait } => {
                         node.waits.push((from, stream, plan, have, now + wait))
                     }
                 }
             }
-            Msg::Answer { stream, answer } => self.answered(to, stream, answer),
+            Msg::Answer { stream, response, frames } => self.answered(to, stream, response, frames),
         }
     }
 
-    fn answered(&mut self, node: usize, stream: u64, answer: Answer) {
+    fn answered(&mut self, node: usize, stream: u64, response: Response, frames: Vec<u8>) {
         let now = self.net.now();
         let Some(source) = self.nodes[node].follower.as_ref().map(|f| f.source) else { return };
         let source_key = self.nodes[source].key;
         let f = self.nodes[node].follower.as_mut().expect("checked");
         let Some((pending, _)) = f.streams.remove(&stream) else { return };
         match pending {
-            Pending::Hello => {
-                match handshake::check_hello(answer.response, &source_key, now_ms()) {
-                    Ok(_) => f.follow.connected(),
-                    Err(e) => panic!("honest Hello refused: {e}"),
-                }
-            }
+            Pending::Hello => match handshake::check_hello(response, &source_key, now_ms()) {
+                Ok(_) => f.follow.connected(),
+                Err(e) => panic!("honest Hello refused: {e}"),
+            },
             Pending::Wait => {
-                f.follow.wait_answered(&answer.response).expect("an honest answer to a long poll");
+                f.follow.wait_answered(&response).expect("an honest answer to a long poll");
             }
             Pending::Session(id) => {
                 let Some(s) = f.session.as_mut() else { return };
-                match (answer.response, &s.target) {
+                match (response, &s.target) {
                     (Response::Bundle { count, path }, Some(cp)) => {
-                        let Some(first) = s.core.bundle_of(id) else { return };
-                        let mut reader = BundleReader::new(first, cp.size);
+                        let Some((first, width)) = s.core.bundle_of(id) else { return };
+                        let mut reader =
+                            BundleReader::new(first, width, cp.size, self.bundle_bytes);
                         let header =
                             postcard::to_stdvec(&Response::Bundle { count, path }).unwrap();
                         let mut result = reader.handle_frame(header).map(|_| None);
                         let mut d = crate::proto::FrameDecoder::new(u32::MAX);
-                        d.push(&answer.frames);
+                        d.push(&frames);
                         while let (Ok(None), Ok(Some(frame))) = (&result, d.next_frame()) {
                             result = reader.handle_frame(frame);
                         }
@@ -289,7 +309,7 @@ impl Sim {
                 let (client, stream, plan) = (*client, *stream, plan.clone());
                 node.waits.remove(k);
                 let answer = serve::execute(&node.ledger, &node.peers, plan);
-                self.net.send(i, client, Msg::Answer { stream, answer });
+                self.net.send(i, client, answer_msg(stream, answer));
                 return self.serve_waits(i);
             }
             k += 1;
@@ -335,6 +355,8 @@ impl Sim {
                     TIMEOUT,
                     now,
                 );
+                let mut core = core;
+                core.set_bundle_bytes(self.bundle_bytes);
                 let f = self.nodes[i].follower.as_mut().expect("checked");
                 f.session = Some(Session { core, writer, target: None });
                 self.pump_session(i);
@@ -468,4 +490,23 @@ fn a_log_travels_through_a_chain_of_relays_under_loss_and_a_healed_partition() {
         sim.follower_stats(3)
     );
     assert!(failures > 0, "no sync failed: the loss was not exercised");
+}
+
+#[test]
+fn large_entries_sync_in_narrower_bundles_under_a_byte_cap() {
+    let conditions =
+        Conditions { latency: (Duration::from_millis(1), Duration::from_millis(5)), loss: 0.0 };
+    let mut sim = Sim::new(2, 7, conditions);
+    sim.bundle_bytes = 8 << 10;
+    let a = sim.nodes[0].ledger.identity().ledger_id;
+    sim.append_sized(0, 1000, "big", 1000);
+    sim.follow(1, 0, a);
+    let t0 = sim.net.now();
+    sim.run_until(t0 + Duration::from_secs(60));
+    let r = sim.nodes[1].ledger.replica(&a).expect("a replica");
+    assert_eq!(r.head().unwrap(), sim.nodes[0].ledger.head().unwrap());
+    r.verify(&|_| {}).unwrap();
+    // Each answer stayed under the cap: far more requests than 1,000 / 256 bundles.
+    assert!(sim.net.sent > 200, "only {} messages: the bundles were not narrowed", sim.net.sent);
+    assert_eq!(sim.follower_stats(1).1, 0, "a too-large bundle is not a failure");
 }
