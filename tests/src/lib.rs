@@ -1,5 +1,7 @@
 //! Helpers for Onoal's integration tests: locating the `onoal` binary and running it.
 
+pub mod node;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

@@ -107,6 +107,9 @@ mod imp {
         }
     }
 
+    /// Memtable bytes of all column families together; past it the largest is flushed.
+    const WRITE_BUFFER_BYTES: usize = 64 << 20;
+
     /// One RocksDB database: a data directory's `db/`.
     pub(crate) struct Store {
         db: DB,
@@ -149,6 +152,10 @@ mod imp {
             // dropped silently (docs/design/engine.md, "Damage to acknowledged data").
             opts.set_wal_recovery_mode(rocksdb::DBRecoveryMode::TolerateCorruptedTailRecords);
             opts.set_track_and_verify_wals_in_manifest(true);
+            // One budget for the memtables of all column families (each may grow to 64 MiB,
+            // and a second one fills while the first flushes): the process's memory stays
+            // bounded however the writes spread over the families.
+            opts.set_db_write_buffer_size(WRITE_BUFFER_BYTES);
             opts.set_max_background_jobs(2);
             opts.set_keep_log_file_num(4);
             let cfs: Vec<ColumnFamilyDescriptor> = Cf::ALL

@@ -21,7 +21,7 @@ impl Default for NodeConfig {
         Self {
             max_frame: DEFAULT_MAX_FRAME,
             window: NonZeroUsize::new(32).expect("32 is not zero"),
-            window_bytes: 64 << 20,
+            window_bytes: 32 << 20,
             bundle_bytes: 8 << 20,
             request_timeout: Duration::from_secs(10),
         }
@@ -44,7 +44,7 @@ impl NodeConfig {
     }
 
     /// Most bytes of bundles a sync holds at once (received, verified or waiting for their
-    /// commit). Defaults to 64 MiB; the bundle next in line may go past it by one bundle's
+    /// commit). Defaults to 32 MiB; the bundle next in line may go past it by one bundle's
     /// bytes (see [`Self::bundle_bytes`]), so a sync always progresses.
     pub fn window_bytes(mut self, bytes: usize) -> Self {
         self.window_bytes = bytes;
@@ -82,24 +82,34 @@ fn base_transport() -> quinn::TransportConfig {
 }
 
 /// Connections a node accepts: what a client sends it are requests (16 KiB at most), so its
-/// receive windows are small — half-sent requests cannot make it hold more than about 1 MiB per
+/// receive windows are small — half-sent requests cannot make it hold more than 256 KiB per
 /// connection — and at most 64 requests at once; its send window bounds what it buffers per
 /// connection for a client that reads slowly.
 pub(crate) fn server_transport() -> Arc<quinn::TransportConfig> {
     let mut t = base_transport();
     t.max_concurrent_bidi_streams(quinn::VarInt::from_u32(64));
-    t.stream_receive_window(quinn::VarInt::from_u32(64 << 10));
-    t.receive_window(quinn::VarInt::from_u32(1 << 20));
+    // A server only receives requests (at most 16 KiB each, most under 1 KiB): small receive
+    // windows bound what half-sent requests can make it buffer, before any is read.
+    t.stream_receive_window(quinn::VarInt::from_u32(32 << 10));
+    t.receive_window(quinn::VarInt::from_u32(256 << 10));
     t.send_window(8 << 20);
     Arc::new(t)
 }
 
-/// Connections a node opens (to sync): windows sized for bulk transfer of bundles.
-pub(crate) fn client_transport() -> Arc<quinn::TransportConfig> {
+/// Receive window of one stream of a connection a node opens (one bundle or page each).
+const CLIENT_STREAM_WINDOW: u32 = 1 << 20;
+
+/// Connections a node opens (to sync), for `window` requests in flight. What QUIC buffers
+/// before the sync reads it comes on top of the sync's byte budget, so the windows are small
+/// per stream; the connection's is one stream's more than all requests in flight can fill, so
+/// the bundle next in line (which the sync always reads) always has credit, however many others
+/// wait for the budget unread.
+pub(crate) fn client_transport(window: usize) -> Arc<quinn::TransportConfig> {
     let mut t = base_transport();
     t.max_concurrent_bidi_streams(quinn::VarInt::from_u32(0));
-    t.stream_receive_window(quinn::VarInt::from_u32(8 << 20));
-    t.receive_window(quinn::VarInt::from_u32(64 << 20));
+    t.stream_receive_window(quinn::VarInt::from_u32(CLIENT_STREAM_WINDOW));
+    let connection = u64::from(CLIENT_STREAM_WINDOW) * (window as u64 + 2);
+    t.receive_window(quinn::VarInt::from_u64(connection).unwrap_or(quinn::VarInt::MAX));
     t.send_window(1 << 20);
     Arc::new(t)
 }

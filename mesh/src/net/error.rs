@@ -89,7 +89,7 @@ impl SyncError {
             self,
             Self::Connect { .. }
                 | Self::TimedOut { .. }
-                | Self::Refused { code: ErrorCode::Internal, .. }
+                | Self::Refused { code: ErrorCode::Internal | ErrorCode::Busy, .. }
         )
     }
 }

@@ -184,7 +184,7 @@ impl Node {
         let client = quinn::crypto::rustls::QuicClientConfig::try_from(client)
             .map_err(|e| SyncError::Local(format!("QUIC TLS setup: {e}")))?;
         let mut client = quinn::ClientConfig::new(Arc::new(client));
-        client.transport_config(config::client_transport());
+        client.transport_config(config::client_transport(self.inner.config.window.get()));
         let mismatch = |seen: &tls::SeenKey| {
             seen.get().filter(|k| k != expected.key()).map(|found| SyncError::KeyMismatch {
                 addr,
@@ -267,7 +267,9 @@ impl Node {
             }
             SessionError::Transport(reason) => SyncError::Connect { addr, reason },
             // Handled inside the session (narrower bundles); it never ends one.
-            e @ SessionError::TooLarge { .. } => SyncError::Local(e.to_string()),
+            e @ (SessionError::TooLarge { .. } | SessionError::Deferred) => {
+                SyncError::Local(e.to_string())
+            }
             SessionError::Replica(e) => {
                 // A fork is the origin's doing (its key signed both histories), not the relay's:
                 // it is recorded against the origin ledger, whoever brought the evidence.

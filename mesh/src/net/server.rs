@@ -2,16 +2,17 @@
 //! buffer a client can make the server hold is bounded, and every wait has a deadline:
 //!
 //! - The client's key is known once the handshake completes, so the authorisation decision
-//!   comes before any request is read: an unpinned client gets one stream, a 16 KiB receive
-//!   window and 2 s to say `Hello`, and the connection is closed after the answer.
+//!   comes before any request is read: an unpinned client gets one stream at a time, a 16 KiB
+//!   receive window and 2 s to say `Hello` (and to learn that it must be pinned), then the
+//!   connection is closed.
 //! - Connections are capped in total, per pinned key, and for unpinned keys together.
 //! - Requests are read under a deadline and a 16 KiB cap (the server's stream receive windows
 //!   are small, so half-sent requests cannot pin memory).
 //! - Bundles stream out of storage a chunk at a time as the client reads them; a client that
 //!   stops reading hits the send deadline. At most a few bundles or pages are served at once
-//!   per connection.
+//!   per key, and a bounded number in all, so one peer gets a fair share of reads and CPU.
 //! - A long poll waits on the log's durable-change watch, not on a timer; waiters are capped
-//!   per key.
+//!   per key (more are refused as busy, which a client retries after a back-off).
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -54,18 +55,35 @@ const UNPINNED_REQUESTS: usize = 2;
 
 /// Most connections of unpinned keys at once (they may only say `Hello`).
 pub(crate) const MAX_UNPINNED: usize = 64;
-/// Bundles and pages served at once per connection.
-const HEAVY_PER_CONNECTION: usize = 8;
-/// Long polls waiting at once per key; more are answered at once.
-const WAITERS_PER_KEY: usize = 32;
+/// Bundles and pages served at once per key (over all its connections): what one peer may
+/// hold of the server's reads and send buffers, and its fair share of the CPU.
+const HEAVY_PER_KEY: usize = 8;
+/// Bundles and pages served at once in all.
+const HEAVY_TOTAL: usize = 64;
+/// Long polls waiting at once per key (one per ledger followed from this server); more are
+/// refused as busy.
+const WAITERS_PER_KEY: usize = 256;
 
-/// Who is connected, for the caps.
-#[derive(Default)]
+/// Who is connected and what they hold, for the caps.
 pub(crate) struct Limits {
     total: AtomicUsize,
     unpinned: AtomicUsize,
-    per_key: Mutex<HashMap<PeerId, usize>>,
+    /// Connections of each pinned key, and the key's share of heavy answers.
+    per_key: Mutex<HashMap<PeerId, (usize, Arc<Semaphore>)>>,
+    heavy: Arc<Semaphore>,
     waiters: Mutex<HashMap<PeerId, usize>>,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            total: AtomicUsize::new(0),
+            unpinned: AtomicUsize::new(0),
+            per_key: Mutex::default(),
+            heavy: Arc::new(Semaphore::new(HEAVY_TOTAL)),
+            waiters: Mutex::default(),
+        }
+    }
 }
 
 /// A connection counted against the caps (released on drop).
@@ -80,7 +98,7 @@ impl Drop for Admitted<'_> {
         self.limits.total.fetch_sub(1, Ordering::AcqRel);
         if self.pinned {
             let mut m = self.limits.per_key.lock();
-            if let Some(n) = m.get_mut(&self.key) {
+            if let Some((n, _)) = m.get_mut(&self.key) {
                 *n -= 1;
                 if *n == 0 {
                     m.remove(&self.key);
@@ -100,7 +118,8 @@ impl Limits {
         }
         let admitted = if pinned {
             let mut m = self.per_key.lock();
-            let n = m.entry(key).or_insert(0);
+            let (n, _) =
+                m.entry(key).or_insert_with(|| (0, Arc::new(Semaphore::new(HEAVY_PER_KEY))));
             (*n < MAX_CONNECTIONS_PER_KEY).then(|| *n += 1).is_some()
         } else if self.unpinned.fetch_add(1, Ordering::AcqRel) >= MAX_UNPINNED {
             self.unpinned.fetch_sub(1, Ordering::AcqRel);
@@ -113,6 +132,17 @@ impl Limits {
             return None;
         }
         Some(Admitted { limits: self, key, pinned })
+    }
+
+    /// Waits for a heavy answer's turn: one of `key`'s, then one of all.
+    async fn heavy(
+        &self,
+        key: &PeerId,
+    ) -> Option<(tokio::sync::OwnedSemaphorePermit, tokio::sync::OwnedSemaphorePermit)> {
+        let own = self.per_key.lock().get(key).map(|(_, s)| s.clone())?;
+        let own = own.acquire_owned().await.ok()?;
+        let all = self.heavy.clone().acquire_owned().await.ok()?;
+        Some((own, all))
     }
 
     /// Counts a long poll of `key`; false when it has too many waiting.
@@ -163,17 +193,16 @@ impl ProtocolHandler for SyncHandler {
             if !pinned {
                 return serve_unpinned(&inner, client, conn).instrument(span).await;
             }
-            let heavy = Arc::new(Semaphore::new(HEAVY_PER_CONNECTION));
             async {
                 loop {
                     let (send, recv) = match conn.accept_bi().await {
                         Ok(s) => s,
                         Err(e) => return tracing::debug!(error = %e, "connection ended"),
                     };
-                    let (inner, heavy) = (inner.clone(), heavy.clone());
+                    let inner = inner.clone();
                     tokio::spawn(
                         async move {
-                            if let Err(e) = serve_stream(&inner, client, &heavy, send, recv).await {
+                            if let Err(e) = serve_stream(&inner, client, send, recv).await {
                                 tracing::debug!(error = %e, "stream ended");
                             }
                         }
@@ -196,9 +225,8 @@ async fn serve_unpinned(inner: &Arc<Inner>, client: PeerId, conn: quinn::Connect
     let served = tokio::time::timeout(UNPINNED_DEADLINE, async {
         for _ in 0..UNPINNED_REQUESTS {
             let (mut send, mut recv) = conn.accept_bi().await.map_err(|e| e.to_string())?;
-            let frame = read_frame(&mut recv, proto::MAX_REQUEST_FRAME)
-                .await
-                .map_err(|e| e.to_string())?;
+            let frame =
+                read_frame(&mut recv, proto::MAX_REQUEST_FRAME).await.map_err(|e| e.to_string())?;
             let request: Request = postcard::from_bytes(&frame).map_err(|e| e.to_string())?;
             let (decision, _) = inner.core.handle_request(&client, false, request, now_ms());
             let Decision::Respond(response) = decision else {
@@ -225,7 +253,6 @@ fn report(inner: &Arc<Inner>, client: PeerId, violation: &PeerMisbehaved) {
 async fn serve_stream(
     inner: &Arc<Inner>,
     client: PeerId,
-    heavy: &Semaphore,
     mut send: SendStream,
     mut recv: RecvStream,
 ) -> Result<(), String> {
@@ -264,21 +291,32 @@ async fn serve_stream(
     match decision {
         Decision::Respond(r) => write_answer(&mut send, r.into()).await,
         Decision::Execute(plan) => {
-            // Bundles and pages are the heavy answers: a few at a time per connection.
-            let _permit = match plan {
-                Plan::Bundle { .. } | Plan::Entries { .. } => {
-                    Some(heavy.acquire().await.map_err(|e| e.to_string())?)
-                }
+            // Bundles and pages are the heavy answers: a few at a time per key, and in all.
+            let _permits = match plan {
+                Plan::Bundle { .. } | Plan::Entries { .. } => Some(
+                    inner
+                        .limits
+                        .heavy(&client)
+                        .await
+                        .ok_or("the connection's key is no longer admitted")?,
+                ),
                 _ => None,
             };
             let answer = execute(inner, plan).await;
             write_answer(&mut send, answer).await
         }
         Decision::Wait { plan, have, wait } => {
-            if inner.limits.start_wait(client) {
-                wait_for_checkpoint(inner, plan.ledger(), have, wait).await;
-                inner.limits.end_wait(client);
+            if !inner.limits.start_wait(client) {
+                let busy = Response::Error {
+                    code: ErrorCode::Busy,
+                    message: format!(
+                        "at most {WAITERS_PER_KEY} long polls per peer at once; try again later"
+                    ),
+                };
+                return write_answer(&mut send, busy.into()).await;
             }
+            wait_for_checkpoint(inner, plan.ledger(), have, wait).await;
+            inner.limits.end_wait(client);
             let answer = execute(inner, plan).await;
             write_answer(&mut send, answer).await
         }

@@ -6,7 +6,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use quinn::Connection;
 use std::collections::VecDeque;
@@ -193,7 +193,7 @@ impl Node {
                         None => Err(SyncError::Local("no connection to wait on".into())),
                         Some(c) => {
                             let deadline = self.inner.config.request_timeout
-                                + std::time::Duration::from_millis(u64::from(MAX_WAIT_MS));
+                                + Duration::from_millis(u64::from(MAX_WAIT_MS));
                             match stream::request(
                                 c,
                                 &request,
@@ -660,13 +660,20 @@ pub(super) struct Budget {
     permits: Vec<OwnedSemaphorePermit>,
 }
 
+/// How long a bundle that is not next in line waits for budget before it is deferred.
+const DEFER_AFTER: Duration = Duration::from_millis(20);
+
 impl Budget {
-    /// Waits until `bytes` more fit in the budget, unless this bundle is next in line to
-    /// commit (it never waits: the sync must progress).
+    /// Takes `bytes` more of the budget, unless this bundle is next in line to commit (it
+    /// never waits: the sync must progress). Another bundle waits briefly for them, then is
+    /// deferred ([`SessionError::Deferred`]): its stream is dropped unread, which releases the
+    /// source's sending of it (a source serves a few bundles at a time per peer, so a bundle
+    /// left unread would hold up the one next in line) and QUIC's buffers for it.
     pub(super) async fn reserve(&mut self, bytes: usize) -> Result<(), SessionError> {
         let units = u32::try_from(bytes / 1024 + 1)
             .unwrap_or(u32::MAX)
             .min(u32::try_from(Semaphore::MAX_PERMITS).unwrap_or(u32::MAX));
+        let give_up = tokio::time::Instant::now() + DEFER_AFTER;
         loop {
             if *self.next.borrow_and_update() == Some(self.first) {
                 return Ok(());
@@ -681,6 +688,7 @@ impl Budget {
                         return Err(SessionError::Local("the sync ended".into()));
                     }
                 }
+                () = tokio::time::sleep_until(give_up) => return Err(SessionError::Deferred),
             }
         }
     }

@@ -125,6 +125,9 @@ pub enum ErrorCode {
     BadRequest,
     /// The server failed internally.
     Internal,
+    /// The client has too many requests of this kind open at this server (long polls); try
+    /// again later.
+    Busy,
 }
 
 /// A response, first frame the server writes on the request's stream.

@@ -384,8 +384,12 @@ fn entries_page(
     cursor: u64,
     limit: u32,
 ) -> Result<Response, String> {
-    let page =
-        log.query(&Query::from_seq(filter, cursor, limit as usize)).map_err(|e| e.to_string())?;
+    // The byte cap applies while the page is read from storage, not after.
+    let query = Query {
+        max_bytes: Some(MAX_PAGE_BYTES),
+        ..Query::from_seq(filter, cursor, limit as usize)
+    };
+    let page = log.query(&query).map_err(|e| e.to_string())?;
     let mut entries = Vec::new();
     let mut bytes = 0;
     let mut next_cursor = page.next_cursor.and_then(|c| c.parse::<u64>().ok());

@@ -1,115 +1,16 @@
 //! Sync over QUIC on loopback between separate `onoal` processes: full, incremental and
 //! checkpoint modes, resumption after a kill, wrong pinned keys, a restarting source.
 
-use std::io::{BufRead as _, BufReader, Write as _};
+use std::io::{BufRead as _, BufReader};
 use std::path::Path;
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use onoal_tests::{onoal, run, run_fail, run_json};
+use onoal_tests::node::terminate;
+use onoal_tests::{onoal, run_fail, run_json};
 use serde_json::Value;
 
-pub(crate) struct Node {
-    pub(crate) id: String,
-    pub(crate) key: String,
-}
-
-pub(crate) fn init(dir: &Path, oid: &str) -> Node {
-    let v = run_json(onoal(dir).args(["init", "--oid", oid]));
-    Node {
-        id: v["ledger_id"].as_str().unwrap().into(),
-        key: v["public_key"].as_str().unwrap().into(),
-    }
-}
-
-pub(crate) fn import(dir: &Path, first: u64, n: u64) {
-    let file = dir.with_extension(format!("in{first}.jsonl"));
-    let mut f = std::fs::File::create(&file).unwrap();
-    for i in first..first + n {
-        writeln!(
-            f,
-            "{{\"stream\":\"s{}\",\"type\":\"t\",\"payload\":\"entry {i} {}\"}}",
-            i % 3,
-            "x".repeat(200)
-        )
-        .unwrap();
-    }
-    drop(f);
-    let out = run(onoal(dir).arg("import").arg(&file));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    // Sign a checkpoint of the new size now (a node serves its newest checkpoint).
-    run_json(onoal(dir).arg("checkpoint"));
-}
-
-pub(crate) fn pin(dir: &Path, peer: &Node, port: u16) {
-    run_json(onoal(dir).args([
-        "peer",
-        "add",
-        &format!("{}@127.0.0.1:{port}", peer.id),
-        "--key",
-        &peer.key,
-    ]));
-}
-
-/// A running `onoal serve`; killed on drop. `port` is where it listens.
-pub(crate) struct Serve(Child, pub(crate) u16);
-
-impl Serve {
-    /// Starts `onoal serve` on `port` (0: any free port, read back from its output).
-    pub(crate) fn start(dir: &Path, port: u16, follow: &[String]) -> Self {
-        let mut cmd = onoal(dir);
-        cmd.args(["serve", "--json", "--listen", &format!("127.0.0.1:{port}")]);
-        for f in follow {
-            cmd.args(["--peer", f]);
-        }
-        let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
-        let v: Value =
-            serde_json::from_str(&line).unwrap_or_else(|_| panic!("serve printed {line:?}"));
-        let addr: std::net::SocketAddr = v["addr"].as_str().unwrap().parse().unwrap();
-        if port != 0 {
-            assert_eq!(addr.port(), port);
-        }
-        Self(child, addr.port())
-    }
-
-    /// The process id.
-    pub(crate) fn pid(&self) -> u32 {
-        self.0.id()
-    }
-
-    pub(crate) fn stop(mut self) {
-        terminate(&mut self.0);
-    }
-}
-
-fn terminate(child: &mut Child) {
-    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            assert!(status.success(), "serve exited with {status} after SIGTERM");
-            return;
-        }
-        assert!(Instant::now() < deadline, "serve did not stop within 10 s of SIGTERM");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-use std::process::Command;
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-pub(crate) fn replica(dir: &Path, id: &str) -> Option<Value> {
-    let v = run_json(onoal(dir).arg("replicas"));
-    v["replicas"].as_array().unwrap().iter().find(|r| r["ledger_id"] == id).cloned()
-}
+pub(crate) use onoal_tests::node::{Node, Serve, import, init, pin, replica};
 
 #[test]
 fn full_incremental_and_checkpoint_sync_between_processes() {

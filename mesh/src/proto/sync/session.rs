@@ -120,6 +120,11 @@ pub enum SessionError {
         /// Bytes received.
         bytes: u64,
     },
+    /// The receiver had no memory for a bundle that is not next in line (its byte budget was
+    /// full), so it stopped reading it (not a violation). The session asks for it again later
+    /// and keeps fewer bundles in flight until commits free the budget.
+    #[error("a bundle was deferred: the sync's byte budget was full")]
+    Deferred,
     /// A request got no answer in time.
     #[error("the {kind} request got no answer within {} s", after.as_secs_f64())]
     TimedOut {
@@ -189,7 +194,10 @@ pub(super) enum State {
 pub struct SyncSession<B> {
     pub(super) ledger: LedgerId,
     pub(super) mode: SessionMode,
+    /// Bundles requested or waiting for commit at most, now: shrinks to what is in flight
+    /// when a bundle is deferred, and grows by one a commit up to `max_window`.
     window: usize,
+    max_window: usize,
     request_timeout: Duration,
     pub(super) state: State,
     held: u64,
@@ -237,6 +245,7 @@ impl<B> SyncSession<B> {
             ledger,
             mode,
             window: window.get(),
+            max_window: window.get(),
             request_timeout,
             state: State::AwaitCheckpoint,
             held: held.0,
@@ -507,6 +516,14 @@ impl<B> SyncSession<B> {
         let State::Bundles { target } = self.state else { return };
         let b = match bundle {
             Ok(b) => b,
+            Err(SessionError::Deferred) => {
+                // No memory for it now: ask again once commits free some, with fewer bundles
+                // in flight than there were.
+                self.to_request.push_front((first, width));
+                self.to_request.make_contiguous().sort_by_key(|&(f, _)| f);
+                self.window = (self.in_flight.len() + self.arrived.len() + self.committing).max(1);
+                return self.fill_window(now);
+            }
             Err(SessionError::TooLarge { entries, bytes }) if width > 1 => {
                 // Large entries: ask again for these entries, and everything after them, in
                 // bundles narrow enough to stay under the byte cap.
@@ -581,6 +598,7 @@ impl<B> SyncSession<B> {
             Err(e) => self.fail(e),
             Ok(held) => {
                 self.held = held.0;
+                self.window = (self.window + 1).min(self.max_window);
                 let State::Bundles { target } = self.state else { return };
                 if self.held >= target {
                     self.finish(Event::Done);

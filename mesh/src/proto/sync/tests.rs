@@ -310,6 +310,38 @@ fn bundles_past_the_byte_cap_are_asked_again_narrower_and_commit_in_order() {
 }
 
 #[test]
+fn a_deferred_bundle_is_asked_again_once_a_commit_frees_the_budget() {
+    let now = Instant::now();
+    let mut s = session(0, 0, SessionMode::Entries, 4, now);
+    drain_transmits(&mut s);
+    s.handle_response(now, RequestId(0), checkpoint());
+    drain_events(&mut s);
+    s.checkpoint_accepted(now, AcceptVerdict::Accepted(TreeSize(1280)));
+    let t = drain_transmits(&mut s);
+    assert_eq!(t.iter().map(|(_, r)| bundle_first(r)).collect::<Vec<_>>(), [0, 256, 512, 768]);
+    // The driver had no memory for bundle 512: not a failure, and nothing more is asked while
+    // the other three hold the budget.
+    s.handle_bundle(now, t[2].0, Err(SessionError::Deferred));
+    assert!(drain_events(&mut s).is_empty(), "not a failure");
+    assert!(drain_transmits(&mut s).is_empty(), "the window shrank to what is in flight");
+    s.handle_bundle(now, t[0].0, Ok(0));
+    assert_eq!(drain_events(&mut s), [Event::Commit(vec![0])]);
+    assert!(drain_transmits(&mut s).is_empty(), "bundle 0 still holds its bytes");
+    // Its commit frees them and the window grows back by one: the deferred bundle is asked
+    // again before any later one.
+    s.committed(now, 1, Ok(TreeSize(256)));
+    let again = drain_transmits(&mut s);
+    assert_eq!(again.iter().map(|(_, r)| bundle_first(r)).collect::<Vec<_>>(), [512, 1024]);
+    s.handle_bundle(now, t[1].0, Ok(256));
+    s.handle_bundle(now, again[0].0, Ok(512));
+    s.handle_bundle(now, t[3].0, Ok(768));
+    assert_eq!(
+        drain_events(&mut s),
+        [Event::Commit(vec![256]), Event::Commit(vec![512]), Event::Commit(vec![768])]
+    );
+}
+
+#[test]
 fn filtered_sessions_page_until_the_cursor_runs_out() {
     use onoal_engine::{Entry, Hash, Name, NewEntry};
     let entry = |seq: u64| ProvenEntryWire {
