@@ -67,10 +67,11 @@ fn cpu_time(pid: u32) -> Duration {
     Duration::from_millis((f[0] + f[1]) * 10) // USER_HZ is 100 on Linux
 }
 
-/// Runs `cmd` to its end, sampling its peak RSS every few milliseconds; returns whether it
-/// succeeded, its stderr, and the largest VmHWM seen (growth in the last few ms before exit
-/// can be missed, nothing else).
-fn run_sampled(cmd: &mut Command) -> (bool, String, u64) {
+/// Runs `cmd` to its end (killing it after `limit`), sampling its peak RSS every few
+/// milliseconds; returns whether it succeeded, its stderr, and the largest VmHWM seen (growth
+/// in the last few ms before exit can be missed, nothing else).
+fn run_sampled(cmd: &mut Command, limit: Duration) -> (bool, String, u64) {
+    let started = Instant::now();
     let mut child = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
     let pid = child.id();
     let mut stderr = child.stderr.take().unwrap();
@@ -83,6 +84,13 @@ fn run_sampled(cmd: &mut Command) -> (bool, String, u64) {
     let status = loop {
         if let Some(status) = child.try_wait().unwrap() {
             break status;
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            let mut err = reader.join().unwrap();
+            err.push_str(&format!("(killed after {limit:?})"));
+            return (false, err, peak);
         }
         if let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status"))
             && let Some(kib) = status
@@ -825,7 +833,8 @@ fn fat_bundles_from_a_relay_do_not_grow_the_receiver() {
     let port = relay.start(&rt);
     pin(&b_dir, &e, port);
     let started = Instant::now();
-    let (ok, stderr, peak) = run_sampled(onoal(&b_dir).args(["sync", &e.id, "--timeout", "20"]));
+    let (ok, stderr, peak) =
+        run_sampled(onoal(&b_dir).args(["sync", &e.id]), Duration::from_secs(60));
     let took = started.elapsed();
     drop(rt);
     println!(
@@ -947,7 +956,8 @@ fn large_entries_sync_in_bounded_memory() {
     let serve = Serve::start(&a_dir, 0, &[]);
     pin(&b_dir, &a, serve.1);
     let started = Instant::now();
-    let (ok, stderr, receiver) = run_sampled(onoal(&b_dir).args(["sync", &a.id]));
+    let (ok, stderr, receiver) =
+        run_sampled(onoal(&b_dir).args(["sync", &a.id]), Duration::from_secs(120));
     let took = started.elapsed();
     let server = peak_rss_mib(serve.pid());
     println!(
