@@ -50,7 +50,7 @@ pub(super) struct IndexDigest {
 impl IndexDigest {
     pub(super) fn new() -> Self {
         // std's RandomState is seeded from the OS's randomness.
-        let random = RandomState::new().hash_one(0x6f6e_6f61_6cu64);
+        let random = RandomState::new().hash_one(0x006f_6e6f_616c_u64);
         Self { key: 2 + random % (P - 2) }
     }
 
