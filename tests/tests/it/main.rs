@@ -8,6 +8,7 @@ mod disk_full;
 mod faults;
 mod forks;
 mod ledger_ops;
+mod limits;
 mod malicious;
 mod open_errors;
 mod proofs;
