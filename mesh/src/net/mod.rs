@@ -11,6 +11,7 @@ mod router;
 mod server;
 mod stream;
 mod sync_driver;
+mod sync_pump;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

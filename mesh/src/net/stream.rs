@@ -78,7 +78,7 @@ pub(crate) async fn fetch_bundle(
     request: &Request,
     mut reader: BundleReader,
     max: u32,
-    budget: &mut super::sync_driver::Budget,
+    budget: &mut super::sync_pump::Budget,
 ) -> Result<ReceivedBundle, SessionError> {
     let mut recv = open(conn, request).await?;
     if reader.handle_frame(read_frame(&mut recv, MAX_BUNDLE_HEADER).await?)?.is_some() {

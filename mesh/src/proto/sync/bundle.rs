@@ -7,7 +7,7 @@
 use onoal_engine::Hash;
 use onoal_engine::replica::range_len;
 
-use super::session::SessionError;
+use super::error::SessionError;
 use crate::proto::message::Response;
 use crate::proto::misbehaved::PeerMisbehaved;
 

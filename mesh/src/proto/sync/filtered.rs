@@ -11,7 +11,8 @@ use std::time::Instant;
 
 use onoal_engine::{Entry, Filter, LogIndex, TreeSize};
 
-use super::session::{Event, Purpose, SessionError, SessionMode, State, SyncSession};
+use super::error::SessionError;
+use super::session::{Event, Purpose, SessionMode, State, SyncSession};
 use crate::proto::MAX_PAGE_ENTRIES;
 use crate::proto::message::{ProvenEntryWire, Request, Response};
 use crate::proto::misbehaved::PeerMisbehaved;

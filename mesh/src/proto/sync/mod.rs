@@ -3,6 +3,7 @@
 //! and [`replica`]: what a receiver does with the events on its replica.
 
 pub mod bundle;
+pub mod error;
 pub mod filtered;
 pub mod follow;
 pub mod replica;
@@ -12,8 +13,7 @@ pub mod session;
 mod tests;
 
 pub use bundle::{BundleReader, ReceivedBundle};
+pub use error::SessionError;
 pub use filtered::check_page;
 pub use follow::{FollowAction, FollowSession};
-pub use session::{
-    AcceptVerdict, Event, RequestId, SessionError, SessionMode, SyncSession, bundle_starts,
-};
+pub use session::{AcceptVerdict, Event, RequestId, SessionMode, SyncSession, bundle_starts};

@@ -10,7 +10,8 @@ use onoal_engine::replica::{
 use onoal_engine::{Hash, TreeSize};
 
 use super::bundle::ReceivedBundle;
-use super::session::{AcceptVerdict, SessionError, SessionMode};
+use super::error::SessionError;
+use super::session::{AcceptVerdict, SessionMode};
 use crate::proto::message::ProvenEntryWire;
 use crate::proto::misbehaved::PeerMisbehaved;
 

@@ -26,10 +26,11 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use onoal_engine::replica::{BUNDLE_ENTRIES, ReplicaError, range_len};
+use onoal_engine::replica::{BUNDLE_ENTRIES, range_len};
 use onoal_engine::{Filter, Hash, LedgerId, LogIndex, TreeSize};
 
-use crate::proto::message::{ErrorCode, ProvenEntryWire, Request, Response};
+use super::error::SessionError;
+use crate::proto::message::{ProvenEntryWire, Request, Response};
 use crate::proto::misbehaved::PeerMisbehaved;
 
 /// Identifies one request (and its stream) within a session.
@@ -96,51 +97,6 @@ pub enum Event<B> {
     Done,
     /// The session ended; nothing more will be asked.
     Failed(SessionError),
-}
-
-/// Why a session ended early.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum SessionError {
-    /// The peer violated the protocol.
-    #[error("{0}")]
-    Misbehaved(PeerMisbehaved),
-    /// The peer refused a request.
-    #[error("the peer refused: {1}")]
-    Refused(ErrorCode, String),
-    /// The connection failed.
-    #[error("{0}")]
-    Transport(String),
-    /// A bundle's answer grew past the bytes one request may hold (not a violation: entries
-    /// may be large). The session asks for its entries again in narrower bundles.
-    #[error("a bundle of {entries} entries passed {bytes} bytes")]
-    TooLarge {
-        /// Entries received before the cap.
-        entries: u64,
-        /// Bytes received.
-        bytes: u64,
-    },
-    /// The receiver had no memory for a bundle that is not next in line (its byte budget was
-    /// full), so it stopped reading it (not a violation). The session asks for it again later
-    /// and keeps fewer bundles in flight until commits free the budget.
-    #[error("a bundle was deferred: the sync's byte budget was full")]
-    Deferred,
-    /// A request got no answer in time.
-    #[error("the {kind} request got no answer within {} s", after.as_secs_f64())]
-    TimedOut {
-        /// The request.
-        request: RequestId,
-        /// Its kind.
-        kind: &'static str,
-        /// The deadline it missed.
-        after: Duration,
-    },
-    /// The local replica refused (a fork recorded earlier, busy, storage).
-    #[error(transparent)]
-    Replica(ReplicaError),
-    /// The driver reported a local failure.
-    #[error("{0}")]
-    Local(String),
 }
 
 /// The driver's verdict on [`Event::AcceptCheckpoint`].
