@@ -13,7 +13,10 @@
 //! files rather than a model of it (docs/design/engine.md), and a second implementation does
 //! not exist.
 
+// Without `storage` only the decoders the fuzz targets reach are used.
+#[cfg_attr(not(feature = "storage"), allow(dead_code))]
 pub(crate) mod keys;
+#[cfg_attr(not(feature = "storage"), allow(dead_code))]
 pub(crate) mod postings;
 #[cfg(feature = "storage")]
 pub(crate) mod scan;

@@ -128,7 +128,11 @@ fn a_key_file_others_can_read_is_warned_about_and_refused_by_serve() {
     // The operator insists: it serves.
     let mut cmd = onoal(&dir);
     cmd.args(["serve", "--json", "--listen", "127.0.0.1:0", "--allow-insecure-key"]);
-    let mut child = cmd.stdout(std::process::Stdio::piped()).spawn().unwrap();
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
     let mut line = String::new();
     std::io::BufRead::read_line(
         &mut std::io::BufReader::new(child.stdout.as_mut().unwrap()),
