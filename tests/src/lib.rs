@@ -65,6 +65,22 @@ pub fn run_fail(cmd: &mut Command) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// Copies the directory tree `from` to `to` (a closed ledger's data directory, say).
+///
+/// # Panics
+/// On any I/O error.
+pub fn copy_tree(from: &Path, to: &Path) {
+    if from.is_dir() {
+        std::fs::create_dir_all(to).unwrap();
+        for e in std::fs::read_dir(from).unwrap() {
+            let e = e.unwrap();
+            copy_tree(&e.path(), &to.join(e.file_name()));
+        }
+    } else {
+        std::fs::copy(from, to).unwrap();
+    }
+}
+
 /// A small deterministic generator (xorshift64*) for repeatable random test schedules.
 #[derive(Clone, Debug)]
 pub struct Rng(u64);

@@ -167,18 +167,6 @@ impl Figures {
 // ---------------------------------------------------------------------------------------------
 // The attacked ledger
 
-fn copy_tree(from: &Path, to: &Path) {
-    if from.is_dir() {
-        std::fs::create_dir_all(to).unwrap();
-        for e in std::fs::read_dir(from).unwrap() {
-            let e = e.unwrap();
-            copy_tree(&e.path(), &to.join(e.file_name()));
-        }
-    } else {
-        std::fs::copy(from, to).unwrap();
-    }
-}
-
 fn entry(stream: &str, payload: Vec<u8>) -> NewEntry {
     NewEntry::new(Name::stream(stream).unwrap(), Name::entry_type("t").unwrap(), payload)
 }
@@ -242,7 +230,7 @@ impl Setup {
         let t = template();
         let tmp = tempfile::tempdir().unwrap();
         let a_dir = tmp.path().join("a");
-        copy_tree(&t.dir, &a_dir);
+        onoal_tests::copy_tree(&t.dir, &a_dir);
         let (honest_dir, attacker_dir) = (tmp.path().join("c"), tmp.path().join("x"));
         let honest = init(&honest_dir, "oid:onoal:test:honest");
         let attacker = init(&attacker_dir, "oid:onoal:test:attacker");
@@ -870,7 +858,7 @@ fn fat_bundles_while_serving_an_honest_peer() {
     let tmp = tempfile::tempdir().unwrap();
     let (ledger, key, e) = relayed_ledger(&tmp.path().join("e"));
     let b_dir = tmp.path().join("b");
-    copy_tree(&t.dir, &b_dir);
+    onoal_tests::copy_tree(&t.dir, &b_dir);
     let c_dir = tmp.path().join("c");
     let c = init(&c_dir, "oid:onoal:test:honest");
     pin(&b_dir, &c, 1);

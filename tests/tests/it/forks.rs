@@ -28,18 +28,6 @@ fn fork_of(dir: &Path, id: &str) -> Value {
     forks["forks"].as_array().unwrap().iter().find(|f| f["ledger_id"] == id).cloned().unwrap()
 }
 
-fn copy_tree(from: &Path, to: &Path) {
-    if from.is_dir() {
-        std::fs::create_dir_all(to).unwrap();
-        for e in std::fs::read_dir(from).unwrap() {
-            let e = e.unwrap();
-            copy_tree(&e.path(), &to.join(e.file_name()));
-        }
-    } else {
-        std::fs::copy(from, to).unwrap();
-    }
-}
-
 /// Syncs `ledger` into `dir` from the node serving at `port` (pinned as `via`).
 fn sync_from(dir: &Path, ledger: &Node, via: &Node, port: u16) -> std::process::Output {
     pin(dir, via, port);
@@ -75,7 +63,7 @@ fn a_rewritten_origin_is_a_fork_for_followers_ahead_and_behind_and_relays_are_no
     // At 306,010 a copy of the origin's directory is taken; the origin goes on to 309,000 and
     // the copy is rewritten with other entries to 307,010, under the same key.
     import(&d("a"), 300_000, 6_010);
-    copy_tree(&d("a"), &d("a2"));
+    onoal_tests::copy_tree(&d("a"), &d("a2"));
     import(&d("a"), 306_010, 2_990);
     import(&d("a2"), 900_000, 1_000);
     // F2 and the honest relay RH hold 309,000; the relay RW holds the rewritten 307,010.

@@ -199,18 +199,6 @@ fn start(src: EvilSource) -> (tokio::runtime::Runtime, u16) {
     (rt, port)
 }
 
-fn copy_tree(from: &Path, to: &Path) {
-    if from.is_dir() {
-        std::fs::create_dir_all(to).unwrap();
-        for e in std::fs::read_dir(from).unwrap() {
-            let e = e.unwrap();
-            copy_tree(&e.path(), &to.join(e.file_name()));
-        }
-    } else {
-        std::fs::copy(from, to).unwrap();
-    }
-}
-
 /// Honest history: 300 entries (checkpoint 300), then 100 more (checkpoint 400).
 /// Other history (same key): the first 200 entries, then 200 others (checkpoints 300, 400).
 struct Histories {
@@ -226,7 +214,7 @@ fn histories() -> Histories {
     let honest = crate::util::create(&honest_dir);
     fill(&honest, 200, 200);
     drop(honest);
-    copy_tree(&honest_dir, &other_dir);
+    onoal_tests::copy_tree(&honest_dir, &other_dir);
     let honest = Ledger::builder(&honest_dir).open().unwrap();
     fill(&honest, 100, 100);
     honest.checkpoint_now().unwrap();
