@@ -41,6 +41,14 @@ fn checkpoint() -> Response {
     Response::Checkpoint { note: "n".into(), consistency: Vec::new() }
 }
 
+/// Answers the session's checkpoint request and accepts a checkpoint of `target`.
+fn accept(s: &mut S, now: Instant, target: u64) {
+    drain_transmits(s);
+    s.handle_response(now, RequestId(0), checkpoint());
+    drain_events(s);
+    s.checkpoint_accepted(now, AcceptVerdict::Accepted(TreeSize(target)));
+}
+
 fn bundle_first(r: &Request) -> u64 {
     match r {
         Request::Bundle { first, .. } => first.0,
@@ -107,10 +115,7 @@ fn bundles_commit_in_order_within_the_window_and_resume_from_the_held_tile() {
 fn a_bad_bundle_ends_the_session_and_later_answers_are_ignored() {
     let now = Instant::now();
     let mut s = session(0, 0, SessionMode::Entries, 4, now);
-    drain_transmits(&mut s);
-    s.handle_response(now, RequestId(0), checkpoint());
-    drain_events(&mut s);
-    s.checkpoint_accepted(now, AcceptVerdict::Accepted(TreeSize(1024)));
+    accept(&mut s, now, 1024);
     let t = drain_transmits(&mut s);
     let bad = SessionError::Misbehaved(PeerMisbehaved::CursorStalled);
     s.handle_bundle(now, t[1].0, Err(bad.clone()));
@@ -170,10 +175,7 @@ fn refusals_wrong_responses_and_timeouts_end_the_session() {
 fn light_mode_and_up_to_date_replicas_finish_after_the_checkpoint() {
     let now = Instant::now();
     let mut s = session(0, 0, SessionMode::CheckpointOnly, 4, now);
-    drain_transmits(&mut s);
-    s.handle_response(now, RequestId(0), checkpoint());
-    drain_events(&mut s);
-    s.checkpoint_accepted(now, AcceptVerdict::Accepted(TreeSize(5000)));
+    accept(&mut s, now, 5000);
     assert_eq!(drain_events(&mut s), [Event::Done]);
     assert!(drain_transmits(&mut s).is_empty());
 
@@ -182,10 +184,7 @@ fn light_mode_and_up_to_date_replicas_finish_after_the_checkpoint() {
     s.handle_response(now, RequestId(0), Response::NoCheckpoint);
     assert_eq!(drain_events(&mut s), [Event::NothingToSync]);
     let mut s = session(700, 700, SessionMode::Entries, 4, now);
-    drain_transmits(&mut s);
-    s.handle_response(now, RequestId(0), checkpoint());
-    drain_events(&mut s);
-    s.checkpoint_accepted(now, AcceptVerdict::Accepted(TreeSize(700)));
+    accept(&mut s, now, 700);
     assert_eq!(drain_events(&mut s), [Event::Done]);
 }
 
@@ -281,10 +280,7 @@ fn bundles_past_the_byte_cap_are_asked_again_narrower_and_commit_in_order() {
     let now = Instant::now();
     let mut s = session(0, 0, SessionMode::Entries, 4, now);
     s.set_bundle_bytes(1000);
-    drain_transmits(&mut s);
-    s.handle_response(now, RequestId(0), checkpoint());
-    drain_events(&mut s);
-    s.checkpoint_accepted(now, AcceptVerdict::Accepted(TreeSize(600)));
+    accept(&mut s, now, 600);
     let t = drain_transmits(&mut s);
     assert_eq!(t.iter().map(|(_, r)| bundle_first(r)).collect::<Vec<_>>(), [0, 256, 512]);
     // 3 entries made 1,200 bytes: 400 a piece, so 2 fit in 1,000 bytes.
@@ -313,10 +309,7 @@ fn bundles_past_the_byte_cap_are_asked_again_narrower_and_commit_in_order() {
 fn a_deferred_bundle_is_asked_again_once_a_commit_frees_the_budget() {
     let now = Instant::now();
     let mut s = session(0, 0, SessionMode::Entries, 4, now);
-    drain_transmits(&mut s);
-    s.handle_response(now, RequestId(0), checkpoint());
-    drain_events(&mut s);
-    s.checkpoint_accepted(now, AcceptVerdict::Accepted(TreeSize(1280)));
+    accept(&mut s, now, 1280);
     let t = drain_transmits(&mut s);
     assert_eq!(t.iter().map(|(_, r)| bundle_first(r)).collect::<Vec<_>>(), [0, 256, 512, 768]);
     // The driver had no memory for bundle 512: not a failure, and nothing more is asked while
@@ -361,10 +354,7 @@ fn filtered_sessions_page_until_the_cursor_runs_out() {
     let now = Instant::now();
     let filter = Filter { stream: Some("a".into()), ..Filter::default() };
     let mut s = session(0, 0, SessionMode::Filtered(filter), 4, now);
-    drain_transmits(&mut s);
-    s.handle_response(now, RequestId(0), checkpoint());
-    drain_events(&mut s);
-    s.checkpoint_accepted(now, AcceptVerdict::Accepted(TreeSize(100)));
+    accept(&mut s, now, 100);
     let t = drain_transmits(&mut s);
     assert!(matches!(
         t[..],
@@ -394,10 +384,7 @@ fn filtered_sessions_page_until_the_cursor_runs_out() {
     // An entry before the cursor is a violation; nothing is handed out for commit.
     let filter = Filter { stream: Some("a".into()), ..Filter::default() };
     let mut s = session(0, 0, SessionMode::Filtered(filter), 4, now);
-    drain_transmits(&mut s);
-    s.handle_response(now, RequestId(0), checkpoint());
-    drain_events(&mut s);
-    s.checkpoint_accepted(now, AcceptVerdict::Accepted(TreeSize(100)));
+    accept(&mut s, now, 100);
     drain_transmits(&mut s);
     s.handle_response(
         now,
