@@ -81,6 +81,20 @@ pub fn copy_tree(from: &Path, to: &Path) {
     }
 }
 
+/// The write-ahead log files of the RocksDB directory `db`, oldest first.
+///
+/// # Panics
+/// On any I/O error.
+pub fn wal_files(db: &Path) -> Vec<PathBuf> {
+    let mut logs: Vec<PathBuf> = std::fs::read_dir(db)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "log"))
+        .collect();
+    logs.sort();
+    logs
+}
+
 /// A small deterministic generator (xorshift64*) for repeatable random test schedules.
 #[derive(Clone, Debug)]
 pub struct Rng(u64);

@@ -3,7 +3,7 @@
 //! a crash image is refused with what was lost and what to do; a damaged index is reported by
 //! the audit; and `onoal restore` rebuilds lost entries from a peer's verified replica.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use onoal_engine::{Hash, Ledger, OpenError, VerifyError};
 use onoal_tests::{onoal, run, run_fail, run_json};
@@ -12,29 +12,6 @@ use crate::sync::{Serve, import, init, pin};
 use crate::util::{create, entry};
 
 const N: u64 = 20_000;
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let target = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &target);
-        } else {
-            std::fs::copy(e.path(), target).unwrap();
-        }
-    }
-}
-
-fn wal_files(db: &Path) -> Vec<PathBuf> {
-    let mut logs: Vec<PathBuf> = std::fs::read_dir(db)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "log"))
-        .collect();
-    logs.sort();
-    logs
-}
 
 /// Appends `N` entries in groups of 100 and signs a checkpoint of them; returns their leaf
 /// hashes (the receipts).
@@ -138,13 +115,15 @@ fn wal_damage_of_a_closed_ledger_loses_nothing() {
     let acked = fill(&ledger);
     drop(ledger);
     // A clean close moved everything into table files: the WAL holds no entry.
-    let wal_bytes: u64 =
-        wal_files(&live.join("db")).iter().map(|f| std::fs::metadata(f).unwrap().len()).sum();
+    let wal_bytes: u64 = onoal_tests::wal_files(&live.join("db"))
+        .iter()
+        .map(|f| std::fs::metadata(f).unwrap().len())
+        .sum();
     assert!(wal_bytes < 1024, "the WAL of a closed ledger still holds {wal_bytes} bytes");
     for (n, d) in DAMAGES.iter().enumerate() {
         let dir = tmp.path().join(format!("closed{n}"));
-        copy_dir(&live, &dir);
-        for wal in wal_files(&dir.join("db")) {
+        onoal_tests::copy_tree(&live, &dir);
+        for wal in onoal_tests::wal_files(&dir.join("db")) {
             apply(&wal, *d);
         }
         let refused = refused_or_whole(&dir, &acked, &format!("{d:?} of a closed ledger's WAL"));
@@ -162,20 +141,20 @@ fn wal_damage_of_a_crash_image_is_refused_never_repaired_silently() {
     // A crash image: the files as they are while the ledger is open (every group and the signed
     // checkpoint fsynced to the WAL, nothing flushed to tables).
     let image = tmp.path().join("image");
-    copy_dir(&live, &image);
+    onoal_tests::copy_tree(&live, &image);
     drop(ledger);
-    let wal = wal_files(&image.join("db")).pop().expect("a WAL");
+    let wal = onoal_tests::wal_files(&image.join("db")).pop().expect("a WAL");
     assert!(std::fs::metadata(&wal).unwrap().len() > 1 << 20, "the entries are in the WAL");
     // Undamaged, the image opens whole.
     let control = tmp.path().join("control");
-    copy_dir(&image, &control);
+    onoal_tests::copy_tree(&image, &control);
     assert!(!refused_or_whole(&control, &acked, "the undamaged image"));
 
     let mut refusals = Vec::new();
     for (n, d) in DAMAGES.iter().enumerate() {
         let dir = tmp.path().join(format!("crash{n}"));
-        copy_dir(&image, &dir);
-        let wal = wal_files(&dir.join("db")).pop().expect("a WAL");
+        onoal_tests::copy_tree(&image, &dir);
+        let wal = onoal_tests::wal_files(&dir.join("db")).pop().expect("a WAL");
         apply(&wal, *d);
         if refused_or_whole(&dir, &acked, &format!("{d:?} of a crash image's WAL")) {
             refusals.push(format!("{d:?}"));
@@ -265,7 +244,7 @@ fn restore_rebuilds_lost_entries_from_a_peer_replica() {
     import(&a_dir, 0, 12_000);
     // An old copy of A's storage (12,000 entries): what a restored old backup would hold.
     let old_db = tmp.path().join("a-old-db");
-    copy_dir(&a_dir.join("db"), &old_db);
+    onoal_tests::copy_tree(&a_dir.join("db"), &old_db);
     // C replicates A at 12,000; then A grows to 20,000 and B replicates all of it.
     let serve = Serve::start(&a_dir, 0, &[]);
     pin(&c_dir, &a, serve.1);
@@ -280,7 +259,7 @@ fn restore_rebuilds_lost_entries_from_a_peer_replica() {
 
     // A's storage is replaced by the old copy: 8,000 acknowledged and signed entries are gone.
     std::fs::remove_dir_all(a_dir.join("db")).unwrap();
-    copy_dir(&old_db, &a_dir.join("db"));
+    onoal_tests::copy_tree(&old_db, &a_dir.join("db"));
     let err = run_fail(onoal(&a_dir).args(["get", "0"]));
     assert!(
         err.contains("holds 12000 entries") && err.contains("signed a checkpoint of 20000"),

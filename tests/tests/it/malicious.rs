@@ -240,22 +240,8 @@ fn case(mode: Evil, expect: &str, kind: &str) {
     let key = SecretKey::read_file(&key_path(&h.honest_dir)).unwrap();
 
     // Cases that contradict a held checkpoint first sync honestly to 300.
-    let needs_history = matches!(mode, Evil::Fork | Evil::BadConsistencyProof);
-    let honest300 = needs_history.then(|| h.honest.checkpoint_at(300).unwrap().unwrap());
-    if let Some(cp300) = honest300 {
-        // Put the honest 300-entry state into B's replica through the engine (B is not
-        // running): verified bundles against the honest checkpoint of 300.
-        let b_ledger = Ledger::builder(&b_dir).open().unwrap();
-        let mut w = b_ledger.replica_writer(h.honest.identity()).unwrap();
-        w.accept_checkpoint(&cp300.note, &[]).unwrap();
-        for first in [0u64, 256] {
-            let count = onoal_engine::replica::bundle_len(first, 300).unwrap();
-            let proof = h.honest.inclusion_proof(first, 300).unwrap();
-            let path = bundle_path_from_inclusion(first, 300, &proof).unwrap();
-            let leaves = h.honest.log().leaf_data_range(first, first + count).unwrap();
-            w.commit(onoal_engine::replica::verify_bundle(&cp300, first, leaves, &path).unwrap())
-                .unwrap();
-        }
+    if matches!(mode, Evil::Fork | Evil::BadConsistencyProof) {
+        hold_honest_300(&h, &b_dir);
     }
     let held_before = replica(&b_dir, &a.id).and_then(|r| r["size"].as_u64()).unwrap_or(0);
     let cp_before = replica(&b_dir, &a.id).and_then(|r| r["checkpoint_size"].as_u64());

@@ -3,37 +3,12 @@
 //! group). Reopened, the ledger holds a whole number of groups — never part of one — whose
 //! entries are exactly those acknowledged, and the audit passes.
 
-use std::path::{Path, PathBuf};
-
 use onoal_engine::{Hash, Ledger};
 
 use crate::util::entry;
 
 const GROUPS: u64 = 12;
 const PER_GROUP: u64 = 97;
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let target = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &target);
-        } else {
-            std::fs::copy(e.path(), target).unwrap();
-        }
-    }
-}
-
-fn newest_wal(db: &Path) -> PathBuf {
-    let mut logs: Vec<PathBuf> = std::fs::read_dir(db)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "log"))
-        .collect();
-    logs.sort();
-    logs.pop().expect("a WAL file")
-}
 
 #[test]
 fn a_torn_wal_recovers_to_whole_groups_only() {
@@ -54,9 +29,12 @@ fn a_torn_wal_recovers_to_whole_groups_only() {
     // A crash image: the files as they are while the ledger is open (every group fsynced to
     // the WAL, nothing flushed to tables yet).
     let image = tmp.path().join("image");
-    copy_dir(&live, &image);
+    onoal_tests::copy_tree(&live, &image);
     drop(ledger);
-    let wal_len = std::fs::metadata(newest_wal(&image.join("db"))).unwrap().len();
+    let wal_len =
+        std::fs::metadata(onoal_tests::wal_files(&image.join("db")).pop().expect("a WAL file"))
+            .unwrap()
+            .len();
     assert!(wal_len > 0, "the groups are in the WAL");
 
     let mut last_size = 0;
@@ -64,8 +42,8 @@ fn a_torn_wal_recovers_to_whole_groups_only() {
     let cuts: Vec<u64> = (0..=64).map(|k| wal_len * k / 64).collect();
     for (n, cut) in cuts.iter().enumerate() {
         let dir = tmp.path().join(format!("cut{n}"));
-        copy_dir(&image, &dir);
-        let wal = newest_wal(&dir.join("db"));
+        onoal_tests::copy_tree(&image, &dir);
+        let wal = onoal_tests::wal_files(&dir.join("db")).pop().expect("a WAL file");
         let f = std::fs::OpenOptions::new().write(true).open(&wal).unwrap();
         f.set_len(*cut).unwrap();
         drop(f);
