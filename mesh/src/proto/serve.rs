@@ -391,7 +391,6 @@ fn entries_page(
     };
     let page = log.query(&query).map_err(|e| e.to_string())?;
     let mut entries = Vec::new();
-    let mut bytes = 0;
     let mut next_cursor = page.next_cursor.and_then(|c| c.parse::<u64>().ok());
     for e in page.entries {
         let seq = e.entry.seq;
@@ -399,11 +398,6 @@ fn entries_page(
             next_cursor = None;
             break;
         }
-        if !entries.is_empty() && bytes + e.leaf_data.len() > MAX_PAGE_BYTES {
-            next_cursor = Some(seq);
-            break;
-        }
-        bytes += e.leaf_data.len();
         let proof = log.inclusion_proof(seq, size).map_err(|e| e.to_string())?;
         entries.push(ProvenEntryWire { leaf_data: e.leaf_data, proof });
     }
