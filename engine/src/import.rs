@@ -7,16 +7,54 @@ use base64::engine::general_purpose::STANDARD as B64;
 
 use crate::record::{InvalidInput, Name, NewEntry, Oid};
 
-#[derive(serde::Deserialize)]
+/// One entry as JSON: a line of `onoal import`, an element of the HTTP API's append body.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
-struct ImportLine {
-    stream: String,
+pub struct EntryInput {
+    /// Stream name.
+    pub stream: String,
+    /// Entry type.
     #[serde(rename = "type")]
-    entry_type: String,
-    subject: Option<String>,
-    issuer: Option<String>,
-    payload: Option<String>,
-    payload_b64: Option<String>,
+    pub entry_type: String,
+    /// Subject OID.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    /// Issuer OID.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+    /// Payload as text (exactly one of `payload` and `payload_b64`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload: Option<String>,
+    /// Payload as standard base64.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload_b64: Option<String>,
+}
+
+impl EntryInput {
+    /// Checks every field and builds the entry.
+    ///
+    /// # Errors
+    /// [`ImportLineError`] for anything that is not a valid entry. Never panics.
+    pub fn into_entry(self, max_payload: usize) -> Result<NewEntry, ImportLineError> {
+        let payload = match (self.payload, self.payload_b64) {
+            (Some(p), None) => p.into_bytes(),
+            (None, Some(b)) => B64.decode(b).map_err(|e| ImportLineError::Base64(e.to_string()))?,
+            _ => return Err(ImportLineError::Payload),
+        };
+        let mut e = NewEntry::new(
+            Name::stream(&self.stream)?,
+            Name::entry_type(&self.entry_type)?,
+            payload,
+        );
+        if let Some(s) = self.subject {
+            e = e.with_subject(Oid::parse(&s)?);
+        }
+        if let Some(s) = self.issuer {
+            e = e.with_issuer(Oid::parse(&s)?);
+        }
+        e.validate(max_payload)?;
+        Ok(e)
+    }
 }
 
 /// A line that is not a valid import entry.
@@ -44,22 +82,9 @@ pub enum ImportLineError {
 /// # Errors
 /// [`ImportLineError`] for anything that is not a valid entry. Never panics.
 pub fn parse_line(line: &str, max_payload: usize) -> Result<NewEntry, ImportLineError> {
-    let l: ImportLine =
-        serde_json::from_str(line).map_err(|e| ImportLineError::Json(e.to_string()))?;
-    let payload = match (l.payload, l.payload_b64) {
-        (Some(p), None) => p.into_bytes(),
-        (None, Some(b)) => B64.decode(b).map_err(|e| ImportLineError::Base64(e.to_string()))?,
-        _ => return Err(ImportLineError::Payload),
-    };
-    let mut e = NewEntry::new(Name::stream(&l.stream)?, Name::entry_type(&l.entry_type)?, payload);
-    if let Some(s) = l.subject {
-        e = e.with_subject(Oid::parse(&s)?);
-    }
-    if let Some(s) = l.issuer {
-        e = e.with_issuer(Oid::parse(&s)?);
-    }
-    e.validate(max_payload)?;
-    Ok(e)
+    serde_json::from_str::<EntryInput>(line)
+        .map_err(|e| ImportLineError::Json(e.to_string()))?
+        .into_entry(max_payload)
 }
 
 #[cfg(test)]

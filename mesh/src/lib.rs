@@ -41,6 +41,8 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
+pub mod control;
+pub mod http;
 pub mod id;
 pub mod net;
 pub mod peer;

@@ -59,16 +59,17 @@ pub fn pin(dir: &Path, peer: &Node, port: u16) {
     ]));
 }
 
-/// A running `onoal serve`; killed on drop. `port` is where it listens.
-pub struct Serve(Child, pub u16);
+/// A running `onoal serve`; killed on drop. `port` is where it listens (QUIC), `http` its API.
+pub struct Serve(Child, pub u16, pub std::net::SocketAddr);
 
 impl Serve {
     /// Starts `onoal serve` on `port` (0: any free port, read back from its output).
     pub fn start(dir: &Path, port: u16, follow: &[String]) -> Self {
         let mut cmd = onoal(dir);
         cmd.args(["serve", "--json", "--listen", &format!("127.0.0.1:{port}")]);
+        cmd.args(["--http", "127.0.0.1:0"]);
         for f in follow {
-            cmd.args(["--peer", f]);
+            cmd.args(["--follow", f]);
         }
         let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().unwrap();
         let mut line = String::new();
@@ -79,7 +80,13 @@ impl Serve {
         if port != 0 {
             assert_eq!(addr.port(), port);
         }
-        Self(child, addr.port())
+        let http: std::net::SocketAddr = v["http_addr"].as_str().unwrap().parse().unwrap();
+        Self(child, addr.port(), http)
+    }
+
+    /// The API's base URL.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.2)
     }
 
     /// The process id.

@@ -13,9 +13,9 @@ pub(crate) struct Cli {
     /// Print exactly one JSON object on stdout.
     #[arg(long, global = true)]
     pub(crate) json: bool,
-    /// Durability of appends: sync (fsync per group) or buffered (no fsync).
-    #[arg(long, global = true, value_enum, default_value_t = DurabilityArg::Sync)]
-    pub(crate) durability: DurabilityArg,
+    /// Durability of appends: sync (fsync per group, the default) or buffered (no fsync).
+    #[arg(long, global = true, value_enum)]
+    pub(crate) durability: Option<DurabilityArg>,
     /// Read a replica of this ledger (get, query, checkpoint, prove, verify) instead of the
     /// own log.
     #[arg(long, global = true)]
@@ -30,8 +30,16 @@ pub(crate) struct Cli {
     pub(crate) command: Command,
 }
 
+impl Cli {
+    /// `--durability`, sync unless given.
+    pub(crate) fn durability(&self) -> onoal_engine::Durability {
+        self.durability.unwrap_or(DurabilityArg::Sync).into()
+    }
+}
+
 /// `--durability`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub(crate) enum DurabilityArg {
     /// fsync the WAL once per group before acknowledging.
     Sync,
@@ -125,19 +133,29 @@ pub(crate) enum Command {
         #[arg(long, default_value_t = 100_000)]
         entries: u64,
     },
-    /// Run the node: serve the own log and replicas to pinned peers over QUIC, and follow the
-    /// ledgers given with --peer, until SIGINT/SIGTERM.
-    Serve {
-        /// QUIC address to listen on.
-        #[arg(long, default_value = "127.0.0.1:7400")]
-        listen: String,
-        /// Serve even though the key file is readable by other users.
+    /// Run the node: serve the own log and replicas to pinned peers over QUIC, serve the HTTP
+    /// API and dashboard, and follow the ledgers given with --follow, until SIGINT/SIGTERM.
+    /// Every flag can also live in a TOML file (--config); flags override it.
+    Serve(ServeArgs),
+    /// Show the running node: uptime, size, peers, replicas, follows (needs `onoal serve`).
+    Status,
+    /// Print the running node's live feed: one line per entry, checkpoint, replica sync and
+    /// peer change (tail -f style; JSON Lines with --json).
+    Watch {
+        /// Only entries of this stream.
         #[arg(long)]
-        allow_insecure_key: bool,
-        /// Follow this ledger (pinned with `onoal peer add`) from HOST:PORT: LEDGER_ID@HOST:PORT.
+        stream: Option<String>,
+        /// Start at this seq (default: entries appended from now on).
         #[arg(long)]
-        peer: Vec<String>,
+        from: Option<u64>,
     },
+    /// Print a shell completion script: onoal completions bash > /etc/bash_completion.d/onoal
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff): onoal man > onoal.1
+    Man,
     /// Pin and list peers.
     Peer {
         #[command(subcommand)]
@@ -236,6 +254,48 @@ pub(crate) enum PeerCommand {
     },
     /// List pinned peers.
     List,
+    /// Unpin a peer: it is no longer served or synced from (its replica stays).
+    Remove {
+        /// The peer's ledger id.
+        ledger_id: String,
+    },
+}
+
+/// `onoal serve`. Every field is optional here so that a config file can supply it; the
+/// defaults are applied after merging (see `cmd::serve_config`).
+#[derive(Args, Debug, Clone, Default)]
+pub(crate) struct ServeArgs {
+    /// A TOML file with any of these settings (keys as the flags without dashes, with `_`).
+    #[arg(long)]
+    pub(crate) config: Option<PathBuf>,
+    /// Print the effective settings (file and flags merged) as TOML and exit.
+    #[arg(long)]
+    pub(crate) print_config: bool,
+    /// QUIC address to listen on [default: 127.0.0.1:7400].
+    #[arg(long)]
+    pub(crate) listen: Option<String>,
+    /// HTTP API and dashboard address [default: 127.0.0.1:7480]; 127.0.0.1:0 picks a free port.
+    #[arg(long)]
+    pub(crate) http: Option<String>,
+    /// Serve no HTTP API (writing commands cannot reach the node then).
+    #[arg(long)]
+    pub(crate) no_http: bool,
+    /// Bearer token file for the API (created, mode 0600, when missing). Required off loopback.
+    #[arg(long)]
+    pub(crate) http_token_file: Option<PathBuf>,
+    /// TLS certificate chain (PEM) for the API. Required off loopback.
+    #[arg(long, requires = "http_tls_key")]
+    pub(crate) http_tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM) for the API.
+    #[arg(long, requires = "http_tls_cert")]
+    pub(crate) http_tls_key: Option<PathBuf>,
+    /// Serve even though the key file is readable by other users.
+    #[arg(long)]
+    pub(crate) allow_insecure_key: bool,
+    /// Follow this ledger (pinned with `onoal peer add`) from HOST:PORT: LEDGER_ID@HOST:PORT.
+    /// (`--peer` is the old name, still accepted.)
+    #[arg(long, alias = "peer")]
+    pub(crate) follow: Vec<String>,
 }
 
 #[derive(Subcommand, Debug)]

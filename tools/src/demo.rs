@@ -141,8 +141,9 @@ pub(crate) fn run(entries: u64, json_out: bool) -> Result<()> {
     for m in &members {
         let mut cmd = onoal(&m.dir)?;
         cmd.args(["serve", "--json", "--listen", &format!("127.0.0.1:{}", m.port)]);
+        cmd.args(["--http", "127.0.0.1:0"]);
         for o in members.iter().filter(|o| o.id != m.id) {
-            cmd.args(["--peer", &format!("{}@127.0.0.1:{}", o.id, o.port)]);
+            cmd.args(["--follow", &format!("{}@127.0.0.1:{}", o.id, o.port)]);
         }
         let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn()?;
         let mut line = String::new();
@@ -150,7 +151,12 @@ pub(crate) fn run(entries: u64, json_out: bool) -> Result<()> {
         nodes.0.push(child);
         let v: Value = serde_json::from_str(&line)
             .map_err(|_| anyhow!("{} did not start: {line:?}", m.name))?;
-        say(format!("  {:<5} serving on QUIC {}", m.name, v["addr"].as_str().unwrap_or("?")));
+        say(format!(
+            "  {:<5} serving on QUIC {}, dashboard {}",
+            m.name,
+            v["addr"].as_str().unwrap_or("?"),
+            v["dashboard"].as_str().unwrap_or("none")
+        ));
     }
     // Wait until every node holds both other logs in full.
     let deadline = Instant::now() + Duration::from_secs(600);

@@ -7,6 +7,7 @@ use anyhow::Result;
 use clap::Parser as _;
 
 mod cli;
+mod client;
 mod cmd;
 mod demo;
 mod output;
@@ -54,9 +55,11 @@ fn run(cli: &Cli) -> Result<ExitCode> {
         Command::Verify => return cmd::verify::run(cli),
         Command::Bench { what } => cmd::bench::run(cli, what)?,
         Command::Demo { entries } => demo::run(*entries, cli.json)?,
-        Command::Serve { listen, peer, allow_insecure_key } => {
-            return cmd::mesh::serve(cli, listen, peer, *allow_insecure_key);
-        }
+        Command::Serve(args) => return cmd::serve::run(cli, args),
+        Command::Status => cmd::node::status(cli)?,
+        Command::Watch { stream, from } => cmd::node::watch(cli, stream.as_deref(), *from)?,
+        Command::Completions { shell } => cmd::node::completions(*shell),
+        Command::Man => cmd::node::man()?,
         Command::Restore { from, accept_loss, timeout } => {
             cmd::mesh::restore(cli, from, *accept_loss, *timeout)?;
         }
@@ -64,6 +67,9 @@ fn run(cli: &Cli) -> Result<ExitCode> {
             cmd::mesh::peer_add(cli, spec, key)?;
         }
         Command::Peer { what: PeerCommand::List } => cmd::mesh::peer_list(cli)?,
+        Command::Peer { what: PeerCommand::Remove { ledger_id } } => {
+            cmd::mesh::peer_remove(cli, ledger_id)?;
+        }
         Command::Sync { ledger_id, from, mode, follow, timeout, filter } => {
             return cmd::mesh::sync(
                 cli,

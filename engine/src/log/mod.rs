@@ -264,6 +264,39 @@ impl Log {
         Ok(merkle::inclusion_proof(seq, size, &mut ProofSource::new(&self.store, &self.state))??)
     }
 
+    /// The bottom row of the hash tile at tile `level`, `index` (C2SP `tlog-tiles`: the hashes
+    /// of tree level `8 * level` numbered `256 * index ..`), as far as the durable tree covers
+    /// it; `None` when none of it is durable yet or the log has no tree (a sparse replica).
+    /// Its width is its length / 32. A narrower tile of the same coordinates is a prefix of it:
+    /// hashes of complete subtrees never change.
+    ///
+    /// # Errors
+    /// Storage errors or a damaged tile.
+    pub fn hash_tile(&self, level: u8, index: u64) -> Result<Option<Vec<u8>>, ReadError> {
+        use crate::tile::{TILE_HEIGHT, TILE_WIDTH, TileId, width_from_len};
+        if self.shape() == Shape::Sparse || u32::from(level) * u32::from(TILE_HEIGHT) >= 64 {
+            return Ok(None);
+        }
+        let nodes = self.durable_size() >> (u32::from(level) * u32::from(TILE_HEIGHT));
+        let covered = nodes.saturating_sub(index.saturating_mul(TILE_WIDTH as u64));
+        if covered == 0 {
+            return Ok(None);
+        }
+        let Some(bytes) = self.view()?.tile_bytes(TileId { level, index })? else {
+            return Ok(None);
+        };
+        let stored = width_from_len(bytes.len()).ok_or_else(|| {
+            ReadError::Corrupt(format!(
+                "tile {level}/{index} has a malformed length {}",
+                bytes.len()
+            ))
+        })?;
+        let width = stored.min(usize::try_from(covered).unwrap_or(TILE_WIDTH));
+        let mut row = bytes;
+        row.truncate(width * crate::hash::HASH_LEN);
+        Ok(Some(row))
+    }
+
     /// A sparse replica's stored proof of `seq`: (tree size, proof).
     ///
     /// # Errors

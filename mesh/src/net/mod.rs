@@ -154,6 +154,16 @@ impl Node {
         &self.inner.peers
     }
 
+    /// A receiver of `log`'s durable changes (size and newest checkpoint), fed by its writer.
+    pub fn durable_watch(&self, log: &Log) -> watch::Receiver<Durable> {
+        self.inner.watch(log)
+    }
+
+    /// Peers connected to this node's server right now: (total, of which pinned keys).
+    pub fn served_connections(&self) -> (usize, usize) {
+        self.inner.limits.connections()
+    }
+
     /// Accepts peers until [`Self::close`].
     pub fn serve(&self) -> JoinHandle<()> {
         let router = router::Router::default()

@@ -86,6 +86,14 @@ impl Default for Limits {
     }
 }
 
+impl Limits {
+    /// Connections open now: (all, pinned keys').
+    pub(crate) fn connections(&self) -> (usize, usize) {
+        let total = self.total.load(Ordering::Relaxed);
+        (total, total.saturating_sub(self.unpinned.load(Ordering::Relaxed)))
+    }
+}
+
 /// A connection counted against the caps (released on drop).
 struct Admitted<'a> {
     limits: &'a Limits,

@@ -158,6 +158,22 @@ impl PeerStore {
         Ok(())
     }
 
+    /// Removes the peer `id`: its key is no longer served or trusted. False when it was not
+    /// pinned.
+    ///
+    /// # Errors
+    /// Storage errors, a read-only ledger.
+    pub fn remove(&self, id: &LedgerId) -> Result<bool, PeerError> {
+        if self.get(id)?.is_none() {
+            return Ok(false);
+        }
+        self.ledger
+            .aux_delete(AuxTable::Peers, id.as_bytes())
+            .map_err(|e| PeerError::Storage(e.to_string()))?;
+        self.by_key.write().retain(|_, v| v != id);
+        Ok(true)
+    }
+
     /// Every peer, by ledger id.
     ///
     /// # Errors

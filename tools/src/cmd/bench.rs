@@ -11,7 +11,7 @@ pub(crate) fn run(cli: &Cli, what: &BenchCommand) -> Result<()> {
                 entries: *entries,
                 payload: *payload,
                 batch: (*batch).max(1),
-                durability: cli.durability.into(),
+                durability: cli.durability(),
                 writers: *writers,
             })
         }

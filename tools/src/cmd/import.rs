@@ -11,7 +11,13 @@ use anyhow::{Context as _, Result, anyhow, bail};
 use onoal_engine::{NewEntry, PendingAppend};
 use serde_json::json;
 
+use std::time::Duration;
+
+use onoal_mesh::control::StatusView;
+use onoal_mesh::control::views::{AppendView, CheckpointView};
+
 use crate::cli::Cli;
+use crate::client::{NodeClient, running_node};
 use crate::cmd::ledger::open_write;
 use crate::output::one_line;
 
@@ -58,6 +64,9 @@ pub(crate) fn run(cli: &Cli, file: &str, ack: bool, batch: usize) -> Result<()> 
             std::fs::File::open(file).with_context(|| format!("cannot open {file}"))?,
         ))
     };
+    if let Some(node) = running_node(cli)? {
+        return run_through(cli, &node, &mut *input, ack, batch);
+    }
     let ledger = open_write(cli)?;
     let max_payload = ledger.max_payload_bytes();
     let bar = if std::io::stderr().is_terminal() && !ack {
@@ -160,12 +169,22 @@ pub(crate) fn run(cli: &Cli, file: &str, ack: bool, batch: usize) -> Result<()> 
     let checkpoint = checkpoint
         .with_context(|| format!("{appended_text}, but signing a checkpoint of them failed"))?;
     let tree_size = ledger.head()?.size;
+    print_imported(cli, ack, &acked, tree_size, checkpoint.size)
+}
+
+fn print_imported(
+    cli: &Cli,
+    ack: bool,
+    acked: &Acked,
+    tree_size: u64,
+    checkpoint_size: u64,
+) -> Result<()> {
     let v = json!({
         "appended": acked.appended,
         "first_seq": acked.first_seq,
         "last_seq": acked.last_seq,
         "tree_size": tree_size,
-        "checkpoint_size": checkpoint.size,
+        "checkpoint_size": checkpoint_size,
     });
     let mut stdout = std::io::stdout().lock();
     if cli.json || ack {
@@ -173,9 +192,96 @@ pub(crate) fn run(cli: &Cli, file: &str, ack: bool, batch: usize) -> Result<()> 
     } else {
         writeln!(
             stdout,
-            "appended {} entries; tree size {tree_size}, signed checkpoint {}",
-            acked.appended, checkpoint.size
+            "appended {} entries; tree size {tree_size}, signed checkpoint {checkpoint_size}",
+            acked.appended
         )?;
     }
     Ok(())
+}
+
+/// `import` while a node runs: every line is checked here (so errors name the line as without
+/// a node), groups go to the node as JSON Lines, each acknowledged once durable.
+fn run_through(
+    cli: &Cli,
+    node: &NodeClient,
+    input: &mut dyn BufRead,
+    ack: bool,
+    batch: usize,
+) -> Result<()> {
+    let status: StatusView = node.get("/status")?;
+    let max_payload = status.max_payload_bytes;
+    let mut acked = Acked::default();
+    let mut stdout = std::io::stdout().lock();
+    let mut group: Vec<u8> = Vec::new();
+    let mut lines = 0usize;
+    let mut submit = |group: &mut Vec<u8>, lines: &mut usize, acked: &mut Acked| -> Result<()> {
+        if *lines == 0 {
+            return Ok(());
+        }
+        let a: AppendView = node.post_ndjson("/ledger/entries", group)?;
+        group.clear();
+        *lines = 0;
+        if let (Some(f), Some(l)) = (a.receipts.first(), a.receipts.last()) {
+            acked.first_seq.get_or_insert(f.seq);
+            acked.last_seq = Some(l.seq);
+            acked.appended += a.receipts.len() as u64;
+            if ack {
+                writeln!(stdout, "acked {}", l.seq)?;
+                stdout.flush()?;
+            }
+        }
+        Ok(())
+    };
+    let mut buf = Vec::new();
+    let max = max_line(max_payload);
+    let mut failure: Option<anyhow::Error> = None;
+    for lineno in 1.. {
+        let line = read_line_bounded(input, &mut buf, max).and_then(|more| {
+            more.then(|| std::str::from_utf8(&buf))
+                .transpose()
+                .map_err(|_| anyhow!("the line is not UTF-8 text"))
+        });
+        let checked = match line {
+            Ok(None) => break,
+            Ok(Some(text)) if text.trim().is_empty() => continue,
+            Ok(Some(text)) => onoal_engine::import::parse_line(text, max_payload)
+                .map(|_| text)
+                .map_err(anyhow::Error::from),
+            Err(e) => Err(e),
+        };
+        match checked {
+            Ok(text) => {
+                group.extend_from_slice(text.as_bytes());
+                group.push(b'\n');
+                lines += 1;
+            }
+            Err(e) => {
+                failure = Some(anyhow!("line {lineno}: {}", one_line(&e)));
+                break;
+            }
+        }
+        if lines >= batch
+            && let Err(e) = submit(&mut group, &mut lines, &mut acked)
+        {
+            failure = Some(e);
+            lines = 0;
+            break;
+        }
+    }
+    // What was read before a bad line is appended, as without a node.
+    if let Err(e) = submit(&mut group, &mut lines, &mut acked) {
+        failure.get_or_insert(e);
+    }
+    let appended_text = match (acked.first_seq, acked.last_seq) {
+        (Some(f), Some(l)) => format!("{} entries were appended (seqs {f} to {l})", acked.appended),
+        _ => "no entries were appended".to_owned(),
+    };
+    let checkpoint: Result<CheckpointView> =
+        node.post("/ledger/checkpoint", &json!({}), Duration::from_secs(60));
+    if let Some(e) = failure {
+        bail!("{}; {appended_text}, nothing after that", one_line(&e));
+    }
+    let checkpoint = checkpoint
+        .with_context(|| format!("{appended_text}, but signing a checkpoint of them failed"))?;
+    print_imported(cli, ack, &acked, checkpoint.size, checkpoint.size)
 }

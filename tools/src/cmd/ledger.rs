@@ -5,11 +5,26 @@ use anyhow::{Context as _, Result, anyhow, bail};
 use onoal_engine::{Ledger, Log, Name, NewEntry, Oid, OpenError, Query, ReadError};
 use serde_json::json;
 
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use onoal_engine::import::EntryInput;
+use onoal_mesh::control::StatusView;
+use onoal_mesh::control::views::{
+    AppendView, CheckpointView, ConsistencyProofView, EntryView, InclusionProofView, QueryPageView,
+};
+
 use crate::cli::{AppendArgs, Cli, ProveCommand, QueryArgs};
-use crate::output::{entry_json, print, print_value};
+use crate::client::{NodeClient, running_node};
+use crate::output::{print, print_value};
 
 pub(crate) fn open_write(cli: &Cli) -> Result<Ledger> {
-    let ledger = Ledger::builder(&cli.data).durability(cli.durability.into()).open()?;
+    open_write_with(cli, cli.durability())
+}
+
+pub(crate) fn open_write_with(cli: &Cli, durability: onoal_engine::Durability) -> Result<Ledger> {
+    let ledger = Ledger::builder(&cli.data).durability(durability).open()?;
     if let Some(mode) = key_file_exposed(cli)? {
         let path = onoal_engine::identity::key_path(&cli.data);
         eprintln!(
@@ -126,6 +141,9 @@ fn read_payload_file(path: &std::path::Path, max: usize) -> Result<Vec<u8>> {
 }
 
 pub(crate) fn append(cli: &Cli, a: &AppendArgs) -> Result<()> {
+    if let Some(node) = running_node(cli)? {
+        return append_through(cli, &node, a);
+    }
     let ledger = open_write(cli)?;
     let payload = match (&a.payload, &a.payload_file) {
         (Some(p), _) => p.as_bytes().to_vec(),
@@ -139,17 +157,51 @@ pub(crate) fn append(cli: &Cli, a: &AppendArgs) -> Result<()> {
     let cp = ledger.checkpoint_now().with_context(|| {
         format!("appended seq {}, but signing a checkpoint of it failed", r.seq)
     })?;
-    let v = json!({"seq": r.seq, "leaf_hash": r.leaf_hash.to_hex(), "checkpoint_size": cp.size});
+    print_appended(cli, r.seq, &r.leaf_hash.to_hex(), cp.size);
+    Ok(())
+}
+
+fn print_appended(cli: &Cli, seq: u64, leaf_hash: &str, checkpoint_size: u64) {
+    let v = json!({"seq": seq, "leaf_hash": leaf_hash, "checkpoint_size": checkpoint_size});
     print(cli, v, || {
-        format!("appended seq {} leaf hash {}; signed checkpoint {}", r.seq, r.leaf_hash, cp.size)
+        format!("appended seq {seq} leaf hash {leaf_hash}; signed checkpoint {checkpoint_size}")
     });
+}
+
+/// `append` while a node runs: the same entry through its API, then a checkpoint of it.
+fn append_through(cli: &Cli, node: &NodeClient, a: &AppendArgs) -> Result<()> {
+    let status: StatusView = node.get("/status")?;
+    let mut input = EntryInput {
+        stream: a.stream.clone(),
+        entry_type: a.entry_type.clone(),
+        subject: a.subject.clone(),
+        issuer: a.issuer.clone(),
+        ..EntryInput::default()
+    };
+    match (&a.payload, &a.payload_file) {
+        (Some(p), _) => input.payload = Some(p.clone()),
+        (None, Some(f)) => {
+            input.payload_b64 = Some(B64.encode(read_payload_file(f, status.max_payload_bytes)?));
+        }
+        (None, None) => bail!("give --payload or --payload-file"),
+    }
+    // Checked here too, so a bad field reads as it does without a node.
+    input.clone().into_entry(status.max_payload_bytes)?;
+    let appended: AppendView =
+        node.post("/ledger/entries", &json!({ "entries": [input] }), Duration::from_secs(60))?;
+    let r = appended.receipts.first().ok_or_else(|| anyhow!("the node acknowledged no entry"))?;
+    let cp: CheckpointView =
+        node.post("/ledger/checkpoint", &json!({}), Duration::from_secs(60)).with_context(
+            || format!("appended seq {}, but signing a checkpoint of it failed", r.seq),
+        )?;
+    print_appended(cli, r.seq, &r.leaf_hash, cp.size);
     Ok(())
 }
 
 pub(crate) fn get(cli: &Cli, seq: u64) -> Result<()> {
     let (_ledger, log) = read_log(cli)?;
     let e = log.entry(seq)?;
-    print_value(cli, &entry_json(&e));
+    print_value(cli, &json!(EntryView::from(&e)));
     Ok(())
 }
 
@@ -161,10 +213,7 @@ pub(crate) fn query(cli: &Cli, q: &QueryArgs) -> Result<()> {
         limit: q.limit,
         max_bytes: None,
     })?;
-    let v = json!({
-        "entries": page.entries.iter().map(entry_json).collect::<Vec<_>>(),
-        "next_cursor": page.next_cursor,
-    });
+    let v = json!(QueryPageView::from(&page));
     print(cli, v, || {
         let mut s = String::new();
         for e in &page.entries {
@@ -192,53 +241,40 @@ pub(crate) fn checkpoint(cli: &Cli, size: Option<u64>) -> Result<()> {
             .1
             .latest_checkpoint()?
             .ok_or_else(|| anyhow!("the replica holds no checkpoint yet; run onoal sync"))?,
-        None => match open_write(cli) {
-            Ok(l) => l.checkpoint_now()?,
-            Err(e) if is_in_use(&e) => open_read(cli)?.checkpoint_now()?,
-            Err(e) => return Err(e),
+        None => match running_node(cli)? {
+            Some(node) => {
+                let cp: CheckpointView =
+                    node.post("/ledger/checkpoint", &json!({}), Duration::from_secs(60))?;
+                print_checkpoint(cli, &cp);
+                return Ok(());
+            }
+            None => match open_write(cli) {
+                Ok(l) => l.checkpoint_now()?,
+                Err(e) if is_in_use(&e) => open_read(cli)?.checkpoint_now()?,
+                Err(e) => return Err(e),
+            },
         },
     };
-    if cli.json {
-        let v = json!({
-            "size": signed.size,
-            "root": signed.root.to_hex(),
-            "note": signed.note,
-        });
-        println!("{v}");
-    } else {
-        print!("{}", signed.note);
-    }
+    print_checkpoint(cli, &CheckpointView::from(&signed));
     Ok(())
+}
+
+fn print_checkpoint(cli: &Cli, cp: &CheckpointView) {
+    if cli.json {
+        println!("{}", json!(cp));
+    } else {
+        print!("{}", cp.note);
+    }
 }
 
 pub(crate) fn prove(cli: &Cli, what: &ProveCommand) -> Result<()> {
     let (_ledger, log) = read_log(cli)?;
     let v = match what {
         ProveCommand::Inclusion { seq, size } => {
-            let size = match size {
-                Some(s) => *s,
-                None => log.head()?.size,
-            };
-            let e = log.entry(*seq)?;
-            let proof = log.inclusion_proof(*seq, size)?;
-            let root = log.root_at(size)?;
-            json!({
-                "seq": seq,
-                "tree_size": size,
-                "leaf_hash": e.leaf_hash.to_hex(),
-                "root": root.to_hex(),
-                "proof": proof.iter().map(|h| h.to_hex()).collect::<Vec<_>>(),
-            })
+            json!(InclusionProofView::build(&log, *seq, *size)?)
         }
         ProveCommand::Consistency { old, new } => {
-            let proof = log.consistency_proof(*old, *new)?;
-            json!({
-                "old_size": old,
-                "new_size": new,
-                "old_root": log.root_at(*old)?.to_hex(),
-                "new_root": log.root_at(*new)?.to_hex(),
-                "proof": proof.iter().map(|h| h.to_hex()).collect::<Vec<_>>(),
-            })
+            json!(ConsistencyProofView::build(&log, *old, *new)?)
         }
     };
     print_value(cli, &v);

@@ -8,12 +8,14 @@ use std::time::Duration;
 use anyhow::{Context as _, Result, anyhow, bail};
 use onoal_engine::identity::{SecretKey, key_path};
 use onoal_engine::{Filter, Ledger, LedgerId};
+use onoal_mesh::control::views::{self, PeerView, SyncSummaryView};
 use onoal_mesh::peer::PeerStore;
 use onoal_mesh::{Node, NodeConfig, SyncMode, SyncSummary};
 use serde_json::{Value, json};
 
 use crate::cli::Cli;
-use crate::cmd::ledger::{is_in_use, open_read, open_write};
+use crate::client::running_node;
+use crate::cmd::ledger::{is_in_use, open_read, open_write_with};
 use crate::output::{one_line, print, print_value};
 
 /// `LEDGER_ID@HOST:PORT`.
@@ -31,11 +33,15 @@ pub(crate) fn parse_ledger_id(s: &str) -> Result<LedgerId> {
     s.parse::<LedgerId>().map_err(|_| anyhow!("{s:?} is not a ledger id (UUID)"))
 }
 
-fn open_for_mesh(cli: &Cli, what: &str) -> Result<Ledger> {
-    open_write(cli).map_err(|e| {
+pub(crate) fn open_for_mesh(
+    cli: &Cli,
+    what: &str,
+    durability: onoal_engine::Durability,
+) -> Result<Ledger> {
+    open_write_with(cli, durability).map_err(|e| {
         if is_in_use(&e) {
             anyhow!(
-                "{}: the ledger is open in another process (a running `onoal serve`?); stop it to {what}, or let the node follow ledgers with `onoal serve --peer LEDGER_ID@HOST:PORT`",
+                "{}: the ledger is open in another process (a running `onoal serve` without its HTTP API?); stop it to {what}, or let the node follow ledgers with `onoal serve --follow LEDGER_ID@HOST:PORT`",
                 one_line(&e)
             )
         } else {
@@ -44,7 +50,7 @@ fn open_for_mesh(cli: &Cli, what: &str) -> Result<Ledger> {
     })
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -53,16 +59,7 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 }
 
 pub(crate) fn summary_json(s: &SyncSummary) -> Value {
-    json!({
-        "ledger_id": s.ledger_id.to_string(),
-        "from_size": s.from_size,
-        "to_size": s.to_size,
-        "checkpoint_size": s.checkpoint_size,
-        "entries": s.entries,
-        "bytes": s.bytes,
-        "seconds": s.seconds,
-        "verified": s.verified,
-    })
+    json!(SyncSummaryView::from(s))
 }
 
 pub(crate) fn peer_add(cli: &Cli, spec: &str, key: &str) -> Result<()> {
@@ -73,74 +70,73 @@ pub(crate) fn peer_add(cli: &Cli, spec: &str, key: &str) -> Result<()> {
         .ok_or_else(|| anyhow!("--key must be the peer's 32-byte Ed25519 public key in hex (64 characters), as `onoal serve` prints it"))?;
     ed25519_dalek::VerifyingKey::from_bytes(&key_bytes)
         .map_err(|_| anyhow!("--key is not a valid Ed25519 public key"))?;
-    let ledger = open_for_mesh(cli, "pin a peer")?;
-    if id == ledger.identity().ledger_id {
-        bail!("{id} is this ledger; pin other ledgers");
-    }
-    let record = PeerStore::open(Arc::new(ledger))?.pin(id, key_bytes, Some(addr))?;
+    let addresses = if let Some(node) = running_node(cli)? {
+        let body = json!({"ledger_id": id.to_string(), "public_key": key, "address": addr});
+        let peer: PeerView = node.post("/mesh/connect", &body, Duration::from_secs(60))?;
+        peer.addresses
+    } else {
+        let ledger = open_for_mesh(cli, "pin a peer", cli.durability())?;
+        if id == ledger.identity().ledger_id {
+            bail!("{id} is this ledger; pin other ledgers");
+        }
+        PeerStore::open(Arc::new(ledger))?.pin(id, key_bytes, Some(addr))?.addresses
+    };
     let v = json!({
         "ledger_id": id.to_string(),
         "public_key": key,
-        "addresses": record.addresses,
+        "addresses": addresses,
     });
     print(cli, v, || format!("pinned {id} with key {key}"));
     Ok(())
 }
 
+pub(crate) fn peer_remove(cli: &Cli, ledger_id: &str) -> Result<()> {
+    let id = parse_ledger_id(ledger_id)?;
+    let removed = if let Some(node) = running_node(cli)? {
+        let body = json!({"ledger_id": id.to_string()});
+        let d: onoal_mesh::http::Disconnected =
+            node.post("/mesh/disconnect", &body, Duration::from_secs(60))?;
+        d.removed
+    } else {
+        let ledger = open_for_mesh(cli, "remove a peer", cli.durability())?;
+        PeerStore::open(Arc::new(ledger))?.remove(&id)?
+    };
+    print(cli, json!({"ledger_id": id.to_string(), "removed": removed}), || {
+        if removed {
+            format!("removed {id}: it is no longer served or synced from (its replica stays)")
+        } else {
+            format!("{id} was not pinned")
+        }
+    });
+    if removed {
+        Ok(())
+    } else {
+        bail!("{id} is not pinned (onoal peer list shows the pinned peers)")
+    }
+}
+
 pub(crate) fn peer_list(cli: &Cli) -> Result<()> {
     let ledger = open_read(cli)?;
     let peers = PeerStore::open(Arc::new(ledger))?.list()?;
-    let list: Vec<Value> = peers
-        .iter()
-        .map(|p| {
-            json!({
-                "ledger_id": p.ledger_id.to_string(),
-                "public_key": hex::encode(p.public_key),
-                "oid": p.oid,
-                "addresses": p.addresses,
-                "capabilities": p.capabilities,
-                "last_seen_ms": p.last_seen_ms,
-                "certificate_expires_ms": p.certificate.as_ref().map(|c| c.expires_ms),
-                "misbehaviour_count": p.misbehaviour_count,
-                "misbehaviour": p.misbehaviour.iter().map(|m| json!({"at_ms": m.at_ms, "kind": m.kind, "detail": m.detail})).collect::<Vec<_>>(),
-            })
-        })
-        .collect();
+    let list: Vec<PeerView> = peers.iter().map(PeerView::from).collect();
     print_value(cli, &json!({ "peers": list }));
     Ok(())
 }
 
 pub(crate) fn replicas(cli: &Cli) -> Result<()> {
     let ledger = open_read(cli)?;
-    let mut list = Vec::new();
-    for log in ledger.replicas().into_iter().chain(ledger.sparse_replicas()) {
-        let id = log.identity().ledger_id;
-        let head = log.head()?;
-        let (kind, size, record) = if log.is_sparse() {
-            ("sparse", log.range(0, u64::MAX)?.len() as u64, ledger.sparse_sync_record(&id)?)
-        } else {
-            ("full", head.size, ledger.sync_record(&id)?)
-        };
-        list.push(json!({
-            "ledger_id": id.to_string(),
-            "kind": kind,
-            "oid": log.identity().oid.as_str(),
-            "size": size,
-            "root": head.root.to_hex(),
-            "checkpoint_size": record.as_ref().map(|r| r.checkpoint_size),
-            "status": record.as_ref().map(|r| r.status.as_str()),
-            "last_error": record.as_ref().and_then(|r| r.last_error.clone()),
-        }));
-    }
-    print_value(cli, &json!({ "replicas": list }));
+    print_value(cli, &json!({ "replicas": views::replicas(&ledger)? }));
     Ok(())
 }
 
 pub(crate) fn forks(cli: &Cli, drop: Option<&str>) -> Result<()> {
     if let Some(id) = drop {
         let id = parse_ledger_id(id)?;
-        let ledger = open_for_mesh(cli, "drop a replica")?;
-        let dropped = ledger.drop_replica(&id)?;
+        let dropped = if let Some(node) = running_node(cli)? {
+            node.delete::<onoal_mesh::http::Dropped>(&format!("/ledger/forks/{id}"))?.dropped
+        } else {
+            open_for_mesh(cli, "drop a replica", cli.durability())?.drop_replica(&id)?
+        };
         print(cli, json!({"ledger_id": id.to_string(), "dropped": dropped}), || {
             if dropped {
                 format!("dropped the replica of {id}; the next sync starts afresh")
@@ -151,33 +147,7 @@ pub(crate) fn forks(cli: &Cli, drop: Option<&str>) -> Result<()> {
         return Ok(());
     }
     let ledger = open_read(cli)?;
-    let mut list = Vec::new();
-    for log in ledger.replicas().into_iter().chain(ledger.sparse_replicas()) {
-        let id = log.identity().ledger_id;
-        let record = if log.is_sparse() {
-            ledger.sparse_sync_record(&id)?
-        } else {
-            ledger.sync_record(&id)?
-        };
-        if let Some(r) = record
-            && let Some(f) = r.fork
-        {
-            list.push(json!({
-                "ledger_id": id.to_string(),
-                "reason": f.reason,
-                "detected_ms": f.detected_ms,
-                "held_checkpoint": f.held,
-                "received_checkpoint": f.received,
-                "proof": f.proof.map(|p| json!({
-                    "old_size": p.old_size,
-                    "old_root": p.old_root.to_hex(),
-                    "new_size": p.new_size,
-                    "consistency": p.consistency.iter().map(|h| h.to_hex()).collect::<Vec<_>>(),
-                })),
-            }));
-        }
-    }
-    print_value(cli, &json!({ "forks": list }));
+    print_value(cli, &json!({ "forks": views::forks(&ledger)? }));
     Ok(())
 }
 
@@ -210,7 +180,10 @@ pub(crate) fn sync(
     if !filter.is_empty() && (follow || mode != SyncMode::Incremental) {
         bail!("a filtered sync (--stream, --type, ...) takes neither --follow nor --mode");
     }
-    let ledger = open_for_mesh(cli, "sync")?;
+    if let Some(node) = running_node(cli)? {
+        return sync_through(cli, &node, id, from, mode, follow, filter);
+    }
+    let ledger = open_for_mesh(cli, "sync", cli.durability())?;
     let rt = runtime()?;
     rt.block_on(async {
         let node = load_node(cli, ledger, "127.0.0.1:0", config)?;
@@ -310,7 +283,7 @@ pub(crate) fn restore(cli: &Cli, from: &str, accept_loss: bool, timeout_secs: f6
     Ok(())
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
@@ -332,70 +305,60 @@ async fn shutdown_signal() {
     }
 }
 
-pub(crate) fn serve(
+/// `sync` while a node runs: the node syncs (or starts following, and keeps following after
+/// this command exits).
+fn sync_through(
     cli: &Cli,
-    listen: &str,
-    peers: &[String],
-    allow_insecure_key: bool,
+    node: &crate::client::NodeClient,
+    id: LedgerId,
+    from: Option<&str>,
+    mode: SyncMode,
+    follow: bool,
+    filter: &Filter,
 ) -> Result<ExitCode> {
-    let follows: Vec<(LedgerId, String)> =
-        peers.iter().map(|p| parse_peer_spec(p)).collect::<Result<_>>()?;
-    if let Some(mode) = crate::cmd::ledger::key_file_exposed(cli)? {
-        let path = key_path(&cli.data);
-        if !allow_insecure_key {
-            bail!(
-                "key file {} is readable by other users (mode {mode:o}); a node signs with it and proves its identity with it: run `chmod 600 {}`, or pass --allow-insecure-key",
-                path.display(),
-                path.display()
-            );
+    let mode = match mode {
+        SyncMode::Full => "full",
+        SyncMode::Incremental => "incremental",
+        SyncMode::Checkpoint => "checkpoint",
+    };
+    let body = json!({
+        "ledger_id": id.to_string(),
+        "from": from,
+        "mode": if follow { None } else { Some(mode) },
+        "follow": follow,
+        "stream": filter.stream,
+        "type": filter.entry_type,
+        "subject": filter.subject,
+        "issuer": filter.issuer,
+        "since": filter.since_ms,
+        "until": filter.until_ms,
+    });
+    // A long sync is bounded by the node's own request deadlines; this is the outer bound.
+    let answer: onoal_mesh::http::SyncAnswer =
+        node.post("/mesh/sync", &body, Duration::from_secs(6 * 3600))?;
+    match answer {
+        onoal_mesh::http::SyncAnswer::Synced(s) => {
+            print(cli, json!(s), || {
+                format!(
+                    "synced {}: {} -> {} entries ({} new, {} bytes) in {:.2} s, verified against checkpoint {}",
+                    s.ledger_id,
+                    s.from_size,
+                    s.to_size,
+                    s.entries,
+                    s.bytes,
+                    s.seconds,
+                    s.checkpoint_size
+                )
+            });
+        }
+        onoal_mesh::http::SyncAnswer::Following(f) => {
+            print(cli, json!(f), || {
+                format!(
+                    "the running node now follows {} (onoal status shows its syncs; stop with onoal peer remove or DELETE /mesh/follows/{})",
+                    f.ledger_id, f.ledger_id
+                )
+            });
         }
     }
-    let ledger = open_for_mesh(cli, "serve")?;
-    let rt = runtime()?;
-    rt.block_on(async {
-        let node = load_node(cli, ledger, listen, NodeConfig::default())?;
-        for (id, addr) in &follows {
-            let record = node.peers().get(id)?.ok_or_else(|| {
-                anyhow!("--peer {id}@{addr}: pin its key first: onoal peer add {id}@{addr} --key HEX")
-            })?;
-            node.peers().pin(*id, record.public_key, Some(addr.clone()))?;
-        }
-        let addr = node.local_addr()?;
-        let id = node.ledger().identity().clone();
-        let v = json!({
-            "ledger_id": id.ledger_id.to_string(),
-            "oid": id.oid.as_str(),
-            "public_key": hex::encode(id.public_key.as_bytes()),
-            "addr": addr.to_string(),
-        });
-        print(cli, v, || {
-            format!(
-                "serving ledger {} ({})\npublic key {}\nQUIC on {addr}",
-                id.ledger_id,
-                id.oid,
-                hex::encode(id.public_key.as_bytes())
-            )
-        });
-        let _ = std::io::stdout().flush();
-        let server = node.serve();
-        let mut tasks = Vec::new();
-        for (peer_id, addr) in follows {
-            let node = node.clone();
-            tasks.push(tokio::spawn(async move {
-                let on_sync = |s: &SyncSummary| {
-                    tracing::info!(ledger = %s.ledger_id, size = s.to_size, new = s.entries, "synced");
-                };
-                if let Err(e) = node.follow(peer_id, Some(&addr), &on_sync).await {
-                    eprintln!("error: following {peer_id} stopped: {e}");
-                }
-            }));
-        }
-        shutdown_signal().await;
-        for t in &tasks {
-            t.abort();
-        }
-        node.close().await;
-        server.abort();
-        Ok(ExitCode::SUCCESS)
-    })
+    Ok(ExitCode::SUCCESS)
 }

@@ -4,4 +4,6 @@ pub(crate) mod bench;
 pub(crate) mod import;
 pub(crate) mod ledger;
 pub(crate) mod mesh;
+pub(crate) mod node;
+pub(crate) mod serve;
 pub(crate) mod verify;

@@ -1,0 +1,394 @@
+//! The JSON shapes of the control plane. The HTTP API answers with these and the CLI prints
+//! them with `--json`, so a script sees the same object whichever way it asks.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use onoal_engine::replica::{ForkEvidence, SyncRecord};
+use onoal_engine::{Ledger, Log, QueryPage, ReadError, SignedCheckpoint, StoredEntry};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::net::SyncSummary;
+use crate::peer::PeerRecord;
+
+/// An entry as `get`, `query` and the API show it.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct EntryView {
+    /// Index in the log (0-based).
+    pub seq: u64,
+    /// Time the ledger assigned, ms since the epoch.
+    pub timestamp_ms: u64,
+    /// Stream name.
+    pub stream: String,
+    /// Entry type.
+    #[serde(rename = "type")]
+    pub entry_type: String,
+    /// Subject OID.
+    pub subject: Option<String>,
+    /// Issuer OID.
+    pub issuer: Option<String>,
+    /// The payload, standard base64.
+    pub payload_b64: String,
+    /// Leaf hash of entry seq-1 (hex; zeros for seq 0).
+    pub prev_hash: String,
+    /// RFC 9162 leaf hash (hex).
+    pub leaf_hash: String,
+    /// The leaf data the leaf hash is over, standard base64.
+    pub leaf_data_b64: String,
+}
+
+impl From<&StoredEntry> for EntryView {
+    fn from(e: &StoredEntry) -> Self {
+        let c = &e.entry.content;
+        Self {
+            seq: e.entry.seq,
+            timestamp_ms: e.entry.timestamp_ms,
+            stream: c.stream.as_str().to_owned(),
+            entry_type: c.entry_type.as_str().to_owned(),
+            subject: c.subject.as_ref().map(|o| o.as_str().to_owned()),
+            issuer: c.issuer.as_ref().map(|o| o.as_str().to_owned()),
+            payload_b64: B64.encode(&c.payload),
+            prev_hash: e.entry.prev_hash.to_hex(),
+            leaf_hash: e.leaf_hash.to_hex(),
+            leaf_data_b64: B64.encode(&e.leaf_data),
+        }
+    }
+}
+
+/// One page of a query.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct QueryPageView {
+    /// Matching entries, in seq order.
+    pub entries: Vec<EntryView>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+impl From<&QueryPage> for QueryPageView {
+    fn from(p: &QueryPage) -> Self {
+        Self {
+            entries: p.entries.iter().map(EntryView::from).collect(),
+            next_cursor: p.next_cursor.clone(),
+        }
+    }
+}
+
+/// What an append acknowledged: durable in the ledger's durability mode.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct ReceiptView {
+    /// The entry's seq.
+    pub seq: u64,
+    /// Its leaf hash (hex).
+    pub leaf_hash: String,
+}
+
+/// The answer to an append.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct AppendView {
+    /// One receipt per entry, in the order given.
+    pub receipts: Vec<ReceiptView>,
+    /// Entries in the log after this append was durable.
+    pub tree_size: u64,
+}
+
+/// A signed checkpoint: the C2SP note and what it says.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct CheckpointView {
+    /// Tree size.
+    pub size: u64,
+    /// Root hash (hex).
+    pub root: String,
+    /// The C2SP signed note, verbatim.
+    pub note: String,
+}
+
+impl From<&SignedCheckpoint> for CheckpointView {
+    fn from(c: &SignedCheckpoint) -> Self {
+        Self { size: c.size, root: c.root.to_hex(), note: c.note.clone() }
+    }
+}
+
+/// RFC 9162 inclusion proof.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct InclusionProofView {
+    /// The entry.
+    pub seq: u64,
+    /// Size of the tree the proof is for.
+    pub tree_size: u64,
+    /// The entry's leaf hash (hex).
+    pub leaf_hash: String,
+    /// Root of that tree (hex).
+    pub root: String,
+    /// Audit path, leaf to root (hex).
+    pub proof: Vec<String>,
+}
+
+impl InclusionProofView {
+    /// The proof of `seq` in the tree of `size` (default: the durable size) of `log`.
+    ///
+    /// # Errors
+    /// Out of range; storage errors.
+    pub fn build(log: &Log, seq: u64, size: Option<u64>) -> Result<Self, ReadError> {
+        let size = match size {
+            Some(s) => s,
+            None => log.head()?.size,
+        };
+        let e = log.entry(seq)?;
+        let proof = log.inclusion_proof(seq, size)?;
+        Ok(Self {
+            seq,
+            tree_size: size,
+            leaf_hash: e.leaf_hash.to_hex(),
+            root: log.root_at(size)?.to_hex(),
+            proof: proof.iter().map(|h| h.to_hex()).collect(),
+        })
+    }
+}
+
+/// RFC 9162 consistency proof.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct ConsistencyProofView {
+    /// The older size.
+    pub old_size: u64,
+    /// The newer size.
+    pub new_size: u64,
+    /// Root at the older size (hex).
+    pub old_root: String,
+    /// Root at the newer size (hex).
+    pub new_root: String,
+    /// The proof (hex).
+    pub proof: Vec<String>,
+}
+
+impl ConsistencyProofView {
+    /// The proof between `old` and `new` of `log`.
+    ///
+    /// # Errors
+    /// Out of range or order; a sparse replica; storage errors.
+    pub fn build(log: &Log, old: u64, new: u64) -> Result<Self, ReadError> {
+        let proof = log.consistency_proof(old, new)?;
+        Ok(Self {
+            old_size: old,
+            new_size: new,
+            old_root: log.root_at(old)?.to_hex(),
+            new_root: log.root_at(new)?.to_hex(),
+            proof: proof.iter().map(|h| h.to_hex()).collect(),
+        })
+    }
+}
+
+/// A reported violation.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct MisbehaviourView {
+    /// When (ms since the epoch).
+    pub at_ms: u64,
+    /// Its kind (stable name).
+    pub kind: String,
+    /// What happened.
+    pub detail: String,
+}
+
+/// A pinned peer.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct PeerView {
+    /// Its ledger id.
+    pub ledger_id: String,
+    /// Its pinned Ed25519 key (hex).
+    pub public_key: String,
+    /// Its OID, once its certificate was seen.
+    pub oid: Option<String>,
+    /// Where it was reached, newest pin first.
+    pub addresses: Vec<String>,
+    /// Protocols it answered.
+    pub capabilities: Vec<String>,
+    /// Last contact (ms since the epoch; 0: never).
+    pub last_seen_ms: u64,
+    /// When its last certificate expires.
+    pub certificate_expires_ms: Option<u64>,
+    /// Violations ever reported.
+    pub misbehaviour_count: u64,
+    /// The most recent reports.
+    pub misbehaviour: Vec<MisbehaviourView>,
+}
+
+impl From<&PeerRecord> for PeerView {
+    fn from(p: &PeerRecord) -> Self {
+        Self {
+            ledger_id: p.ledger_id.to_string(),
+            public_key: hex::encode(p.public_key),
+            oid: p.oid.clone(),
+            addresses: p.addresses.clone(),
+            capabilities: p.capabilities.clone(),
+            last_seen_ms: p.last_seen_ms,
+            certificate_expires_ms: p.certificate.as_ref().map(|c| c.expires_ms),
+            misbehaviour_count: p.misbehaviour_count,
+            misbehaviour: p
+                .misbehaviour
+                .iter()
+                .map(|m| MisbehaviourView {
+                    at_ms: m.at_ms,
+                    kind: m.kind.clone(),
+                    detail: m.detail.clone(),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// A replica and its sync state.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct ReplicaView {
+    /// The replicated ledger.
+    pub ledger_id: String,
+    /// `full` or `sparse` (a filtered sync's entries).
+    pub kind: String,
+    /// The ledger's OID.
+    pub oid: String,
+    /// Entries held.
+    pub size: u64,
+    /// Root of the held tree (hex).
+    pub root: String,
+    /// Size of the newest verified checkpoint.
+    pub checkpoint_size: Option<u64>,
+    /// Sync status.
+    pub status: Option<String>,
+    /// The last sync's failure.
+    pub last_error: Option<String>,
+}
+
+/// Every replica (full, then sparse).
+///
+/// # Errors
+/// Storage errors or a damaged record.
+pub fn replicas(ledger: &Ledger) -> Result<Vec<ReplicaView>, onoal_engine::replica::ReplicaError> {
+    let mut list = Vec::new();
+    for (log, record) in replica_records(ledger)? {
+        let head = log.head()?;
+        let size = if log.is_sparse() { log.range(0, u64::MAX)?.len() as u64 } else { head.size };
+        list.push(ReplicaView {
+            ledger_id: log.identity().ledger_id.to_string(),
+            kind: if log.is_sparse() { "sparse" } else { "full" }.to_owned(),
+            oid: log.identity().oid.as_str().to_owned(),
+            size,
+            root: head.root.to_hex(),
+            checkpoint_size: record.as_ref().map(|r| r.checkpoint_size),
+            status: record.as_ref().map(|r| r.status.as_str().to_owned()),
+            last_error: record.and_then(|r| r.last_error),
+        });
+    }
+    Ok(list)
+}
+
+fn replica_records(
+    ledger: &Ledger,
+) -> Result<Vec<(Log, Option<SyncRecord>)>, onoal_engine::replica::ReplicaError> {
+    let mut out = Vec::new();
+    for log in ledger.replicas().into_iter().chain(ledger.sparse_replicas()) {
+        let id = log.identity().ledger_id;
+        let record = if log.is_sparse() {
+            ledger.sparse_sync_record(&id)?
+        } else {
+            ledger.sync_record(&id)?
+        };
+        out.push((log, record));
+    }
+    Ok(out)
+}
+
+/// The consistency proof that a fork's two checkpoints disagree.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct ForkProofView {
+    /// The smaller size.
+    pub old_size: u64,
+    /// The larger tree's root at the smaller size (hex).
+    pub old_root: String,
+    /// The larger size.
+    pub new_size: u64,
+    /// RFC 9162 consistency proof (hex).
+    pub consistency: Vec<String>,
+}
+
+/// A fork: two validly signed checkpoints of one ledger that disagree.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct ForkView {
+    /// The forked ledger.
+    pub ledger_id: String,
+    /// Why the checkpoints conflict.
+    pub reason: String,
+    /// When it was found (ms since the epoch).
+    pub detected_ms: u64,
+    /// The checkpoint held (C2SP note).
+    pub held_checkpoint: String,
+    /// The conflicting one received (C2SP note).
+    pub received_checkpoint: String,
+    /// Proof, when the sizes differ.
+    pub proof: Option<ForkProofView>,
+}
+
+impl ForkView {
+    fn new(id: String, f: ForkEvidence) -> Self {
+        Self {
+            ledger_id: id,
+            reason: f.reason,
+            detected_ms: f.detected_ms,
+            held_checkpoint: f.held,
+            received_checkpoint: f.received,
+            proof: f.proof.map(|p| ForkProofView {
+                old_size: p.old_size,
+                old_root: p.old_root.to_hex(),
+                new_size: p.new_size,
+                consistency: p.consistency.iter().map(|h| h.to_hex()).collect(),
+            }),
+        }
+    }
+}
+
+/// Every fork found while syncing.
+///
+/// # Errors
+/// Storage errors or a damaged record.
+pub fn forks(ledger: &Ledger) -> Result<Vec<ForkView>, onoal_engine::replica::ReplicaError> {
+    Ok(replica_records(ledger)?
+        .into_iter()
+        .filter_map(|(log, record)| {
+            let fork = record?.fork?;
+            Some(ForkView::new(log.identity().ledger_id.to_string(), fork))
+        })
+        .collect())
+}
+
+/// What one sync did.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct SyncSummaryView {
+    /// The replicated ledger.
+    pub ledger_id: String,
+    /// Entries held before.
+    pub from_size: u64,
+    /// Entries held after.
+    pub to_size: u64,
+    /// Size of the newest verified checkpoint.
+    pub checkpoint_size: u64,
+    /// Entries received and committed.
+    pub entries: u64,
+    /// Leaf bytes received.
+    pub bytes: u64,
+    /// Wall time.
+    pub seconds: f64,
+    /// True: everything written was verified against the signed checkpoint.
+    pub verified: bool,
+}
+
+impl From<&SyncSummary> for SyncSummaryView {
+    fn from(s: &SyncSummary) -> Self {
+        Self {
+            ledger_id: s.ledger_id.to_string(),
+            from_size: s.from_size,
+            to_size: s.to_size,
+            checkpoint_size: s.checkpoint_size,
+            entries: s.entries,
+            bytes: s.bytes,
+            seconds: s.seconds,
+            verified: s.verified,
+        }
+    }
+}

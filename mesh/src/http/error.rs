@@ -1,0 +1,156 @@
+//! Every 4xx/5xx of the API is one JSON object: `{"error": message, "kind": stable name,
+//! "hint": what to do}`.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use onoal_engine::ReadError;
+use onoal_engine::replica::ReplicaError;
+
+use crate::control::ControlError;
+use crate::net::SyncError;
+use crate::peer::PeerError;
+
+/// The body of every error answer.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct ErrorBody {
+    /// What went wrong.
+    pub error: String,
+    /// A stable name for the class of error (`not_found`, `bad_request`, `peer`, ...).
+    pub kind: String,
+    /// What to do about it, when there is something to say.
+    pub hint: Option<String>,
+}
+
+/// An error answer.
+#[derive(Debug)]
+pub(crate) struct ApiError {
+    pub(crate) status: StatusCode,
+    pub(crate) kind: &'static str,
+    pub(crate) message: String,
+    pub(crate) hint: Option<String>,
+}
+
+impl ApiError {
+    pub(crate) fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Self {
+        Self { status, kind, message: message.into(), hint: None }
+    }
+
+    pub(crate) fn hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+
+    pub(crate) fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+
+    pub(crate) fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    pub(crate) fn internal(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
+    }
+
+    /// A route whose feature comes with a later piece of work.
+    pub(crate) fn not_implemented(what: &str, issue: &str) -> Self {
+        Self::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "not_implemented",
+            format!("{what} is not built yet"),
+        )
+        .hint(format!("it comes with {issue}; see docs/design/control.md"))
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = ErrorBody { error: self.message, kind: self.kind.to_owned(), hint: self.hint };
+        (self.status, Json(body)).into_response()
+    }
+}
+
+impl From<ReadError> for ApiError {
+    fn from(e: ReadError) -> Self {
+        let message = e.to_string();
+        match e {
+            ReadError::OutOfRange { .. }
+            | ReadError::NoCheckpoint(_)
+            | ReadError::NotHeld { .. } => Self::not_found(message),
+            ReadError::BadCursor(_) => {
+                Self::bad_request(message).hint("pass the next_cursor of a previous page")
+            }
+            ReadError::Sparse(_) | ReadError::SparseProofSize { .. } | ReadError::Proof(_) => {
+                Self::bad_request(message)
+            }
+            ReadError::ReadOnly => Self::new(StatusCode::CONFLICT, "read_only", message),
+            _ => Self::internal(message).hint("run `onoal verify` on the node's data directory"),
+        }
+    }
+}
+
+impl From<ReplicaError> for ApiError {
+    fn from(e: ReplicaError) -> Self {
+        Self::internal(e.to_string())
+    }
+}
+
+impl From<PeerError> for ApiError {
+    fn from(e: PeerError) -> Self {
+        Self::internal(e.to_string())
+    }
+}
+
+impl From<SyncError> for ApiError {
+    fn from(e: SyncError) -> Self {
+        let message = e.to_string();
+        match e {
+            SyncError::NotPinned(_) | SyncError::UnknownSource(_) => {
+                Self::new(StatusCode::NOT_FOUND, "not_pinned", message)
+                    .hint("pin the peer first: POST /mesh/connect")
+            }
+            SyncError::NoAddress(_) => {
+                Self::bad_request(message).hint("pass \"from\": \"HOST:PORT\"")
+            }
+            SyncError::TimedOut { .. } => {
+                Self::new(StatusCode::GATEWAY_TIMEOUT, "timeout", message)
+            }
+            SyncError::Connect { .. } | SyncError::Refused { .. } => {
+                Self::new(StatusCode::BAD_GATEWAY, "peer_unreachable", message)
+            }
+            SyncError::KeyMismatch { .. } | SyncError::PeerMisbehaved { .. } => {
+                Self::new(StatusCode::BAD_GATEWAY, "peer_misbehaved", message)
+            }
+            SyncError::Replica(ReplicaError::Fork { .. }) => {
+                Self::new(StatusCode::CONFLICT, "fork", message)
+                    .hint("GET /ledger/forks shows the evidence")
+            }
+            _ => Self::internal(message),
+        }
+    }
+}
+
+impl From<ControlError> for ApiError {
+    fn from(e: ControlError) -> Self {
+        match e {
+            ControlError::NotPinned(_) => {
+                Self::new(StatusCode::NOT_FOUND, "not_pinned", e.to_string())
+                    .hint("pin the peer first: POST /mesh/connect")
+            }
+            ControlError::AlreadyFollowing(_) => {
+                Self::new(StatusCode::CONFLICT, "already_following", e.to_string())
+            }
+            ControlError::Peer(e) => e.into(),
+            ControlError::Sync(e) => e.into(),
+            ControlError::Append(e) => match e {
+                onoal_engine::AppendError::Invalid { .. } => Self::bad_request(e.to_string()),
+                _ => Self::internal(e.to_string()),
+            },
+            other => Self::internal(other.to_string()),
+        }
+    }
+}

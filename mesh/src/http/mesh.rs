@@ -1,0 +1,343 @@
+//! `/mesh/...`: the seed's routes. Peers, connect (pin), disconnect (unpin), topology, sync
+//! and follows work now; `/mesh/query` and `/mesh/trust` answer 501 until routing and trust
+//! are built.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use onoal_engine::Filter;
+
+use super::error::{ApiError, ErrorBody};
+use super::ledger::parse_ledger_id;
+use super::{AppState, blocking};
+use crate::control::FollowView;
+use crate::control::views::{PeerView, SyncSummaryView};
+use crate::net::SyncMode;
+
+/// Pinned peers.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct PeerList {
+    /// By ledger id.
+    pub peers: Vec<PeerView>,
+}
+
+/// Pinned peers with what is known of them.
+#[utoipa::path(get, path = "/mesh/peers", tag = "mesh", responses((status = 200, body = PeerList)))]
+pub(crate) async fn peers(State(state): State<AppState>) -> Result<Json<PeerList>, ApiError> {
+    let peers = state.control.node().peers().clone();
+    let list = blocking(move || Ok(peers.list()?)).await?;
+    Ok(Json(PeerList { peers: list.iter().map(PeerView::from).collect() }))
+}
+
+/// Pin a peer.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectRequest {
+    /// Its ledger id.
+    pub ledger_id: String,
+    /// Its Ed25519 public key, hex.
+    pub public_key: String,
+    /// HOST:PORT where it serves (optional: a peer that only reads from us has none).
+    pub address: Option<String>,
+    /// Also follow it (sync now and whenever it signs a newer checkpoint).
+    #[serde(default)]
+    pub follow: bool,
+}
+
+pub(crate) fn parse_key(hex_key: &str) -> Result<[u8; 32], ApiError> {
+    let key: [u8; 32] =
+        hex::decode(hex_key).ok().and_then(|b| b.try_into().ok()).ok_or_else(|| {
+            ApiError::bad_request("public_key must be 32 bytes of hex (64 characters)")
+        })?;
+    if key == [0; 32] || ed25519_dalek::VerifyingKey::from_bytes(&key).map_or(true, |k| k.is_weak())
+    {
+        return Err(ApiError::bad_request("public_key is not a usable Ed25519 public key")
+            .hint("copy the key `onoal init` or `onoal serve` printed"));
+    }
+    Ok(key)
+}
+
+/// Pins a peer's key (and address); the running node serves it at once.
+#[utoipa::path(post, path = "/mesh/connect", tag = "mesh", request_body = ConnectRequest,
+    responses((status = 200, body = PeerView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub(crate) async fn connect(
+    State(state): State<AppState>,
+    Json(r): Json<ConnectRequest>,
+) -> Result<Json<PeerView>, ApiError> {
+    let id = parse_ledger_id(&r.ledger_id)?;
+    let key = parse_key(&r.public_key)?;
+    if id == state.control.node().ledger().identity().ledger_id {
+        return Err(ApiError::bad_request(format!("{id} is this ledger; pin other ledgers")));
+    }
+    if let Some(a) = &r.address
+        && !a.contains(':')
+    {
+        return Err(ApiError::bad_request(format!("address {a:?} is not HOST:PORT")));
+    }
+    let control = state.control.clone();
+    let address = r.address.clone();
+    let record = blocking(move || Ok(control.pin(id, key, address)?)).await?;
+    if r.follow {
+        state.control.follow(id, None)?;
+    }
+    Ok(Json(PeerView::from(&record)))
+}
+
+/// Unpin a peer.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DisconnectRequest {
+    /// Its ledger id.
+    pub ledger_id: String,
+}
+
+/// What disconnecting did.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Disconnected {
+    /// The peer.
+    pub ledger_id: String,
+    /// False: it was not pinned.
+    pub removed: bool,
+}
+
+/// Unpins a peer and stops following it (its replica stays).
+#[utoipa::path(post, path = "/mesh/disconnect", tag = "mesh", request_body = DisconnectRequest,
+    responses((status = 200, body = Disconnected), (status = 400, body = ErrorBody)))]
+pub(crate) async fn disconnect(
+    State(state): State<AppState>,
+    Json(r): Json<DisconnectRequest>,
+) -> Result<Json<Disconnected>, ApiError> {
+    let id = parse_ledger_id(&r.ledger_id)?;
+    let control = state.control.clone();
+    let removed = blocking(move || Ok(control.unpin(id)?)).await?;
+    Ok(Json(Disconnected { ledger_id: id.to_string(), removed }))
+}
+
+/// A node of the topology.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct TopologyNode {
+    /// Its ledger id.
+    pub ledger_id: String,
+    /// Its OID, when known.
+    pub oid: Option<String>,
+    /// `self` or `peer`.
+    pub role: String,
+    /// Where it is reached.
+    pub addresses: Vec<String>,
+    /// Violations recorded against it.
+    pub misbehaviour_count: u64,
+}
+
+/// An edge: `from` knows (`pinned`), follows (`follows`) or holds a replica of (`replica`) `to`.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct TopologyEdge {
+    /// From this ledger.
+    pub from: String,
+    /// To that one.
+    pub to: String,
+    /// `pinned`, `follows` or `replica`.
+    pub kind: String,
+}
+
+/// What this node sees of the mesh: itself, its peers and its replicas. Routes and trust
+/// edges join when those are built.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Topology {
+    /// Nodes.
+    pub nodes: Vec<TopologyNode>,
+    /// Edges.
+    pub edges: Vec<TopologyEdge>,
+}
+
+/// The node's view of the mesh.
+#[utoipa::path(get, path = "/mesh/topology", tag = "mesh", responses((status = 200, body = Topology)))]
+pub(crate) async fn topology(State(state): State<AppState>) -> Result<Json<Topology>, ApiError> {
+    let control = state.control.clone();
+    let topo = blocking(move || {
+        let node = control.node();
+        let me = node.ledger().identity();
+        let me_id = me.ledger_id.to_string();
+        let mut nodes = vec![TopologyNode {
+            ledger_id: me_id.clone(),
+            oid: Some(me.oid.as_str().to_owned()),
+            role: "self".into(),
+            addresses: node.local_addr().map(|a| vec![a.to_string()]).unwrap_or_default(),
+            misbehaviour_count: 0,
+        }];
+        let mut edges = Vec::new();
+        for p in node.peers().list()? {
+            let id = p.ledger_id.to_string();
+            edges.push(TopologyEdge { from: me_id.clone(), to: id.clone(), kind: "pinned".into() });
+            nodes.push(TopologyNode {
+                ledger_id: id,
+                oid: p.oid.clone(),
+                role: "peer".into(),
+                addresses: p.addresses.clone(),
+                misbehaviour_count: p.misbehaviour_count,
+            });
+        }
+        for f in control.follows() {
+            edges.push(TopologyEdge {
+                from: me_id.clone(),
+                to: f.ledger_id,
+                kind: "follows".into(),
+            });
+        }
+        let ledger = node.ledger();
+        for log in ledger.replicas().into_iter().chain(ledger.sparse_replicas()) {
+            let id = log.identity().ledger_id.to_string();
+            if !nodes.iter().any(|n| n.ledger_id == id) {
+                nodes.push(TopologyNode {
+                    ledger_id: id.clone(),
+                    oid: Some(log.identity().oid.as_str().to_owned()),
+                    role: "peer".into(),
+                    addresses: Vec::new(),
+                    misbehaviour_count: 0,
+                });
+            }
+            edges.push(TopologyEdge { from: me_id.clone(), to: id, kind: "replica".into() });
+        }
+        Ok(Topology { nodes, edges })
+    })
+    .await?;
+    Ok(Json(topo))
+}
+
+/// Cross-ledger query (comes with routing).
+#[utoipa::path(post, path = "/mesh/query", tag = "mesh",
+    responses((status = 501, description = "Comes with routing by OID", body = ErrorBody)))]
+pub(crate) async fn query() -> ApiError {
+    ApiError::not_implemented("the cross-ledger query", "routing by OID (issue 12)")
+}
+
+/// Trust (comes with the trust issue).
+#[utoipa::path(get, path = "/mesh/trust", tag = "mesh",
+    responses((status = 501, description = "Comes with trust and access control", body = ErrorBody)))]
+pub(crate) async fn trust() -> ApiError {
+    ApiError::not_implemented("trust", "trust and access control (issue 13)")
+}
+
+/// What to sync.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SyncRequest {
+    /// The ledger to replicate.
+    pub ledger_id: String,
+    /// HOST:PORT of a pinned peer that serves it (default: its pinned address).
+    pub from: Option<String>,
+    /// `full`, `incremental` (default) or `checkpoint`.
+    pub mode: Option<String>,
+    /// Keep following it (answers at once; see GET /mesh/follows).
+    #[serde(default)]
+    pub follow: bool,
+    /// Filtered sync: only entries of this stream.
+    pub stream: Option<String>,
+    /// Only entries of this type.
+    #[serde(rename = "type")]
+    #[schema(rename = "type")]
+    pub entry_type: Option<String>,
+    /// Only entries about this subject OID.
+    pub subject: Option<String>,
+    /// Only entries by this issuer OID.
+    pub issuer: Option<String>,
+    /// Only entries at or after this time (ms).
+    pub since: Option<u64>,
+    /// Only entries at or before this time (ms).
+    pub until: Option<u64>,
+}
+
+/// The answer to a sync request: a summary, or that following started.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum SyncAnswer {
+    /// What the sync did.
+    Synced(SyncSummaryView),
+    /// Following started.
+    Following(FollowView),
+}
+
+/// Syncs a replica once (verified), or starts following it.
+#[utoipa::path(post, path = "/mesh/sync", tag = "mesh", request_body = SyncRequest,
+    responses((status = 200, body = SyncAnswer), (status = 400, body = ErrorBody),
+              (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
+              (status = 502, body = ErrorBody), (status = 504, body = ErrorBody)))]
+pub(crate) async fn sync(
+    State(state): State<AppState>,
+    Json(r): Json<SyncRequest>,
+) -> Result<Json<SyncAnswer>, ApiError> {
+    let id = parse_ledger_id(&r.ledger_id)?;
+    let mode = match r.mode.as_deref() {
+        None | Some("incremental") => SyncMode::Incremental,
+        Some("full") => SyncMode::Full,
+        Some("checkpoint") => SyncMode::Checkpoint,
+        Some(m) => {
+            return Err(ApiError::bad_request(format!(
+                "mode {m:?} is not one of full, incremental, checkpoint"
+            )));
+        }
+    };
+    let filter = Filter {
+        stream: r.stream,
+        entry_type: r.entry_type,
+        subject: r.subject,
+        issuer: r.issuer,
+        since_ms: r.since,
+        until_ms: r.until,
+    };
+    if !filter.is_empty() && (r.follow || mode != SyncMode::Incremental) {
+        return Err(ApiError::bad_request(
+            "a filtered sync (stream, type, ...) takes neither follow nor mode",
+        ));
+    }
+    if r.follow {
+        if mode != SyncMode::Incremental {
+            return Err(ApiError::bad_request("follow takes no mode"));
+        }
+        state.control.follow(id, r.from)?;
+        let view = state
+            .control
+            .follows()
+            .into_iter()
+            .find(|f| f.ledger_id == id.to_string())
+            .ok_or_else(|| ApiError::internal("the follow stopped at once"))?;
+        return Ok(Json(SyncAnswer::Following(view)));
+    }
+    let summary = state.control.sync(id, r.from.as_deref(), mode, &filter).await?;
+    Ok(Json(SyncAnswer::Synced(SyncSummaryView::from(&summary))))
+}
+
+/// Followed ledgers.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct FollowList {
+    /// By ledger id.
+    pub follows: Vec<FollowView>,
+}
+
+/// Ledgers this node follows and how their syncs went.
+#[utoipa::path(get, path = "/mesh/follows", tag = "mesh", responses((status = 200, body = FollowList)))]
+pub(crate) async fn follows(State(state): State<AppState>) -> Json<FollowList> {
+    Json(FollowList { follows: state.control.follows() })
+}
+
+/// What unfollowing did.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Unfollowed {
+    /// The ledger.
+    pub ledger_id: String,
+    /// False: it was not followed.
+    pub stopped: bool,
+}
+
+/// Stops following a ledger (its replica stays).
+#[utoipa::path(delete, path = "/mesh/follows/{ledger_id}", tag = "mesh",
+    params(("ledger_id" = String, Path, description = "The followed ledger")),
+    responses((status = 200, body = Unfollowed), (status = 400, body = ErrorBody)))]
+pub(crate) async fn unfollow(
+    State(state): State<AppState>,
+    Path(ledger_id): Path<String>,
+) -> Result<Json<Unfollowed>, ApiError> {
+    let id = parse_ledger_id(&ledger_id)?;
+    Ok(Json(Unfollowed { ledger_id: id.to_string(), stopped: state.control.unfollow(id) }))
+}

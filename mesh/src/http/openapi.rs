@@ -1,0 +1,47 @@
+//! The OpenAPI document of the API (`GET /openapi.json`), generated from the handlers.
+
+use utoipa::OpenApi;
+
+use super::{ledger, mesh, tlog, watch};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Onoal node API", description = "Drive and observe a running onoal node: its ledger, its replicas, its peers, its C2SP tlog-tiles."),
+    paths(
+        super::health, super::metrics, super::status,
+        ledger::append, ledger::query, ledger::get_entry, ledger::latest_checkpoint,
+        ledger::sign_checkpoint, ledger::checkpoint_sizes, ledger::checkpoint_at,
+        ledger::inclusion, ledger::consistency, ledger::start_verify, ledger::verify_job,
+        ledger::replicas, ledger::forks, ledger::drop_fork, watch::watch,
+        mesh::peers, mesh::connect, mesh::disconnect, mesh::topology, mesh::query, mesh::sync,
+        mesh::follows, mesh::unfollow, mesh::trust,
+        tlog::checkpoint, tlog::tile,
+    ),
+    modifiers(&BearerAuth),
+    tags((name = "node", description = "Health, metrics, status"),
+         (name = "ledger", description = "The own log and replicas"),
+         (name = "mesh", description = "Peers, sync, topology (the seed's /mesh routes)"),
+         (name = "tlog", description = "C2SP tlog-tiles read API")),
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{
+            HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
+        };
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+        openapi.security = Some(vec![SecurityRequirement::new("bearer", Vec::<String>::new())]);
+    }
+}
+
+/// The OpenAPI 3.1 document as JSON.
+pub fn openapi_json() -> String {
+    ApiDoc::openapi().to_json().unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+}

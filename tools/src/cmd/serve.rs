@@ -1,0 +1,238 @@
+//! `onoal serve`: the node daemon. QUIC for peers, the HTTP API and dashboard for operators,
+//! follow tasks, `node.json` for the CLI, and its settings from flags over a TOML file.
+
+use std::io::Write as _;
+use std::net::{SocketAddr, ToSocketAddrs as _};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context as _, Result, anyhow, bail};
+use onoal_engine::identity::{SecretKey, key_path};
+use onoal_engine::{Ledger, LedgerId};
+use onoal_mesh::control::Control;
+use onoal_mesh::http::{DEFAULT_HTTP_ADDR, HttpConfig, HttpServer};
+use onoal_mesh::{Node, NodeConfig};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::cli::{Cli, DurabilityArg, ServeArgs};
+use crate::client::{NodeFile, node_file_path};
+use crate::cmd::mesh::{open_for_mesh, parse_peer_spec, runtime, shutdown_signal};
+use crate::output::print;
+
+const DEFAULT_LISTEN: &str = "127.0.0.1:7400";
+
+/// The serve settings a TOML file may hold (the flags' names with `_`). Unknown keys are
+/// errors naming the key.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ServeConfig {
+    listen: Option<String>,
+    http: Option<String>,
+    no_http: Option<bool>,
+    http_token_file: Option<PathBuf>,
+    http_tls_cert: Option<PathBuf>,
+    http_tls_key: Option<PathBuf>,
+    allow_insecure_key: Option<bool>,
+    follow: Option<Vec<String>>,
+    durability: Option<DurabilityArg>,
+}
+
+/// The file's settings with the flags laid over them, defaults filled in.
+pub(crate) fn effective(cli: &Cli, args: &ServeArgs) -> Result<ServeConfig> {
+    let file: ServeConfig = match &args.config {
+        None => ServeConfig::default(),
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the config file {}", path.display()))?;
+            toml::from_str(&text)
+                .map_err(|e| anyhow!("config file {}: {}", path.display(), e.message()))?
+        }
+    };
+    let over = |flag: Option<String>, file: Option<String>, default: &str| {
+        Some(flag.or(file).unwrap_or_else(|| default.to_owned()))
+    };
+    let mut follow = file.follow.unwrap_or_default();
+    follow.extend(args.follow.iter().cloned());
+    Ok(ServeConfig {
+        listen: over(args.listen.clone(), file.listen, DEFAULT_LISTEN),
+        http: over(args.http.clone(), file.http, DEFAULT_HTTP_ADDR),
+        no_http: Some(args.no_http || file.no_http.unwrap_or(false)),
+        http_token_file: args.http_token_file.clone().or(file.http_token_file),
+        http_tls_cert: args.http_tls_cert.clone().or(file.http_tls_cert),
+        http_tls_key: args.http_tls_key.clone().or(file.http_tls_key),
+        allow_insecure_key: Some(
+            args.allow_insecure_key || file.allow_insecure_key.unwrap_or(false),
+        ),
+        follow: Some(follow),
+        durability: Some(cli.durability.or(file.durability).unwrap_or(DurabilityArg::Sync)),
+    })
+}
+
+/// `HOST:PORT` (a name is resolved) or `IP:PORT`.
+fn resolve(flag: &str, addr: &str) -> Result<SocketAddr> {
+    if let Ok(a) = addr.parse() {
+        return Ok(a);
+    }
+    addr.to_socket_addrs()
+        .map_err(|e| anyhow!("{flag} {addr:?} is not HOST:PORT ({e})"))?
+        .next()
+        .ok_or_else(|| anyhow!("{flag} {addr:?} resolves to no address"))
+}
+
+/// Reads the token file, creating it (mode 0600, 256 random bits in hex) when missing.
+fn token(path: &Path) -> Result<String> {
+    match std::fs::read_to_string(path) {
+        Ok(t) => return Ok(t.trim().to_owned()),
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(e)
+                .with_context(|| format!("cannot read the token file {}", path.display()));
+        }
+        Err(_) => {}
+    }
+    let token = format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    let mut f = options
+        .open(path)
+        .with_context(|| format!("cannot create the token file {}", path.display()))?;
+    writeln!(f, "{token}").with_context(|| format!("cannot write {}", path.display()))?;
+    eprintln!("created the HTTP token file {} (mode 0600)", path.display());
+    Ok(token)
+}
+
+/// Removes `node.json` when the node stops, however it stops.
+struct NodeFileGuard(PathBuf);
+
+impl Drop for NodeFileGuard {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+pub(crate) fn run(cli: &Cli, args: &ServeArgs) -> Result<ExitCode> {
+    let config = effective(cli, args)?;
+    if args.print_config {
+        print!("{}", toml::to_string(&config).context("cannot print the config")?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let follows: Vec<(LedgerId, String)> =
+        config.follow.iter().flatten().map(|p| parse_peer_spec(p)).collect::<Result<_>>()?;
+    if let Some(mode) = crate::cmd::ledger::key_file_exposed(cli)? {
+        let path = key_path(&cli.data);
+        if config.allow_insecure_key != Some(true) {
+            bail!(
+                "key file {} is readable by other users (mode {mode:o}); a node signs with it and proves its identity with it: run `chmod 600 {}`, or pass --allow-insecure-key",
+                path.display(),
+                path.display()
+            );
+        }
+    }
+    let listen = config.listen.clone().unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
+    let quic_addr = resolve("--listen", &listen)?;
+    let http = match (config.no_http, &config.http) {
+        (Some(true), _) | (_, None) => None,
+        (_, Some(addr)) => {
+            let mut h = HttpConfig::new(resolve("--http", addr)?);
+            h.tls = config.http_tls_cert.clone().zip(config.http_tls_key.clone());
+            h.token = match &config.http_token_file {
+                Some(p) => Some(token(p)?),
+                None => None,
+            };
+            h.check().map_err(|e| anyhow!(e))?;
+            Some(h)
+        }
+    };
+    let durability = config.durability.unwrap_or(DurabilityArg::Sync).into();
+    let ledger = open_for_mesh(cli, "serve", durability)?;
+    let rt = runtime()?;
+    rt.block_on(async {
+        let node = bind(cli, ledger, quic_addr)?;
+        let control = Control::new(node.clone());
+        for (id, addr) in &follows {
+            let record = node.peers().get(id)?.ok_or_else(|| {
+                anyhow!(
+                    "--follow {id}@{addr}: pin its key first: onoal peer add {id}@{addr} --key HEX"
+                )
+            })?;
+            node.peers().pin(*id, record.public_key, Some(addr.clone()))?;
+        }
+        let server = node.serve();
+        let http_server = match http.clone() {
+            None => None,
+            Some(h) => Some(HttpServer::start(control.clone(), h).await.map_err(|e| anyhow!(e))?),
+        };
+        let addr = node.local_addr()?;
+        let http_addr = http_server.as_ref().map(HttpServer::local_addr);
+        let tls = http.as_ref().is_some_and(|h| h.tls.is_some());
+        let file = NodeFile {
+            pid: std::process::id(),
+            ledger_id: node.ledger().identity().ledger_id.to_string(),
+            quic_addr: addr.to_string(),
+            http_addr: http_addr.map(|a| a.to_string()),
+            token_file: config.http_token_file.as_ref().map(|p| absolute(p)),
+            tls_cert: if tls { config.http_tls_cert.as_ref().map(|p| absolute(p)) } else { None },
+        };
+        file.write(&cli.data)?;
+        let _guard = NodeFileGuard(node_file_path(&cli.data));
+        for (id, addr) in follows {
+            control.follow(id, Some(addr))?;
+        }
+        let id = node.ledger().identity().clone();
+        let dashboard = http_addr.map(|a| format!("{}://{a}/", if tls { "https" } else { "http" }));
+        let v = json!({
+            "ledger_id": id.ledger_id.to_string(),
+            "oid": id.oid.as_str(),
+            "public_key": hex::encode(id.public_key.as_bytes()),
+            "addr": addr.to_string(),
+            "http_addr": http_addr.map(|a| a.to_string()),
+            "dashboard": dashboard,
+        });
+        print(cli, v, || {
+            let mut s = format!(
+                "serving ledger {} ({})\npublic key {}\nQUIC on {addr}",
+                id.ledger_id,
+                id.oid,
+                hex::encode(id.public_key.as_bytes())
+            );
+            match &dashboard {
+                Some(d) => s.push_str(&format!("\nHTTP API and dashboard on {d}")),
+                None => s.push_str("\nno HTTP API (--no-http)"),
+            }
+            s
+        });
+        let _ = std::io::stdout().flush();
+        shutdown_signal().await;
+        control.shutdown();
+        if let Some(h) = &http_server {
+            h.stop();
+        }
+        node.close().await;
+        server.abort();
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+fn absolute(p: &Path) -> PathBuf {
+    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
+}
+
+fn bind(cli: &Cli, ledger: Ledger, addr: SocketAddr) -> Result<Node> {
+    let key = SecretKey::read_file(&key_path(&cli.data))?;
+    Node::bind(Arc::new(ledger), key, addr, NodeConfig::default()).map_err(|e| {
+        let text = e.to_string();
+        if text.contains("in use") {
+            anyhow!(
+                "{text}; pass --listen 127.0.0.1:0 for any free port, or is a node already running?"
+            )
+        } else {
+            e.into()
+        }
+    })
+}
