@@ -7,6 +7,7 @@ mod damage;
 mod disk_full;
 mod faults;
 mod forks;
+mod http;
 mod ledger_ops;
 mod limits;
 mod malicious;
