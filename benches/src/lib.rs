@@ -18,7 +18,9 @@ use serde_json::{Value, json};
 /// Any error of a workload, as text for the CLI.
 pub type BenchResult<T> = Result<T, String>;
 
+mod http;
 mod sync;
+pub use http::http;
 pub use sync::sync;
 
 fn err(e: impl std::fmt::Display) -> String {
@@ -91,7 +93,7 @@ pub(crate) fn bench_entry(i: u64, payload: &[u8]) -> NewEntry {
     )
 }
 
-fn payloads(n: usize, size: usize, seed: u64) -> Vec<Vec<u8>> {
+pub(crate) fn payloads(n: usize, size: usize, seed: u64) -> Vec<Vec<u8>> {
     let mut rng = Rng::new(seed);
     (0..n)
         .map(|_| {

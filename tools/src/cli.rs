@@ -132,6 +132,10 @@ pub(crate) enum Command {
         /// Entries each ledger appends.
         #[arg(long, default_value_t = 100_000)]
         entries: u64,
+        /// Keep the nodes running afterwards (until Ctrl-C) and the ledgers on disk, with the
+        /// commands and dashboards to explore them.
+        #[arg(long)]
+        keep: bool,
     },
     /// Run the node: serve the own log and replicas to pinned peers over QUIC, serve the HTTP
     /// API and dashboard, and follow the ledgers given with --follow, until SIGINT/SIGTERM.
@@ -376,6 +380,17 @@ pub(crate) enum BenchCommand {
     Sync {
         #[arg(long, default_value_t = 1_000_000)]
         entries: u64,
+    },
+    /// Batched appends through the node's HTTP API vs direct engine appends (same run).
+    Http {
+        #[arg(long, default_value_t = 200_000)]
+        entries: u64,
+        /// Payload bytes per entry.
+        #[arg(long, default_value_t = 256)]
+        payload: usize,
+        /// Entries per request (and per direct group).
+        #[arg(long, default_value_t = 1000)]
+        batch: usize,
     },
     /// Reopen time vs a raw RocksDB open of the same directory.
     Open {

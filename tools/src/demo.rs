@@ -50,6 +50,32 @@ fn json_of(cmd: &mut Command) -> Result<Value> {
     serde_json::from_slice(&out.stdout).context("onoal printed no JSON")
 }
 
+/// Starts every member's node: QUIC on its port, HTTP on a free port, following the others.
+fn start_nodes(members: &[Member], say: &dyn Fn(String)) -> Result<Nodes> {
+    let mut nodes = Nodes(Vec::new());
+    for m in members {
+        let mut cmd = onoal(&m.dir)?;
+        cmd.args(["serve", "--json", "--listen", &format!("127.0.0.1:{}", m.port)]);
+        cmd.args(["--http", "127.0.0.1:0"]);
+        for o in members.iter().filter(|o| o.id != m.id) {
+            cmd.args(["--follow", &format!("{}@127.0.0.1:{}", o.id, o.port)]);
+        }
+        let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn()?;
+        let mut line = String::new();
+        BufReader::new(child.stdout.as_mut().context("no stdout")?).read_line(&mut line)?;
+        nodes.0.push(child);
+        let v: Value = serde_json::from_str(&line)
+            .map_err(|_| anyhow!("{} did not start: {line:?}", m.name))?;
+        say(format!(
+            "  {:<5} serving on QUIC {}, dashboard {}",
+            m.name,
+            v["addr"].as_str().unwrap_or("?"),
+            v["dashboard"].as_str().unwrap_or("none")
+        ));
+    }
+    Ok(nodes)
+}
+
 fn free_port() -> Result<u16> {
     Ok(std::net::UdpSocket::bind("127.0.0.1:0")?.local_addr()?.port())
 }
@@ -67,7 +93,7 @@ fn terminate(child: &mut Child) {
     let _ = child.wait();
 }
 
-pub(crate) fn run(entries: u64, json_out: bool) -> Result<()> {
+pub(crate) fn run(entries: u64, json_out: bool, keep: bool) -> Result<()> {
     let tmp = tempfile::Builder::new().prefix("onoal-demo-").tempdir()?;
     let say = |s: String| {
         if !json_out {
@@ -137,27 +163,7 @@ pub(crate) fn run(entries: u64, json_out: bool) -> Result<()> {
         }
     }
     let sync_started = Instant::now();
-    let mut nodes = Nodes(Vec::new());
-    for m in &members {
-        let mut cmd = onoal(&m.dir)?;
-        cmd.args(["serve", "--json", "--listen", &format!("127.0.0.1:{}", m.port)]);
-        cmd.args(["--http", "127.0.0.1:0"]);
-        for o in members.iter().filter(|o| o.id != m.id) {
-            cmd.args(["--follow", &format!("{}@127.0.0.1:{}", o.id, o.port)]);
-        }
-        let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn()?;
-        let mut line = String::new();
-        BufReader::new(child.stdout.as_mut().context("no stdout")?).read_line(&mut line)?;
-        nodes.0.push(child);
-        let v: Value = serde_json::from_str(&line)
-            .map_err(|_| anyhow!("{} did not start: {line:?}", m.name))?;
-        say(format!(
-            "  {:<5} serving on QUIC {}, dashboard {}",
-            m.name,
-            v["addr"].as_str().unwrap_or("?"),
-            v["dashboard"].as_str().unwrap_or("none")
-        ));
-    }
+    let mut nodes = start_nodes(&members, &say)?;
     // Wait until every node holds both other logs in full.
     let deadline = Instant::now() + Duration::from_secs(600);
     loop {
@@ -244,5 +250,31 @@ pub(crate) fn run(entries: u64, json_out: bool) -> Result<()> {
     } else {
         println!("demo done in {total_s:.1} s");
     }
+    if keep {
+        keep_up(tmp, &members)?;
+    }
     Ok(())
+}
+
+/// `--keep`: the nodes run again (and keep following each other) until Ctrl-C; the ledgers
+/// stay on disk with the commands to explore them.
+fn keep_up(tmp: tempfile::TempDir, members: &[Member]) -> Result<()> {
+    let dir = tmp.keep();
+    eprintln!("\nthe nodes run again until Ctrl-C; the ledgers stay in {}", dir.display());
+    let say = |s: String| eprintln!("{s}");
+    let mut nodes = start_nodes(members, &say)?;
+    let m = &members[0];
+    let data = m.dir.display();
+    eprintln!(
+        "\nexplore (any ledger; alpha shown):\n  onoal --data {data} status\n  onoal --data {data} watch\n  onoal --data {data} append --stream orders --type demo.event --payload hello\n  onoal --data {data} replicas\n  onoal --data {data} query --stream orders --limit 3\n  curl -s http://HTTP_ADDR/openapi.json   (HTTP_ADDR: the dashboard's address above)"
+    );
+    // Ctrl-C reaches the whole process group: the nodes stop cleanly with this process.
+    loop {
+        for c in &mut nodes.0 {
+            if let Ok(Some(status)) = c.try_wait() {
+                bail!("a node stopped ({status}); the ledgers stay in {}", dir.display());
+            }
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
 }

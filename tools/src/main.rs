@@ -54,7 +54,7 @@ fn run(cli: &Cli) -> Result<ExitCode> {
         Command::Prove { what } => cmd::ledger::prove(cli, what)?,
         Command::Verify => return cmd::verify::run(cli),
         Command::Bench { what } => cmd::bench::run(cli, what)?,
-        Command::Demo { entries } => demo::run(*entries, cli.json)?,
+        Command::Demo { entries, keep } => demo::run(*entries, cli.json, *keep)?,
         Command::Serve(args) => return cmd::serve::run(cli, args),
         Command::Status => cmd::node::status(cli)?,
         Command::Watch { stream, from } => cmd::node::watch(cli, stream.as_deref(), *from)?,

@@ -702,3 +702,30 @@ fn the_tile_api_serves_a_log_standard_clients_can_verify() {
     serve_b.stop();
     serve_a.stop();
 }
+
+#[test]
+fn serve_settings_come_from_a_toml_file_under_the_flags() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("a");
+    init(&dir, "oid:onoal:test:a");
+    let config = tmp.path().join("onoal.toml");
+    std::fs::write(&config, "listen = \"127.0.0.1:7555\"\nhttp = \"127.0.0.1:7556\"\nfollow = [\"00000000-0000-4000-8000-000000000001@127.0.0.1:1\"]\ndurability = \"buffered\"\n").unwrap();
+    let out = run(onoal(&dir)
+        .args(["serve", "--print-config", "--http", "127.0.0.1:0"])
+        .arg("--config")
+        .arg(&config));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("listen = \"127.0.0.1:7555\""), "the file's value: {text}");
+    assert!(text.contains("http = \"127.0.0.1:0\""), "the flag overrides the file: {text}");
+    assert!(text.contains("durability = \"buffered\""), "{text}");
+    assert!(text.contains("00000000-0000-4000-8000-000000000001@127.0.0.1:1"), "{text}");
+    std::fs::write(&config, "listen = \"127.0.0.1:7555\"\nhttp_port = 1\n").unwrap();
+    let err = run_fail(onoal(&dir).args(["serve"]).arg("--config").arg(&config));
+    assert!(err.contains("http_port"), "an unknown key is named: {err}");
+    // Completions and the man page.
+    let bash = String::from_utf8(run(onoal(&dir).args(["completions", "bash"])).stdout).unwrap();
+    assert!(bash.contains("onoal") && bash.contains("serve"), "{bash}");
+    let man = String::from_utf8(run(onoal(&dir).args(["man"])).stdout).unwrap();
+    assert!(man.contains(".TH") && man.contains("onoal"), "{man}");
+}

@@ -4,6 +4,7 @@ mod append;
 mod cli;
 mod crash;
 mod damage;
+mod dashboard;
 mod disk_full;
 mod faults;
 mod forks;
