@@ -18,9 +18,9 @@ use serde_json::{Value, json};
 /// Any error of a workload, as text for the CLI.
 pub type BenchResult<T> = Result<T, String>;
 
-mod http;
+mod api;
 mod sync;
-pub use http::http;
+pub use api::{grpc, http};
 pub use sync::sync;
 
 fn err(e: impl std::fmt::Display) -> String {

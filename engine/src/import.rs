@@ -35,12 +35,25 @@ impl EntryInput {
     ///
     /// # Errors
     /// [`ImportLineError`] for anything that is not a valid entry. Never panics.
-    pub fn into_entry(self, max_payload: usize) -> Result<NewEntry, ImportLineError> {
-        let payload = match (self.payload, self.payload_b64) {
+    pub fn into_entry(mut self, max_payload: usize) -> Result<NewEntry, ImportLineError> {
+        let payload = match (self.payload.take(), self.payload_b64.take()) {
             (Some(p), None) => p.into_bytes(),
             (None, Some(b)) => B64.decode(b).map_err(|e| ImportLineError::Base64(e.to_string()))?,
             _ => return Err(ImportLineError::Payload),
         };
+        self.into_entry_with_payload(payload, max_payload)
+    }
+
+    /// Checks every field but the payload fields (ignored) and builds the entry with `payload`
+    /// (for APIs that carry bytes, such as gRPC).
+    ///
+    /// # Errors
+    /// [`ImportLineError::Invalid`] for a bad name, OID or a payload over `max_payload`.
+    pub fn into_entry_with_payload(
+        self,
+        payload: Vec<u8>,
+        max_payload: usize,
+    ) -> Result<NewEntry, ImportLineError> {
         let mut e = NewEntry::new(
             Name::stream(&self.stream)?,
             Name::entry_type(&self.entry_type)?,

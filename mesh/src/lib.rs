@@ -42,6 +42,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 pub mod control;
+pub mod grpc;
 pub mod http;
 pub mod id;
 pub mod net;

@@ -59,15 +59,22 @@ pub fn pin(dir: &Path, peer: &Node, port: u16) {
     ]));
 }
 
-/// A running `onoal serve`; killed on drop. `port` is where it listens (QUIC), `http` its API.
-pub struct Serve(Child, pub u16, pub std::net::SocketAddr);
+/// A running `onoal serve`; killed on drop. `port` is where it listens (QUIC), `http` its API,
+/// then what it printed when it started.
+pub struct Serve(Child, pub u16, pub std::net::SocketAddr, pub Value);
 
 impl Serve {
     /// Starts `onoal serve` on `port` (0: any free port, read back from its output).
     pub fn start(dir: &Path, port: u16, follow: &[String]) -> Self {
+        Self::start_with(dir, port, follow, &[])
+    }
+
+    /// As [`Self::start`], with more `serve` arguments.
+    pub fn start_with(dir: &Path, port: u16, follow: &[String], extra: &[&str]) -> Self {
         let mut cmd = onoal(dir);
         cmd.args(["serve", "--json", "--listen", &format!("127.0.0.1:{port}")]);
         cmd.args(["--http", "127.0.0.1:0"]);
+        cmd.args(extra);
         for f in follow {
             cmd.args(["--follow", f]);
         }
@@ -81,7 +88,7 @@ impl Serve {
             assert_eq!(addr.port(), port);
         }
         let http: std::net::SocketAddr = v["http_addr"].as_str().unwrap().parse().unwrap();
-        Self(child, addr.port(), http)
+        Self(child, addr.port(), http, v)
     }
 
     /// The API's base URL.

@@ -281,6 +281,10 @@ pub(crate) struct ServeArgs {
     /// HTTP API and dashboard address [default: 127.0.0.1:7480]; 127.0.0.1:0 picks a free port.
     #[arg(long)]
     pub(crate) http: Option<String>,
+    /// Also serve gRPC (streaming append, get, query, prove, watch) here; off by default.
+    /// Loopback only; uses the HTTP token when one is set.
+    #[arg(long)]
+    pub(crate) grpc: Option<String>,
     /// Serve no HTTP API (writing commands cannot reach the node then).
     #[arg(long)]
     pub(crate) no_http: bool,
@@ -383,6 +387,17 @@ pub(crate) enum BenchCommand {
     },
     /// Batched appends through the node's HTTP API vs direct engine appends (same run).
     Http {
+        #[arg(long, default_value_t = 200_000)]
+        entries: u64,
+        /// Payload bytes per entry.
+        #[arg(long, default_value_t = 256)]
+        payload: usize,
+        /// Entries per request (and per direct group).
+        #[arg(long, default_value_t = 1000)]
+        batch: usize,
+    },
+    /// Batched appends over one gRPC stream vs direct engine appends (same run).
+    Grpc {
         #[arg(long, default_value_t = 200_000)]
         entries: u64,
         /// Payload bytes per entry.

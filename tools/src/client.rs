@@ -22,6 +22,9 @@ pub(crate) struct NodeFile {
     pub(crate) quic_addr: String,
     /// Absent when the node serves no HTTP (`--no-http`).
     pub(crate) http_addr: Option<String>,
+    /// The gRPC address, when served (`--grpc`).
+    #[serde(default)]
+    pub(crate) grpc_addr: Option<String>,
     /// The file holding the bearer token, when the API needs one.
     pub(crate) token_file: Option<PathBuf>,
     /// The node's TLS certificate (PEM), when the API is served over TLS.

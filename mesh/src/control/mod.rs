@@ -2,6 +2,7 @@
 //! asks (HTTP, the CLI through it). [`Control`] owns the node's follow tasks, its metrics and
 //! its event feed; [`views`] are the JSON shapes every API answers with.
 
+pub mod feed;
 pub mod metrics;
 pub mod views;
 
@@ -128,6 +129,18 @@ pub struct StatusView {
     pub follows: Vec<FollowView>,
 }
 
+/// Why [`Control::log`] found no log.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LogLookupError {
+    /// Not a ledger id.
+    #[error("{0:?} is not a ledger id (UUID)")]
+    BadId(String),
+    /// No replica of it here.
+    #[error("no replica of {0} here; sync it first")]
+    NoReplica(LedgerId),
+}
+
 /// Errors of a control request.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -220,6 +233,23 @@ impl Control {
         &self.inner.node
     }
 
+    /// The own log (no id, or this ledger's id) or the replica (full or sparse) of `id`.
+    ///
+    /// # Errors
+    /// [`LogLookupError`].
+    pub fn log(&self, id: Option<&str>) -> Result<onoal_engine::Log, LogLookupError> {
+        let ledger = self.inner.node.ledger();
+        let Some(text) = id else { return Ok(ledger.log().clone()) };
+        let id: LedgerId = text.parse().map_err(|_| LogLookupError::BadId(text.to_owned()))?;
+        if id == ledger.identity().ledger_id {
+            return Ok(ledger.log().clone());
+        }
+        ledger
+            .log_of(&id)
+            .or_else(|| ledger.sparse_replica(&id))
+            .ok_or(LogLookupError::NoReplica(id))
+    }
+
     /// A new subscriber of the feed (replica and peer events).
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.inner.events.subscribe()
@@ -247,11 +277,14 @@ impl Control {
         let receipts = tokio::task::spawn_blocking(move || ledger.submit_batch(entries)?.wait())
             .await
             .map_err(|e| ControlError::Local(format!("the append task failed: {e}")))??;
-        let elapsed = started.elapsed().as_secs_f64();
-        let per_entry = &self.inner.metrics.append_latency;
-        per_entry.observe(elapsed);
+        self.observe_append(started.elapsed());
         let size = receipts.last().map_or(0, |r| r.seq + 1);
         Ok((receipts, size.max(self.inner.node.ledger().log().durable_size())))
+    }
+
+    /// Records one API append's latency (receiving it to its receipt).
+    pub fn observe_append(&self, elapsed: std::time::Duration) {
+        self.inner.metrics.append_latency.observe(elapsed.as_secs_f64());
     }
 
     /// Pins `key` for `id` (replacing the address list's head with `address`); served at once.

@@ -21,6 +21,7 @@ use onoal_engine::{Filter, LedgerId, Log, NewEntry};
 
 use super::error::{ApiError, ErrorBody};
 use super::{AppState, blocking};
+use crate::control::LogLookupError;
 use crate::control::views::{
     self, AppendView, CheckpointView, ConsistencyProofView, EntryView, ForkView,
     InclusionProofView, QueryPageView, ReceiptView, ReplicaView,
@@ -44,15 +45,9 @@ pub(crate) fn parse_ledger_id(s: &str) -> Result<LedgerId, ApiError> {
 
 /// The own log, or the replica (full or sparse) of `id`.
 pub(crate) fn log_of(state: &AppState, id: Option<&str>) -> Result<Log, ApiError> {
-    let ledger = state.control.node().ledger();
-    let Some(id) = id else { return Ok(ledger.log().clone()) };
-    let id = parse_ledger_id(id)?;
-    if id == ledger.identity().ledger_id {
-        return Ok(ledger.log().clone());
-    }
-    ledger.log_of(&id).or_else(|| ledger.sparse_replica(&id)).ok_or_else(|| {
-        ApiError::not_found(format!("no replica of {id} here"))
-            .hint("sync it first: POST /mesh/sync")
+    state.control.log(id).map_err(|e| match e {
+        LogLookupError::BadId(_) => ApiError::bad_request(e.to_string()),
+        _ => ApiError::not_found(e.to_string()).hint("sync it first: POST /mesh/sync"),
     })
 }
 

@@ -25,9 +25,7 @@ use super::AppState;
 use super::error::{ApiError, ErrorBody};
 use super::ledger::log_of;
 use crate::control::Event;
-
-/// Entries read from the log per step.
-const READ_CHUNK: u64 = 1024;
+use crate::control::feed::LogFeed;
 
 /// Which feed.
 #[derive(Debug, Default, Deserialize, IntoParams)]
@@ -63,75 +61,30 @@ async fn send(socket: &mut WebSocket, event: &Event) -> bool {
 }
 
 async fn feed(state: AppState, log: Log, stream: Option<String>, from: u64, mut socket: WebSocket) {
-    let mut durable = state.control.node().durable_watch(&log);
+    let mut entries = LogFeed::new(&state.control, log, Some(from), stream);
     let mut events = state.control.subscribe();
-    let ledger_id = log.identity().ledger_id.to_string();
-    let mut next = from;
-    let mut checkpoint = durable.borrow().checkpoint_size;
     loop {
-        // Marked seen before reading, so a change during the reads wakes the wait below.
-        let seen = *durable.borrow_and_update();
-        // Entries first: everything durable past `next`, in chunks.
-        let size = seen.size.max(log.durable_size());
-        while next < size {
-            let end = size.min(next + READ_CHUNK);
-            let reader = log.clone();
-            let Ok(Ok(entries)) =
-                tokio::task::spawn_blocking(move || reader.range(next, end)).await
-            else {
-                return;
-            };
-            for e in &entries {
-                let c = &e.entry.content;
-                if stream.as_deref().is_some_and(|s| s != c.stream.as_str()) {
-                    continue;
-                }
-                let event = Event::Entry {
-                    ledger_id: ledger_id.clone(),
-                    seq: e.entry.seq,
-                    leaf_hash: e.leaf_hash.to_hex(),
-                    stream: c.stream.as_str().to_owned(),
-                    entry_type: c.entry_type.as_str().to_owned(),
-                    timestamp_ms: e.entry.timestamp_ms,
-                };
-                if !send(&mut socket, &event).await {
+        let event = tokio::select! {
+            e = entries.next() => match e {
+                Some(Ok(e)) => e,
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "the feed cannot read the log");
                     return;
                 }
-            }
-            next = end;
-        }
-        let now = seen.checkpoint_size;
-        if now > checkpoint {
-            checkpoint = now;
-            if let Some(size) = now
-                && !send(&mut socket, &Event::Checkpoint { ledger_id: ledger_id.clone(), size })
-                    .await
-            {
-                return;
-            }
-        }
-        tokio::select! {
-            changed = durable.changed() => {
-                if changed.is_err() {
-                    return;
-                }
-            }
-            event = events.recv() => {
-                let event = match event {
-                    Ok(e) => e,
-                    Err(RecvError::Lagged(missed)) => Event::Lagged { missed },
-                    Err(RecvError::Closed) => return,
-                };
-                if !send(&mut socket, &event).await {
-                    return;
-                }
-            }
-            message = socket.recv() => {
-                match message {
-                    None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
-                    Some(Ok(_)) => {}
-                }
-            }
+                None => return,
+            },
+            e = events.recv() => match e {
+                Ok(e) => e,
+                Err(RecvError::Lagged(missed)) => Event::Lagged { missed },
+                Err(RecvError::Closed) => return,
+            },
+            message = socket.recv() => match message {
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
+                Some(Ok(_)) => continue,
+            },
+        };
+        if !send(&mut socket, &event).await {
+            return;
         }
     }
 }

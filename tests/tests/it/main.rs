@@ -8,6 +8,7 @@ mod dashboard;
 mod disk_full;
 mod faults;
 mod forks;
+mod grpc;
 mod http;
 mod ledger_ops;
 mod limits;

@@ -20,6 +20,12 @@ pub(crate) fn run(cli: &Cli, what: &BenchCommand) -> Result<()> {
         }
         BenchCommand::Verify { entries, dir } => onoal_benches::verify(*entries, dir.as_deref()),
         BenchCommand::Sync { entries } => onoal_benches::sync((*entries).max(1)),
+        BenchCommand::Grpc { entries, payload, batch } => onoal_benches::grpc(
+            (*entries).max(1),
+            *payload,
+            (*batch).clamp(1, 100_000),
+            cli.durability(),
+        ),
         BenchCommand::Http { entries, payload, batch } => onoal_benches::http(
             (*entries).max(1),
             *payload,

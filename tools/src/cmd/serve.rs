@@ -11,6 +11,7 @@ use anyhow::{Context as _, Result, anyhow, bail};
 use onoal_engine::identity::{SecretKey, key_path};
 use onoal_engine::{Ledger, LedgerId};
 use onoal_mesh::control::Control;
+use onoal_mesh::grpc::{GrpcConfig, GrpcServer};
 use onoal_mesh::http::{DEFAULT_HTTP_ADDR, HttpConfig, HttpServer};
 use onoal_mesh::{Node, NodeConfig};
 use serde::{Deserialize, Serialize};
@@ -30,6 +31,7 @@ const DEFAULT_LISTEN: &str = "127.0.0.1:7400";
 pub(crate) struct ServeConfig {
     listen: Option<String>,
     http: Option<String>,
+    grpc: Option<String>,
     no_http: Option<bool>,
     http_token_file: Option<PathBuf>,
     http_tls_cert: Option<PathBuf>,
@@ -58,6 +60,7 @@ pub(crate) fn effective(cli: &Cli, args: &ServeArgs) -> Result<ServeConfig> {
     Ok(ServeConfig {
         listen: over(args.listen.clone(), file.listen, DEFAULT_LISTEN),
         http: over(args.http.clone(), file.http, DEFAULT_HTTP_ADDR),
+        grpc: args.grpc.clone().or(file.grpc),
         no_http: Some(args.no_http || file.no_http.unwrap_or(false)),
         http_token_file: args.http_token_file.clone().or(file.http_token_file),
         http_tls_cert: args.http_tls_cert.clone().or(file.http_tls_cert),
@@ -149,6 +152,18 @@ pub(crate) fn run(cli: &Cli, args: &ServeArgs) -> Result<ExitCode> {
             Some(h)
         }
     };
+    let grpc = match &config.grpc {
+        None => None,
+        Some(addr) => {
+            let token = match &config.http_token_file {
+                Some(p) => Some(token(p)?),
+                None => None,
+            };
+            let g = GrpcConfig { addr: resolve("--grpc", addr)?, token };
+            g.check().map_err(|e| anyhow!(e))?;
+            Some(g)
+        }
+    };
     let durability = config.durability.unwrap_or(DurabilityArg::Sync).into();
     let ledger = open_for_mesh(cli, "serve", durability)?;
     let rt = runtime()?;
@@ -168,14 +183,20 @@ pub(crate) fn run(cli: &Cli, args: &ServeArgs) -> Result<ExitCode> {
             None => None,
             Some(h) => Some(HttpServer::start(control.clone(), h).await.map_err(|e| anyhow!(e))?),
         };
+        let grpc_server = match grpc {
+            None => None,
+            Some(g) => Some(GrpcServer::start(control.clone(), g).await.map_err(|e| anyhow!(e))?),
+        };
         let addr = node.local_addr()?;
         let http_addr = http_server.as_ref().map(HttpServer::local_addr);
+        let grpc_addr = grpc_server.as_ref().map(GrpcServer::local_addr);
         let tls = http.as_ref().is_some_and(|h| h.tls.is_some());
         let file = NodeFile {
             pid: std::process::id(),
             ledger_id: node.ledger().identity().ledger_id.to_string(),
             quic_addr: addr.to_string(),
             http_addr: http_addr.map(|a| a.to_string()),
+            grpc_addr: grpc_addr.map(|a| a.to_string()),
             token_file: config.http_token_file.as_ref().map(|p| absolute(p)),
             tls_cert: if tls { config.http_tls_cert.as_ref().map(|p| absolute(p)) } else { None },
         };
@@ -192,6 +213,7 @@ pub(crate) fn run(cli: &Cli, args: &ServeArgs) -> Result<ExitCode> {
             "public_key": hex::encode(id.public_key.as_bytes()),
             "addr": addr.to_string(),
             "http_addr": http_addr.map(|a| a.to_string()),
+            "grpc_addr": grpc_addr.map(|a| a.to_string()),
             "dashboard": dashboard,
         });
         print(cli, v, || {
@@ -205,6 +227,9 @@ pub(crate) fn run(cli: &Cli, args: &ServeArgs) -> Result<ExitCode> {
                 Some(d) => s.push_str(&format!("\nHTTP API and dashboard on {d}")),
                 None => s.push_str("\nno HTTP API (--no-http)"),
             }
+            if let Some(g) = grpc_addr {
+                s.push_str(&format!("\ngRPC on {g}"));
+            }
             s
         });
         let _ = std::io::stdout().flush();
@@ -212,6 +237,9 @@ pub(crate) fn run(cli: &Cli, args: &ServeArgs) -> Result<ExitCode> {
         control.shutdown();
         if let Some(h) = &http_server {
             h.stop();
+        }
+        if let Some(g) = &grpc_server {
+            g.stop();
         }
         node.close().await;
         server.abort();

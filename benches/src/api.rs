@@ -1,9 +1,11 @@
-//! `onoal bench http`: batched appends through the node's HTTP API (a real axum server on
-//! loopback, JSON bodies, receipts after durability) next to direct engine appends of the same
-//! entries in the same run. Both sides keep `CLIENTS` batches in flight (the API: that many
-//! client threads; the engine: that many pending groups), and run twice, alternately; the
-//! better run of each counts. Request bodies are encoded before the clock starts: the figure
-//! is the node's cost (parse, validate, append, answer), not the client's JSON encoder.
+//! `onoal bench http` and `onoal bench grpc`: batched appends through the node's HTTP API (a
+//! real axum server on loopback, JSON bodies, receipts after durability) or its gRPC service
+//! (one client stream of groups, pipelined), next to direct engine appends of the same entries
+//! in the same run. Both sides keep `CLIENTS` groups in flight (HTTP: that many client
+//! threads; gRPC: the server pipelines up to 8; the engine: that many pending groups), and run
+//! twice, alternately; the better run of each counts. Request bodies are encoded before the
+//! clock starts: the figure is the node's cost (decode, validate, append, answer), not the
+//! client's encoder.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -15,6 +17,8 @@ use base64::engine::general_purpose::STANDARD as B64;
 use onoal_engine::identity::{SecretKey, key_path};
 use onoal_engine::{Durability, Ledger, NewEntry, Oid};
 use onoal_mesh::control::Control;
+use onoal_mesh::grpc::pb::ledger_client::LedgerClient;
+use onoal_mesh::grpc::{GrpcConfig, GrpcServer, pb};
 use onoal_mesh::http::{HttpConfig, HttpServer};
 use onoal_mesh::{Node, NodeConfig};
 use serde_json::{Value, json};
@@ -112,8 +116,60 @@ fn through_http(addr: SocketAddr, bodies: &[Vec<u8>], entries: u64) -> BenchResu
     Ok(entries as f64 / secs)
 }
 
-/// `onoal bench http --entries N`.
-pub fn http(
+/// Which API a run goes through.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Api {
+    Http,
+    Grpc,
+}
+
+fn grpc_requests(pool: &[Vec<u8>], entries: u64, batch: usize) -> Vec<pb::AppendRequest> {
+    let streams = ["orders", "payments", "audit", "events"];
+    let mut out = Vec::new();
+    let mut seq = 0;
+    while seq < entries {
+        let n = (batch as u64).min(entries - seq);
+        out.push(pb::AppendRequest {
+            entries: (seq..seq + n)
+                .map(|i| pb::NewEntry {
+                    stream: streams[(i % 4) as usize].into(),
+                    r#type: "bench.event".into(),
+                    subject: None,
+                    issuer: None,
+                    payload: pool[(i % 1024) as usize].clone(),
+                })
+                .collect(),
+        });
+        seq += n;
+    }
+    out
+}
+
+async fn through_grpc(
+    addr: SocketAddr,
+    requests: Vec<pb::AppendRequest>,
+    entries: u64,
+) -> BenchResult<f64> {
+    let mut client = LedgerClient::connect(format!("http://{addr}"))
+        .await
+        .map_err(err)?
+        .max_decoding_message_size(64 << 20)
+        .max_encoding_message_size(64 << 20);
+    let started = Instant::now();
+    let mut replies = client.append(tokio_stream::iter(requests)).await.map_err(err)?.into_inner();
+    let mut acked = 0u64;
+    while let Some(r) = replies.message().await.map_err(err)? {
+        acked += r.receipts.len() as u64;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    if acked != entries {
+        return Err(format!("the gRPC service acknowledged {acked} of {entries} entries"));
+    }
+    Ok(entries as f64 / secs)
+}
+
+fn run(
+    api: Api,
     entries: u64,
     payload: usize,
     batch: usize,
@@ -121,13 +177,13 @@ pub fn http(
 ) -> BenchResult<Value> {
     let tmp = tempfile::tempdir().map_err(err)?;
     let pool = payloads(1024, payload, 13);
-    let bodies = bodies(&pool, entries, batch);
+    let bodies = if api == Api::Http { bodies(&pool, entries, batch) } else { Vec::new() };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .map_err(err)?;
-    let (mut best_direct, mut best_http) = (0f64, 0f64);
+    let (mut best_direct, mut best_api) = (0f64, 0f64);
     let mut runs = Vec::new();
     for round in 0..2 {
         let dir = tmp.path().join(format!("direct{round}"));
@@ -137,44 +193,74 @@ pub fn http(
             .map_err(err)?;
         let d = direct(&ledger, &pool, entries, batch)?;
         drop(ledger);
-        let dir = tmp.path().join(format!("http{round}"));
+        let dir = tmp.path().join(format!("api{round}"));
         let ledger = Ledger::builder(&dir)
             .durability(durability)
-            .create(Oid::parse("oid:onoal:bench:http").map_err(err)?)
+            .create(Oid::parse("oid:onoal:bench:api").map_err(err)?)
             .map_err(err)?;
         let key = SecretKey::read_file(&key_path(&dir)).map_err(err)?;
-        let (server, node) = rt.block_on(async {
-            let node = Node::bind(
-                Arc::new(ledger),
-                key,
-                SocketAddr::from(([127, 0, 0, 1], 0)),
-                NodeConfig::default(),
-            )
-            .map_err(err)?;
+        let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+        let figure = rt.block_on(async {
+            let node =
+                Node::bind(Arc::new(ledger), key, loopback, NodeConfig::default()).map_err(err)?;
             let control = Control::new(node.clone());
-            let server =
-                HttpServer::start(control, HttpConfig::new(SocketAddr::from(([127, 0, 0, 1], 0))))
-                    .await?;
-            Ok::<_, String>((server, node))
+            let figure = match api {
+                Api::Http => {
+                    let server = HttpServer::start(control, HttpConfig::new(loopback)).await?;
+                    let addr = server.local_addr();
+                    let bodies = &bodies;
+                    let f = tokio::task::block_in_place(|| through_http(addr, bodies, entries));
+                    server.stop();
+                    f
+                }
+                Api::Grpc => {
+                    let server =
+                        GrpcServer::start(control, GrpcConfig { addr: loopback, token: None })
+                            .await?;
+                    // Requests are built before the clock starts.
+                    let requests = grpc_requests(&pool, entries, batch);
+                    let f = through_grpc(server.local_addr(), requests, entries).await;
+                    server.stop();
+                    f
+                }
+            };
+            node.close().await;
+            figure
         })?;
-        let h = through_http(server.local_addr(), &bodies, entries)?;
-        server.stop();
-        rt.block_on(node.close());
-        runs.push(json!({"round": round, "direct_entries_per_s": d, "http_entries_per_s": h}));
+        runs.push(json!({"round": round, "direct_entries_per_s": d, "api_entries_per_s": figure}));
         best_direct = best_direct.max(d);
-        best_http = best_http.max(h);
+        best_api = best_api.max(figure);
     }
     Ok(json!({
-        "workload": "http append",
+        "workload": if api == Api::Http { "http append" } else { "grpc append" },
         "entries": entries,
         "payload_bytes": payload,
         "batch": batch,
-        "clients": CLIENTS,
         "durability": format!("{durability:?}").to_lowercase(),
-        "entries_per_s": best_http,
-        "baseline": "direct engine appends of the same entries, same batch, same groups in flight",
+        "entries_per_s": best_api,
+        "baseline": "direct engine appends of the same entries, same batch, groups in flight",
         "baseline_entries_per_s": best_direct,
-        "ratio": best_http / best_direct,
+        "ratio": best_api / best_direct,
         "runs": runs,
     }))
+}
+
+/// `onoal bench http --entries N`.
+pub fn http(
+    entries: u64,
+    payload: usize,
+    batch: usize,
+    durability: Durability,
+) -> BenchResult<Value> {
+    run(Api::Http, entries, payload, batch, durability)
+}
+
+/// `onoal bench grpc --entries N`.
+pub fn grpc(
+    entries: u64,
+    payload: usize,
+    batch: usize,
+    durability: Durability,
+) -> BenchResult<Value> {
+    run(Api::Grpc, entries, payload, batch, durability)
 }
