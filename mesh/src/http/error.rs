@@ -154,3 +154,69 @@ impl From<ControlError> for ApiError {
         }
     }
 }
+
+/// Extractors whose rejections are [`ApiError`]s (axum's answer in plain text otherwise).
+pub(crate) mod extract {
+    use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+    use axum::extract::{FromRequest, FromRequestParts, Request};
+    use axum::http::request::Parts;
+    use serde::de::DeserializeOwned;
+
+    use super::ApiError;
+
+    fn rejected(status: axum::http::StatusCode, text: String) -> ApiError {
+        let kind = if status == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+            "too_large"
+        } else {
+            "bad_request"
+        };
+        let status = if kind == "too_large" { status } else { axum::http::StatusCode::BAD_REQUEST };
+        ApiError::new(status, kind, text)
+    }
+
+    /// A JSON body.
+    pub(crate) struct Json<T>(pub(crate) T);
+
+    impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
+        type Rejection = ApiError;
+
+        async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+            match axum::Json::<T>::from_request(req, state).await {
+                Ok(axum::Json(v)) => Ok(Self(v)),
+                Err(e @ JsonRejection::MissingJsonContentType(_)) => {
+                    Err(rejected(e.status(), e.body_text())
+                        .hint("send Content-Type: application/json"))
+                }
+                Err(e) => Err(rejected(e.status(), e.body_text())),
+            }
+        }
+    }
+
+    /// Path parameters.
+    pub(crate) struct Path<T>(pub(crate) T);
+
+    impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Path<T> {
+        type Rejection = ApiError;
+
+        async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+            axum::extract::Path::<T>::from_request_parts(parts, state)
+                .await
+                .map(|p| Self(p.0))
+                .map_err(|e: PathRejection| rejected(e.status(), e.body_text()))
+        }
+    }
+
+    /// Query parameters.
+    pub(crate) struct Query<T>(pub(crate) T);
+
+    impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
+        type Rejection = ApiError;
+
+        async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+            axum::extract::Query::<T>::from_request_parts(parts, state)
+                .await
+                .map(|q| Self(q.0))
+                .map_err(|e: QueryRejection| rejected(e.status(), e.body_text()))
+        }
+    }
+}

@@ -10,7 +10,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
+
+use super::error::extract::{Path, Query};
 use axum::http::{HeaderMap, StatusCode, header};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
@@ -141,8 +143,12 @@ fn too_many() -> ApiError {
 pub(crate) async fn append(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Json<AppendView>, ApiError> {
+    let body = body.map_err(|e| {
+        ApiError::new(e.status(), "too_large", e.body_text())
+            .hint("split the entries into several requests")
+    })?;
     let max_payload = state.control.node().ledger().max_payload_bytes();
     let entries = parse_entries(&headers, &body, max_payload)?;
     drop(body);

@@ -3,7 +3,11 @@
 //! are built.
 
 use axum::Json;
-use axum::extract::{Path, State};
+
+use super::error::extract::Json as Body;
+use axum::extract::State;
+
+use super::error::extract::Path;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -64,7 +68,7 @@ pub(crate) fn parse_key(hex_key: &str) -> Result<[u8; 32], ApiError> {
     responses((status = 200, body = PeerView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(crate) async fn connect(
     State(state): State<AppState>,
-    Json(r): Json<ConnectRequest>,
+    Body(r): Body<ConnectRequest>,
 ) -> Result<Json<PeerView>, ApiError> {
     let id = parse_ledger_id(&r.ledger_id)?;
     let key = parse_key(&r.public_key)?;
@@ -107,7 +111,7 @@ pub struct Disconnected {
     responses((status = 200, body = Disconnected), (status = 400, body = ErrorBody)))]
 pub(crate) async fn disconnect(
     State(state): State<AppState>,
-    Json(r): Json<DisconnectRequest>,
+    Body(r): Body<DisconnectRequest>,
 ) -> Result<Json<Disconnected>, ApiError> {
     let id = parse_ledger_id(&r.ledger_id)?;
     let control = state.control.clone();
@@ -265,7 +269,7 @@ pub enum SyncAnswer {
               (status = 502, body = ErrorBody), (status = 504, body = ErrorBody)))]
 pub(crate) async fn sync(
     State(state): State<AppState>,
-    Json(r): Json<SyncRequest>,
+    Body(r): Body<SyncRequest>,
 ) -> Result<Json<SyncAnswer>, ApiError> {
     let id = parse_ledger_id(&r.ledger_id)?;
     let mode = match r.mode.as_deref() {

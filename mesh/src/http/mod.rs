@@ -144,6 +144,7 @@ pub fn router(control: Control, config: &HttpConfig) -> Router {
         .route("/", get(dashboard::index))
         .route("/dashboard.js", get(dashboard::script))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(state.clone(), authorize))
         .layer(DefaultBodyLimit::max(config.max_body))
         .with_state(state)
@@ -223,6 +224,15 @@ async fn authorize(State(state): State<AppState>, request: Request, next: Next) 
         .hint("send Authorization: Bearer TOKEN (the token is in the node's --http-token-file)")
         .into_response(),
     }
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this route does not take that method",
+    )
+    .hint("GET /openapi.json lists each route's methods")
 }
 
 async fn not_found() -> ApiError {

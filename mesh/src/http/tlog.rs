@@ -11,7 +11,9 @@
 //! 65535 bytes cannot be written so, and its bundle answers 422 naming `/ledger/entries`
 //! (docs/protocol.md).
 
-use axum::extract::{Path, State};
+use axum::extract::State;
+
+use super::error::extract::Path;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 

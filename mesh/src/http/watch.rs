@@ -12,8 +12,10 @@
 // utoipa's path macro names parameter types with a path prefix of its own.
 #![allow(unused_qualifications)]
 
+use axum::extract::State;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{Query, State};
+
+use super::error::extract::Query;
 use axum::response::Response;
 use serde::Deserialize;
 use tokio::sync::broadcast::error::RecvError;

@@ -729,3 +729,145 @@ fn serve_settings_come_from_a_toml_file_under_the_flags() {
     let man = String::from_utf8(run(onoal(&dir).args(["man"])).stdout).unwrap();
     assert!(man.contains(".TH") && man.contains("onoal"), "{man}");
 }
+
+#[test]
+fn mesh_routes_pin_sync_and_refuse_with_json_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a_dir, b_dir) = (tmp.path().join("a"), tmp.path().join("b"));
+    let (a, b) = (init(&a_dir, "oid:onoal:test:a"), init(&b_dir, "oid:onoal:test:b"));
+    import(&a_dir, 0, 50);
+    let serve_a = Serve::start(&a_dir, 0, &[]);
+    let serve_b = Serve::start(&b_dir, 0, &[]);
+    let (ua, ub) = (serve_a.url(), serve_b.url());
+
+    // Refusals first: bad keys, ourselves, a malformed address, unknown fields.
+    let connect = |url: &str, body: Value| post(&format!("{url}/mesh/connect"), &body);
+    assert_error(
+        &connect(&ub, json!({"ledger_id": a.id, "public_key": "abcd"})),
+        400,
+        "bad_request",
+    );
+    assert_error(
+        &connect(&ub, json!({"ledger_id": a.id, "public_key": "00".repeat(32)})),
+        400,
+        "bad_request",
+    );
+    assert_error(
+        &connect(&ub, json!({"ledger_id": b.id, "public_key": b.key})),
+        400,
+        "bad_request",
+    );
+    assert_error(
+        &connect(&ub, json!({"ledger_id": a.id, "public_key": a.key, "address": "nowhere"})),
+        400,
+        "bad_request",
+    );
+    assert_error(
+        &connect(&ub, json!({"ledger_id": a.id, "public_key": a.key, "colour": 1})),
+        400,
+        "bad_request",
+    );
+    assert_error(
+        &answer(
+            agent()
+                .post(format!("{ub}/mesh/connect"))
+                .header("Content-Type", "application/json")
+                .send("{"),
+        ),
+        400,
+        "bad_request",
+    );
+    assert_error(
+        &answer(agent().delete(format!("{ub}/mesh/peers")).call()),
+        405,
+        "method_not_allowed",
+    );
+    assert_error(&get(&format!("{ub}/ledger/entries/abc")), 400, "bad_request");
+    // Sync of a ledger that is not pinned; of a pinned one whose address is dead.
+    assert_error(&post(&format!("{ub}/mesh/sync"), &json!({"ledger_id": a.id})), 404, "not_pinned");
+    let dead = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let (s, _) =
+        connect(&ub, json!({"ledger_id": a.id, "public_key": a.key, "address": dead.to_string()}));
+    assert_eq!(s, 200);
+    let r = post(&format!("{ub}/mesh/sync"), &json!({"ledger_id": a.id, "from": dead.to_string()}));
+    assert!(r.0 == 502 || r.0 == 504, "{r:?}");
+    assert!(["peer_unreachable", "timeout"].contains(&r.1["kind"].as_str().unwrap()), "{}", r.1);
+    assert_error(
+        &post(&format!("{ub}/mesh/sync"), &json!({"ledger_id": a.id, "mode": "sideways"})),
+        400,
+        "bad_request",
+    );
+    assert_error(
+        &post(
+            &format!("{ub}/mesh/sync"),
+            &json!({"ledger_id": a.id, "stream": "s0", "follow": true}),
+        ),
+        400,
+        "bad_request",
+    );
+
+    // Pin both ways with the live address; sync once, then a filtered sync into... the same
+    // replica is full, so the filtered one goes to a third ledger below.
+    let (s, p) = connect(
+        &ub,
+        json!({"ledger_id": a.id, "public_key": a.key, "address": format!("127.0.0.1:{}", serve_a.1)}),
+    );
+    assert_eq!(
+        (s, p["addresses"][0].as_str()),
+        (200, Some(format!("127.0.0.1:{}", serve_a.1).as_str())),
+        "{p}"
+    );
+    assert_eq!(
+        connect(&ua, json!({"ledger_id": b.id, "public_key": b.key})).0,
+        200,
+        "a peer that only reads from us needs no address"
+    );
+    let (s, sum) = post(&format!("{ub}/mesh/sync"), &json!({"ledger_id": a.id}));
+    assert_eq!(
+        (s, sum["to_size"].as_u64(), sum["verified"].as_bool()),
+        (200, Some(50), Some(true)),
+        "{sum}"
+    );
+    let peers = get(&format!("{ub}/mesh/peers")).1;
+    assert_eq!(
+        peers["peers"][0]["oid"], "oid:onoal:test:a",
+        "the certificate was learned: {peers}"
+    );
+    let m = get(&format!("{ub}/metrics")).1.as_str().unwrap().to_owned();
+    assert!(m.contains(&format!("onoal_sync_entries_total{{peer=\"{}\"}} 50", a.id)), "{m}");
+    // Two failed: the sync before the pin and the one to the dead address.
+    assert!(m.contains(&format!("onoal_sync_errors_total{{peer=\"{}\"}} 2", a.id)), "{m}");
+    // Replica reads and tiles through B.
+    assert_eq!(get(&format!("{ub}/ledger/entries/49?ledger={}", a.id)).0, 200);
+    assert_eq!(bytes(&format!("{ub}/tlog/{}/checkpoint", a.id)).0, 200);
+    assert_eq!(bytes(&format!("{ub}/tlog/00000000-0000-4000-8000-000000000000/checkpoint")).0, 404);
+
+    // Follow, see it, stop it; disconnect; unknown ones say false.
+    let (s, f) = post(&format!("{ub}/mesh/sync"), &json!({"ledger_id": a.id, "follow": true}));
+    assert_eq!((s, f["ledger_id"].as_str()), (200, Some(a.id.as_str())), "{f}");
+    assert_error(
+        &post(&format!("{ub}/mesh/sync"), &json!({"ledger_id": a.id, "follow": true})),
+        409,
+        "already_following",
+    );
+    assert_eq!(get(&format!("{ub}/mesh/follows")).1["follows"].as_array().unwrap().len(), 1);
+    let d = answer(agent().delete(format!("{ub}/mesh/follows/{}", a.id)).call());
+    assert_eq!((d.0, d.1["stopped"].as_bool()), (200, Some(true)));
+    let d = answer(agent().delete(format!("{ub}/mesh/follows/{}", a.id)).call());
+    assert_eq!(d.1["stopped"], false);
+    let (s, d) = post(&format!("{ub}/mesh/disconnect"), &json!({"ledger_id": a.id}));
+    assert_eq!((s, d["removed"].as_bool()), (200, Some(true)));
+    assert_eq!(
+        post(&format!("{ub}/mesh/disconnect"), &json!({"ledger_id": a.id})).1["removed"],
+        false
+    );
+    assert_error(
+        &post(&format!("{ub}/mesh/disconnect"), &json!({"ledger_id": "x"})),
+        400,
+        "bad_request",
+    );
+    // The replica stays after the peer goes.
+    assert_eq!(get(&format!("{ub}/ledger/replicas")).1["replicas"][0]["size"], 50);
+    serve_b.stop();
+    serve_a.stop();
+}
