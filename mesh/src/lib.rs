@@ -6,6 +6,11 @@
 //! replicas — verifying every checkpoint against the origin's pinned key and every entry against
 //! a checkpoint before anything is written.
 //!
+//! A running node is driven and observed through its control plane: [`control::Control`]
+//! (follows, metrics, the event feed, the JSON views), served by [`http`] (axum, OpenAPI, the
+//! C2SP tlog-tiles read API, a WebSocket feed, the dashboard) and [`grpc`] (tonic, streaming
+//! append and watch).
+//!
 //! It is not the ledger (that is `onoal-engine`: storage, proofs, the audit) and not the
 //! command line (`onoal`). Discovery, membership, routing, trust and witnesses are being built
 //! on the same layering and are not here yet.

@@ -346,6 +346,19 @@ pub(crate) struct QueryArgs {
     pub(crate) cursor: Option<String>,
 }
 
+/// `bench http` and `bench grpc`.
+#[derive(Args, Debug)]
+pub(crate) struct ApiBenchArgs {
+    #[arg(long, default_value_t = 200_000)]
+    pub(crate) entries: u64,
+    /// Payload bytes per entry.
+    #[arg(long, default_value_t = 256)]
+    pub(crate) payload: usize,
+    /// Entries per request (and per direct group).
+    #[arg(long, default_value_t = 1000)]
+    pub(crate) batch: usize,
+}
+
 #[derive(Subcommand, Debug)]
 pub(crate) enum BenchCommand {
     /// Append throughput and latency vs raw RocksDB WriteBatch puts (durability: --durability).
@@ -386,27 +399,9 @@ pub(crate) enum BenchCommand {
         entries: u64,
     },
     /// Batched appends through the node's HTTP API vs direct engine appends (same run).
-    Http {
-        #[arg(long, default_value_t = 200_000)]
-        entries: u64,
-        /// Payload bytes per entry.
-        #[arg(long, default_value_t = 256)]
-        payload: usize,
-        /// Entries per request (and per direct group).
-        #[arg(long, default_value_t = 1000)]
-        batch: usize,
-    },
+    Http(ApiBenchArgs),
     /// Batched appends over one gRPC stream vs direct engine appends (same run).
-    Grpc {
-        #[arg(long, default_value_t = 200_000)]
-        entries: u64,
-        /// Payload bytes per entry.
-        #[arg(long, default_value_t = 256)]
-        payload: usize,
-        /// Entries per request (and per direct group).
-        #[arg(long, default_value_t = 1000)]
-        batch: usize,
-    },
+    Grpc(ApiBenchArgs),
     /// Reopen time vs a raw RocksDB open of the same directory.
     Open {
         #[arg(long, default_value_t = 1_000_000)]

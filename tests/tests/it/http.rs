@@ -216,13 +216,13 @@ fn oversize_bodies_and_batches_are_refused_before_anything_is_appended() {
     let url = serve.url();
     // 65 MiB: over the 64 MiB body cap.
     let big = vec![b'x'; 65 << 20];
-    let (s, _) = answer(
+    let r = answer(
         agent()
             .post(format!("{url}/ledger/entries"))
             .header("Content-Type", "application/x-ndjson")
             .send(&big[..]),
     );
-    assert_eq!(s, 413);
+    assert_error(&r, 413, "too_large");
     // More entries than one request may carry.
     let many: String =
         (0..100_001).map(|_| "{\"stream\":\"s\",\"type\":\"t\",\"payload\":\"\"}\n").collect();
@@ -420,17 +420,9 @@ fn a_node_off_loopback_needs_a_token_and_tls_and_checks_the_token() {
     assert!(err.contains("without TLS"), "{err}");
 
     // On loopback a token alone is enough; the file is created 0600.
-    let mut child = Reap(
-        onoal(&dir)
-            .args(["serve", "--json", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"])
-            .arg("--http-token-file")
-            .arg(&token_file)
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let line = first_line(&mut child.0);
-    let url = format!("http://{}", line["http_addr"].as_str().unwrap());
+    let token_arg = token_file.to_str().unwrap();
+    let serve = Serve::start_with(&dir, 0, &[], &["--http-token-file", token_arg]);
+    let url = serve.url();
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt as _;
@@ -457,7 +449,7 @@ fn a_node_off_loopback_needs_a_token_and_tls_and_checks_the_token() {
     let r =
         run_json(onoal(&dir).args(["append", "--stream", "s", "--type", "t", "--payload", "x"]));
     assert_eq!(r["seq"], 0);
-    onoal_tests::node::terminate(&mut child.0);
+    serve.stop();
 
     // TLS with a self-signed certificate (openssl makes it; skipped without openssl).
     let (cert, key) = (tmp.path().join("cert.pem"), tmp.path().join("key.pem"));
@@ -488,20 +480,14 @@ fn a_node_off_loopback_needs_a_token_and_tls_and_checks_the_token() {
         eprintln!("SKIPPED the TLS half: openssl is not installed");
         return;
     }
-    let mut child = Reap(
-        onoal(&dir)
-            .args(["serve", "--json", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"])
-            .arg("--http-token-file")
-            .arg(&token_file)
-            .arg("--http-tls-cert")
-            .arg(&cert)
-            .arg("--http-tls-key")
-            .arg(&key)
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap(),
+    let (cert_arg, key_arg) = (cert.to_str().unwrap(), key.to_str().unwrap());
+    let serve = Serve::start_with(
+        &dir,
+        0,
+        &[],
+        &["--http-token-file", token_arg, "--http-tls-cert", cert_arg, "--http-tls-key", key_arg],
     );
-    let line = first_line(&mut child.0);
+    let line = &serve.3;
     assert!(line["dashboard"].as_str().unwrap().starts_with("https://"), "{line}");
     // Plain HTTP to the TLS port gets nowhere; the CLI speaks TLS with the node's certificate.
     let plain =
@@ -510,24 +496,7 @@ fn a_node_off_loopback_needs_a_token_and_tls_and_checks_the_token() {
     let r =
         run_json(onoal(&dir).args(["append", "--stream", "s", "--type", "t", "--payload", "y"]));
     assert_eq!(r["seq"], 1);
-    onoal_tests::node::terminate(&mut child.0);
-}
-
-/// Kills the child if the test fails before it is terminated.
-struct Reap(std::process::Child);
-
-impl Drop for Reap {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn first_line(child: &mut std::process::Child) -> Value {
-    use std::io::BufRead as _;
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
-    serde_json::from_str(&line).unwrap_or_else(|_| panic!("serve printed {line:?}"))
+    serve.stop();
 }
 
 #[test]

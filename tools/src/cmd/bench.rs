@@ -20,18 +20,14 @@ pub(crate) fn run(cli: &Cli, what: &BenchCommand) -> Result<()> {
         }
         BenchCommand::Verify { entries, dir } => onoal_benches::verify(*entries, dir.as_deref()),
         BenchCommand::Sync { entries } => onoal_benches::sync((*entries).max(1)),
-        BenchCommand::Grpc { entries, payload, batch } => onoal_benches::grpc(
-            (*entries).max(1),
-            *payload,
-            (*batch).clamp(1, 100_000),
-            cli.durability(),
-        ),
-        BenchCommand::Http { entries, payload, batch } => onoal_benches::http(
-            (*entries).max(1),
-            *payload,
-            (*batch).clamp(1, 100_000),
-            cli.durability(),
-        ),
+        BenchCommand::Http(a) | BenchCommand::Grpc(a) => {
+            let run = if matches!(what, BenchCommand::Http(_)) {
+                onoal_benches::http
+            } else {
+                onoal_benches::grpc
+            };
+            run(a.entries.max(1), a.payload, a.batch.clamp(1, 100_000), cli.durability())
+        }
         BenchCommand::Open { entries, dir } => onoal_benches::open(*entries, dir.as_deref()),
     }
     .map_err(|e| anyhow!("benchmark failed: {e}"))?;

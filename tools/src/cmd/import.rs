@@ -56,6 +56,18 @@ fn read_line_bounded(input: &mut dyn BufRead, buf: &mut Vec<u8>, max: usize) -> 
     Ok(true)
 }
 
+/// The next line as text (blank lines included); `None` at the end of the input.
+fn read_text_line<'b>(
+    input: &mut dyn BufRead,
+    buf: &'b mut Vec<u8>,
+    max: usize,
+) -> Result<Option<&'b str>> {
+    if !read_line_bounded(input, buf, max)? {
+        return Ok(None);
+    }
+    std::str::from_utf8(buf).map(Some).map_err(|_| anyhow!("the line is not UTF-8 text"))
+}
+
 pub(crate) fn run(cli: &Cli, file: &str, ack: bool, batch: usize) -> Result<()> {
     let mut input: Box<dyn BufRead> = if file == "-" {
         Box::new(std::io::stdin().lock())
@@ -119,12 +131,7 @@ pub(crate) fn run(cli: &Cli, file: &str, ack: bool, batch: usize) -> Result<()> 
             let mut buf = Vec::new();
             let max = max_line(max_payload);
             for lineno in 1.. {
-                let line = read_line_bounded(&mut *input, &mut buf, max).and_then(|more| {
-                    more.then(|| std::str::from_utf8(&buf))
-                        .transpose()
-                        .map_err(|_| anyhow!("the line is not UTF-8 text"))
-                });
-                let parsed = match line {
+                let parsed = match read_text_line(&mut *input, &mut buf, max) {
                     Ok(None) => break,
                     Ok(Some(text)) if text.trim().is_empty() => continue,
                     Ok(Some(text)) => onoal_engine::import::parse_line(text, max_payload)
@@ -236,12 +243,7 @@ fn run_through(
     let max = max_line(max_payload);
     let mut failure: Option<anyhow::Error> = None;
     for lineno in 1.. {
-        let line = read_line_bounded(input, &mut buf, max).and_then(|more| {
-            more.then(|| std::str::from_utf8(&buf))
-                .transpose()
-                .map_err(|_| anyhow!("the line is not UTF-8 text"))
-        });
-        let checked = match line {
+        let checked = match read_text_line(input, &mut buf, max) {
             Ok(None) => break,
             Ok(Some(text)) if text.trim().is_empty() => continue,
             Ok(Some(text)) => onoal_engine::import::parse_line(text, max_payload)
