@@ -181,7 +181,7 @@ pub enum ReadError {
     Proof(#[from] ProofError),
     /// No checkpoint of that size is stored.
     #[error(
-        "no checkpoint of size {0} is stored; list sizes with `onoal checkpoint` or ask for the latest"
+        "no checkpoint of size {0} is stored; list the stored sizes with `onoal checkpoints` or ask for the latest"
     )]
     NoCheckpoint(u64),
     /// A bad cursor.

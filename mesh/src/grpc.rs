@@ -171,13 +171,23 @@ impl LedgerService for Service {
                         }
                     };
                     let started = Instant::now();
-                    let submitted = service.entries(request).and_then(|entries| {
-                        let ledger = service.control.node().ledger();
-                        ledger
-                            .submit_batch(entries)
-                            .map(|p| (started, p))
-                            .map_err(|e| Status::invalid_argument(e.to_string()))
-                    });
+                    // Submitting prepares the entries (content hashes) on this thread: off the
+                    // async workers.
+                    let submitted = match service.entries(request) {
+                        Err(status) => Err(status),
+                        Ok(entries) => {
+                            let ledger = service.control.node().ledger().clone();
+                            match tokio::task::spawn_blocking(move || ledger.submit_batch(entries))
+                                .await
+                            {
+                                Ok(Ok(p)) => Ok((started, p)),
+                                Ok(Err(e)) => Err(Status::invalid_argument(e.to_string())),
+                                Err(e) => {
+                                    Err(Status::internal(format!("the append task failed: {e}")))
+                                }
+                            }
+                        }
+                    };
                     // Earlier groups are still answered; nothing after a bad one is read.
                     let failed = submitted.is_err();
                     if pending_tx.send(submitted).await.is_err() || failed {
@@ -244,15 +254,17 @@ impl LedgerService for Service {
             )));
         }
         let log = self.log(r.ledger.as_deref())?;
+        let filter = Filter {
+            stream: r.stream,
+            entry_type: r.r#type,
+            subject: r.subject,
+            issuer: r.issuer,
+            since_ms: r.since_ms,
+            until_ms: r.until_ms,
+        };
+        filter.validate().map_err(|e| Status::invalid_argument(e.to_string()))?;
         let query = onoal_engine::Query {
-            filter: Filter {
-                stream: r.stream,
-                entry_type: r.r#type,
-                subject: r.subject,
-                issuer: r.issuer,
-                since_ms: r.since_ms,
-                until_ms: r.until_ms,
-            },
+            filter,
             cursor: r.cursor,
             limit: r.limit.map(|l| l as usize),
             max_bytes: None,

@@ -114,13 +114,20 @@ pub(crate) enum Command {
         #[arg(long)]
         size: Option<u64>,
     },
+    /// List the stored checkpoints (size and root), oldest first.
+    Checkpoints,
     /// Build a proof.
     Prove {
         #[command(subcommand)]
         what: ProveCommand,
     },
-    /// Audit the whole ledger: entries, chain, tiles, checkpoints.
-    Verify,
+    /// Audit the whole ledger: entries, chain, tiles, checkpoints (a replica: also that no
+    /// fork was found while syncing it).
+    Verify {
+        /// Fail when the ledger holds no signed checkpoint (nothing others could check yet).
+        #[arg(long)]
+        require_checkpoint: bool,
+    },
     /// Measure a workload next to its baseline (same run); see docs/performance.md.
     Bench {
         #[command(subcommand)]
@@ -201,8 +208,11 @@ pub(crate) enum Command {
         #[arg(long, default_value_t = 10.0)]
         timeout: f64,
     },
-    /// List replicas and their sync state.
-    Replicas,
+    /// List replicas and their sync state, or drop one.
+    Replicas {
+        #[command(subcommand)]
+        what: Option<ReplicasCommand>,
+    },
     /// List forks found while syncing (both checkpoints as evidence), or drop a forked replica.
     Forks {
         #[command(subcommand)]
@@ -308,8 +318,21 @@ pub(crate) struct ServeArgs {
 
 #[derive(Subcommand, Debug)]
 pub(crate) enum ForksCommand {
-    /// Delete the replica of LEDGER_ID (and its fork evidence); the next sync starts afresh.
+    /// Delete the forked replica of LEDGER_ID (and its fork evidence); the next sync starts
+    /// afresh. A replica that has not forked is refused: use `onoal replicas drop`.
     Drop { ledger_id: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum ReplicasCommand {
+    /// Delete the replica of LEDGER_ID (its entries and sync state); the next sync starts
+    /// afresh. Asks for confirmation on a terminal; elsewhere needs --yes.
+    Drop {
+        ledger_id: String,
+        /// Do not ask.
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -338,8 +361,8 @@ pub(crate) struct AppendArgs {
 pub(crate) struct QueryArgs {
     #[command(flatten)]
     pub(crate) filter: FilterArgs,
-    /// Page size (default 100, at most 10000).
-    #[arg(long)]
+    /// Page size, 1 to 10000 (default 100).
+    #[arg(long, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=10_000))]
     pub(crate) limit: Option<usize>,
     /// next_cursor of the previous page.
     #[arg(long)]
@@ -421,4 +444,31 @@ pub(crate) enum ProveCommand {
     },
     /// Consistency proof between tree sizes OLD and NEW.
     Consistency { old: u64, new: u64 },
+}
+
+/// The command's name as typed (for messages).
+pub(crate) fn command_name(c: &Command) -> &'static str {
+    match c {
+        Command::Init { .. } => "init",
+        Command::Append(_) => "append",
+        Command::Import { .. } => "import",
+        Command::Get { .. } => "get",
+        Command::Query(_) => "query",
+        Command::Checkpoint { .. } => "checkpoint",
+        Command::Checkpoints => "checkpoints",
+        Command::Prove { .. } => "prove",
+        Command::Verify { .. } => "verify",
+        Command::Bench { .. } => "bench",
+        Command::Demo { .. } => "demo",
+        Command::Serve(_) => "serve",
+        Command::Status => "status",
+        Command::Watch { .. } => "watch",
+        Command::Completions { .. } => "completions",
+        Command::Man => "man",
+        Command::Peer { .. } => "peer",
+        Command::Sync { .. } => "sync",
+        Command::Restore { .. } => "restore",
+        Command::Replicas { .. } => "replicas",
+        Command::Forks { .. } => "forks",
+    }
 }

@@ -12,7 +12,7 @@ mod cmd;
 mod demo;
 mod output;
 
-use cli::{Cli, Command, ForksCommand, PeerCommand};
+use cli::{Cli, Command, ForksCommand, PeerCommand, ReplicasCommand};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -43,7 +43,47 @@ fn install_subscriber(cli: &Cli) {
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
 }
 
+/// Refuses a global flag the command would ignore (`append --ledger X` must not append to the
+/// own log and exit 0).
+fn check_globals(cli: &Cli) -> Result<()> {
+    let name = cli::command_name(&cli.command);
+    let reads_a_log = matches!(
+        cli.command,
+        Command::Get { .. }
+            | Command::Query(_)
+            | Command::Checkpoint { .. }
+            | Command::Checkpoints
+            | Command::Prove { .. }
+            | Command::Verify { .. }
+            | Command::Watch { .. }
+    );
+    if cli.ledger.is_some() && !reads_a_log {
+        anyhow::bail!(
+            "--ledger does not apply to `{name}`: it names a replica for get, query, checkpoint, checkpoints, prove, verify and watch; `{name}` works on this ledger itself"
+        );
+    }
+    let writes = matches!(
+        cli.command,
+        Command::Append(_)
+            | Command::Import { .. }
+            | Command::Serve(_)
+            | Command::Sync { .. }
+            | Command::Restore { .. }
+            | Command::Bench { .. }
+            | Command::Peer { what: PeerCommand::Add { .. } | PeerCommand::Remove { .. } }
+            | Command::Forks { what: Some(_) }
+            | Command::Replicas { what: Some(_) }
+    ) || matches!(cli.command, Command::Checkpoint { size: None } if cli.ledger.is_none());
+    if cli.durability.is_some() && !writes {
+        anyhow::bail!(
+            "--durability does not apply to `{name}`: it only reads; give it to commands that write (append, import, serve, sync, ...)"
+        );
+    }
+    Ok(())
+}
+
 fn run(cli: &Cli) -> Result<ExitCode> {
+    check_globals(cli)?;
     match &cli.command {
         Command::Init { oid, ledger_id } => cmd::ledger::init(cli, oid, ledger_id.as_deref())?,
         Command::Append(a) => cmd::ledger::append(cli, a)?,
@@ -52,7 +92,10 @@ fn run(cli: &Cli) -> Result<ExitCode> {
         Command::Query(q) => cmd::ledger::query(cli, q)?,
         Command::Checkpoint { size } => cmd::ledger::checkpoint(cli, *size)?,
         Command::Prove { what } => cmd::ledger::prove(cli, what)?,
-        Command::Verify => return cmd::verify::run(cli),
+        Command::Verify { require_checkpoint } => {
+            return cmd::verify::run(cli, *require_checkpoint);
+        }
+        Command::Checkpoints => cmd::ledger::checkpoints(cli)?,
         Command::Bench { what } => cmd::bench::run(cli, what)?,
         Command::Demo { entries, keep } => demo::run(*entries, cli.json, *keep)?,
         Command::Serve(args) => return cmd::serve::run(cli, args),
@@ -81,7 +124,10 @@ fn run(cli: &Cli) -> Result<ExitCode> {
                 &filter.into(),
             );
         }
-        Command::Replicas => cmd::mesh::replicas(cli)?,
+        Command::Replicas { what: None } => cmd::mesh::replicas(cli)?,
+        Command::Replicas { what: Some(ReplicasCommand::Drop { ledger_id, yes }) } => {
+            cmd::mesh::drop_replica(cli, ledger_id, *yes, false)?;
+        }
         Command::Forks { what } => cmd::mesh::forks(
             cli,
             what.as_ref().map(|ForksCommand::Drop { ledger_id }| ledger_id.as_str()),

@@ -45,6 +45,31 @@ impl Filter {
         *self == Self::default()
     }
 
+    /// Checks that every field could match something: names and OIDs are valid (a stream
+    /// `ORDERS` or a subject `customer42` can never match, which would read as "no entries")
+    /// and the time window is not empty.
+    ///
+    /// # Errors
+    /// The first field that cannot match, with what a valid one looks like.
+    pub fn validate(&self) -> Result<(), crate::record::InvalidInput> {
+        use crate::record::{InvalidInput, Name, Oid};
+        if let Some(s) = &self.stream {
+            Name::stream(s)?;
+        }
+        if let Some(t) = &self.entry_type {
+            Name::entry_type(t)?;
+        }
+        for o in [&self.subject, &self.issuer].into_iter().flatten() {
+            Oid::parse(o)?;
+        }
+        if let (Some(since_ms), Some(until_ms)) = (self.since_ms, self.until_ms)
+            && since_ms > until_ms
+        {
+            return Err(InvalidInput::TimeWindow { since_ms, until_ms });
+        }
+        Ok(())
+    }
+
     /// True when `entry` matches every field, the time window included.
     pub fn matches(&self, entry: &Entry) -> bool {
         let c = &entry.content;

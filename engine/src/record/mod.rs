@@ -76,6 +76,14 @@ pub enum InvalidInput {
         /// Number given.
         count: usize,
     },
+    /// A time window whose start is after its end.
+    #[error("the time window is empty: since {since_ms} is after until {until_ms}")]
+    TimeWindow {
+        /// Start (ms).
+        since_ms: u64,
+        /// End (ms).
+        until_ms: u64,
+    },
     /// The issuer signature does not verify over the entry's content.
     #[error(
         "the issuer signature does not verify over this entry's content; sign the entry again with the issuer's key"

@@ -204,19 +204,16 @@ pub(crate) async fn query(
         )));
     }
     let log = log_of(&state, q.ledger.as_deref())?;
-    let query = onoal_engine::Query {
-        filter: Filter {
-            stream: q.stream,
-            entry_type: q.entry_type,
-            subject: q.subject,
-            issuer: q.issuer,
-            since_ms: q.since,
-            until_ms: q.until,
-        },
-        cursor: q.cursor,
-        limit: q.limit,
-        max_bytes: None,
+    let filter = Filter {
+        stream: q.stream,
+        entry_type: q.entry_type,
+        subject: q.subject,
+        issuer: q.issuer,
+        since_ms: q.since,
+        until_ms: q.until,
     };
+    filter.validate().map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let query = onoal_engine::Query { filter, cursor: q.cursor, limit: q.limit, max_bytes: None };
     let page = blocking(move || Ok(log.query(&query)?)).await?;
     Ok(Json(QueryPageView::from(&page)))
 }
@@ -484,17 +481,51 @@ pub struct Dropped {
     pub dropped: bool,
 }
 
-/// Deletes the replica of a ledger (and its fork evidence); the next sync starts afresh.
+/// Deletes the forked replica of a ledger (and its fork evidence); the next sync starts
+/// afresh. A replica that has not forked is refused (DELETE /ledger/replicas/{id} deletes any).
 #[utoipa::path(delete, path = "/ledger/forks/{ledger_id}", tag = "ledger",
-    params(("ledger_id" = String, Path, description = "The replicated ledger")),
-    responses((status = 200, body = Dropped), (status = 400, body = ErrorBody)))]
+    params(("ledger_id" = String, Path, description = "The forked ledger")),
+    responses((status = 200, body = Dropped), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub(crate) async fn drop_fork(
     State(state): State<AppState>,
     Path(ledger_id): Path<String>,
 ) -> Result<Json<Dropped>, ApiError> {
-    let id = parse_ledger_id(&ledger_id)?;
-    state.control.unfollow(id);
+    drop_log(state, &ledger_id, true).await
+}
+
+/// Deletes the replica of a ledger (its entries and sync state); the next sync starts afresh.
+#[utoipa::path(delete, path = "/ledger/replicas/{ledger_id}", tag = "ledger",
+    params(("ledger_id" = String, Path, description = "The replicated ledger")),
+    responses((status = 200, body = Dropped), (status = 400, body = ErrorBody)))]
+pub(crate) async fn drop_replica(
+    State(state): State<AppState>,
+    Path(ledger_id): Path<String>,
+) -> Result<Json<Dropped>, ApiError> {
+    drop_log(state, &ledger_id, false).await
+}
+
+async fn drop_log(
+    state: AppState,
+    ledger_id: &str,
+    only_forked: bool,
+) -> Result<Json<Dropped>, ApiError> {
+    let id = parse_ledger_id(ledger_id)?;
     let ledger = state.control.node().ledger().clone();
+    if only_forked {
+        let forks = {
+            let ledger = ledger.clone();
+            blocking(move || Ok(views::forks(&ledger)?)).await?
+        };
+        if !forks.iter().any(|f| f.ledger_id == id.to_string()) {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "not_forked",
+                format!("the replica of {id} has not forked"),
+            )
+            .hint(format!("DELETE /ledger/replicas/{id} deletes a healthy replica")));
+        }
+    }
+    state.control.unfollow(id);
     let dropped = blocking(move || Ok(ledger.drop_replica(&id)?)).await?;
     Ok(Json(Dropped { ledger_id: id.to_string(), dropped }))
 }

@@ -290,6 +290,7 @@ pub(crate) async fn sync(
         since_ms: r.since,
         until_ms: r.until,
     };
+    filter.validate().map_err(|e| ApiError::bad_request(e.to_string()))?;
     if !filter.is_empty() && (r.follow || mode != SyncMode::Incremental) {
         return Err(ApiError::bad_request(
             "a filtered sync (stream, type, ...) takes neither follow nor mode",

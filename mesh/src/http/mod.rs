@@ -127,6 +127,7 @@ pub fn router(control: Control, config: &HttpConfig) -> Router {
         .route("/ledger/verify", post(ledger::start_verify))
         .route("/ledger/verify/{job}", get(ledger::verify_job))
         .route("/ledger/replicas", get(ledger::replicas))
+        .route("/ledger/replicas/{ledger_id}", delete(ledger::drop_replica))
         .route("/ledger/forks", get(ledger::forks))
         .route("/ledger/forks/{ledger_id}", delete(ledger::drop_fork))
         .route("/ledger/watch", get(watch::watch))

@@ -229,3 +229,90 @@ fn verify_exits_1_with_evidence_when_tampered() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("entry 17"), "{err}");
 }
+
+#[test]
+fn flags_a_command_would_ignore_and_filters_that_can_never_match_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("l");
+    init(&data);
+    run_json(onoal(&data).args(["append", "--stream", "orders", "--type", "t", "--payload", "x"]));
+    let err = run_fail(onoal(&data).args([
+        "append",
+        "--ledger",
+        "00000000-0000-4000-8000-000000000001",
+        "--stream",
+        "orders",
+        "--type",
+        "t",
+        "--payload",
+        "y",
+    ]));
+    assert!(err.contains("--ledger does not apply to `append`"), "{err}");
+    let err = run_fail(onoal(&data).args(["get", "0", "--durability", "buffered"]));
+    assert!(err.contains("--durability does not apply to `get`"), "{err}");
+    let err = run_fail(onoal(&data).args(["get", "1"]));
+    assert!(err.contains("beyond the log"), "nothing was appended: {err}");
+
+    for (args, says) in [
+        (&["query", "--subject", "customer42"][..], "invalid OID"),
+        (&["query", "--stream", "ORDERS"][..], "invalid stream"),
+        (&["query", "--type", "Not A Type"][..], "invalid entry type"),
+        (&["query", "--since", "5", "--until", "3"][..], "time window is empty"),
+        (&["query", "--limit", "0"][..], "1..=10000"),
+        (&["query", "--limit", "20000"][..], "1..=10000"),
+    ] {
+        let err = run_fail(onoal(&data).args(args));
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+    assert_eq!(
+        run_json(onoal(&data).args(["query", "--stream", "orders"]))["entries"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+#[test]
+fn checkpoints_are_listed_and_verify_says_what_no_checkpoint_covers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("l");
+    init(&data);
+    run_json(onoal(&data).args(["append", "--stream", "s", "--type", "t", "--payload", "x"]));
+    let list = run_json(onoal(&data).arg("checkpoints"));
+    let sizes: Vec<u64> = list["checkpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["size"].as_u64().unwrap())
+        .collect();
+    assert_eq!(sizes.last(), Some(&1), "{list}");
+    let err = run_fail(onoal(&data).args(["checkpoint", "--size", "99"]));
+    assert!(err.contains("onoal checkpoints"), "{err}");
+
+    // Entries appended without a checkpoint (the engine signs on its interval, an hour here).
+    {
+        let ledger = onoal_engine::Ledger::builder(&data)
+            .checkpoint_interval(std::time::Duration::from_secs(3600))
+            .open()
+            .unwrap();
+        for i in 0..3 {
+            let e = onoal_engine::NewEntry::new(
+                onoal_engine::Name::stream("s").unwrap(),
+                onoal_engine::Name::entry_type("t").unwrap(),
+                format!("unsigned {i}").into_bytes(),
+            );
+            ledger.append(e).unwrap();
+        }
+    }
+    let out = run(onoal(&data).arg("verify"));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("entries 1 to 3 are in no signed checkpoint"), "{text}");
+    let out = run(onoal(&data).args(["verify", "--require-checkpoint"]));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("entries 1 to 3"), "{out:?}");
+    run_json(onoal(&data).arg("checkpoint"));
+    let v = run_json(onoal(&data).args(["verify", "--require-checkpoint"]));
+    assert_eq!((v["ok"].as_bool(), v["signed_size"].as_u64()), (Some(true), Some(4)), "{v}");
+}

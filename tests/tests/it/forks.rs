@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use onoal_tests::{onoal, run_fail, run_json};
+use onoal_tests::{onoal, run, run_fail, run_json};
 use serde_json::Value;
 
 use crate::sync::{Node, Serve, import, init, pin};
@@ -31,7 +31,7 @@ fn fork_of(dir: &Path, id: &str) -> Value {
 /// Syncs `ledger` into `dir` from the node serving at `port` (pinned as `via`).
 fn sync_from(dir: &Path, ledger: &Node, via: &Node, port: u16) -> std::process::Output {
     pin(dir, via, port);
-    onoal_tests::run(onoal(dir).args(["sync", &ledger.id, "--from", &format!("127.0.0.1:{port}")]))
+    run(onoal(dir).args(["sync", &ledger.id, "--from", &format!("127.0.0.1:{port}")]))
 }
 
 #[test]
@@ -101,6 +101,14 @@ fn a_rewritten_origin_is_a_fork_for_followers_ahead_and_behind_and_relays_are_no
     // Syncing this ledger stops until the operator decides.
     let err = run_fail(onoal(&d("f2")).args(["sync", &a.id]));
     assert!(err.contains("forked"), "{err}");
+    // And the audit of the replica is not greener than the truth: its entries are sound, the
+    // ledger it copies is not.
+    let out = run(onoal(&d("f2")).args(["verify", "--ledger", &a.id, "--json"]));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("forked") && err.contains("\n309000\n"), "{err}");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["ok"], false, "{v}");
 
     // F1, behind at 300,000, cannot tell: the rewritten 307,010 is consistent with what it holds.
     let out = sync_from(&d("f1"), &a, node("rw"), rw.1);

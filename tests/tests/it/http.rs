@@ -179,6 +179,8 @@ fn every_ledger_route_answers_and_each_error_class_is_json() {
     assert_error(&get(&format!("{url}/ledger/entries/99")), 404, "not_found");
     assert_error(&get(&format!("{url}/ledger/checkpoints/4")), 404, "not_found");
     assert_error(&get(&format!("{url}/ledger/entries?limit=0")), 400, "bad_request");
+    assert_error(&get(&format!("{url}/ledger/entries?subject=customer42")), 400, "bad_request");
+    assert_error(&get(&format!("{url}/ledger/entries?stream=ORDERS")), 400, "bad_request");
     assert_error(&get(&format!("{url}/ledger/entries?cursor=zz")), 400, "bad_request");
     assert_error(&get(&format!("{url}/ledger/proof/consistency?old=4&new=2")), 400, "bad_request");
     assert_error(&get(&format!("{url}/ledger/entries/1?ledger=not-a-uuid")), 400, "bad_request");
@@ -370,10 +372,23 @@ fn the_cli_drives_a_running_node() {
     let r = run_json(onoal(&b_dir).args(["peer", "remove", &a.id]));
     assert_eq!(r["removed"], true);
     assert!(run_json(onoal(&b_dir).args(["status"]))["follows"].as_array().unwrap().is_empty());
+    let zeros = "00".repeat(32);
+    let err = run_fail(onoal(&b_dir).args([
+        "peer",
+        "add",
+        &format!("{}@127.0.0.1:1", a.id),
+        "--key",
+        &zeros,
+    ]));
+    assert!(err.contains("not a usable Ed25519 public key"), "{err}");
     let err = run_fail(onoal(&b_dir).args(["peer", "remove", &a.id]));
     assert!(err.contains("not pinned"), "{err}");
     // forks drop through the node deletes the replica.
-    let d = run_json(onoal(&b_dir).args(["forks", "drop", &a.id]));
+    let err = run_fail(onoal(&b_dir).args(["forks", "drop", &a.id]));
+    assert!(err.contains("has not forked") && err.contains("/ledger/replicas/"), "{err}");
+    let err = run_fail(onoal(&b_dir).args(["replicas", "drop", &a.id]));
+    assert!(err.contains("--yes"), "{err}");
+    let d = run_json(onoal(&b_dir).args(["replicas", "drop", &a.id, "--yes"]));
     assert_eq!(d["dropped"], true);
 
     // node.json goes with the node; a stale one is ignored with a note.

@@ -106,7 +106,7 @@ fn a_killed_sync_resumes_without_refetching_committed_bundles() {
             break;
         }
         // Finished before the kill: start over.
-        run_json(onoal(&b_dir).args(["forks", "drop", &a.id]));
+        run_json(onoal(&b_dir).args(["replicas", "drop", &a.id, "--yes"]));
     }
     assert!(held_at_kill > 0 && held_at_kill < N, "could not kill mid-sync (held {held_at_kill})");
     // The replica as the kill left it verifies.

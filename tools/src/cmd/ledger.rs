@@ -206,13 +206,11 @@ pub(crate) fn get(cli: &Cli, seq: u64) -> Result<()> {
 }
 
 pub(crate) fn query(cli: &Cli, q: &QueryArgs) -> Result<()> {
+    let filter: onoal_engine::Filter = (&q.filter).into();
+    filter.validate()?;
     let (_ledger, log) = read_log(cli)?;
-    let page = log.query(&Query {
-        filter: (&q.filter).into(),
-        cursor: q.cursor.clone(),
-        limit: q.limit,
-        max_bytes: None,
-    })?;
+    let page =
+        log.query(&Query { filter, cursor: q.cursor.clone(), limit: q.limit, max_bytes: None })?;
     let v = json!(QueryPageView::from(&page));
     print(cli, v, || {
         let mut s = String::new();
@@ -278,5 +276,28 @@ pub(crate) fn prove(cli: &Cli, what: &ProveCommand) -> Result<()> {
         }
     };
     print_value(cli, &v);
+    Ok(())
+}
+
+pub(crate) fn checkpoints(cli: &Cli) -> Result<()> {
+    let (_ledger, log) = read_log(cli)?;
+    let mut list = Vec::new();
+    for size in log.checkpoint_sizes()? {
+        if let Some(cp) = log.checkpoint_at(size)? {
+            list.push(json!({"size": cp.size, "root": cp.root.to_hex()}));
+        }
+    }
+    print(cli, json!({ "checkpoints": list }), || {
+        let mut s = format!("{:>12}  root\n", "size");
+        for c in &list {
+            s.push_str(&format!(
+                "{:>12}  {}\n",
+                c["size"].as_u64().unwrap_or(0),
+                c["root"].as_str().unwrap_or("")
+            ));
+        }
+        s.push_str(&format!("{} checkpoints", list.len()));
+        s
+    });
     Ok(())
 }

@@ -68,8 +68,15 @@ pub(crate) fn peer_add(cli: &Cli, spec: &str, key: &str) -> Result<()> {
         .ok()
         .and_then(|b| b.try_into().ok())
         .ok_or_else(|| anyhow!("--key must be the peer's 32-byte Ed25519 public key in hex (64 characters), as `onoal serve` prints it"))?;
-    ed25519_dalek::VerifyingKey::from_bytes(&key_bytes)
-        .map_err(|_| anyhow!("--key is not a valid Ed25519 public key"))?;
+    // All zeros and the other small-order points are valid encodings that no one holds the
+    // secret of: refused like malformed keys.
+    if key_bytes == [0; 32]
+        || ed25519_dalek::VerifyingKey::from_bytes(&key_bytes).map_or(true, |k| k.is_weak())
+    {
+        bail!(
+            "--key is not a usable Ed25519 public key; copy the key `onoal init` or `onoal serve` printed"
+        );
+    }
     let addresses = if let Some(node) = running_node(cli)? {
         let body = json!({"ledger_id": id.to_string(), "public_key": key, "address": addr});
         let peer: PeerView = node.post("/mesh/connect", &body, Duration::from_secs(60))?;
@@ -131,23 +138,48 @@ pub(crate) fn replicas(cli: &Cli) -> Result<()> {
 
 pub(crate) fn forks(cli: &Cli, drop: Option<&str>) -> Result<()> {
     if let Some(id) = drop {
-        let id = parse_ledger_id(id)?;
-        let dropped = if let Some(node) = running_node(cli)? {
-            node.delete::<onoal_mesh::http::Dropped>(&format!("/ledger/forks/{id}"))?.dropped
-        } else {
-            open_for_mesh(cli, "drop a replica", cli.durability())?.drop_replica(&id)?
-        };
-        print(cli, json!({"ledger_id": id.to_string(), "dropped": dropped}), || {
-            if dropped {
-                format!("dropped the replica of {id}; the next sync starts afresh")
-            } else {
-                format!("no replica of {id} here")
-            }
-        });
-        return Ok(());
+        return drop_replica(cli, id, true, true);
     }
     let ledger = open_read(cli)?;
     print_value(cli, &json!({ "forks": views::forks(&ledger)? }));
+    Ok(())
+}
+
+/// `replicas drop` (any replica, confirmed) and `forks drop` (a forked one only).
+pub(crate) fn drop_replica(cli: &Cli, id: &str, yes: bool, only_forked: bool) -> Result<()> {
+    let id = parse_ledger_id(id)?;
+    if !yes {
+        if !std::io::stdin().is_terminal() {
+            bail!(
+                "dropping the replica of {id} deletes its entries and sync state (the next sync starts afresh); pass --yes to do it"
+            );
+        }
+        eprint!("delete the replica of {id}? type yes: ");
+        let mut answer = String::new();
+        std::io::stdin().read_line(&mut answer)?;
+        if answer.trim() != "yes" {
+            bail!("not dropped");
+        }
+    }
+    let dropped = if let Some(node) = running_node(cli)? {
+        let route = if only_forked { "forks" } else { "replicas" };
+        node.delete::<onoal_mesh::http::Dropped>(&format!("/ledger/{route}/{id}"))?.dropped
+    } else {
+        let ledger = open_for_mesh(cli, "drop a replica", cli.durability())?;
+        if only_forked && !views::forks(&ledger)?.iter().any(|f| f.ledger_id == id.to_string()) {
+            bail!(
+                "the replica of {id} has not forked; to delete a healthy replica run `onoal replicas drop {id}`"
+            );
+        }
+        ledger.drop_replica(&id)?
+    };
+    print(cli, json!({"ledger_id": id.to_string(), "dropped": dropped}), || {
+        if dropped {
+            format!("dropped the replica of {id}; the next sync starts afresh")
+        } else {
+            format!("no replica of {id} here")
+        }
+    });
     Ok(())
 }
 
@@ -180,6 +212,7 @@ pub(crate) fn sync(
     if !filter.is_empty() && (follow || mode != SyncMode::Incremental) {
         bail!("a filtered sync (--stream, --type, ...) takes neither --follow nor --mode");
     }
+    filter.validate()?;
     if let Some(node) = running_node(cli)? {
         return sync_through(cli, &node, id, from, mode, follow, filter);
     }
