@@ -57,7 +57,11 @@ pub(crate) fn run(cli: &Cli, require_checkpoint: bool) -> Result<ExitCode> {
     let started = std::time::Instant::now();
     let result = ledger.verify(&|p| bar.set_position(p.entries_done));
     // Entries beyond the newest signed checkpoint are sound here but checkable by no one else.
-    let signed = ledger.latest_checkpoint()?.map_or(0, |c| c.size);
+    // (Read only after a sound audit: a damaged note is the audit's to report.)
+    let signed = match &result {
+        Ok(_) => ledger.latest_checkpoint()?.map_or(0, |c| c.size),
+        Err(_) => 0,
+    };
     bar.finish_and_clear();
     match result {
         Ok(r) if signed < r.entries && require_checkpoint => {
