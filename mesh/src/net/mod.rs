@@ -267,7 +267,12 @@ impl Node {
         let addr = conn.remote_address();
         match e {
             SessionError::Misbehaved(v) => self.misbehaved(conn, v),
-            SessionError::Refused(code, message) => SyncError::Refused { code, message },
+            // The server cannot know our ledger id for its instructions; we do.
+            SessionError::Refused(code, message) => SyncError::Refused {
+                code,
+                message: message
+                    .replace("YOUR_LEDGER_ID", &self.inner.ledger.identity().ledger_id.to_string()),
+            },
             SessionError::TimedOut { kind, after, .. } => {
                 let v = PeerMisbehaved::Unresponsive {
                     request: kind,

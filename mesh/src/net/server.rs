@@ -230,12 +230,17 @@ impl ProtocolHandler for SyncHandler {
 async fn serve_unpinned(inner: &Arc<Inner>, client: PeerId, conn: quinn::Connection) {
     conn.set_max_concurrent_bi_streams(quinn::VarInt::from_u32(1));
     conn.set_receive_window(quinn::VarInt::from_u32(16 << 10));
+    // The ledger the client says it is (a valid certificate in its Hello), for the operator.
+    let mut claimed: Option<String> = None;
     let served = tokio::time::timeout(UNPINNED_DEADLINE, async {
         for _ in 0..UNPINNED_REQUESTS {
             let (mut send, mut recv) = conn.accept_bi().await.map_err(|e| e.to_string())?;
             let frame =
                 read_frame(&mut recv, proto::MAX_REQUEST_FRAME).await.map_err(|e| e.to_string())?;
             let request: Request = postcard::from_bytes(&frame).map_err(|e| e.to_string())?;
+            if let Some(c) = proto::handshake::client_certificate(&request, &client, now_ms()) {
+                claimed = Some(c.0.ledger_id.to_string());
+            }
             let (decision, _) = inner.core.handle_request(&client, false, request, now_ms());
             let Decision::Respond(response) = decision else {
                 return Err("an unpinned client's request needs no storage".to_owned());
@@ -249,6 +254,14 @@ async fn serve_unpinned(inner: &Arc<Inner>, client: PeerId, conn: quinn::Connect
     if let Ok(Err(e)) = served {
         tracing::debug!(error = %e, "unpinned client");
     }
+    // So the operator can pin it, if it should be served.
+    let id = claimed.as_deref().unwrap_or("LEDGER_ID");
+    tracing::info!(
+        key = %client.to_hex(),
+        ledger = claimed.as_deref().unwrap_or("unknown"),
+        "refused a client whose key is not pinned; to serve it: onoal peer add {id}@HOST:PORT --key {}",
+        client.to_hex()
+    );
     conn.close(quinn::VarInt::from_u32(0), b"pin this key to read more");
 }
 

@@ -148,6 +148,7 @@ fn a_wrong_pinned_key_refuses_the_connection() {
     pin(&c_dir, &a, port);
     let err = run_fail(onoal(&c_dir).args(["sync", &a.id]));
     assert!(err.contains("pinned peers only"), "{err}");
+    assert!(err.contains(&format!("onoal peer add {}@", c.id)), "the client names itself: {err}");
 }
 
 #[test]
