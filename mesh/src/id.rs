@@ -11,6 +11,15 @@ pub use onoal_engine::LedgerId;
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct PeerId(VerifyingKey);
 
+/// Why a typed public key was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyTextError {
+    /// Not 64 hex characters.
+    NotHex32,
+    /// A valid encoding no one can hold the secret of (or not a curve point).
+    Unusable,
+}
+
 impl PeerId {
     /// The peer with this key.
     pub fn new(key: VerifyingKey) -> Self {
@@ -20,6 +29,20 @@ impl PeerId {
     /// The peer with this 32-byte key, if it is a valid Ed25519 point.
     pub fn from_bytes(bytes: &[u8; 32]) -> Option<Self> {
         VerifyingKey::from_bytes(bytes).ok().map(Self)
+    }
+
+    /// Parses a public key a user typed: 64 hex characters encoding a point on the curve that
+    /// is not one of the small-order points (all zeros among them), whose secret no one holds.
+    ///
+    /// # Errors
+    /// [`KeyTextError`]: not 32 bytes of hex, or not a usable key.
+    pub fn parse_hex(text: &str) -> Result<Self, KeyTextError> {
+        let bytes: [u8; 32] =
+            hex::decode(text).ok().and_then(|b| b.try_into().ok()).ok_or(KeyTextError::NotHex32)?;
+        match Self::from_bytes(&bytes) {
+            Some(id) if bytes != [0; 32] && !id.key().is_weak() => Ok(id),
+            _ => Err(KeyTextError::Unusable),
+        }
     }
 
     /// The key.

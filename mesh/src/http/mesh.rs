@@ -18,6 +18,7 @@ use super::ledger::parse_ledger_id;
 use super::{AppState, blocking};
 use crate::control::FollowView;
 use crate::control::views::{PeerView, SyncSummaryView};
+use crate::id::{KeyTextError, PeerId};
 use crate::net::SyncMode;
 
 /// Pinned peers.
@@ -51,16 +52,16 @@ pub struct ConnectRequest {
 }
 
 pub(crate) fn parse_key(hex_key: &str) -> Result<[u8; 32], ApiError> {
-    let key: [u8; 32] =
-        hex::decode(hex_key).ok().and_then(|b| b.try_into().ok()).ok_or_else(|| {
-            ApiError::bad_request("public_key must be 32 bytes of hex (64 characters)")
-        })?;
-    if key == [0; 32] || ed25519_dalek::VerifyingKey::from_bytes(&key).map_or(true, |k| k.is_weak())
-    {
-        return Err(ApiError::bad_request("public_key is not a usable Ed25519 public key")
-            .hint("copy the key `onoal init` or `onoal serve` printed"));
+    match PeerId::parse_hex(hex_key) {
+        Ok(id) => Ok(*id.as_bytes()),
+        Err(KeyTextError::NotHex32) => {
+            Err(ApiError::bad_request("public_key must be 32 bytes of hex (64 characters)"))
+        }
+        Err(KeyTextError::Unusable) => {
+            Err(ApiError::bad_request("public_key is not a usable Ed25519 public key")
+                .hint("copy the key `onoal init` or `onoal serve` printed"))
+        }
     }
-    Ok(key)
 }
 
 /// Pins a peer's key (and address); the running node serves it at once.

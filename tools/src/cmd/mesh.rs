@@ -64,19 +64,15 @@ pub(crate) fn summary_json(s: &SyncSummary) -> Value {
 
 pub(crate) fn peer_add(cli: &Cli, spec: &str, key: &str) -> Result<()> {
     let (id, addr) = parse_peer_spec(spec)?;
-    let key_bytes: [u8; 32] = hex::decode(key)
-        .ok()
-        .and_then(|b| b.try_into().ok())
-        .ok_or_else(|| anyhow!("--key must be the peer's 32-byte Ed25519 public key in hex (64 characters), as `onoal serve` prints it"))?;
-    // All zeros and the other small-order points are valid encodings that no one holds the
-    // secret of: refused like malformed keys.
-    if key_bytes == [0; 32]
-        || ed25519_dalek::VerifyingKey::from_bytes(&key_bytes).map_or(true, |k| k.is_weak())
-    {
-        bail!(
+    let key_bytes = match onoal_mesh::PeerId::parse_hex(key) {
+        Ok(id) => *id.as_bytes(),
+        Err(onoal_mesh::id::KeyTextError::NotHex32) => bail!(
+            "--key must be the peer's 32-byte Ed25519 public key in hex (64 characters), as `onoal serve` prints it"
+        ),
+        Err(onoal_mesh::id::KeyTextError::Unusable) => bail!(
             "--key is not a usable Ed25519 public key; copy the key `onoal init` or `onoal serve` printed"
-        );
-    }
+        ),
+    };
     let addresses = if let Some(node) = running_node(cli)? {
         let body = json!({"ledger_id": id.to_string(), "public_key": key, "address": addr});
         let peer: PeerView = node.post("/mesh/connect", &body, Duration::from_secs(60))?;
