@@ -28,10 +28,12 @@
 //!   replicate a ledger under.
 
 pub mod cert;
+pub mod envelope;
 pub mod frame;
 pub mod handshake;
 pub mod message;
 pub mod misbehaved;
+pub mod record;
 pub mod serve;
 pub mod sync;
 
