@@ -47,12 +47,14 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 pub mod control;
+pub mod dht;
 pub mod grpc;
 pub mod http;
 pub mod id;
 pub mod net;
 pub mod peer;
 pub mod proto;
+pub mod sim;
 pub mod tls;
 
 pub use id::{LedgerId, PeerId};

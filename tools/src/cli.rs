@@ -128,6 +128,9 @@ pub(crate) enum Command {
         #[arg(long)]
         require_checkpoint: bool,
     },
+    /// Simulate a mesh in memory: the real DHT and peer-record cores of N nodes, virtual
+    /// time, seeded latency, loss, churn and a partition; prints what lookups achieved.
+    Sim(SimArgs),
     /// Measure a workload next to its baseline (same run); see docs/performance.md.
     Bench {
         #[command(subcommand)]
@@ -446,6 +449,38 @@ pub(crate) enum ProveCommand {
     Consistency { old: u64, new: u64 },
 }
 
+/// `onoal sim`.
+#[derive(Args, Debug)]
+pub(crate) struct SimArgs {
+    /// Nodes (2..=100000).
+    #[arg(long, default_value_t = 1000)]
+    pub(crate) nodes: usize,
+    /// Seed: the same seed gives the same report (apart from wall_s and peak_rss_mb).
+    #[arg(long, default_value_t = 1)]
+    pub(crate) seed: u64,
+    /// Fraction of nodes that crash, and are replaced by new ones, while lookups run (0..=0.9).
+    #[arg(long, default_value_t = 0.0)]
+    pub(crate) churn: f64,
+    /// Probability that a message is lost (0..=0.5).
+    #[arg(long, default_value_t = 0.0)]
+    pub(crate) loss: f64,
+    /// One-way latency range in milliseconds, `A..B`.
+    #[arg(long, default_value = "10..100")]
+    pub(crate) latency_ms: String,
+    /// Split the network in two for the first 30 virtual seconds of the lookups.
+    #[arg(long)]
+    pub(crate) partition: bool,
+    /// Lookups to run (default: one per 10 nodes, at least 100).
+    #[arg(long, default_value_t = 0)]
+    pub(crate) lookups: usize,
+    /// Virtual seconds of the measured phase.
+    #[arg(long, default_value_t = 120)]
+    pub(crate) measure_s: u64,
+    /// Also draw the lookup-round histogram and success over time as an SVG file.
+    #[arg(long)]
+    pub(crate) svg: Option<PathBuf>,
+}
+
 /// The command's name as typed (for messages).
 pub(crate) fn command_name(c: &Command) -> &'static str {
     match c {
@@ -459,6 +494,7 @@ pub(crate) fn command_name(c: &Command) -> &'static str {
         Command::Prove { .. } => "prove",
         Command::Verify { .. } => "verify",
         Command::Bench { .. } => "bench",
+        Command::Sim(_) => "sim",
         Command::Demo { .. } => "demo",
         Command::Serve(_) => "serve",
         Command::Status => "status",

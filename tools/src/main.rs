@@ -97,6 +97,7 @@ fn run(cli: &Cli) -> Result<ExitCode> {
         }
         Command::Checkpoints => cmd::ledger::checkpoints(cli)?,
         Command::Bench { what } => cmd::bench::run(cli, what)?,
+        Command::Sim(args) => cmd::sim::run(cli, args)?,
         Command::Demo { entries, keep } => demo::run(*entries, cli.json, *keep)?,
         Command::Serve(args) => return cmd::serve::run(cli, args),
         Command::Status => cmd::node::status(cli)?,

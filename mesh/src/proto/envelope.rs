@@ -373,7 +373,12 @@ impl Inbox {
     ///
     /// # Errors
     /// [`Rejected`]: the message is dropped.
-    pub fn accept(&mut self, peer: PeerId, bytes: &[u8], now_ms: u64) -> Result<MeshMessage, Rejected> {
+    pub fn accept(
+        &mut self,
+        peer: PeerId,
+        bytes: &[u8],
+        now_ms: u64,
+    ) -> Result<MeshMessage, Rejected> {
         let outcome = self.check(bytes, now_ms);
         let counts = self.counts_mut(peer);
         match &outcome {

@@ -191,8 +191,10 @@ impl PeerRecord {
         if self.expires_ms <= now_ms {
             return Err(RecordError::Expired { expires_ms: self.expires_ms, now_ms });
         }
-        let key = VerifyingKey::from_bytes(&self.public_key).map_err(|_| RecordError::BadSignature)?;
-        let signature = Signature::from_slice(&self.signature).map_err(|_| RecordError::BadSignature)?;
+        let key =
+            VerifyingKey::from_bytes(&self.public_key).map_err(|_| RecordError::BadSignature)?;
+        let signature =
+            Signature::from_slice(&self.signature).map_err(|_| RecordError::BadSignature)?;
         if key.is_weak() || key.verify_strict(&self.signed_bytes(), &signature).is_err() {
             return Err(RecordError::BadSignature);
         }

@@ -6,4 +6,5 @@ pub(crate) mod ledger;
 pub(crate) mod mesh;
 pub(crate) mod node;
 pub(crate) mod serve;
+pub(crate) mod sim;
 pub(crate) mod verify;

@@ -73,7 +73,10 @@ fn a_discovered_key_never_takes_over_a_higher_sources_ledger() {
     book.offer(record(1, ledger, 1), Source::Manual, NOW);
     for source in [Source::Bootstrap, Source::Registry, Source::Dns, Source::Gossip, Source::Dht] {
         let offered = book.offer(record(2, ledger, 99), source, NOW);
-        assert!(matches!(offered, Offered::KeyConflict { source: Source::Manual, .. }), "{offered:?}");
+        assert!(
+            matches!(offered, Offered::KeyConflict { source: Source::Manual, .. }),
+            "{offered:?}"
+        );
     }
     assert_eq!(book.get(&ledger).unwrap().record.public_key, key(1).verifying_key().to_bytes());
 

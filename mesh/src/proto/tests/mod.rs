@@ -1,4 +1,3 @@
-//! The simulator ([`util`]) and the protocol cores run in it ([`sync_sim`]).
+//! The sync cores in the simulator ([`crate::sim::net`]).
 
 mod sync_sim;
-mod util;

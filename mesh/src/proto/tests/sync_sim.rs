@@ -10,7 +10,6 @@ use onoal_engine::identity::{SecretKey, key_path};
 use onoal_engine::replica::{ReplicaWriter, VerifiedBundle};
 use onoal_engine::{Ledger, LedgerId, Name, NewEntry, Oid, TreeSize};
 
-use super::util::{Conditions, Net};
 use crate::id::PeerId;
 use crate::peer::PeerStore;
 use crate::proto::LedgerCertificate;
@@ -22,6 +21,7 @@ use crate::proto::sync::{
     SyncSession,
 };
 use crate::proto::{MAX_WAIT_MS, handshake};
+use crate::sim::net::{Conditions, Net};
 
 /// A request or an answer, on a stream the client numbered.
 #[derive(Debug)]

@@ -9,14 +9,14 @@ use std::time::{Duration, Instant};
 
 /// A small deterministic generator (xorshift64*).
 #[derive(Clone, Debug)]
-pub(crate) struct Rng(u64);
+pub struct Rng(u64);
 
 impl Rng {
-    pub(crate) fn new(seed: u64) -> Self {
+    pub fn new(seed: u64) -> Self {
         Self(seed | 1)
     }
 
-    pub(crate) fn next_u64(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
@@ -24,12 +24,12 @@ impl Rng {
     }
 
     /// Uniform in `[0, 1)`.
-    pub(crate) fn unit(&mut self) -> f64 {
+    pub fn unit(&mut self) -> f64 {
         (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
     }
 
     /// Uniform in `[lo, hi]`.
-    pub(crate) fn between(&mut self, lo: Duration, hi: Duration) -> Duration {
+    pub fn between(&mut self, lo: Duration, hi: Duration) -> Duration {
         let span = hi.saturating_sub(lo).as_nanos() as u64;
         lo + Duration::from_nanos(if span == 0 { 0 } else { self.next_u64() % (span + 1) })
     }
@@ -37,10 +37,10 @@ impl Rng {
 
 /// A message in flight.
 #[derive(Debug)]
-pub(crate) struct Delivery<M> {
-    pub(crate) from: usize,
-    pub(crate) to: usize,
-    pub(crate) msg: M,
+pub struct Delivery<M> {
+    pub from: usize,
+    pub to: usize,
+    pub msg: M,
 }
 
 struct Queued<M> {
@@ -68,34 +68,37 @@ impl<M> Ord for Queued<M> {
 
 /// Network conditions.
 #[derive(Clone, Debug)]
-pub(crate) struct Conditions {
+pub struct Conditions {
     /// Shortest and longest one-way delay.
-    pub(crate) latency: (Duration, Duration),
+    pub latency: (Duration, Duration),
     /// Probability that a message is lost.
-    pub(crate) loss: f64,
+    pub loss: f64,
 }
 
 /// The simulated network: a queue of deliveries ordered by virtual time.
-pub(crate) struct Net<M> {
+pub struct Net<M> {
     now: Instant,
-    pub(crate) rng: Rng,
+    pub rng: Rng,
     conditions: Conditions,
     /// Cut links (either direction) and when each heals.
     partitions: Vec<(usize, usize, Instant)>,
+    /// A split of the whole network: each node's side, until it heals.
+    split: Option<(Vec<bool>, Instant)>,
     queue: BinaryHeap<Reverse<Queued<M>>>,
     seq: u64,
-    pub(crate) sent: u64,
-    pub(crate) lost: u64,
-    pub(crate) cut: u64,
+    pub sent: u64,
+    pub lost: u64,
+    pub cut: u64,
 }
 
 impl<M> Net<M> {
-    pub(crate) fn new(seed: u64, conditions: Conditions) -> Self {
+    pub fn new(seed: u64, conditions: Conditions) -> Self {
         Self {
             now: Instant::now(),
             rng: Rng::new(seed),
             conditions,
             partitions: Vec::new(),
+            split: None,
             queue: BinaryHeap::new(),
             seq: 0,
             sent: 0,
@@ -105,24 +108,40 @@ impl<M> Net<M> {
     }
 
     /// The virtual time.
-    pub(crate) fn now(&self) -> Instant {
+    pub fn now(&self) -> Instant {
         self.now
     }
 
     /// Cuts the link between `a` and `b` from now until `heal`.
-    pub(crate) fn partition(&mut self, a: usize, b: usize, heal: Instant) {
+    pub fn partition(&mut self, a: usize, b: usize, heal: Instant) {
         self.partitions.push((a, b, heal));
     }
 
+    /// Splits the network in two (`side[i]` for node i; nodes past its end are on side
+    /// `false`) from now until `heal`.
+    pub fn split(&mut self, side: Vec<bool>, heal: Instant) {
+        self.split = Some((side, heal));
+    }
+
+    /// Whether `a` and `b` are on different sides of a split now.
+    pub fn split_apart(&self, a: usize, b: usize) -> bool {
+        self.split.as_ref().is_some_and(|(side, heal)| {
+            let side_of = |i: usize| side.get(i).copied().unwrap_or(false);
+            self.now < *heal && side_of(a) != side_of(b)
+        })
+    }
+
     fn partitioned(&self, a: usize, b: usize) -> bool {
-        self.partitions
-            .iter()
-            .any(|&(x, y, heal)| self.now < heal && ((x, y) == (a, b) || (x, y) == (b, a)))
+        self.split_apart(a, b)
+            || self
+                .partitions
+                .iter()
+                .any(|&(x, y, heal)| self.now < heal && ((x, y) == (a, b) || (x, y) == (b, a)))
     }
 
     /// Sends `msg`: lost with the loss probability or on a cut link, otherwise delivered after
     /// the latency.
-    pub(crate) fn send(&mut self, from: usize, to: usize, msg: M) {
+    pub fn send(&mut self, from: usize, to: usize, msg: M) {
         self.sent += 1;
         if self.partitioned(from, to) {
             self.cut += 1;
@@ -143,17 +162,17 @@ impl<M> Net<M> {
     }
 
     /// When the next message arrives.
-    pub(crate) fn next_arrival(&self) -> Option<Instant> {
+    pub fn next_arrival(&self) -> Option<Instant> {
         self.queue.peek().map(|Reverse(q)| q.at)
     }
 
     /// Moves the clock forward to `t` (never back).
-    pub(crate) fn advance_to(&mut self, t: Instant) {
+    pub fn advance_to(&mut self, t: Instant) {
         self.now = self.now.max(t);
     }
 
     /// The next message due now or earlier.
-    pub(crate) fn pop_due(&mut self) -> Option<Delivery<M>> {
+    pub fn pop_due(&mut self) -> Option<Delivery<M>> {
         if self.next_arrival()? > self.now {
             return None;
         }
@@ -161,6 +180,7 @@ impl<M> Net<M> {
     }
 }
 
+#[cfg(test)]
 #[test]
 fn the_network_loses_cuts_and_orders_by_time() {
     let mut net: Net<u32> = Net::new(
@@ -189,4 +209,8 @@ fn the_network_loses_cuts_and_orders_by_time() {
     net.advance_to(t0 + Duration::from_secs(1));
     net.send(2, 0, 1);
     assert_eq!(net.cut, 1, "the partition healed");
+    net.split(vec![true, false], t0 + Duration::from_secs(2));
+    net.send(0, 3, 1);
+    net.send(1, 3, 1);
+    assert_eq!(net.cut, 2, "node 3 is past the side list: side false, apart from node 0 only");
 }

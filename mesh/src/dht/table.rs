@@ -1,0 +1,205 @@
+//! The routing table: k-buckets by shared prefix length, least recently seen first, at most
+//! `per_ip` nodes of one IP address per bucket (so one host cannot fill a bucket with made-up
+//! keys), and a replacement cache per bucket that refills it when a node stops answering.
+
+use std::net::IpAddr;
+use std::time::Instant;
+
+use super::key::{Contact, Key, NodeKey};
+
+#[derive(Clone, Debug)]
+struct Entry {
+    contact: Contact,
+    last_seen: Instant,
+    failures: u8,
+}
+
+#[derive(Clone, Debug, Default)]
+struct Bucket {
+    /// Least recently seen first.
+    entries: Vec<Entry>,
+    /// Newest last.
+    replacements: Vec<Contact>,
+}
+
+impl Bucket {
+    fn ip_count(&self, ip: IpAddr) -> usize {
+        self.entries.iter().filter(|e| e.contact.addr.ip() == ip).count()
+    }
+}
+
+/// What [`RoutingTable::insert`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Inserted {
+    /// A new node in its bucket.
+    Added,
+    /// A known node, now the most recently seen.
+    Refreshed,
+    /// The bucket is full: kept as a replacement. Ping `oldest`: if it does not answer, the
+    /// replacement takes its place.
+    Full {
+        /// The least recently seen node of the bucket.
+        oldest: Contact,
+    },
+    /// Too many nodes of this IP address in the bucket already.
+    IpLimit,
+    /// The local node.
+    Local,
+}
+
+/// The k-buckets of one node.
+#[derive(Clone, Debug)]
+pub struct RoutingTable {
+    local: Key,
+    k: usize,
+    per_ip: usize,
+    max_failures: u8,
+    buckets: Vec<Bucket>,
+}
+
+impl RoutingTable {
+    /// An empty table of the node `local`.
+    pub fn new(local: Key, k: usize, per_ip: usize, max_failures: u8) -> Self {
+        Self { local, k, per_ip, max_failures, buckets: Vec::new() }
+    }
+
+    fn bucket_mut(&mut self, index: usize) -> &mut Bucket {
+        if self.buckets.len() <= index {
+            self.buckets.resize_with(index + 1, Bucket::default);
+        }
+        &mut self.buckets[index]
+    }
+
+    /// Records that `contact` answered or asked at `now`.
+    pub fn insert(&mut self, contact: Contact, now: Instant) -> Inserted {
+        let Some(index) = self.local.bucket_of(&contact.id) else { return Inserted::Local };
+        let (k, per_ip) = (self.k, self.per_ip);
+        let bucket = self.bucket_mut(index);
+        if let Some(pos) = bucket.entries.iter().position(|e| e.contact.peer == contact.peer) {
+            let mut entry = bucket.entries.remove(pos);
+            if entry.contact.addr.ip() != contact.addr.ip()
+                && bucket.ip_count(contact.addr.ip()) >= per_ip
+            {
+                bucket.entries.insert(pos, entry);
+                return Inserted::IpLimit;
+            }
+            entry.contact = contact;
+            entry.last_seen = now;
+            entry.failures = 0;
+            bucket.entries.push(entry);
+            return Inserted::Refreshed;
+        }
+        if bucket.ip_count(contact.addr.ip()) >= per_ip {
+            return Inserted::IpLimit;
+        }
+        if bucket.entries.len() < k {
+            bucket.entries.push(Entry { contact, last_seen: now, failures: 0 });
+            return Inserted::Added;
+        }
+        bucket.replacements.retain(|c| c.peer != contact.peer);
+        bucket.replacements.push(contact);
+        if bucket.replacements.len() > k {
+            bucket.replacements.remove(0);
+        }
+        Inserted::Full { oldest: bucket.entries[0].contact }
+    }
+
+    /// Records that `peer` did not answer. It leaves the table after `max_failures` misses in a
+    /// row, or at once when a replacement is waiting; the newest replacement takes its place.
+    pub fn failed(&mut self, peer: &NodeKey, now: Instant) {
+        let id = Key::of_node(peer);
+        let Some(index) = self.local.bucket_of(&id) else { return };
+        let (max_failures, per_ip) = (self.max_failures, self.per_ip);
+        let Some(bucket) = self.buckets.get_mut(index) else { return };
+        bucket.replacements.retain(|c| c.peer != *peer);
+        let Some(pos) = bucket.entries.iter().position(|e| e.contact.peer == *peer) else {
+            return;
+        };
+        bucket.entries[pos].failures = bucket.entries[pos].failures.saturating_add(1);
+        if bucket.entries[pos].failures < max_failures && bucket.replacements.is_empty() {
+            return;
+        }
+        bucket.entries.remove(pos);
+        while let Some(next) = bucket.replacements.pop() {
+            if bucket.ip_count(next.addr.ip()) < per_ip {
+                bucket.entries.push(Entry { contact: next, last_seen: now, failures: 0 });
+                break;
+            }
+        }
+    }
+
+    /// Removes `peer` (it left, or misbehaved).
+    pub fn remove(&mut self, peer: &NodeKey) {
+        let id = Key::of_node(peer);
+        if let Some(bucket) = self.local.bucket_of(&id).and_then(|i| self.buckets.get_mut(i)) {
+            bucket.entries.retain(|e| e.contact.peer != *peer);
+            bucket.replacements.retain(|c| c.peer != *peer);
+        }
+    }
+
+    /// The `n` known nodes closest to `target`, closest first. Reads only the buckets that can
+    /// hold them: the target's own bucket (its nodes share one more bit with the target than
+    /// any other), then every farther bucket (they share exactly as many bits with the target
+    /// as the local node does), then the nearer buckets from the farthest down, until `n` are
+    /// gathered.
+    pub fn closest(&self, target: &Key, n: usize) -> Vec<Contact> {
+        if n == 0 {
+            return Vec::new();
+        }
+        let len = self.buckets.len();
+        let own = self.local.bucket_of(target).unwrap_or(usize::MAX);
+        // Groups, each strictly farther from the target than the one before.
+        let mut groups: Vec<std::ops::Range<usize>> = Vec::new();
+        if own < len {
+            groups.push(own..own + 1);
+            groups.push(own + 1..len);
+        }
+        groups.extend((0..own.min(len)).rev().map(|i| i..i + 1));
+        let mut all: Vec<(super::key::Distance, Contact)> = Vec::new();
+        for group in groups {
+            for bucket in &self.buckets[group] {
+                all.extend(
+                    bucket.entries.iter().map(|e| (e.contact.id.distance(target), e.contact)),
+                );
+            }
+            if all.len() >= n {
+                break;
+            }
+        }
+        if all.len() > n {
+            all.select_nth_unstable_by_key(n - 1, |(d, _)| *d);
+            all.truncate(n);
+        }
+        all.sort_unstable_by_key(|(d, _)| *d);
+        all.into_iter().map(|(_, c)| c).collect()
+    }
+
+    /// Whether `peer` is in the table.
+    pub fn contains(&self, peer: &NodeKey) -> bool {
+        let id = Key::of_node(peer);
+        self.local
+            .bucket_of(&id)
+            .and_then(|i| self.buckets.get(i))
+            .is_some_and(|b| b.entries.iter().any(|e| e.contact.peer == *peer))
+    }
+
+    /// Nodes in the table.
+    pub fn len(&self) -> usize {
+        self.buckets.iter().map(|b| b.entries.len()).sum()
+    }
+
+    /// No nodes.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Every node, bucket by bucket.
+    pub fn contacts(&self) -> impl Iterator<Item = Contact> + '_ {
+        self.buckets.iter().flat_map(|b| b.entries.iter().map(|e| e.contact))
+    }
+
+    /// Index of the farthest bucket that holds anything (refreshes cover up to it).
+    pub fn highest_bucket(&self) -> usize {
+        self.buckets.iter().rposition(|b| !b.entries.is_empty()).unwrap_or(0)
+    }
+}

@@ -1,0 +1,533 @@
+//! The scenario `onoal sim` runs and what it measures.
+//!
+//! Timeline (virtual seconds): node 0 starts at 0; the other nodes join one after another over
+//! the join phase, each through one random node already up (its bootstrap node): it adds that
+//! contact, looks itself up, and publishes its signed record under its ledger id and its OID
+//! prefixes. Then the measured phase: random live nodes look up random live ledgers by id,
+//! while `churn` x nodes crash (no goodbye) and as many new nodes join; with `partition`, the
+//! network splits in two for the first 30 s of it, and lookups across the split are retried
+//! every second after it heals until one succeeds.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use ed25519_dalek::SigningKey;
+use serde::Serialize;
+
+use onoal_engine::{LedgerId, Oid};
+
+use super::net::{Conditions, Net};
+use crate::dht::{Contact, Dht, DhtConfig, DhtEvent, DhtRequest, DhtResponse, LookupId, RequestId};
+use crate::id::PeerId;
+use crate::proto::record::{Endpoints, PeerRecord, RecordFields};
+
+/// What to simulate.
+#[derive(Clone, Debug)]
+pub struct SimConfig {
+    /// Nodes at the start of the measured phase.
+    pub nodes: usize,
+    /// Seed of everything random.
+    pub seed: u64,
+    /// Fraction of nodes that crash (and are replaced by joiners) during the measured phase.
+    pub churn: f64,
+    /// Probability that a message is lost.
+    pub loss: f64,
+    /// One-way latency range.
+    pub latency: (Duration, Duration),
+    /// Split the network in two for 30 s at the start of the measured phase.
+    pub partition: bool,
+    /// Lookups in the measured phase (0: one per 10 nodes, at least 100).
+    pub lookups: usize,
+    /// Length of the measured phase.
+    pub measure: Duration,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        Self {
+            nodes: 1000,
+            seed: 1,
+            churn: 0.0,
+            loss: 0.0,
+            latency: (Duration::from_millis(10), Duration::from_millis(100)),
+            partition: false,
+            lookups: 0,
+            measure: Duration::from_secs(120),
+        }
+    }
+}
+
+/// What the simulation measured. Times are virtual seconds.
+#[derive(Clone, Debug, Serialize)]
+pub struct SimReport {
+    /// Nodes at the start of the measured phase.
+    pub nodes: usize,
+    /// Seed.
+    pub seed: u64,
+    /// Churn, loss and partition as configured.
+    pub churn: f64,
+    /// Loss.
+    pub loss: f64,
+    /// Whether the network was split.
+    pub partition: bool,
+    /// Lookups by ledger id in the measured phase.
+    pub lookups: usize,
+    /// Share of them that returned the ledger's valid record.
+    pub lookup_success_rate: f64,
+    /// Rounds of requests until a lookup found the record: median.
+    pub lookup_rounds_p50: u32,
+    /// 99th percentile.
+    pub lookup_rounds_p99: u32,
+    /// Requests per lookup, mean.
+    pub lookup_messages_mean: f64,
+    /// Lookups that finished by round r (index r), for the histogram.
+    pub lookup_rounds_histogram: Vec<u64>,
+    /// The slowest sampled joiner: seconds from its join until each of the k live nodes
+    /// closest to it had it in its routing table (`null` if one never did by the end).
+    pub join_converged_s: Option<f64>,
+    /// Failure detection belongs to membership (heartbeats, SWIM), not yet simulated: `null`.
+    pub failure_detected_s_p99: Option<f64>,
+    /// After the split healed, seconds until a lookup across it succeeded (`null` without a
+    /// partition, or if none did).
+    pub partition_recovered_s: Option<f64>,
+    /// Requests and answers per live node per virtual second, over the whole run.
+    pub messages_per_node_per_s: f64,
+    /// Messages sent, lost to loss, cut by the partition.
+    pub messages: u64,
+    /// Lost.
+    pub lost: u64,
+    /// Cut.
+    pub cut: u64,
+    /// Records refused by storing nodes, and contacts or records dropped from answers as
+    /// invalid.
+    pub store_refused: u64,
+    /// Requests refused by rate limits.
+    pub rate_limited: u64,
+    /// Virtual seconds simulated.
+    pub virtual_s: f64,
+    /// Share of lookups per time slice that succeeded: (virtual second, rate).
+    pub success_over_time: Vec<(f64, f64)>,
+    /// Real seconds the run took.
+    pub wall_s: f64,
+    /// Peak resident memory of the process (MiB).
+    pub peak_rss_mb: f64,
+}
+
+enum Msg {
+    Request { id: RequestId, request: Box<DhtRequest> },
+    Response { id: RequestId, response: Box<DhtResponse> },
+}
+
+#[derive(Clone, Copy)]
+enum Tracked {
+    Measured { target: LedgerId, at: Instant },
+    Cross,
+}
+
+struct Node {
+    dht: Dht,
+    contact: Contact,
+    ledger: LedgerId,
+    alive: bool,
+    timer: Option<Instant>,
+}
+
+enum Script {
+    Join,
+    Crash,
+    Lookup,
+    CrossLookup,
+}
+
+struct World {
+    net: Net<Msg>,
+    nodes: Vec<Node>,
+    timers: BinaryHeap<Reverse<(Instant, usize)>>,
+    tracked: HashMap<(usize, LookupId), Tracked>,
+    config: DhtConfig,
+    epoch_ms: u64,
+    t0: Instant,
+    seed: u64,
+    // Measurements.
+    results: Vec<(Instant, bool, u32, u32)>,
+    cross_recovered: Option<Instant>,
+    heal: Option<Instant>,
+}
+
+fn addr_of(index: usize) -> SocketAddr {
+    let n = u32::try_from(index + 1).unwrap_or(u32::MAX);
+    SocketAddr::new(IpAddr::V4(Ipv4Addr::from(0x0a00_0000 | n)), 4433)
+}
+
+fn index_of(addr: &SocketAddr) -> Option<usize> {
+    match addr.ip() {
+        IpAddr::V4(v4) => usize::try_from((u32::from(v4) & 0x00ff_ffff).checked_sub(1)?).ok(),
+        IpAddr::V6(_) => None,
+    }
+}
+
+impl World {
+    fn now(&self) -> Instant {
+        self.net.now()
+    }
+
+    fn spawn(&mut self) -> usize {
+        let index = self.nodes.len();
+        let mut seed = [0u8; 32];
+        seed[..8].copy_from_slice(&self.seed.to_be_bytes());
+        seed[8..16].copy_from_slice(&(index as u64).to_be_bytes());
+        let key = SigningKey::from_bytes(&onoal_engine::hash::sha256(&[&seed]).0);
+        let peer = PeerId::new(key.verifying_key());
+        let contact = Contact::new(peer, addr_of(index));
+        let ledger_bytes = onoal_engine::hash::sha256(&[b"ledger", &seed]).0;
+        let ledger = LedgerId::from_slice(&ledger_bytes[..16]).unwrap_or_else(LedgerId::random);
+        let now = self.now();
+        let now_ms = self.epoch_ms
+            + u64::try_from(now.saturating_duration_since(self.t0).as_millis()).unwrap_or(0);
+        let mut dht = Dht::new(contact, self.config.clone(), now, now_ms);
+        // Bootstrap through a random live node.
+        let live: Vec<usize> = (0..self.nodes.len()).filter(|&i| self.nodes[i].alive).collect();
+        if !live.is_empty() {
+            let via = live[(self.net.rng.next_u64() % live.len() as u64) as usize];
+            dht.add_contact(self.nodes[via].contact, now);
+        }
+        dht.find_node(contact.id, now);
+        let oid =
+            Oid::parse(&format!("oid:onoal:sim:g{}:n{index}", index % 64)).unwrap_or_else(|_| {
+                Oid::parse("oid:onoal:sim").unwrap_or_else(|_| unreachable!("a valid literal"))
+            });
+        let fields = RecordFields {
+            endpoints: Endpoints { quic: Some(contact.addr.to_string()), ..Endpoints::default() },
+            capabilities: vec!["sync".into()],
+            ..RecordFields::default()
+        };
+        let record = PeerRecord::sign(&key, ledger, &oid, fields, 1, now_ms + 24 * 3600 * 1000);
+        dht.publish(record, now);
+        self.nodes.push(Node { dht, contact, ledger, alive: true, timer: None });
+        self.pump(index);
+        index
+    }
+
+    /// Sends what node `i` wants to send, takes its events, schedules its timer.
+    fn pump(&mut self, i: usize) {
+        let now = self.now();
+        while let Some(t) = self.nodes[i].dht.poll_transmit() {
+            match index_of(&t.to.addr) {
+                Some(to) if to < self.nodes.len() => {
+                    self.net.send(i, to, Msg::Request { id: t.id, request: Box::new(t.request) });
+                }
+                _ => self.nodes[i].dht.handle_failure(t.id, now),
+            }
+        }
+        while let Some(DhtEvent::LookupFinished(outcome)) = self.nodes[i].dht.poll_event() {
+            match self.tracked.remove(&(i, outcome.id)) {
+                Some(Tracked::Measured { target, at }) => {
+                    let found = outcome.records.iter().any(|r| r.ledger_id == target);
+                    self.results.push((at, found, outcome.rounds, outcome.messages));
+                }
+                Some(Tracked::Cross)
+                    if self.cross_recovered.is_none() && !outcome.records.is_empty() =>
+                {
+                    self.cross_recovered = Some(now);
+                }
+                Some(Tracked::Cross) | None => {}
+            }
+        }
+        if let Some(next) = self.nodes[i].dht.poll_timeout()
+            && self.nodes[i].timer.is_none_or(|t| next < t)
+        {
+            self.nodes[i].timer = Some(next);
+            self.timers.push(Reverse((next, i)));
+        }
+    }
+
+    fn deliver(&mut self, from: usize, to: usize, msg: Msg) {
+        if !self.nodes[to].alive {
+            return;
+        }
+        let now = self.now();
+        match msg {
+            Msg::Request { id, request } => {
+                let from_contact = self.nodes[from].contact;
+                let response = self.nodes[to].dht.handle_request(from_contact, *request, now);
+                self.net.send(to, from, Msg::Response { id, response: Box::new(response) });
+            }
+            Msg::Response { id, response } => {
+                self.nodes[to].dht.handle_response(id, *response, now)
+            }
+        }
+        self.pump(to);
+    }
+
+    fn random_live(&mut self) -> Option<usize> {
+        let n = self.nodes.len();
+        for _ in 0..64 {
+            let i = (self.net.rng.next_u64() % n as u64) as usize;
+            if self.nodes[i].alive {
+                return Some(i);
+            }
+        }
+        (0..n).find(|&i| self.nodes[i].alive)
+    }
+
+    /// Whether each of the k live nodes closest to `i` holds `i` in its table.
+    fn converged(&self, i: usize) -> bool {
+        let target = self.nodes[i].contact.id;
+        let mut live: Vec<(crate::dht::Distance, usize)> = (0..self.nodes.len())
+            .filter(|&j| j != i && self.nodes[j].alive)
+            .map(|j| (self.nodes[j].contact.id.distance(&target), j))
+            .collect();
+        live.sort_unstable();
+        let peer = self.nodes[i].contact.peer;
+        live.iter().take(self.config.k).all(|&(_, j)| self.nodes[j].dht.table().contains(&peer))
+    }
+}
+
+fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|kb| kb.parse::<f64>().ok()))
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+fn percentile(sorted: &[u32], p: f64) -> u32 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let rank = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
+}
+
+/// Runs the scenario.
+pub fn run(config: &SimConfig) -> SimReport {
+    let wall = Instant::now();
+    let conditions = Conditions { latency: config.latency, loss: config.loss };
+    let net = Net::new(config.seed, conditions);
+    let t0 = net.now();
+    let mut world = World {
+        t0,
+        net,
+        nodes: Vec::with_capacity(config.nodes + (config.nodes as f64 * config.churn) as usize + 1),
+        timers: BinaryHeap::new(),
+        tracked: HashMap::new(),
+        config: DhtConfig::default(),
+        epoch_ms: 1_800_000_000_000,
+        seed: config.seed,
+        results: Vec::new(),
+        cross_recovered: None,
+        heal: None,
+    };
+    let n = config.nodes.max(2);
+    // Join phase: 100 joins per virtual second, at least 10 s.
+    let join_phase = Duration::from_secs_f64((n as f64 / 100.0).max(10.0));
+    let settle = Duration::from_secs(10);
+    let measure_start = t0 + join_phase + settle;
+    let end = measure_start + config.measure;
+    let lookups = if config.lookups == 0 { (n / 10).max(100) } else { config.lookups };
+    let crashes = (n as f64 * config.churn).round() as usize;
+
+    let mut script: BinaryHeap<Reverse<(Instant, u64, u8)>> = BinaryHeap::new();
+    let mut seq = 0u64;
+    let mut push =
+        |script: &mut BinaryHeap<Reverse<(Instant, u64, u8)>>, at: Instant, what: Script| {
+            seq += 1;
+            let code = match what {
+                Script::Join => 0,
+                Script::Crash => 1,
+                Script::Lookup => 2,
+                Script::CrossLookup => 3,
+            };
+            script.push(Reverse((at, seq, code)));
+        };
+    for i in 0..n {
+        push(&mut script, t0 + join_phase.mul_f64(i as f64 / n as f64), Script::Join);
+    }
+    let span = config.measure.mul_f64(0.9);
+    for i in 0..crashes {
+        let at = measure_start + span.mul_f64(i as f64 / crashes.max(1) as f64);
+        push(&mut script, at, Script::Crash);
+        push(&mut script, at + Duration::from_millis(500), Script::Join);
+    }
+    for i in 0..lookups {
+        let at = measure_start + span.mul_f64((i as f64 + 0.5) / lookups as f64);
+        push(&mut script, at, Script::Lookup);
+    }
+    if config.partition {
+        let heal = measure_start + Duration::from_secs(30);
+        let side: Vec<bool> = (0..n + crashes + 1).map(|i| i % 2 == 0).collect();
+        world.heal = Some(heal);
+        world.net.split(side, heal);
+        for s in 0..60 {
+            push(&mut script, heal + Duration::from_secs(s), Script::CrossLookup);
+        }
+    }
+    // Joiners sampled for convergence: up to 20 of the measured phase (or of the join phase).
+    let mut samples: Vec<(usize, Instant, Option<f64>)> = Vec::new();
+    let sample_every = (crashes / 20).max(1);
+    let mut joins_measured = 0usize;
+    let mut next_check = t0;
+
+    loop {
+        let next = [
+            world.net.next_arrival(),
+            world.timers.peek().map(|Reverse((t, _))| *t),
+            script.peek().map(|Reverse((t, _, _))| *t),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        let Some(next) = next.filter(|t| *t <= end) else { break };
+        world.net.advance_to(next);
+        let now = world.now();
+        while let Some(d) = world.net.pop_due() {
+            world.deliver(d.from, d.to, d.msg);
+        }
+        while let Some(&Reverse((t, i))) = world.timers.peek() {
+            if t > now {
+                break;
+            }
+            world.timers.pop();
+            if world.nodes[i].timer != Some(t) || !world.nodes[i].alive {
+                continue;
+            }
+            world.nodes[i].timer = None;
+            world.nodes[i].dht.handle_timeout(now);
+            world.pump(i);
+        }
+        while let Some(&Reverse((t, _, code))) = script.peek() {
+            if t > now {
+                break;
+            }
+            script.pop();
+            match code {
+                0 => {
+                    let i = world.spawn();
+                    if now >= measure_start {
+                        joins_measured += 1;
+                        if joins_measured.is_multiple_of(sample_every) && samples.len() < 20 {
+                            samples.push((i, now, None));
+                        }
+                    }
+                }
+                1 => {
+                    if let Some(i) = world.random_live() {
+                        world.nodes[i].alive = false;
+                    }
+                }
+                2 => {
+                    let (Some(from), Some(to)) = (world.random_live(), world.random_live()) else {
+                        continue;
+                    };
+                    let target = world.nodes[to].ledger;
+                    let id = world.nodes[from].dht.find_ledger(target, now);
+                    world.tracked.insert((from, id), Tracked::Measured { target, at: now });
+                    world.pump(from);
+                }
+                _ => {
+                    if world.cross_recovered.is_some() {
+                        continue;
+                    }
+                    // From an even node to an odd one: across the split.
+                    let pick = |w: &mut World, parity: usize| {
+                        (0..64).find_map(|_| {
+                            let i = w.random_live()?;
+                            (i % 2 == parity).then_some(i)
+                        })
+                    };
+                    let (Some(from), Some(to)) = (pick(&mut world, 0), pick(&mut world, 1)) else {
+                        continue;
+                    };
+                    let target = world.nodes[to].ledger;
+                    let id = world.nodes[from].dht.find_ledger(target, now);
+                    world.tracked.insert((from, id), Tracked::Cross);
+                    world.pump(from);
+                }
+            }
+        }
+        if now >= next_check && !samples.is_empty() {
+            next_check = now + Duration::from_millis(500);
+            for sample in &mut samples {
+                let (i, joined, done) = *sample;
+                if done.is_none() && world.nodes[i].alive && world.converged(i) {
+                    sample.2 = Some(now.duration_since(joined).as_secs_f64());
+                }
+            }
+        }
+    }
+
+    let virtual_s = world.now().duration_since(t0).as_secs_f64();
+    let mut rounds: Vec<u32> = world.results.iter().filter(|r| r.1).map(|r| r.2).collect();
+    rounds.sort_unstable();
+    let found = world.results.iter().filter(|r| r.1).count();
+    let done = world.results.len();
+    let mut histogram = vec![0u64; rounds.last().map_or(0, |r| *r as usize + 1)];
+    for r in &rounds {
+        histogram[*r as usize] += 1;
+    }
+    let slices = 12usize;
+    let slice = config.measure.as_secs_f64() / slices as f64;
+    let success_over_time = (0..slices)
+        .filter_map(|s| {
+            let lo = measure_start + Duration::from_secs_f64(slice * s as f64);
+            let hi = lo + Duration::from_secs_f64(slice);
+            let in_slice: Vec<_> = world.results.iter().filter(|r| r.0 >= lo && r.0 < hi).collect();
+            (!in_slice.is_empty()).then(|| {
+                let ok = in_slice.iter().filter(|r| r.1).count();
+                (lo.duration_since(t0).as_secs_f64(), ok as f64 / in_slice.len() as f64)
+            })
+        })
+        .collect();
+    let sampled = samples.iter().map(|s| s.2).collect::<Vec<_>>();
+    let join_converged_s = if sampled.is_empty() || sampled.iter().any(Option::is_none) {
+        None
+    } else {
+        sampled.iter().flatten().copied().reduce(f64::max)
+    };
+    let mut store_refused = 0;
+    let mut rate_limited = 0;
+    for node in &world.nodes {
+        let stats = node.dht.stats();
+        store_refused += stats.store_refused.values().sum::<u64>() + stats.invalid_in_answers;
+        rate_limited += stats.rate_limited;
+    }
+    let live = world.nodes.iter().filter(|n| n.alive).count().max(1);
+    SimReport {
+        nodes: n,
+        seed: config.seed,
+        churn: config.churn,
+        loss: config.loss,
+        partition: config.partition,
+        lookups: done,
+        lookup_success_rate: if done == 0 { 0.0 } else { found as f64 / done as f64 },
+        lookup_rounds_p50: percentile(&rounds, 0.5),
+        lookup_rounds_p99: percentile(&rounds, 0.99),
+        lookup_messages_mean: if done == 0 {
+            0.0
+        } else {
+            world.results.iter().map(|r| f64::from(r.3)).sum::<f64>() / done as f64
+        },
+        lookup_rounds_histogram: histogram,
+        join_converged_s,
+        failure_detected_s_p99: None,
+        partition_recovered_s: world
+            .cross_recovered
+            .zip(world.heal)
+            .map(|(at, heal)| at.saturating_duration_since(heal).as_secs_f64()),
+        messages_per_node_per_s: world.net.sent as f64 / live as f64 / virtual_s.max(1e-9),
+        messages: world.net.sent,
+        lost: world.net.lost,
+        cut: world.net.cut,
+        store_refused,
+        rate_limited,
+        virtual_s,
+        success_over_time,
+        wall_s: wall.elapsed().as_secs_f64(),
+        peak_rss_mb: peak_rss_mb(),
+    }
+}

@@ -1,0 +1,147 @@
+//! `onoal sim`: the mesh simulator ([`onoal_mesh::sim`]) from the command line.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result, bail};
+
+use onoal_mesh::sim::{self, SimConfig, SimReport};
+
+use crate::cli::{Cli, SimArgs};
+use crate::output::print;
+
+fn latency(text: &str) -> Result<(Duration, Duration)> {
+    let parsed = text
+        .split_once("..")
+        .and_then(|(a, b)| Some((a.trim().parse::<u64>().ok()?, b.trim().parse::<u64>().ok()?)));
+    match parsed {
+        Some((a, b)) if a <= b && b <= 10_000 => {
+            Ok((Duration::from_millis(a), Duration::from_millis(b)))
+        }
+        _ => bail!(
+            "--latency-ms {text:?} is not a range of milliseconds: give `A..B` with A <= B <= 10000, e.g. `10..100`"
+        ),
+    }
+}
+
+pub(crate) fn run(cli: &Cli, args: &SimArgs) -> Result<()> {
+    if !(2..=100_000).contains(&args.nodes) {
+        bail!("--nodes {} is out of range: simulate 2 to 100000 nodes", args.nodes);
+    }
+    if !(0.0..=0.9).contains(&args.churn) {
+        bail!("--churn {} is out of range: give a fraction from 0 to 0.9", args.churn);
+    }
+    if !(0.0..=0.5).contains(&args.loss) {
+        bail!("--loss {} is out of range: give a probability from 0 to 0.5", args.loss);
+    }
+    if !(10..=3600).contains(&args.measure_s) {
+        bail!("--measure-s {} is out of range: give 10 to 3600 virtual seconds", args.measure_s);
+    }
+    if args.partition && args.measure_s < 60 {
+        bail!(
+            "--partition needs --measure-s of at least 60 (the split lasts 30 s, recovery is measured after it)"
+        );
+    }
+    let config = SimConfig {
+        nodes: args.nodes,
+        seed: args.seed,
+        churn: args.churn,
+        loss: args.loss,
+        latency: latency(&args.latency_ms)?,
+        partition: args.partition,
+        lookups: args.lookups,
+        measure: Duration::from_secs(args.measure_s),
+    };
+    let report = sim::run(&config);
+    if let Some(path) = &args.svg {
+        std::fs::write(path, svg(&report))
+            .with_context(|| format!("cannot write the SVG to {}", path.display()))?;
+    }
+    let value = serde_json::to_value(&report)?;
+    print(cli, value, || human(&report));
+    Ok(())
+}
+
+fn human(r: &SimReport) -> String {
+    let opt = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |s| format!("{s:.1} s"));
+    format!(
+        "{} nodes, seed {}, churn {}, loss {}{}\n\
+         lookups            {} ({:.2} % found the record)\n\
+         rounds             p50 {}, p99 {}\n\
+         messages/lookup    {:.1}\n\
+         join converged     {}\n\
+         partition healed   {}\n\
+         messages/node/s    {:.2}\n\
+         virtual time       {:.0} s, wall {:.1} s, peak RSS {:.0} MiB",
+        r.nodes,
+        r.seed,
+        r.churn,
+        r.loss,
+        if r.partition { ", partition" } else { "" },
+        r.lookups,
+        r.lookup_success_rate * 100.0,
+        r.lookup_rounds_p50,
+        r.lookup_rounds_p99,
+        r.lookup_messages_mean,
+        opt(r.join_converged_s),
+        opt(r.partition_recovered_s),
+        r.messages_per_node_per_s,
+        r.virtual_s,
+        r.wall_s,
+        r.peak_rss_mb,
+    )
+}
+
+/// Two panels: the lookup-round histogram, and the share of lookups that succeeded over time.
+fn svg(r: &SimReport) -> String {
+    let (w, h, pad) = (480.0_f64, 240.0_f64, 36.0_f64);
+    let mut out = String::new();
+    let _ = write!(
+        out,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{}" height="{}" font-family="sans-serif" font-size="11">"#,
+        2.0 * w,
+        h
+    );
+    let max = r.lookup_rounds_histogram.iter().copied().max().unwrap_or(1).max(1) as f64;
+    let bars = r.lookup_rounds_histogram.len().max(1) as f64;
+    let bw = (w - 2.0 * pad) / bars;
+    let _ = write!(out, r#"<text x="{pad}" y="16">lookup rounds ({} lookups)</text>"#, r.lookups);
+    for (i, n) in r.lookup_rounds_histogram.iter().enumerate() {
+        let bh = (h - 2.0 * pad) * (*n as f64) / max;
+        let x = pad + bw * i as f64;
+        let _ = write!(
+            out,
+            r##"<rect x="{x:.1}" y="{:.1}" width="{:.1}" height="{bh:.1}" fill="#4a7"/><text x="{:.1}" y="{:.1}">{i}</text>"##,
+            h - pad - bh,
+            (bw - 2.0).max(1.0),
+            x + bw / 2.0 - 3.0,
+            h - pad + 14.0
+        );
+    }
+    let _ =
+        write!(out, r#"<text x="{:.1}" y="16">lookup success over virtual time</text>"#, w + pad);
+    let t_max = r.virtual_s.max(1.0);
+    let points: Vec<String> = r
+        .success_over_time
+        .iter()
+        .map(|(t, rate)| {
+            format!(
+                "{:.1},{:.1}",
+                w + pad + (w - 2.0 * pad) * t / t_max,
+                h - pad - (h - 2.0 * pad) * rate
+            )
+        })
+        .collect();
+    let _ = write!(
+        out,
+        r##"<polyline fill="none" stroke="#36c" stroke-width="2" points="{}"/><text x="{:.1}" y="{:.1}">0</text><text x="{:.1}" y="{:.1}">1</text><text x="{:.1}" y="{:.1}">{t_max:.0} s</text></svg>"##,
+        points.join(" "),
+        w + pad - 12.0,
+        h - pad,
+        w + pad - 12.0,
+        pad + 4.0,
+        2.0 * w - pad - 20.0,
+        h - pad + 14.0
+    );
+    out
+}
