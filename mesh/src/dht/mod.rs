@@ -305,7 +305,6 @@ enum Purpose {
 
 struct Outstanding {
     to: Contact,
-    deadline: Instant,
     purpose: Purpose,
 }
 
@@ -323,6 +322,9 @@ pub struct Dht {
     epoch: (Instant, u64),
     lookups: HashMap<LookupId, Lookup>,
     outstanding: HashMap<RequestId, Outstanding>,
+    /// Deadlines in the order requests were sent (all have the same timeout, so this is also
+    /// deadline order); entries of answered requests are skipped.
+    deadlines: VecDeque<(Instant, RequestId)>,
     pinging: HashSet<NodeKey>,
     transmits: VecDeque<Transmit>,
     events: VecDeque<DhtEvent>,
@@ -354,6 +356,7 @@ impl Dht {
             epoch: (now, now_ms),
             lookups: HashMap::new(),
             outstanding: HashMap::new(),
+            deadlines: VecDeque::new(),
             pinging: HashSet::new(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
@@ -420,7 +423,7 @@ impl Dht {
     }
 
     fn after_insert(&mut self, inserted: &Inserted, now: Instant) {
-        if let Inserted::Full { oldest } = inserted
+        if let Inserted::Full { oldest: Some(oldest) } = inserted
             && self.pinging.insert(oldest.peer)
         {
             self.send(*oldest, DhtRequest::Ping, Purpose::Ping, now);
@@ -431,7 +434,8 @@ impl Dht {
         self.next_request += 1;
         let id = RequestId(self.next_request);
         let deadline = now + self.config.request_timeout;
-        self.outstanding.insert(id, Outstanding { to, deadline, purpose });
+        self.outstanding.insert(id, Outstanding { to, purpose });
+        self.deadlines.push_back((deadline, id));
         self.transmits.push_back(Transmit { id, to, request });
     }
 
@@ -715,6 +719,7 @@ impl Dht {
     /// The answer to request `id`.
     pub fn handle_response(&mut self, id: RequestId, response: DhtResponse, now: Instant) {
         let Some(out) = self.outstanding.remove(&id) else { return };
+        self.trim_deadlines();
         if let DhtResponse::Refused(StoreRefusal::Busy) = response {
             return self.failed(out, now);
         }
@@ -807,6 +812,7 @@ impl Dht {
     /// Request `id` failed (no connection, a reset stream, an undecodable answer).
     pub fn handle_failure(&mut self, id: RequestId, now: Instant) {
         if let Some(out) = self.outstanding.remove(&id) {
+            self.trim_deadlines();
             self.failed(out, now);
         }
     }
@@ -840,18 +846,34 @@ impl Dht {
         }
     }
 
+    fn trim_deadlines(&mut self) {
+        while self.deadlines.front().is_some_and(|(_, id)| !self.outstanding.contains_key(id)) {
+            self.deadlines.pop_front();
+        }
+    }
+
     /// When `handle_timeout` must be called next.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let timers = [self.next_refresh, self.next_republish, self.next_expire];
-        self.outstanding.values().map(|o| o.deadline).chain(timers).min()
+        let request = self
+            .deadlines
+            .iter()
+            .find(|(_, id)| self.outstanding.contains_key(id))
+            .map(|(d, _)| *d);
+        [self.next_refresh, self.next_republish, self.next_expire].into_iter().chain(request).min()
     }
 
     /// Expires requests past their deadline and runs the periodic work (refresh, republish,
     /// expiry) that is due.
     pub fn handle_timeout(&mut self, now: Instant) {
-        let expired: Vec<RequestId> =
-            self.outstanding.iter().filter(|(_, o)| o.deadline <= now).map(|(id, _)| *id).collect();
-        for id in expired {
+        while let Some(&(deadline, id)) = self.deadlines.front() {
+            if !self.outstanding.contains_key(&id) {
+                self.deadlines.pop_front();
+                continue;
+            }
+            if deadline > now {
+                break;
+            }
+            self.deadlines.pop_front();
             self.handle_failure(id, now);
         }
         if now >= self.next_expire {

@@ -7,6 +7,9 @@ use std::time::Instant;
 
 use super::key::{Contact, Key, NodeKey};
 
+/// How long a node counts as fresh after it was last heard from (no ping before that).
+const STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(60);
+
 #[derive(Clone, Debug)]
 struct Entry {
     contact: Contact,
@@ -16,7 +19,7 @@ struct Entry {
 
 #[derive(Clone, Debug, Default)]
 struct Bucket {
-    /// Least recently seen first.
+    /// In insertion order; `last_seen` says who is oldest.
     entries: Vec<Entry>,
     /// Newest last.
     replacements: Vec<Contact>,
@@ -35,11 +38,12 @@ pub enum Inserted {
     Added,
     /// A known node, now the most recently seen.
     Refreshed,
-    /// The bucket is full: kept as a replacement. Ping `oldest`: if it does not answer, the
+    /// The bucket is full: kept as a replacement. If the least recently seen node was not
+    /// heard from for a minute, it is `oldest`: ping it, and if it does not answer, the
     /// replacement takes its place.
     Full {
-        /// The least recently seen node of the bucket.
-        oldest: Contact,
+        /// The least recently seen node of the bucket, when it is stale.
+        oldest: Option<Contact>,
     },
     /// Too many nodes of this IP address in the bucket already.
     IpLimit,
@@ -76,17 +80,14 @@ impl RoutingTable {
         let (k, per_ip) = (self.k, self.per_ip);
         let bucket = self.bucket_mut(index);
         if let Some(pos) = bucket.entries.iter().position(|e| e.contact.peer == contact.peer) {
-            let mut entry = bucket.entries.remove(pos);
-            if entry.contact.addr.ip() != contact.addr.ip()
-                && bucket.ip_count(contact.addr.ip()) >= per_ip
-            {
-                bucket.entries.insert(pos, entry);
+            let moved = bucket.entries[pos].contact.addr.ip() != contact.addr.ip();
+            if moved && bucket.ip_count(contact.addr.ip()) >= per_ip {
                 return Inserted::IpLimit;
             }
+            let entry = &mut bucket.entries[pos];
             entry.contact = contact;
             entry.last_seen = now;
             entry.failures = 0;
-            bucket.entries.push(entry);
             return Inserted::Refreshed;
         }
         if bucket.ip_count(contact.addr.ip()) >= per_ip {
@@ -96,12 +97,16 @@ impl RoutingTable {
             bucket.entries.push(Entry { contact, last_seen: now, failures: 0 });
             return Inserted::Added;
         }
-        bucket.replacements.retain(|c| c.peer != contact.peer);
-        bucket.replacements.push(contact);
-        if bucket.replacements.len() > k {
+        if let Some(pos) = bucket.replacements.iter().position(|c| c.peer == contact.peer) {
+            bucket.replacements.remove(pos);
+        } else if bucket.replacements.len() >= k {
             bucket.replacements.remove(0);
         }
-        Inserted::Full { oldest: bucket.entries[0].contact }
+        bucket.replacements.push(contact);
+        let oldest =
+            bucket.entries.iter().min_by_key(|e| e.last_seen).map(|e| (e.contact, e.last_seen));
+        let stale = oldest.filter(|(_, seen)| now.saturating_duration_since(*seen) >= STALE_AFTER);
+        Inserted::Full { oldest: stale.map(|(c, _)| c) }
     }
 
     /// Records that `peer` did not answer. It leaves the table after `max_failures` misses in a

@@ -99,7 +99,9 @@ fn a_full_bucket_keeps_replacements_and_swaps_in_one_when_a_node_stops_answering
         .collect();
     assert_eq!(table.insert(far[0], now), Inserted::Added);
     assert_eq!(table.insert(far[1], now), Inserted::Added);
-    assert_eq!(table.insert(far[2], now), Inserted::Full { oldest: far[0] });
+    assert_eq!(table.insert(far[2], now), Inserted::Full { oldest: None }, "fresh: no ping");
+    let later = now + Duration::from_secs(61);
+    assert_eq!(table.insert(far[2], later), Inserted::Full { oldest: Some(far[0]) });
     assert!(!table.contains(&far[2].peer));
     table.failed(&far[0].peer, now);
     assert!(!table.contains(&far[0].peer) && table.contains(&far[2].peer));
