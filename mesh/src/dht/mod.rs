@@ -39,6 +39,9 @@ use crate::proto::record::{PeerRecord, oid_prefixes};
 /// ALPN of the DHT protocol, version 1.
 pub const ALPN_DHT: &[u8] = b"onoal-dht/1";
 
+/// How often a node whose table ran empty starts again from its bootstrap nodes.
+const REBOOTSTRAP: Duration = Duration::from_secs(10);
+
 /// Largest DHT message a node reads.
 pub const MAX_DHT_MESSAGE: usize = 64 << 10;
 
@@ -88,7 +91,7 @@ impl Default for DhtConfig {
             request_timeout: Duration::from_secs(2),
             record_ttl: Duration::from_secs(3600),
             republish_interval: Duration::from_secs(1200),
-            republish_first: Duration::from_secs(60),
+            republish_first: Duration::from_secs(120),
             refresh_interval: Duration::from_secs(600),
             per_key: 20,
             capacity: 1 << 16,
@@ -329,6 +332,9 @@ pub struct Dht {
     transmits: VecDeque<Transmit>,
     events: VecDeque<DhtEvent>,
     published: Vec<PeerRecord>,
+    /// Nodes to start again from when the table runs empty.
+    bootstrap: Vec<Contact>,
+    next_rebootstrap: Instant,
     tokens: HashMap<NodeKey, Tokens>,
     next_request: u64,
     next_lookup: u64,
@@ -361,6 +367,8 @@ impl Dht {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             published: Vec::new(),
+            bootstrap: Vec::new(),
+            next_rebootstrap: now + REBOOTSTRAP,
             tokens: HashMap::new(),
             next_request: 0,
             next_lookup: 0,
@@ -415,6 +423,16 @@ impl Dht {
         let inserted = self.table.insert(contact, now);
         self.after_insert(&inserted, now);
         inserted
+    }
+
+    /// Adds a bootstrap node: a contact that is also where the node starts again whenever its
+    /// table runs empty (every 10 s until it is not), so a node whose first contacts were
+    /// unreachable (a partition, a restart) joins once they are back.
+    pub fn add_bootstrap(&mut self, contact: Contact, now: Instant) -> Inserted {
+        if !self.bootstrap.contains(&contact) {
+            self.bootstrap.push(contact);
+        }
+        self.add_contact(contact, now)
     }
 
     /// Forgets a node (it said goodbye, or misbehaved).
@@ -859,7 +877,12 @@ impl Dht {
             .iter()
             .find(|(_, id)| self.outstanding.contains_key(id))
             .map(|(d, _)| *d);
-        [self.next_refresh, self.next_republish, self.next_expire].into_iter().chain(request).min()
+        let rebootstrap = (!self.bootstrap.is_empty()).then_some(self.next_rebootstrap);
+        [self.next_refresh, self.next_republish, self.next_expire]
+            .into_iter()
+            .chain(rebootstrap)
+            .chain(request)
+            .min()
     }
 
     /// Expires requests past their deadline and runs the periodic work (refresh, republish,
@@ -875,6 +898,18 @@ impl Dht {
             }
             self.deadlines.pop_front();
             self.handle_failure(id, now);
+        }
+        if now >= self.next_rebootstrap {
+            self.next_rebootstrap = now + REBOOTSTRAP;
+            if self.table.is_empty() && !self.bootstrap.is_empty() {
+                for contact in self.bootstrap.clone() {
+                    self.table.insert(contact, now);
+                }
+                self.find_node(self.local.id, now);
+                for record in self.published.clone() {
+                    self.publish(record, now);
+                }
+            }
         }
         if now >= self.next_expire {
             self.store.expire(now);

@@ -5,6 +5,7 @@
 //! write on a blocking thread.
 
 mod config;
+mod discovery;
 mod error;
 mod replica_task;
 mod router;
@@ -23,6 +24,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub use config::NodeConfig;
+pub use discovery::{DiscoveryConfig, DiscoveryStatus};
 pub use error::SyncError;
 pub use sync_driver::{SyncMode, SyncProgress, SyncSummary};
 
@@ -31,8 +33,10 @@ use onoal_engine::replica::ReplicaError;
 use onoal_engine::time::now_ms;
 use onoal_engine::{Durable, Ledger, LedgerId, Log};
 
+use crate::dht::ALPN_DHT;
 use crate::id::PeerId;
 use crate::peer::PeerStore;
+use crate::proto::envelope::ALPN_MESH;
 use crate::proto::serve::ServeCore;
 use crate::proto::sync::SessionError;
 use crate::proto::{ALPN_SYNC, LedgerCertificate, PeerMisbehaved, Request, handshake};
@@ -52,6 +56,8 @@ pub(crate) struct Inner {
     watches: Mutex<HashMap<LedgerId, Arc<watch::Sender<Durable>>>>,
     /// Connection and long-poll caps of the serving side.
     limits: server::Limits,
+    /// Peer records, the DHT, the mesh-message inbox.
+    discovery: Arc<discovery::Discovery>,
 }
 
 impl Inner {
@@ -109,7 +115,7 @@ impl Node {
             return Err(SyncError::Local("the key does not belong to this ledger".into()));
         }
         let peers = PeerStore::open(ledger.clone()).map_err(|e| SyncError::Local(e.to_string()))?;
-        let server = tls::server_config(&secret, &[ALPN_SYNC])
+        let server = tls::server_config(&secret, &[ALPN_SYNC, ALPN_DHT, ALPN_MESH])
             .map_err(|e| SyncError::Local(format!("TLS setup: {e}")))?;
         let server = quinn::crypto::rustls::QuicServerConfig::try_from(server)
             .map_err(|e| SyncError::Local(format!("QUIC TLS setup: {e}")))?;
@@ -123,7 +129,10 @@ impl Node {
             now_ms(),
             CERTIFICATE_VALIDITY_MS,
         );
+        let bound = endpoint.local_addr().unwrap_or(addr);
+        let discovery = Arc::new(discovery::Discovery::new(&secret, &ledger, bound));
         let inner = Inner {
+            discovery,
             ledger,
             peers,
             secret,
@@ -164,11 +173,20 @@ impl Node {
         self.inner.limits.connections()
     }
 
-    /// Accepts peers until [`Self::close`].
+    /// Accepts peers until [`Self::close`], with discovery's defaults (no bootstrap nodes: the
+    /// node answers the DHT and mesh messages and publishes its record to whoever it meets).
     pub fn serve(&self) -> JoinHandle<()> {
+        self.serve_with(DiscoveryConfig::default())
+    }
+
+    /// Accepts peers until [`Self::close`], and runs discovery with `discovery`.
+    pub fn serve_with(&self, discovery: DiscoveryConfig) -> JoinHandle<()> {
         let router = router::Router::default()
-            .accept(ALPN_SYNC, Arc::new(server::SyncHandler::new(self.inner.clone())));
-        debug_assert_eq!(router.alpns(), [ALPN_SYNC]);
+            .accept(ALPN_SYNC, Arc::new(server::SyncHandler::new(self.inner.clone())))
+            .accept(ALPN_DHT, Arc::new(discovery::DhtHandler(self.inner.clone())))
+            .accept(ALPN_MESH, Arc::new(discovery::MeshHandler(self.inner.clone())));
+        debug_assert_eq!(router.alpns(), [ALPN_SYNC, ALPN_DHT, ALPN_MESH]);
+        self.start_discovery(discovery);
         tokio::spawn(Arc::new(router).run(self.inner.endpoint.clone()))
     }
 
@@ -190,7 +208,31 @@ impl Node {
         expected: PeerId,
     ) -> Result<Connection, SyncError> {
         let deadline = self.inner.config.request_timeout;
-        let (client, seen) = tls::client_config(&self.inner.secret, *expected.key(), &[ALPN_SYNC])
+        let conn = self.dial(addr, expected, ALPN_SYNC, deadline).await?;
+        // Hello: exchange and check certificates.
+        let hello = Request::Hello { certificate: self.inner.core.certificate().clone() };
+        let response = stream::request(&conn, &hello, self.inner.config.max_frame, deadline)
+            .await
+            .map_err(|e| self.session_error(&conn, e))?;
+        let certificate = handshake::check_hello(response, &expected, now_ms())
+            .map_err(|v| self.misbehaved(&conn, v))?;
+        let (peers, address) = (self.inner.peers.clone(), addr.to_string());
+        let capability = String::from_utf8_lossy(ALPN_SYNC).into_owned();
+        self.blocking(move || peers.learn(&certificate, Some(address), &capability, now_ms()))
+            .await?;
+        Ok(conn)
+    }
+
+    /// A QUIC connection to `addr` for protocol `alpn`, requiring the server to present
+    /// `expected`, within `deadline`.
+    pub(crate) async fn dial(
+        &self,
+        addr: SocketAddr,
+        expected: PeerId,
+        alpn: &'static [u8],
+        deadline: std::time::Duration,
+    ) -> Result<Connection, SyncError> {
+        let (client, seen) = tls::client_config(&self.inner.secret, *expected.key(), &[alpn])
             .map_err(|e| SyncError::Local(format!("TLS setup: {e}")))?;
         let client = quinn::crypto::rustls::QuicClientConfig::try_from(client)
             .map_err(|e| SyncError::Local(format!("QUIC TLS setup: {e}")))?;
@@ -208,30 +250,14 @@ impl Node {
             .endpoint
             .connect_with(client, addr, "onoal")
             .map_err(|e| connect_err(addr)(e.to_string()))?;
-        let conn = match tokio::time::timeout(deadline, connecting).await {
-            Ok(Ok(c)) => c,
-            Ok(Err(e)) => {
-                return Err(mismatch(&seen).unwrap_or_else(|| connect_err(addr)(e.to_string())));
-            }
-            Err(_) => {
-                return Err(connect_err(addr)(format!(
-                    "no QUIC handshake within {} s",
-                    deadline.as_secs_f64()
-                )));
-            }
-        };
-        // Hello: exchange and check certificates.
-        let hello = Request::Hello { certificate: self.inner.core.certificate().clone() };
-        let response = stream::request(&conn, &hello, self.inner.config.max_frame, deadline)
-            .await
-            .map_err(|e| self.session_error(&conn, e))?;
-        let certificate = handshake::check_hello(response, &expected, now_ms())
-            .map_err(|v| self.misbehaved(&conn, v))?;
-        let (peers, address) = (self.inner.peers.clone(), addr.to_string());
-        let capability = String::from_utf8_lossy(ALPN_SYNC).into_owned();
-        self.blocking(move || peers.learn(&certificate, Some(address), &capability, now_ms()))
-            .await?;
-        Ok(conn)
+        match tokio::time::timeout(deadline, connecting).await {
+            Ok(Ok(c)) => Ok(c),
+            Ok(Err(e)) => Err(mismatch(&seen).unwrap_or_else(|| connect_err(addr)(e.to_string()))),
+            Err(_) => Err(connect_err(addr)(format!(
+                "no QUIC handshake within {} s",
+                deadline.as_secs_f64()
+            ))),
+        }
     }
 
     /// Runs storage work (fsynced writes, scans) off the async workers.

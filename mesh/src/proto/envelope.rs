@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use onoal_engine::LedgerId;
 
 use crate::id::PeerId;
+use crate::proto::record::PeerRecord;
 
 /// ALPN of mesh messages, version 1.
 pub const ALPN_MESH: &[u8] = b"onoal-mesh/1";
@@ -252,6 +253,54 @@ impl MeshMessage {
     }
 }
 
+/// The payload of a `peer_discover`: which records the asker wants.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DiscoverQuery {
+    /// Only ledgers under this OID prefix.
+    pub oid_prefix: Option<String>,
+    /// At most this many (capped at [`MAX_DISCOVER_RECORDS`]).
+    pub limit: u16,
+}
+
+/// Most records one `peer_discover` answer carries.
+pub const MAX_DISCOVER_RECORDS: usize = 64;
+
+/// Largest reply a node reads.
+pub const MAX_REPLY_BYTES: u32 = 1 << 20;
+
+/// What a node answers a mesh message with, on the message's stream. The QUIC connection
+/// authenticates the replier; records inside are self-signed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum MeshReply {
+    /// Taken.
+    Ack,
+    /// The records asked for (`peer_discover`).
+    Records(Vec<PeerRecord>),
+    /// The type is defined but this version does not act on it yet.
+    NotSupported {
+        /// The seed's type name.
+        kind: String,
+    },
+    /// The message was dropped by the inbox (the reason's short name).
+    Dropped {
+        /// Why.
+        reason: String,
+    },
+    /// The payload is not what the type requires.
+    Invalid {
+        /// Why.
+        reason: String,
+    },
+}
+
+impl MeshReply {
+    /// postcard bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        postcard::to_stdvec(self).unwrap_or_default()
+    }
+}
+
 /// Why a received message was dropped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, thiserror::Error)]
 #[non_exhaustive]
@@ -280,11 +329,14 @@ pub enum Rejected {
     /// The path holds a node twice, or this node, or the origin.
     #[error("the message went in a loop")]
     Loop,
+    /// Delivered by a peer that is neither its origin nor its last relay.
+    #[error("the message was delivered by a peer that is neither its origin nor its last relay")]
+    Sender,
 }
 
 impl Rejected {
     /// All reasons.
-    pub const ALL: [Self; 8] = [
+    pub const ALL: [Self; 9] = [
         Self::Oversize,
         Self::Malformed,
         Self::BadSignature,
@@ -293,6 +345,7 @@ impl Rejected {
         Self::Future,
         Self::Hops,
         Self::Loop,
+        Self::Sender,
     ];
 
     /// Short name (metrics label, JSON).
@@ -306,6 +359,7 @@ impl Rejected {
             Self::Future => "future",
             Self::Hops => "hops",
             Self::Loop => "loop",
+            Self::Sender => "sender",
         }
     }
 }
@@ -367,6 +421,27 @@ impl Inbox {
             counts: HashMap::new(),
             others: DropCounts::default(),
         }
+    }
+
+    /// Checks `bytes` that `peer` delivered over an authenticated connection: as [`Self::accept`],
+    /// and the deliverer must be the message's origin (no path) or its last relay.
+    ///
+    /// # Errors
+    /// [`Rejected`]: the message is dropped.
+    pub fn accept_delivered(
+        &mut self,
+        peer: PeerId,
+        bytes: &[u8],
+        now_ms: u64,
+    ) -> Result<MeshMessage, Rejected> {
+        if let Ok(m) = MeshMessage::decode(bytes) {
+            let deliverer = m.path.last().copied().unwrap_or(m.from.public_key);
+            if deliverer != *peer.as_bytes() {
+                *self.counts_mut(peer).by_reason.entry(Rejected::Sender.as_str()).or_default() += 1;
+                return Err(Rejected::Sender);
+            }
+        }
+        self.accept(peer, bytes, now_ms)
     }
 
     /// Checks `bytes` delivered by `peer` at `now_ms`; counts the outcome against `peer`.

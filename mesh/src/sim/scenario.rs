@@ -84,13 +84,15 @@ pub struct SimReport {
     pub lookup_messages_mean: f64,
     /// Lookups that finished by round r (index r), for the histogram.
     pub lookup_rounds_histogram: Vec<u64>,
-    /// The slowest sampled joiner: seconds from its join until each of the k live nodes
-    /// closest to it had it in its routing table (`null` if one never did by the end).
+    /// The slowest of 20 sampled joiners: seconds from its join until a lookup by its ledger id
+    /// from a random node found its record (tried once a second; `null` if one never was).
+    /// Until membership is simulated, this is what "the mesh knows a joining node" means here.
     pub join_converged_s: Option<f64>,
     /// Failure detection belongs to membership (heartbeats, SWIM), not yet simulated: `null`.
     pub failure_detected_s_p99: Option<f64>,
-    /// After the split healed, seconds until a lookup across it succeeded (`null` without a
-    /// partition, or if none did).
+    /// After the split healed, seconds until lookups from one side found each of the 10 nodes
+    /// that joined the other side during the split (their records live on that side only);
+    /// `null` without a partition, or if one was not found within 60 s.
     pub partition_recovered_s: Option<f64>,
     /// Requests and answers per live node per virtual second, over the whole run.
     pub messages_per_node_per_s: f64,
@@ -123,7 +125,8 @@ enum Msg {
 #[derive(Clone, Copy)]
 enum Tracked {
     Measured { target: LedgerId, at: Instant },
-    Cross,
+    Cross(usize),
+    Probe(usize),
 }
 
 struct Node {
@@ -139,6 +142,8 @@ enum Script {
     Crash,
     Lookup,
     CrossLookup,
+    Split,
+    SplitJoin,
 }
 
 struct World {
@@ -152,8 +157,12 @@ struct World {
     seed: u64,
     // Measurements.
     results: Vec<(Instant, bool, u32, u32)>,
-    cross_recovered: Option<Instant>,
+    /// Nodes that joined during the split (so their records live on their side only), and
+    /// when a lookup from the other side first found each after the heal.
+    split_joiners: Vec<(usize, Option<Instant>)>,
     heal: Option<Instant>,
+    /// Sampled joiners: node, when it joined, seconds until a lookup found its record.
+    probes: Vec<(usize, Instant, Option<f64>)>,
 }
 
 fn addr_of(index: usize) -> SocketAddr {
@@ -191,7 +200,7 @@ impl World {
         let live: Vec<usize> = (0..self.nodes.len()).filter(|&i| self.nodes[i].alive).collect();
         if !live.is_empty() {
             let via = live[(self.net.rng.next_u64() % live.len() as u64) as usize];
-            dht.add_contact(self.nodes[via].contact, now);
+            dht.add_bootstrap(self.nodes[via].contact, now);
         }
         dht.find_node(contact.id, now);
         let oid =
@@ -227,12 +236,21 @@ impl World {
                     let found = outcome.records.iter().any(|r| r.ledger_id == target);
                     self.results.push((at, found, outcome.rounds, outcome.messages));
                 }
-                Some(Tracked::Cross)
-                    if self.cross_recovered.is_none() && !outcome.records.is_empty() =>
-                {
-                    self.cross_recovered = Some(now);
+                Some(Tracked::Cross(j)) => {
+                    let target = self.nodes[self.split_joiners[j].0].ledger;
+                    let joiner = &mut self.split_joiners[j];
+                    if joiner.1.is_none() && outcome.records.iter().any(|r| r.ledger_id == target) {
+                        joiner.1 = Some(now);
+                    }
                 }
-                Some(Tracked::Cross) | None => {}
+                Some(Tracked::Probe(s)) => {
+                    let target = self.nodes[self.probes[s].0].ledger;
+                    let probe = &mut self.probes[s];
+                    if probe.2.is_none() && outcome.records.iter().any(|r| r.ledger_id == target) {
+                        probe.2 = Some(now.saturating_duration_since(probe.1).as_secs_f64());
+                    }
+                }
+                None => {}
             }
         }
         if let Some(next) = self.nodes[i].dht.poll_timeout()
@@ -271,18 +289,6 @@ impl World {
         }
         (0..n).find(|&i| self.nodes[i].alive)
     }
-
-    /// Whether each of the k live nodes closest to `i` holds `i` in its table.
-    fn converged(&self, i: usize) -> bool {
-        let target = self.nodes[i].contact.id;
-        let mut live: Vec<(crate::dht::Distance, usize)> = (0..self.nodes.len())
-            .filter(|&j| j != i && self.nodes[j].alive)
-            .map(|j| (self.nodes[j].contact.id.distance(&target), j))
-            .collect();
-        live.sort_unstable();
-        let peer = self.nodes[i].contact.peer;
-        live.iter().take(self.config.k).all(|&(_, j)| self.nodes[j].dht.table().contains(&peer))
-    }
 }
 
 fn peak_rss_mb() -> f64 {
@@ -320,8 +326,9 @@ pub fn run(config: &SimConfig) -> SimReport {
         epoch_ms: 1_800_000_000_000,
         seed: config.seed,
         results: Vec::new(),
-        cross_recovered: None,
+        split_joiners: Vec::new(),
         heal: None,
+        probes: Vec::new(),
     };
     let n = config.nodes.max(2);
     // Join phase: 100 joins per virtual second, at least 10 s.
@@ -342,6 +349,8 @@ pub fn run(config: &SimConfig) -> SimReport {
                 Script::Crash => 1,
                 Script::Lookup => 2,
                 Script::CrossLookup => 3,
+                Script::Split => 4,
+                Script::SplitJoin => 5,
             };
             script.push(Reverse((at, seq, code)));
         };
@@ -360,17 +369,20 @@ pub fn run(config: &SimConfig) -> SimReport {
     }
     if config.partition {
         let heal = measure_start + Duration::from_secs(30);
-        let side: Vec<bool> = (0..n + crashes + 1).map(|i| i % 2 == 0).collect();
         world.heal = Some(heal);
-        world.net.split(side, heal);
+        push(&mut script, measure_start, Script::Split);
+        for j in 0..10u64 {
+            push(&mut script, measure_start + Duration::from_secs(5 + 2 * j), Script::SplitJoin);
+        }
         for s in 0..60 {
             push(&mut script, heal + Duration::from_secs(s), Script::CrossLookup);
         }
     }
-    // Joiners sampled for convergence: up to 20 of the measured phase (or of the join phase).
-    let mut samples: Vec<(usize, Instant, Option<f64>)> = Vec::new();
-    let sample_every = (crashes / 20).max(1);
-    let mut joins_measured = 0usize;
+    // Joiners sampled for convergence: 20, spread over the joins after the first half of the
+    // join phase (the network is no longer tiny) and the replacements of the churn.
+    let total_joins = n + crashes;
+    let sample_every = ((total_joins - n / 2) / 20).max(1);
+    let mut joins = 0usize;
     let mut next_check = t0;
 
     loop {
@@ -408,11 +420,12 @@ pub fn run(config: &SimConfig) -> SimReport {
             match code {
                 0 => {
                     let i = world.spawn();
-                    if now >= measure_start {
-                        joins_measured += 1;
-                        if joins_measured.is_multiple_of(sample_every) && samples.len() < 20 {
-                            samples.push((i, now, None));
-                        }
+                    joins += 1;
+                    if joins > n / 2
+                        && (joins - n / 2).is_multiple_of(sample_every)
+                        && world.probes.len() < 20
+                    {
+                        world.probes.push((i, now, None));
                     }
                 }
                 1 => {
@@ -429,34 +442,50 @@ pub fn run(config: &SimConfig) -> SimReport {
                     world.tracked.insert((from, id), Tracked::Measured { target, at: now });
                     world.pump(from);
                 }
-                _ => {
-                    if world.cross_recovered.is_some() {
-                        continue;
+                4 => {
+                    let side: Vec<bool> = (0..world.nodes.len() * 2).map(|i| i % 2 == 0).collect();
+                    if let Some(heal) = world.heal {
+                        world.net.split(side, heal);
                     }
-                    // From an even node to an odd one: across the split.
-                    let pick = |w: &mut World, parity: usize| {
-                        (0..64).find_map(|_| {
-                            let i = w.random_live()?;
-                            (i % 2 == parity).then_some(i)
-                        })
-                    };
-                    let (Some(from), Some(to)) = (pick(&mut world, 0), pick(&mut world, 1)) else {
-                        continue;
-                    };
-                    let target = world.nodes[to].ledger;
-                    let id = world.nodes[from].dht.find_ledger(target, now);
-                    world.tracked.insert((from, id), Tracked::Cross);
-                    world.pump(from);
+                }
+                5 => {
+                    let i = world.spawn();
+                    world.split_joiners.push((i, None));
+                }
+                _ => {
+                    // Each split joiner not found yet, from a node on the other side.
+                    for j in 0..world.split_joiners.len() {
+                        let (target, found) = world.split_joiners[j];
+                        if found.is_some() || !world.nodes[target].alive {
+                            continue;
+                        }
+                        let from = (0..64).find_map(|_| {
+                            let i = world.random_live()?;
+                            (i % 2 != target % 2).then_some(i)
+                        });
+                        let Some(from) = from else { continue };
+                        let ledger = world.nodes[target].ledger;
+                        let id = world.nodes[from].dht.find_ledger(ledger, now);
+                        world.tracked.insert((from, id), Tracked::Cross(j));
+                        world.pump(from);
+                    }
                 }
             }
         }
-        if now >= next_check && !samples.is_empty() {
-            next_check = now + Duration::from_millis(500);
-            for sample in &mut samples {
-                let (i, joined, done) = *sample;
-                if done.is_none() && world.nodes[i].alive && world.converged(i) {
-                    sample.2 = Some(now.duration_since(joined).as_secs_f64());
+        if now >= next_check {
+            // Once a second, each sampled joiner not yet found is looked up from a random node.
+            next_check = now + Duration::from_secs(1);
+            for s in 0..world.probes.len() {
+                let (i, joined, found) = world.probes[s];
+                if found.is_some() || !world.nodes[i].alive || now < joined + Duration::from_secs(1)
+                {
+                    continue;
                 }
+                let Some(from) = world.random_live().filter(|f| *f != i) else { continue };
+                let target = world.nodes[i].ledger;
+                let id = world.nodes[from].dht.find_ledger(target, now);
+                world.tracked.insert((from, id), Tracked::Probe(s));
+                world.pump(from);
             }
         }
     }
@@ -483,11 +512,24 @@ pub fn run(config: &SimConfig) -> SimReport {
             })
         })
         .collect();
-    let sampled = samples.iter().map(|s| s.2).collect::<Vec<_>>();
-    let join_converged_s = if sampled.is_empty() || sampled.iter().any(Option::is_none) {
+    let live_probes: Vec<Option<f64>> =
+        world.probes.iter().filter(|p| world.nodes[p.0].alive).map(|p| p.2).collect();
+    let join_converged_s = if live_probes.is_empty() || live_probes.iter().any(Option::is_none) {
         None
     } else {
-        sampled.iter().flatten().copied().reduce(f64::max)
+        live_probes.iter().flatten().copied().reduce(f64::max)
+    };
+    let alive_joiners: Vec<Option<Instant>> =
+        world.split_joiners.iter().filter(|j| world.nodes[j.0].alive).map(|j| j.1).collect();
+    let partition_recovered_s = match world.heal {
+        Some(heal) if !alive_joiners.is_empty() && alive_joiners.iter().all(Option::is_some) => {
+            alive_joiners
+                .iter()
+                .flatten()
+                .map(|at| at.saturating_duration_since(heal).as_secs_f64())
+                .reduce(f64::max)
+        }
+        _ => None,
     };
     let mut store_refused = 0;
     let mut rate_limited = 0;
@@ -515,10 +557,7 @@ pub fn run(config: &SimConfig) -> SimReport {
         lookup_rounds_histogram: histogram,
         join_converged_s,
         failure_detected_s_p99: None,
-        partition_recovered_s: world
-            .cross_recovered
-            .zip(world.heal)
-            .map(|(at, heal)| at.saturating_duration_since(heal).as_secs_f64()),
+        partition_recovered_s,
         messages_per_node_per_s: world.net.sent as f64 / live as f64 / virtual_s.max(1e-9),
         messages: world.net.sent,
         lost: world.net.lost,

@@ -189,3 +189,15 @@ proptest! {
             + inbox.counts(&peer(2)).accepted, 1);
     }
 }
+
+#[test]
+fn only_the_origin_or_the_last_relay_may_deliver() {
+    let mut inbox = Inbox::new(peer(9), InboxConfig::default());
+    let m = message(1, MessageType::Heartbeat, NOW);
+    assert_eq!(inbox.accept_delivered(peer(2), &m.encode(), NOW), Err(Rejected::Sender));
+    let relayed = m.forwarded_by(&peer(2)).unwrap();
+    assert!(inbox.accept_delivered(peer(2), &relayed.encode(), NOW).is_ok());
+    let direct = message(3, MessageType::Heartbeat, NOW);
+    assert!(inbox.accept_delivered(peer(3), &direct.encode(), NOW).is_ok());
+    assert_eq!(inbox.counts(&peer(2)).by_reason["sender"], 1);
+}

@@ -1,0 +1,652 @@
+//! The discovery driver: moves the DHT core's requests over QUIC (`onoal-dht/1`), answers
+//! mesh messages (`onoal-mesh/1`: announce, discover, heartbeat), talks to bootstrap nodes and
+//! exchanges records with known peers (gossip). Every decision is in the cores
+//! ([`crate::dht::Dht`], [`crate::proto::envelope::Inbox`], [`crate::proto::record::RecordBook`]);
+//! this file holds sockets, tasks and deadlines.
+//!
+//! Known is not trusted: a discovered peer may send these messages, and nothing else. What a
+//! node serves of its data is still decided by pinning (docs/design/mesh.md).
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use quinn::Connection;
+use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
+
+use onoal_engine::time::now_ms;
+use onoal_engine::{LedgerId, Oid};
+
+use super::router::ProtocolHandler;
+use super::stream::{read_frame, write_frame};
+use super::{Inner, Node};
+use crate::dht::{
+    ALPN_DHT, Contact, Dht, DhtConfig, DhtEvent, DhtRequest, DhtResponse, LookupId, LookupOutcome,
+    MAX_DHT_MESSAGE, NodeKey, RequestId,
+};
+use crate::id::PeerId;
+use crate::proto::envelope::{
+    ALPN_MESH, Destination, DiscoverQuery, Inbox, InboxConfig, MAX_DISCOVER_RECORDS,
+    MAX_MESSAGE_BYTES, MAX_REPLY_BYTES, MeshMessage, MeshReply, MessageType,
+};
+use crate::proto::record::{
+    Endpoints, Known, Metadata, Offered, PeerRecord, RecordBook, RecordFields, Source,
+};
+use crate::tls;
+
+/// How long one DHT request or mesh message may take, connecting included.
+const REQUEST_DEADLINE: Duration = Duration::from_secs(3);
+/// How long a client has to send its request once it opened a stream.
+const READ_DEADLINE: Duration = Duration::from_secs(5);
+/// Connections served at once for the DHT and mesh messages together.
+const MAX_SERVED: usize = 256;
+/// Client connections kept for reuse.
+const POOL: usize = 256;
+/// How long a record this node signs is valid; it is re-signed at half of it.
+const RECORD_VALIDITY: Duration = Duration::from_secs(24 * 3600);
+/// Ledgers a node remembers from discovery.
+const BOOK_CAPACITY: usize = 100_000;
+
+/// A DHT request's answer (`None`: it failed), back from its task to the driver.
+type Answered = (RequestId, Option<DhtResponse>);
+
+/// Discovery settings of a node.
+#[derive(Clone, Debug)]
+pub struct DiscoveryConfig {
+    /// Bootstrap nodes: their key and QUIC address.
+    pub bootstrap: Vec<(PeerId, SocketAddr)>,
+    /// The QUIC address others should dial (defaults to the bound address, loopback for an
+    /// unspecified one).
+    pub advertise: Option<SocketAddr>,
+    /// The HTTP API's URL, if one is served, for the record.
+    pub http: Option<String>,
+    /// A human name for the record.
+    pub name: Option<String>,
+    /// How often a node exchanges records with a few known peers.
+    pub gossip_interval: Duration,
+    /// How many peers each exchange asks.
+    pub fanout: usize,
+    /// The DHT's settings.
+    pub dht: DhtConfig,
+}
+
+impl Default for DiscoveryConfig {
+    fn default() -> Self {
+        Self {
+            bootstrap: Vec::new(),
+            advertise: None,
+            http: None,
+            name: None,
+            gossip_interval: Duration::from_secs(5),
+            fanout: 3,
+            dht: DhtConfig::default(),
+        }
+    }
+}
+
+/// Counters of the discovery layer.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) dht_served: AtomicU64,
+    pub(crate) messages_accepted: AtomicU64,
+    pub(crate) messages_dropped: AtomicU64,
+    pub(crate) records_refused: AtomicU64,
+}
+
+/// The discovery state of a node, shared by its handlers and its driver.
+pub(crate) struct Discovery {
+    pub(crate) dht: Mutex<Dht>,
+    pub(crate) book: Mutex<RecordBook>,
+    pub(crate) inbox: Mutex<Inbox>,
+    own: Mutex<PeerRecord>,
+    pub(crate) counters: Counters,
+    wake: Notify,
+    results: mpsc::UnboundedSender<Answered>,
+    receiver: Mutex<Option<mpsc::UnboundedReceiver<Answered>>>,
+    waiters: Mutex<HashMap<LookupId, oneshot::Sender<LookupOutcome>>>,
+    pool: Mutex<HashMap<NodeKey, Connection>>,
+    served: Arc<Semaphore>,
+    config: Mutex<DiscoveryConfig>,
+}
+
+fn advertised(bound: SocketAddr, advertise: Option<SocketAddr>) -> SocketAddr {
+    advertise.unwrap_or_else(|| {
+        if bound.ip().is_unspecified() {
+            SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), bound.port())
+        } else {
+            bound
+        }
+    })
+}
+
+impl Discovery {
+    pub(crate) fn new(
+        inner_key: &onoal_engine::identity::SecretKey,
+        ledger: &onoal_engine::Ledger,
+        bound: SocketAddr,
+    ) -> Self {
+        let config = DiscoveryConfig::default();
+        let me = PeerId::new(inner_key.public());
+        let contact = Contact::new(me, advertised(bound, None));
+        let (results, receiver) = mpsc::unbounded_channel();
+        let own = sign_record(inner_key, ledger, contact.addr, &config, now_ms());
+        Self {
+            dht: Mutex::new(Dht::new(contact, config.dht.clone(), Instant::now(), now_ms())),
+            book: Mutex::new(RecordBook::new(BOOK_CAPACITY)),
+            inbox: Mutex::new(Inbox::new(me, InboxConfig::default())),
+            own: Mutex::new(own),
+            counters: Counters::default(),
+            wake: Notify::new(),
+            results,
+            receiver: Mutex::new(Some(receiver)),
+            waiters: Mutex::new(HashMap::new()),
+            pool: Mutex::new(HashMap::new()),
+            served: Arc::new(Semaphore::new(MAX_SERVED)),
+            config: Mutex::new(config),
+        }
+    }
+
+    /// This node's signed record.
+    pub(crate) fn own_record(&self) -> PeerRecord {
+        self.own.lock().clone()
+    }
+
+    /// Every record known, with its source.
+    pub(crate) fn known(&self) -> Vec<Known> {
+        let mut all: Vec<Known> = self.book.lock().iter().cloned().collect();
+        all.sort_by_key(|k| (k.source, k.record.oid.clone()));
+        all
+    }
+
+    fn offer(&self, record: PeerRecord, source: Source) -> Offered {
+        let quic = record.endpoints.quic.as_deref().and_then(|a| a.parse::<SocketAddr>().ok());
+        let key = record.peer();
+        let offered = self.book.lock().offer(record, source, now_ms());
+        match &offered {
+            Offered::New | Offered::Updated => {
+                if let (Some(addr), Some(key)) = (quic, key) {
+                    self.dht.lock().add_contact(Contact::new(key, addr), Instant::now());
+                    self.wake.notify_one();
+                }
+            }
+            Offered::Invalid(_) | Offered::KeyConflict { .. } => {
+                self.counters.records_refused.fetch_add(1, Ordering::Relaxed);
+            }
+            Offered::Unchanged => {}
+        }
+        offered
+    }
+}
+
+fn sign_record(
+    secret: &onoal_engine::identity::SecretKey,
+    ledger: &onoal_engine::Ledger,
+    quic: SocketAddr,
+    config: &DiscoveryConfig,
+    now: u64,
+) -> PeerRecord {
+    let identity = ledger.identity();
+    let fields = RecordFields {
+        endpoints: Endpoints {
+            quic: Some(quic.to_string()),
+            http: config.http.clone(),
+            ..Endpoints::default()
+        },
+        capabilities: vec!["sync".into(), "dht".into(), "mesh".into()],
+        metadata: Metadata {
+            name: config.name.clone(),
+            version: Some(env!("CARGO_PKG_VERSION").into()),
+            ..Metadata::default()
+        },
+    };
+    let expires = now + u64::try_from(RECORD_VALIDITY.as_millis()).unwrap_or(u64::MAX);
+    // The sequence is the signing time: a restarted node's record replaces its older ones.
+    PeerRecord::sign(secret.signing_key(), identity.ledger_id, &identity.oid, fields, now, expires)
+}
+
+impl Node {
+    fn discovery(&self) -> &Arc<Discovery> {
+        &self.inner.discovery
+    }
+
+    /// Starts discovery: applies `config`, re-signs this node's record, contacts the bootstrap
+    /// nodes, joins the DHT (a lookup of itself), publishes the record, and keeps exchanging
+    /// records with known peers. Called by [`Node::serve_with`].
+    pub(super) fn start_discovery(&self, config: DiscoveryConfig) {
+        let d = self.discovery().clone();
+        let bound = self.local_addr().unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)));
+        let addr = advertised(bound, config.advertise);
+        {
+            let me = PeerId::new(self.inner.secret.public());
+            let mut dht = d.dht.lock();
+            *dht = Dht::new(Contact::new(me, addr), config.dht.clone(), Instant::now(), now_ms());
+        }
+        *d.own.lock() =
+            sign_record(&self.inner.secret, &self.inner.ledger, addr, &config, now_ms());
+        *d.config.lock() = config;
+        let Some(receiver) = d.receiver.lock().take() else { return };
+        let node = self.clone();
+        tokio::spawn(async move { node.drive_discovery(receiver).await });
+    }
+
+    async fn drive_discovery(
+        self,
+        mut results: mpsc::UnboundedReceiver<Answered>,
+    ) {
+        let d = self.discovery().clone();
+        let (bootstrap, gossip_every) = {
+            let c = d.config.lock();
+            (c.bootstrap.clone(), c.gossip_interval)
+        };
+        for (peer, addr) in &bootstrap {
+            d.dht.lock().add_bootstrap(Contact::new(*peer, *addr), Instant::now());
+        }
+        let bootstrapping = self.clone();
+        tokio::spawn(async move { bootstrapping.exchange(&bootstrap, Source::Bootstrap).await });
+        {
+            let own = d.own_record();
+            let mut dht = d.dht.lock();
+            let me = dht.local().id;
+            dht.find_node(me, Instant::now());
+            dht.publish(own, Instant::now());
+        }
+        let mut gossip = tokio::time::interval(gossip_every);
+        gossip.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut resign = tokio::time::interval(RECORD_VALIDITY / 2);
+        resign.tick().await;
+        loop {
+            self.pump();
+            let deadline = d.dht.lock().poll_timeout();
+            let sleep = async {
+                match deadline {
+                    Some(t) => tokio::time::sleep_until(tokio::time::Instant::from_std(t)).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                result = results.recv() => {
+                    let Some((id, response)) = result else { return };
+                    let mut dht = d.dht.lock();
+                    match response {
+                        Some(r) => dht.handle_response(id, r, Instant::now()),
+                        None => dht.handle_failure(id, Instant::now()),
+                    }
+                }
+                () = d.wake.notified() => {}
+                () = sleep => d.dht.lock().handle_timeout(Instant::now()),
+                _ = gossip.tick() => {
+                    let peers = self.gossip_targets();
+                    let node = self.clone();
+                    tokio::spawn(async move { node.exchange(&peers, Source::Gossip).await });
+                }
+                _ = resign.tick() => {
+                    let record = {
+                        let c = d.config.lock();
+                        let addr = d.dht.lock().local().addr;
+                        sign_record(&self.inner.secret, &self.inner.ledger, addr, &c, now_ms())
+                    };
+                    *d.own.lock() = record.clone();
+                    d.dht.lock().publish(record, Instant::now());
+                }
+            }
+        }
+    }
+
+    /// Sends what the DHT wants sent; hands finished lookups to their waiters.
+    fn pump(&self) {
+        let d = self.discovery();
+        loop {
+            let Some(t) = d.dht.lock().poll_transmit() else { break };
+            let node = self.clone();
+            tokio::spawn(async move {
+                let response = node.dht_request(t.to, &t.request).await;
+                let _ = node.discovery().results.send((t.id, response));
+            });
+        }
+        loop {
+            let Some(DhtEvent::LookupFinished(outcome)) = d.dht.lock().poll_event() else { break };
+            for record in &outcome.records {
+                d.offer(record.clone(), Source::Dht);
+            }
+            if let Some(tx) = d.waiters.lock().remove(&outcome.id) {
+                let _ = tx.send(outcome);
+            }
+        }
+    }
+
+    /// A connection for `alpn` to `contact`, reused when one is open.
+    async fn pooled(&self, contact: &Contact, alpn: &'static [u8]) -> Option<Connection> {
+        let d = self.discovery();
+        let pool_key = if alpn == ALPN_DHT { contact.peer } else { NodeKey([0xff; 32]) };
+        if alpn == ALPN_DHT
+            && let Some(c) = d.pool.lock().get(&pool_key).filter(|c| c.close_reason().is_none())
+        {
+            return Some(c.clone());
+        }
+        let peer = contact.peer.peer()?;
+        let conn = self.dial(contact.addr, peer, alpn, REQUEST_DEADLINE).await.ok()?;
+        if alpn == ALPN_DHT {
+            let mut pool = d.pool.lock();
+            if pool.len() >= POOL {
+                pool.retain(|_, c| c.close_reason().is_none());
+                if pool.len() >= POOL
+                    && let Some(k) = pool.keys().next().copied()
+                {
+                    pool.remove(&k);
+                }
+            }
+            pool.insert(pool_key, conn.clone());
+        }
+        Some(conn)
+    }
+
+    async fn dht_request(&self, to: Contact, request: &DhtRequest) -> Option<DhtResponse> {
+        let work = async {
+            let conn = self.pooled(&to, ALPN_DHT).await?;
+            let (mut send, mut recv) = conn.open_bi().await.ok()?;
+            write_frame(&mut send, &request.encode()).await.ok()?;
+            let _ = send.finish();
+            let body = read_frame(&mut recv, MAX_DHT_MESSAGE as u32).await.ok()?;
+            DhtResponse::decode(&body)
+        };
+        tokio::time::timeout(REQUEST_DEADLINE, work).await.ok().flatten()
+    }
+
+    /// Sends one mesh message to `peer` at `addr` and reads the reply.
+    async fn mesh_request(
+        &self,
+        peer: PeerId,
+        addr: SocketAddr,
+        message: &MeshMessage,
+    ) -> Option<MeshReply> {
+        let work = async {
+            let conn = self.dial(addr, peer, ALPN_MESH, REQUEST_DEADLINE).await.ok()?;
+            let (mut send, mut recv) = conn.open_bi().await.ok()?;
+            write_frame(&mut send, &message.encode()).await.ok()?;
+            let _ = send.finish();
+            let body = read_frame(&mut recv, MAX_REPLY_BYTES).await.ok()?;
+            conn.close(quinn::VarInt::from_u32(0), b"done");
+            postcard::from_bytes(&body).ok()
+        };
+        tokio::time::timeout(REQUEST_DEADLINE, work).await.ok().flatten()
+    }
+
+    fn message(&self, kind: MessageType, payload: Vec<u8>, to: Option<LedgerId>) -> MeshMessage {
+        let identity = self.inner.ledger.identity();
+        MeshMessage::new(
+            self.inner.secret.signing_key(),
+            (identity.ledger_id, identity.oid.as_str()),
+            Destination { ledger_id: to, oid: None },
+            kind,
+            payload,
+            1,
+            now_ms(),
+        )
+    }
+
+    /// Announces this node to each of `peers` and asks each for the records it knows.
+    async fn exchange(&self, peers: &[(PeerId, SocketAddr)], source: Source) {
+        let d = self.discovery().clone();
+        let own = d.own_record().encode();
+        let query = postcard::to_stdvec(&DiscoverQuery {
+            oid_prefix: None,
+            limit: u16::try_from(MAX_DISCOVER_RECORDS).unwrap_or(64),
+        })
+        .unwrap_or_default();
+        for (peer, addr) in peers {
+            let announce = self.message(MessageType::PeerAnnounce, own.clone(), None);
+            if self.mesh_request(*peer, *addr, &announce).await.is_none() {
+                tracing::debug!(peer = %peer.fmt_short(), %addr, "announce got no answer");
+                continue;
+            }
+            let discover = self.message(MessageType::PeerDiscover, query.clone(), None);
+            if let Some(MeshReply::Records(records)) =
+                self.mesh_request(*peer, *addr, &discover).await
+            {
+                for record in records.into_iter().take(MAX_DISCOVER_RECORDS) {
+                    if record.public_key != *self.inner.secret.public().as_bytes() {
+                        d.offer(record, source);
+                    }
+                }
+            }
+        }
+    }
+
+    /// A few random known peers with a QUIC address (the fanout).
+    fn gossip_targets(&self) -> Vec<(PeerId, SocketAddr)> {
+        let d = self.discovery();
+        let fanout = d.config.lock().fanout;
+        let mut all: Vec<(PeerId, SocketAddr)> = d
+            .book
+            .lock()
+            .iter()
+            .filter_map(|k| {
+                let addr = k.record.endpoints.quic.as_deref()?.parse().ok()?;
+                Some((k.record.peer()?, addr))
+            })
+            .collect();
+        // A cheap shuffle: the order of a random key's distances.
+        let salt = uuid::Uuid::new_v4();
+        all.sort_by_key(|(p, _)| onoal_engine::hash::sha256(&[salt.as_bytes(), p.as_bytes()]));
+        all.truncate(fanout);
+        all
+    }
+
+    /// Looks a ledger up: the record book first, then the DHT (within `deadline`).
+    ///
+    /// # Errors
+    /// When the lookup cannot be started.
+    pub async fn discover_ledger(&self, ledger: LedgerId, deadline: Duration) -> Vec<Known> {
+        let d = self.discovery().clone();
+        if let Some(k) = d.book.lock().get(&ledger).cloned() {
+            return vec![k];
+        }
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut dht = d.dht.lock();
+            let id = dht.find_ledger(ledger, Instant::now());
+            d.waiters.lock().insert(id, tx);
+        }
+        d.wake.notify_one();
+        let _ = tokio::time::timeout(deadline, rx).await;
+        d.book.lock().get(&ledger).cloned().into_iter().collect()
+    }
+
+    /// Ledgers under an OID prefix: those in the record book and those the DHT finds.
+    pub async fn discover_oid(&self, prefix: &Oid, deadline: Duration) -> Vec<Known> {
+        let d = self.discovery().clone();
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut dht = d.dht.lock();
+            let id = dht.find_oid(prefix, Instant::now());
+            d.waiters.lock().insert(id, tx);
+        }
+        d.wake.notify_one();
+        let _ = tokio::time::timeout(deadline, rx).await;
+        let book = d.book.lock();
+        let mut found: Vec<Known> = book.by_oid_prefix(prefix).cloned().collect();
+        found.sort_by_key(|k| k.record.oid.clone());
+        found
+    }
+
+    /// Records known to this node (every source), its own record, and the DHT's counters.
+    pub fn discovery_status(&self) -> DiscoveryStatus {
+        let d = self.discovery();
+        let dht = d.dht.lock();
+        DiscoveryStatus {
+            own: d.own_record(),
+            known: d.known(),
+            dht_nodes: dht.table().len(),
+            dht_records_held: dht.store().len(),
+            dht: dht.stats().clone(),
+            dht_served: d.counters.dht_served.load(Ordering::Relaxed),
+            messages_accepted: d.counters.messages_accepted.load(Ordering::Relaxed),
+            messages_dropped: d.counters.messages_dropped.load(Ordering::Relaxed),
+            records_refused: d.counters.records_refused.load(Ordering::Relaxed),
+            dropped_by_peer: d
+                .inbox
+                .lock()
+                .all_counts()
+                .filter(|(_, c)| !c.by_reason.is_empty())
+                .map(|(p, c)| (p.to_hex(), c.by_reason.clone()))
+                .collect(),
+        }
+    }
+}
+
+/// What [`Node::discovery_status`] reports.
+#[derive(Clone, Debug)]
+pub struct DiscoveryStatus {
+    /// This node's record.
+    pub own: PeerRecord,
+    /// Records known, with their sources.
+    pub known: Vec<Known>,
+    /// Nodes in the DHT routing table.
+    pub dht_nodes: usize,
+    /// Records held for others.
+    pub dht_records_held: usize,
+    /// DHT counters.
+    pub dht: crate::dht::DhtStats,
+    /// DHT requests answered.
+    pub dht_served: u64,
+    /// Mesh messages accepted.
+    pub messages_accepted: u64,
+    /// Mesh messages dropped.
+    pub messages_dropped: u64,
+    /// Records refused (invalid, or a key conflict).
+    pub records_refused: u64,
+    /// Dropped messages per delivering peer and reason.
+    pub dropped_by_peer:
+        std::collections::BTreeMap<String, std::collections::BTreeMap<&'static str, u64>>,
+}
+
+/// Serves DHT requests.
+pub(crate) struct DhtHandler(pub(crate) Arc<Inner>);
+
+/// Serves mesh messages.
+pub(crate) struct MeshHandler(pub(crate) Arc<Inner>);
+
+async fn serve_streams<F, Fut>(inner: Arc<Inner>, conn: Connection, max: u32, answer: F)
+where
+    F: Fn(Arc<Inner>, PeerId, SocketAddr, Vec<u8>) -> Fut + Send + Sync + 'static + Clone,
+    Fut: Future<Output = Vec<u8>> + Send + 'static,
+{
+    let Some(peer) = tls::peer_key(&conn).map(PeerId::new) else {
+        return conn.close(quinn::VarInt::from_u32(1), b"no usable key");
+    };
+    let Ok(_permit) = inner.discovery.served.clone().try_acquire_owned() else {
+        return conn.close(quinn::VarInt::from_u32(3), b"too many connections");
+    };
+    let remote = conn.remote_address();
+    loop {
+        let Ok((mut send, mut recv)) = conn.accept_bi().await else { return };
+        let (inner, answer) = (inner.clone(), answer.clone());
+        tokio::spawn(async move {
+            let Ok(Ok(body)) =
+                tokio::time::timeout(READ_DEADLINE, read_frame(&mut recv, max)).await
+            else {
+                let _ = send.reset(quinn::VarInt::from_u32(1));
+                return;
+            };
+            let reply = answer(inner, peer, remote, body).await;
+            if write_frame(&mut send, &reply).await.is_ok() {
+                let _ = send.finish();
+            }
+        });
+    }
+}
+
+impl ProtocolHandler for DhtHandler {
+    fn handle(self: Arc<Self>, conn: Connection) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        let inner = self.0.clone();
+        Box::pin(serve_streams(
+            inner,
+            conn,
+            MAX_DHT_MESSAGE as u32,
+            |inner, peer, remote, body| async move {
+                let d = &inner.discovery;
+                let response = match DhtRequest::decode(&body) {
+                    Some(request) => {
+                        d.counters.dht_served.fetch_add(1, Ordering::Relaxed);
+                        let from = Contact::new(peer, remote);
+                        let r = d.dht.lock().handle_request(from, request, Instant::now());
+                        d.wake.notify_one();
+                        r
+                    }
+                    None => DhtResponse::Refused(crate::dht::StoreRefusal::Invalid),
+                };
+                response.encode()
+            },
+        ))
+    }
+}
+
+impl ProtocolHandler for MeshHandler {
+    fn handle(self: Arc<Self>, conn: Connection) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        let inner = self.0.clone();
+        let max = u32::try_from(MAX_MESSAGE_BYTES).unwrap_or(u32::MAX) + 1;
+        Box::pin(serve_streams(inner, conn, max, |inner, peer, _remote, body| async move {
+            let d = &inner.discovery;
+            let accepted = d.inbox.lock().accept_delivered(peer, &body, now_ms());
+            let message = match accepted {
+                Ok(m) => m,
+                Err(reason) => {
+                    d.counters.messages_dropped.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(peer = %peer.fmt_short(), reason = reason.as_str(), "mesh message dropped");
+                    return MeshReply::Dropped { reason: reason.as_str().into() }.encode();
+                }
+            };
+            d.counters.messages_accepted.fetch_add(1, Ordering::Relaxed);
+            answer_message(d, &message).encode()
+        }))
+    }
+}
+
+/// What a node answers to an accepted message.
+fn answer_message(d: &Discovery, message: &MeshMessage) -> MeshReply {
+    match message.kind {
+        MessageType::PeerAnnounce => {
+            let Ok(record) = postcard::from_bytes::<PeerRecord>(&message.payload) else {
+                return MeshReply::Invalid { reason: "peer_announce carries a peer record".into() };
+            };
+            if record.public_key != message.from.public_key
+                || record.ledger_id != message.from.ledger_id
+            {
+                d.counters.records_refused.fetch_add(1, Ordering::Relaxed);
+                return MeshReply::Invalid {
+                    reason: "a peer announces its own record only".into(),
+                };
+            }
+            match d.offer(record, Source::Gossip) {
+                Offered::Invalid(e) => MeshReply::Invalid { reason: e.to_string() },
+                _ => MeshReply::Ack,
+            }
+        }
+        MessageType::PeerDiscover => {
+            let query: DiscoverQuery = postcard::from_bytes(&message.payload).unwrap_or_default();
+            let limit = usize::from(query.limit).clamp(1, MAX_DISCOVER_RECORDS);
+            let prefix = query.oid_prefix.as_deref().and_then(|p| Oid::parse(p).ok());
+            let mut records = vec![d.own_record()];
+            let book = d.book.lock();
+            let known: Vec<&Known> = match &prefix {
+                Some(p) => book.by_oid_prefix(p).collect(),
+                None => book.iter().collect(),
+            };
+            records.extend(
+                known
+                    .into_iter()
+                    .filter(|k| k.record.public_key != message.from.public_key)
+                    .map(|k| k.record.clone()),
+            );
+            records.truncate(limit);
+            MeshReply::Records(records)
+        }
+        MessageType::Heartbeat | MessageType::TopologyUpdate => MeshReply::Ack,
+        other => MeshReply::NotSupported { kind: other.as_str().into() },
+    }
+}
