@@ -128,6 +128,19 @@ pub(crate) enum Command {
         #[arg(long)]
         require_checkpoint: bool,
     },
+    /// Find a ledger by id, or the ledgers under an OID prefix: what the running node knows,
+    /// then its DHT. Found is not trusted: pin a ledger with `peer add` to sync from it.
+    Discover {
+        /// A ledger id.
+        #[arg(long, required_unless_present = "oid", conflicts_with = "oid")]
+        id: Option<String>,
+        /// An OID prefix, e.g. oid:onoal:org.
+        #[arg(long)]
+        oid: Option<String>,
+        /// How long the DHT lookup may take (ms).
+        #[arg(long, default_value_t = 5000)]
+        timeout_ms: u64,
+    },
     /// Simulate a mesh in memory: the real DHT and peer-record cores of N nodes, virtual
     /// time, seeded latency, loss, churn and a partition; prints what lookups achieved.
     Sim(SimArgs),
@@ -317,6 +330,20 @@ pub(crate) struct ServeArgs {
     /// (`--peer` is the old name, still accepted.)
     #[arg(long, alias = "peer")]
     pub(crate) follow: Vec<String>,
+    /// Join the mesh through this node: LEDGER_ID@HOST:PORT (repeatable; give each one's key
+    /// with --bootstrap-key, in the same order).
+    #[arg(long)]
+    pub(crate) bootstrap: Vec<String>,
+    /// The Ed25519 key (hex) of each --bootstrap node, in order: its QUIC handshake must
+    /// present it.
+    #[arg(long)]
+    pub(crate) bootstrap_key: Vec<String>,
+    /// The QUIC address others should dial, when it is not --listen (0.0.0.0, NAT).
+    #[arg(long)]
+    pub(crate) advertise: Option<String>,
+    /// Seconds between record exchanges with a few known peers [default: 5].
+    #[arg(long)]
+    pub(crate) gossip_interval: Option<u64>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -495,6 +522,7 @@ pub(crate) fn command_name(c: &Command) -> &'static str {
         Command::Verify { .. } => "verify",
         Command::Bench { .. } => "bench",
         Command::Sim(_) => "sim",
+        Command::Discover { .. } => "discover",
         Command::Demo { .. } => "demo",
         Command::Serve(_) => "serve",
         Command::Status => "status",

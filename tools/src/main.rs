@@ -98,6 +98,9 @@ fn run(cli: &Cli) -> Result<ExitCode> {
         Command::Checkpoints => cmd::ledger::checkpoints(cli)?,
         Command::Bench { what } => cmd::bench::run(cli, what)?,
         Command::Sim(args) => cmd::sim::run(cli, args)?,
+        Command::Discover { id, oid, timeout_ms } => {
+            cmd::mesh::discover(cli, id.as_deref(), oid.as_deref(), *timeout_ms)?;
+        }
         Command::Demo { entries, keep } => demo::run(*entries, cli.json, *keep)?,
         Command::Serve(args) => return cmd::serve::run(cli, args),
         Command::Status => cmd::node::status(cli)?,

@@ -209,6 +209,69 @@ pub struct PeerView {
     pub misbehaviour_count: u64,
     /// The most recent reports.
     pub misbehaviour: Vec<MisbehaviourView>,
+    /// How this node knows it: `manual` (pinned with `peer add`).
+    pub source: String,
+}
+
+/// A ledger's signed record as discovery found it.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct RecordView {
+    /// Ledger id.
+    pub ledger_id: String,
+    /// OID.
+    pub oid: String,
+    /// Ed25519 key (hex): its QUIC handshake must present it.
+    pub public_key: String,
+    /// QUIC address.
+    pub quic: Option<String>,
+    /// HTTP API.
+    pub http: Option<String>,
+    /// WebSocket.
+    pub ws: Option<String>,
+    /// gRPC.
+    pub grpc: Option<String>,
+    /// Capabilities.
+    pub capabilities: Vec<String>,
+    /// Name.
+    pub name: Option<String>,
+    /// Software version.
+    pub version: Option<String>,
+    /// Region.
+    pub region: Option<String>,
+    /// Record sequence (higher replaces lower).
+    pub sequence: u64,
+    /// Expiry (ms since the epoch).
+    pub expires_ms: u64,
+    /// Where it came from: manual, bootstrap, registry, dns, gossip, dht (or `self`).
+    pub source: String,
+}
+
+impl RecordView {
+    /// The view of `record` from `source`.
+    pub fn new(record: &crate::proto::record::PeerRecord, source: &str) -> Self {
+        Self {
+            ledger_id: record.ledger_id.to_string(),
+            oid: record.oid.clone(),
+            public_key: hex::encode(record.public_key),
+            quic: record.endpoints.quic.clone(),
+            http: record.endpoints.http.clone(),
+            ws: record.endpoints.ws.clone(),
+            grpc: record.endpoints.grpc.clone(),
+            capabilities: record.capabilities.clone(),
+            name: record.metadata.name.clone(),
+            version: record.metadata.version.clone(),
+            region: record.metadata.region.clone(),
+            sequence: record.sequence,
+            expires_ms: record.expires_ms,
+            source: source.to_owned(),
+        }
+    }
+}
+
+impl From<&crate::proto::record::Known> for RecordView {
+    fn from(k: &crate::proto::record::Known) -> Self {
+        Self::new(&k.record, k.source.as_str())
+    }
 }
 
 impl From<&PeerRecord> for PeerView {
@@ -231,6 +294,7 @@ impl From<&PeerRecord> for PeerView {
                     detail: m.detail.clone(),
                 })
                 .collect(),
+            source: "manual".into(),
         }
     }
 }

@@ -39,6 +39,9 @@ use crate::proto::record::{PeerRecord, oid_prefixes};
 /// ALPN of the DHT protocol, version 1.
 pub const ALPN_DHT: &[u8] = b"onoal-dht/1";
 
+/// How soon a publish that reached no node is tried again.
+const PUBLISH_RETRY: Duration = Duration::from_secs(10);
+
 /// How often a node whose table ran empty starts again from its bootstrap nodes.
 const REBOOTSTRAP: Duration = Duration::from_secs(10);
 
@@ -91,7 +94,7 @@ impl Default for DhtConfig {
             request_timeout: Duration::from_secs(2),
             record_ttl: Duration::from_secs(3600),
             republish_interval: Duration::from_secs(1200),
-            republish_first: Duration::from_secs(120),
+            republish_first: Duration::from_secs(300),
             refresh_interval: Duration::from_secs(600),
             per_key: 20,
             capacity: 1 << 16,
@@ -295,6 +298,8 @@ struct Lookup {
     rounds: u32,
     messages: u32,
     stored: u32,
+    /// Store requests answered at all (stored or refused).
+    store_answers: u32,
     started: Instant,
     phase: Phase,
 }
@@ -304,6 +309,7 @@ enum Purpose {
     Lookup { lookup: LookupId, path: usize, distance: Distance },
     Store { lookup: LookupId },
     Ping,
+    HandOver,
 }
 
 struct Outstanding {
@@ -421,7 +427,7 @@ impl Dht {
     /// Adds a node the application knows (a bootstrap node, a peer met elsewhere).
     pub fn add_contact(&mut self, contact: Contact, now: Instant) -> Inserted {
         let inserted = self.table.insert(contact, now);
-        self.after_insert(&inserted, now);
+        self.after_insert(contact, &inserted, now);
         inserted
     }
 
@@ -440,11 +446,45 @@ impl Dht {
         self.table.remove(peer);
     }
 
-    fn after_insert(&mut self, inserted: &Inserted, now: Instant) {
-        if let Inserted::Full { oldest: Some(oldest) } = inserted
-            && self.pinging.insert(oldest.peer)
-        {
-            self.send(*oldest, DhtRequest::Ping, Purpose::Ping, now);
+    fn after_insert(&mut self, contact: Contact, inserted: &Inserted, now: Instant) {
+        match inserted {
+            Inserted::Full { oldest: Some(oldest) } if self.pinging.insert(oldest.peer) => {
+                self.send(*oldest, DhtRequest::Ping, Purpose::Ping, now);
+            }
+            Inserted::Added => self.hand_over(contact, now),
+            _ => {}
+        }
+    }
+
+    /// A node met for the first time gets the records it should hold: those under keys it is
+    /// closer to than this node, when no other known node is closer still (that one hands them
+    /// over instead). So a record published into a small network moves to the nodes that later
+    /// joiners make its k closest, without waiting for a republish (Kademlia, section 2.5).
+    fn hand_over(&mut self, newcomer: Contact, now: Instant) {
+        let me = self.local.id;
+        let mut sends = Vec::new();
+        let mut held: Vec<(&Key, Vec<&PeerRecord>)> = self.store.held(now).collect();
+        // Deterministic order (the store is a hash map): the simulator replays runs exactly.
+        held.sort_unstable_by_key(|(key, _)| **key);
+        for (key, records) in held {
+            if newcomer.id.distance(key) >= me.distance(key) {
+                continue;
+            }
+            let someone_closer = self
+                .table
+                .closest(key, 2)
+                .into_iter()
+                .find(|c| c.peer != newcomer.peer)
+                .is_some_and(|c| c.id.distance(key) < me.distance(key));
+            if someone_closer {
+                continue;
+            }
+            for record in records {
+                sends.push(DhtRequest::AddRecord { key: *key, record: Box::new(record.clone()) });
+            }
+        }
+        for request in sends {
+            self.send(newcomer, request, Purpose::HandOver, now);
         }
     }
 
@@ -515,6 +555,7 @@ impl Dht {
             rounds: 0,
             messages: 0,
             stored: 0,
+            store_answers: 0,
             started: now,
             phase: Phase::Searching,
         };
@@ -642,6 +683,12 @@ impl Dht {
 
     fn finish(&mut self, id: LookupId, now: Instant) {
         let Some(lookup) = self.lookups.remove(&id) else { return };
+        if matches!(lookup.kind, LookupKind::Publish(_)) && lookup.store_answers == 0 {
+            // No node took the record or even answered (lost messages, a partition, a first
+            // contact that did not answer): publish again soon rather than at the next
+            // republish.
+            self.next_republish = self.next_republish.min(now + PUBLISH_RETRY);
+        }
         let closest = Self::closest_answered(&lookup, self.config.k);
         self.events.push_back(DhtEvent::LookupFinished(LookupOutcome {
             id,
@@ -698,7 +745,7 @@ impl Dht {
         }
         self.stats.served += 1;
         let inserted = self.table.insert(from, now);
-        self.after_insert(&inserted, now);
+        self.after_insert(from, &inserted, now);
         let k = self.config.k;
         let closer = |table: &RoutingTable, target: &Key| -> Vec<WireContact> {
             table
@@ -742,13 +789,15 @@ impl Dht {
             return self.failed(out, now);
         }
         let inserted = self.table.insert(out.to, now);
-        self.after_insert(&inserted, now);
+        self.after_insert(out.to, &inserted, now);
         match out.purpose {
             Purpose::Ping => {
                 self.pinging.remove(&out.to.peer);
             }
+            Purpose::HandOver => {}
             Purpose::Store { lookup } => {
                 if let Some(l) = self.lookups.get_mut(&lookup) {
+                    l.store_answers += 1;
                     if response == DhtResponse::Stored {
                         l.stored += 1;
                     }
@@ -842,6 +891,7 @@ impl Dht {
             Purpose::Ping => {
                 self.pinging.remove(&out.to.peer);
             }
+            Purpose::HandOver => {}
             Purpose::Store { lookup } => {
                 if let Some(Lookup { phase: Phase::Storing { waiting }, .. }) =
                     self.lookups.get_mut(&lookup)

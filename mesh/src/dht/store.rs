@@ -140,6 +140,13 @@ impl ProviderStore {
             .unwrap_or_default()
     }
 
+    /// Every key and its live records.
+    pub fn held(&self, now: Instant) -> impl Iterator<Item = (&Key, Vec<&PeerRecord>)> {
+        self.by_key.iter().map(move |(key, list)| {
+            (key, list.iter().filter(|x| x.until > now).map(|x| &x.record).collect())
+        })
+    }
+
     /// Drops expired records.
     pub fn expire(&mut self, now: Instant) {
         let mut total = 0;

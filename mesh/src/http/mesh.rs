@@ -7,7 +7,7 @@ use axum::Json;
 use super::error::extract::Json as Body;
 use axum::extract::State;
 
-use super::error::extract::Path;
+use super::error::extract::{Path, Query};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -17,23 +17,137 @@ use super::error::{ApiError, ErrorBody};
 use super::ledger::parse_ledger_id;
 use super::{AppState, blocking};
 use crate::control::FollowView;
-use crate::control::views::{PeerView, SyncSummaryView};
+use crate::control::views::{PeerView, RecordView, SyncSummaryView};
 use crate::id::{KeyTextError, PeerId};
 use crate::net::SyncMode;
 
-/// Pinned peers.
+/// Pinned peers, and the ledgers discovery found.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct PeerList {
-    /// By ledger id.
+    /// Pinned peers (source `manual`), by ledger id.
     pub peers: Vec<PeerView>,
+    /// Ledgers known from discovery, each with its source (bootstrap, registry, dns, gossip,
+    /// dht). Known is not trusted: they may exchange discovery messages, not data.
+    #[serde(default)]
+    pub discovered: Vec<RecordView>,
 }
 
-/// Pinned peers with what is known of them.
+/// Pinned peers with what is known of them, and discovered ledgers.
 #[utoipa::path(get, path = "/mesh/peers", tag = "mesh", responses((status = 200, body = PeerList)))]
 pub(crate) async fn peers(State(state): State<AppState>) -> Result<Json<PeerList>, ApiError> {
     let peers = state.control.node().peers().clone();
     let list = blocking(move || Ok(peers.list()?)).await?;
-    Ok(Json(PeerList { peers: list.iter().map(PeerView::from).collect() }))
+    let discovered =
+        state.control.node().discovery_status().known.iter().map(RecordView::from).collect();
+    Ok(Json(PeerList { peers: list.iter().map(PeerView::from).collect(), discovered }))
+}
+
+/// What to discover.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct DiscoverParams {
+    /// A ledger id.
+    pub id: Option<String>,
+    /// An OID prefix (`oid:onoal:org`).
+    pub oid: Option<String>,
+    /// How long the DHT lookup may take (ms, 100..=30000; default 5000).
+    pub timeout_ms: Option<u64>,
+}
+
+/// Ledgers found.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct DiscoverResult {
+    /// Their records, each with its source.
+    pub records: Vec<RecordView>,
+}
+
+/// Find a ledger by id, or the ledgers under an OID prefix: the records this node knows, then
+/// the DHT.
+#[utoipa::path(get, path = "/mesh/discover", tag = "mesh", params(DiscoverParams),
+    responses((status = 200, body = DiscoverResult), (status = 400, body = ErrorBody)))]
+pub(crate) async fn discover(
+    State(state): State<AppState>,
+    Query(params): Query<DiscoverParams>,
+) -> Result<Json<DiscoverResult>, ApiError> {
+    let timeout = params.timeout_ms.unwrap_or(5000);
+    if !(100..=30_000).contains(&timeout) {
+        return Err(ApiError::bad_request("timeout_ms must be 100 to 30000"));
+    }
+    let timeout = std::time::Duration::from_millis(timeout);
+    let node = state.control.node();
+    let found = match (&params.id, &params.oid) {
+        (Some(id), None) => node.discover_ledger(parse_ledger_id(id)?, timeout).await,
+        (None, Some(oid)) => {
+            let oid = onoal_engine::Oid::parse(oid).map_err(|e| {
+                ApiError::bad_request(format!("{e}; an OID prefix looks like oid:onoal:org"))
+            })?;
+            node.discover_oid(&oid, timeout).await
+        }
+        _ => {
+            return Err(ApiError::bad_request(
+                "give exactly one of id (a ledger id) and oid (an OID prefix)",
+            ));
+        }
+    };
+    Ok(Json(DiscoverResult { records: found.iter().map(RecordView::from).collect() }))
+}
+
+/// The discovery layer's state.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct DiscoveryView {
+    /// This node's signed record, as it publishes it.
+    pub own: RecordView,
+    /// Ledgers known, per source.
+    pub known_by_source: std::collections::BTreeMap<String, u64>,
+    /// Nodes in the DHT routing table.
+    pub dht_nodes: usize,
+    /// Records this node holds for others.
+    pub dht_records_held: usize,
+    /// DHT requests answered.
+    pub dht_served: u64,
+    /// DHT requests refused by the rate limit.
+    pub dht_rate_limited: u64,
+    /// Records refused by this node's DHT store, by reason.
+    pub dht_store_refused: std::collections::BTreeMap<String, u64>,
+    /// Invalid contacts or records dropped from DHT answers.
+    pub dht_invalid_in_answers: u64,
+    /// Mesh messages accepted.
+    pub messages_accepted: u64,
+    /// Mesh messages dropped (bad signature, replay, stale, ...).
+    pub messages_dropped: u64,
+    /// Peer records refused (invalid, or a different key for a known ledger).
+    pub records_refused: u64,
+    /// Dropped messages by delivering peer (key hex) and reason.
+    pub dropped_by_peer:
+        std::collections::BTreeMap<String, std::collections::BTreeMap<String, u64>>,
+}
+
+/// What discovery knows and what it refused.
+#[utoipa::path(get, path = "/mesh/discovery", tag = "mesh", responses((status = 200, body = DiscoveryView)))]
+pub(crate) async fn discovery(State(state): State<AppState>) -> Json<DiscoveryView> {
+    let s = state.control.node().discovery_status();
+    let mut known_by_source = std::collections::BTreeMap::new();
+    for k in &s.known {
+        *known_by_source.entry(k.source.as_str().to_owned()).or_insert(0) += 1;
+    }
+    Json(DiscoveryView {
+        own: RecordView::new(&s.own, "self"),
+        known_by_source,
+        dht_nodes: s.dht_nodes,
+        dht_records_held: s.dht_records_held,
+        dht_served: s.dht_served,
+        dht_rate_limited: s.dht.rate_limited,
+        dht_store_refused: s.dht.store_refused.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect(),
+        dht_invalid_in_answers: s.dht.invalid_in_answers,
+        messages_accepted: s.messages_accepted,
+        messages_dropped: s.messages_dropped,
+        records_refused: s.records_refused,
+        dropped_by_peer: s
+            .dropped_by_peer
+            .iter()
+            .map(|(p, m)| (p.clone(), m.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect()))
+            .collect(),
+    })
 }
 
 /// Pin a peer.
@@ -181,6 +295,24 @@ pub(crate) async fn topology(State(state): State<AppState>) -> Result<Json<Topol
                 role: "peer".into(),
                 addresses: p.addresses.clone(),
                 misbehaviour_count: p.misbehaviour_count,
+            });
+        }
+        for k in node.discovery_status().known {
+            let id = k.record.ledger_id.to_string();
+            if nodes.iter().any(|n| n.ledger_id == id) {
+                continue;
+            }
+            edges.push(TopologyEdge {
+                from: me_id.clone(),
+                to: id.clone(),
+                kind: format!("discovered:{}", k.source.as_str()),
+            });
+            nodes.push(TopologyNode {
+                ledger_id: id,
+                oid: Some(k.record.oid.clone()),
+                role: "discovered".into(),
+                addresses: k.record.endpoints.quic.iter().cloned().collect(),
+                misbehaviour_count: 0,
             });
         }
         for f in control.follows() {

@@ -34,8 +34,9 @@ use axum::routing::{delete, get, post};
 pub use error::ErrorBody;
 pub use ledger::{CheckpointSizes, Dropped, ForkList, ReplicaList, VerifyJob};
 pub use mesh::{
-    ConnectRequest, DisconnectRequest, Disconnected, FollowList, PeerList, SyncAnswer, SyncRequest,
-    Topology, TopologyEdge, TopologyNode, Unfollowed,
+    ConnectRequest, DisconnectRequest, Disconnected, DiscoverParams, DiscoverResult, DiscoveryView,
+    FollowList, PeerList, SyncAnswer, SyncRequest, Topology, TopologyEdge, TopologyNode,
+    Unfollowed,
 };
 pub use openapi::openapi_json;
 
@@ -135,6 +136,8 @@ pub fn router(control: Control, config: &HttpConfig) -> Router {
         .route("/mesh/connect", post(mesh::connect))
         .route("/mesh/disconnect", post(mesh::disconnect))
         .route("/mesh/topology", get(mesh::topology))
+        .route("/mesh/discover", get(mesh::discover))
+        .route("/mesh/discovery", get(mesh::discovery))
         .route("/mesh/query", post(mesh::query))
         .route("/mesh/sync", post(mesh::sync))
         .route("/mesh/follows", get(mesh::follows))

@@ -58,8 +58,8 @@ type Answered = (RequestId, Option<DhtResponse>);
 /// Discovery settings of a node.
 #[derive(Clone, Debug)]
 pub struct DiscoveryConfig {
-    /// Bootstrap nodes: their key and QUIC address.
-    pub bootstrap: Vec<(PeerId, SocketAddr)>,
+    /// Bootstrap nodes: ledger id, key and QUIC address.
+    pub bootstrap: Vec<(LedgerId, PeerId, SocketAddr)>,
     /// The QUIC address others should dial (defaults to the bound address, loopback for an
     /// unspecified one).
     pub advertise: Option<SocketAddr>,
@@ -234,20 +234,21 @@ impl Node {
         tokio::spawn(async move { node.drive_discovery(receiver).await });
     }
 
-    async fn drive_discovery(
-        self,
-        mut results: mpsc::UnboundedReceiver<Answered>,
-    ) {
+    async fn drive_discovery(self, mut results: mpsc::UnboundedReceiver<Answered>) {
         let d = self.discovery().clone();
         let (bootstrap, gossip_every) = {
             let c = d.config.lock();
             (c.bootstrap.clone(), c.gossip_interval)
         };
-        for (peer, addr) in &bootstrap {
+        for (_, peer, addr) in &bootstrap {
             d.dht.lock().add_bootstrap(Contact::new(*peer, *addr), Instant::now());
         }
         let bootstrapping = self.clone();
-        tokio::spawn(async move { bootstrapping.exchange(&bootstrap, Source::Bootstrap).await });
+        tokio::spawn(async move {
+            let peers: Vec<(Option<LedgerId>, PeerId, SocketAddr)> =
+                bootstrap.iter().map(|(id, k, a)| (Some(*id), *k, *a)).collect();
+            bootstrapping.exchange(&peers, Source::Bootstrap).await;
+        });
         {
             let own = d.own_record();
             let mut dht = d.dht.lock();
@@ -389,8 +390,9 @@ impl Node {
         )
     }
 
-    /// Announces this node to each of `peers` and asks each for the records it knows.
-    async fn exchange(&self, peers: &[(PeerId, SocketAddr)], source: Source) {
+    /// Announces this node to each of `peers` and asks each for the records it knows. A peer
+    /// named by ledger id (a bootstrap node) must answer with its own record of that id first.
+    async fn exchange(&self, peers: &[(Option<LedgerId>, PeerId, SocketAddr)], source: Source) {
         let d = self.discovery().clone();
         let own = d.own_record().encode();
         let query = postcard::to_stdvec(&DiscoverQuery {
@@ -398,7 +400,7 @@ impl Node {
             limit: u16::try_from(MAX_DISCOVER_RECORDS).unwrap_or(64),
         })
         .unwrap_or_default();
-        for (peer, addr) in peers {
+        for (expected, peer, addr) in peers {
             let announce = self.message(MessageType::PeerAnnounce, own.clone(), None);
             if self.mesh_request(*peer, *addr, &announce).await.is_none() {
                 tracing::debug!(peer = %peer.fmt_short(), %addr, "announce got no answer");
@@ -408,6 +410,14 @@ impl Node {
             if let Some(MeshReply::Records(records)) =
                 self.mesh_request(*peer, *addr, &discover).await
             {
+                let first = records.first();
+                if let Some(id) = expected
+                    && first.is_none_or(|r| r.ledger_id != *id || r.public_key != *peer.as_bytes())
+                {
+                    tracing::warn!(%addr, expected = %id, "the bootstrap node at this address is not the ledger named for it; its records are ignored");
+                    d.counters.records_refused.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
                 for record in records.into_iter().take(MAX_DISCOVER_RECORDS) {
                     if record.public_key != *self.inner.secret.public().as_bytes() {
                         d.offer(record, source);
@@ -418,21 +428,21 @@ impl Node {
     }
 
     /// A few random known peers with a QUIC address (the fanout).
-    fn gossip_targets(&self) -> Vec<(PeerId, SocketAddr)> {
+    fn gossip_targets(&self) -> Vec<(Option<LedgerId>, PeerId, SocketAddr)> {
         let d = self.discovery();
         let fanout = d.config.lock().fanout;
-        let mut all: Vec<(PeerId, SocketAddr)> = d
+        let mut all: Vec<(Option<LedgerId>, PeerId, SocketAddr)> = d
             .book
             .lock()
             .iter()
             .filter_map(|k| {
                 let addr = k.record.endpoints.quic.as_deref()?.parse().ok()?;
-                Some((k.record.peer()?, addr))
+                Some((None, k.record.peer()?, addr))
             })
             .collect();
         // A cheap shuffle: the order of a random key's distances.
         let salt = uuid::Uuid::new_v4();
-        all.sort_by_key(|(p, _)| onoal_engine::hash::sha256(&[salt.as_bytes(), p.as_bytes()]));
+        all.sort_by_key(|(_, p, _)| onoal_engine::hash::sha256(&[salt.as_bytes(), p.as_bytes()]));
         all.truncate(fanout);
         all
     }

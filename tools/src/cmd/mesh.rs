@@ -9,6 +9,7 @@ use anyhow::{Context as _, Result, anyhow, bail};
 use onoal_engine::identity::{SecretKey, key_path};
 use onoal_engine::{Filter, Ledger, LedgerId};
 use onoal_mesh::control::views::{self, PeerView, SyncSummaryView};
+use onoal_mesh::http::{DiscoverResult, PeerList};
 use onoal_mesh::peer::PeerStore;
 use onoal_mesh::{Node, NodeConfig, SyncMode, SyncSummary};
 use serde_json::{Value, json};
@@ -119,10 +120,65 @@ pub(crate) fn peer_remove(cli: &Cli, ledger_id: &str) -> Result<()> {
 }
 
 pub(crate) fn peer_list(cli: &Cli) -> Result<()> {
+    // A running node also knows what discovery found; without one, the pinned peers.
+    if let Some(node) = running_node(cli)? {
+        let list: PeerList = node.get("/mesh/peers")?;
+        print_value(cli, &json!(list));
+        return Ok(());
+    }
     let ledger = open_read(cli)?;
     let peers = PeerStore::open(Arc::new(ledger))?.list()?;
     let list: Vec<PeerView> = peers.iter().map(PeerView::from).collect();
-    print_value(cli, &json!({ "peers": list }));
+    print_value(cli, &json!({ "peers": list, "discovered": [] }));
+    Ok(())
+}
+
+/// `onoal discover`: through the running node's API (the DHT lives in the node).
+pub(crate) fn discover(
+    cli: &Cli,
+    id: Option<&str>,
+    oid: Option<&str>,
+    timeout_ms: u64,
+) -> Result<()> {
+    if !(100..=30_000).contains(&timeout_ms) {
+        bail!("--timeout-ms {timeout_ms} is out of range: give 100 to 30000");
+    }
+    let query = match (id, oid) {
+        (Some(id), None) => format!("id={}", parse_ledger_id(id)?),
+        (None, Some(oid)) => {
+            let oid = onoal_engine::Oid::parse(oid)
+                .map_err(|e| anyhow!("{e}; an OID prefix looks like oid:onoal:org"))?;
+            format!("oid={oid}")
+        }
+        _ => bail!("give --id LEDGER_ID or --oid PREFIX"),
+    };
+    let node = running_node(cli)?.ok_or_else(|| {
+        anyhow!(
+            "discover asks the running node's DHT: start it with `onoal serve --data {}` (with --bootstrap to join a mesh)",
+            cli.data.display()
+        )
+    })?;
+    let found: DiscoverResult =
+        node.get(&format!("/mesh/discover?{query}&timeout_ms={timeout_ms}"))?;
+    print(cli, json!(found), || {
+        if found.records.is_empty() {
+            return "nothing found".to_owned();
+        }
+        let mut out = format!("{:<36}  {:<32}  {:<21}  {}", "LEDGER", "OID", "QUIC", "SOURCE");
+        for r in &found.records {
+            out.push_str(&format!(
+                "\n{:<36}  {:<32}  {:<21}  {}",
+                r.ledger_id,
+                r.oid,
+                r.quic.as_deref().unwrap_or("-"),
+                r.source
+            ));
+        }
+        out
+    });
+    if found.records.is_empty() {
+        bail!("no ledger found for {query} (the DHT was asked for {timeout_ms} ms)");
+    }
     Ok(())
 }
 

@@ -6,6 +6,7 @@ use std::net::{SocketAddr, ToSocketAddrs as _};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context as _, Result, anyhow, bail};
 use onoal_engine::identity::{SecretKey, key_path};
@@ -13,6 +14,8 @@ use onoal_engine::{Ledger, LedgerId};
 use onoal_mesh::control::Control;
 use onoal_mesh::grpc::{GrpcConfig, GrpcServer};
 use onoal_mesh::http::{DEFAULT_HTTP_ADDR, HttpConfig, HttpServer};
+use onoal_mesh::id::{KeyTextError, PeerId};
+use onoal_mesh::net::DiscoveryConfig;
 use onoal_mesh::{Node, NodeConfig};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -38,6 +41,10 @@ pub(crate) struct ServeConfig {
     http_tls_key: Option<PathBuf>,
     allow_insecure_key: Option<bool>,
     follow: Option<Vec<String>>,
+    bootstrap: Option<Vec<String>>,
+    bootstrap_key: Option<Vec<String>>,
+    advertise: Option<String>,
+    gossip_interval: Option<u64>,
     durability: Option<DurabilityArg>,
 }
 
@@ -57,6 +64,10 @@ pub(crate) fn effective(cli: &Cli, args: &ServeArgs) -> Result<ServeConfig> {
     };
     let mut follow = file.follow.unwrap_or_default();
     follow.extend(args.follow.iter().cloned());
+    let mut bootstrap = file.bootstrap.unwrap_or_default();
+    bootstrap.extend(args.bootstrap.iter().cloned());
+    let mut bootstrap_key = file.bootstrap_key.unwrap_or_default();
+    bootstrap_key.extend(args.bootstrap_key.iter().cloned());
     Ok(ServeConfig {
         listen: over(args.listen.clone(), file.listen, DEFAULT_LISTEN),
         http: over(args.http.clone(), file.http, DEFAULT_HTTP_ADDR),
@@ -69,6 +80,10 @@ pub(crate) fn effective(cli: &Cli, args: &ServeArgs) -> Result<ServeConfig> {
             args.allow_insecure_key || file.allow_insecure_key.unwrap_or(false),
         ),
         follow: Some(follow),
+        bootstrap: Some(bootstrap),
+        bootstrap_key: Some(bootstrap_key),
+        advertise: args.advertise.clone().or(file.advertise),
+        gossip_interval: Some(args.gossip_interval.or(file.gossip_interval).unwrap_or(5)),
         durability: Some(cli.durability.or(file.durability).unwrap_or(DurabilityArg::Sync)),
     })
 }
@@ -82,6 +97,37 @@ fn resolve(flag: &str, addr: &str) -> Result<SocketAddr> {
         .map_err(|e| anyhow!("{flag} {addr:?} is not HOST:PORT ({e})"))?
         .next()
         .ok_or_else(|| anyhow!("{flag} {addr:?} resolves to no address"))
+}
+
+/// The bootstrap nodes: each `LEDGER_ID@HOST:PORT` with its key, in order.
+fn bootstrap_nodes(config: &ServeConfig) -> Result<Vec<(LedgerId, PeerId, SocketAddr)>> {
+    let specs = config.bootstrap.clone().unwrap_or_default();
+    let keys = config.bootstrap_key.clone().unwrap_or_default();
+    if specs.len() != keys.len() {
+        bail!(
+            "{} --bootstrap node(s) but {} --bootstrap-key(s): give each bootstrap node's key, in the same order",
+            specs.len(),
+            keys.len()
+        );
+    }
+    specs
+        .iter()
+        .zip(&keys)
+        .map(|(spec, key)| {
+            let (id, addr) = parse_peer_spec(spec)
+                .with_context(|| format!("--bootstrap {spec:?}: give LEDGER_ID@HOST:PORT"))?;
+            let key = PeerId::parse_hex(key).map_err(|e| {
+                anyhow!(
+                    "--bootstrap-key {key:?}: {}",
+                    match e {
+                        KeyTextError::NotHex32 => "not 64 hex characters (32 bytes)",
+                        KeyTextError::Unusable => "not a usable Ed25519 public key",
+                    }
+                )
+            })?;
+            Ok((id, key, resolve("--bootstrap", &addr)?))
+        })
+        .collect()
 }
 
 /// Reads the token file, creating it (mode 0600, 256 random bits in hex) when missing.
@@ -127,6 +173,15 @@ pub(crate) fn run(cli: &Cli, args: &ServeArgs) -> Result<ExitCode> {
     }
     let follows: Vec<(LedgerId, String)> =
         config.follow.iter().flatten().map(|p| parse_peer_spec(p)).collect::<Result<_>>()?;
+    let bootstrap = bootstrap_nodes(&config)?;
+    let advertise = match &config.advertise {
+        Some(a) => Some(resolve("--advertise", a)?),
+        None => None,
+    };
+    let gossip_interval = match config.gossip_interval.unwrap_or(5) {
+        s @ 1..=3600 => Duration::from_secs(s),
+        s => bail!("--gossip-interval {s} is out of range: give 1 to 3600 seconds"),
+    };
     if let Some(mode) = crate::cmd::ledger::key_file_exposed(cli)? {
         let path = key_path(&cli.data);
         if config.allow_insecure_key != Some(true) {
@@ -178,11 +233,20 @@ pub(crate) fn run(cli: &Cli, args: &ServeArgs) -> Result<ExitCode> {
             })?;
             node.peers().pin(*id, record.public_key, Some(addr.clone()))?;
         }
-        let server = node.serve();
         let http_server = match http.clone() {
             None => None,
             Some(h) => Some(HttpServer::start(control.clone(), h).await.map_err(|e| anyhow!(e))?),
         };
+        let tls = http.as_ref().is_some_and(|h| h.tls.is_some());
+        let scheme = if tls { "https" } else { "http" };
+        let discovery = DiscoveryConfig {
+            bootstrap: bootstrap.iter().map(|(id, key, addr)| (*id, *key, *addr)).collect(),
+            advertise,
+            http: http_server.as_ref().map(|h| format!("{scheme}://{}", h.local_addr())),
+            gossip_interval,
+            ..DiscoveryConfig::default()
+        };
+        let server = node.serve_with(discovery);
         let grpc_server = match grpc {
             None => None,
             Some(g) => Some(GrpcServer::start(control.clone(), g).await.map_err(|e| anyhow!(e))?),
@@ -190,7 +254,6 @@ pub(crate) fn run(cli: &Cli, args: &ServeArgs) -> Result<ExitCode> {
         let addr = node.local_addr()?;
         let http_addr = http_server.as_ref().map(HttpServer::local_addr);
         let grpc_addr = grpc_server.as_ref().map(GrpcServer::local_addr);
-        let tls = http.as_ref().is_some_and(|h| h.tls.is_some());
         let file = NodeFile {
             pid: std::process::id(),
             ledger_id: node.ledger().identity().ledger_id.to_string(),
