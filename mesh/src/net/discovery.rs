@@ -32,11 +32,12 @@ use crate::dht::{
 use crate::id::PeerId;
 use crate::proto::envelope::{
     ALPN_MESH, Destination, DiscoverQuery, Inbox, InboxConfig, MAX_DISCOVER_RECORDS,
-    MAX_MESSAGE_BYTES, MAX_REPLY_BYTES, MeshMessage, MeshReply, MessageType,
+    MAX_MESSAGE_BYTES, MAX_REPLY_BYTES, MeshMessage, MeshReply, MessageType, Rejected,
 };
 use crate::proto::record::{
     Endpoints, Known, Metadata, Offered, PeerRecord, RecordBook, RecordFields, Source,
 };
+use crate::proto::sync::SessionError;
 use crate::tls;
 
 /// How long one DHT request or mesh message may take, connecting included.
@@ -164,6 +165,10 @@ impl Discovery {
     }
 
     fn offer(&self, record: PeerRecord, source: Source) -> Offered {
+        if record.public_key == self.own.lock().public_key {
+            // This node's own record, come back from the DHT or a peer.
+            return Offered::Unchanged;
+        }
         let quic = record.endpoints.quic.as_deref().and_then(|a| a.parse::<SocketAddr>().ok());
         let key = record.peer();
         let offered = self.book.lock().offer(record, source, now_ms());
@@ -358,23 +363,55 @@ impl Node {
         tokio::time::timeout(REQUEST_DEADLINE, work).await.ok().flatten()
     }
 
-    /// Sends one mesh message to `peer` at `addr` and reads the reply.
-    async fn mesh_request(
+    /// Sends one mesh message to `peer` at `addr` (its QUIC handshake must present `peer`) and
+    /// returns the reply; `None` when there was none within the deadline (3 s).
+    pub async fn send_mesh_message(
         &self,
         peer: PeerId,
         addr: SocketAddr,
         message: &MeshMessage,
     ) -> Option<MeshReply> {
+        self.send_mesh_bytes(peer, addr, &message.encode()).await
+    }
+
+    /// As [`Self::send_mesh_message`], for bytes that may not be a message at all (tests of
+    /// what a node does with bad input).
+    pub async fn send_mesh_bytes(
+        &self,
+        peer: PeerId,
+        addr: SocketAddr,
+        bytes: &[u8],
+    ) -> Option<MeshReply> {
         let work = async {
             let conn = self.dial(addr, peer, ALPN_MESH, REQUEST_DEADLINE).await.ok()?;
             let (mut send, mut recv) = conn.open_bi().await.ok()?;
-            write_frame(&mut send, &message.encode()).await.ok()?;
+            write_frame(&mut send, bytes).await.ok()?;
             let _ = send.finish();
             let body = read_frame(&mut recv, MAX_REPLY_BYTES).await.ok()?;
             conn.close(quinn::VarInt::from_u32(0), b"done");
             postcard::from_bytes(&body).ok()
         };
         tokio::time::timeout(REQUEST_DEADLINE, work).await.ok().flatten()
+    }
+
+    /// Sends one DHT request to `peer` at `addr` and returns the answer (`None`: none within
+    /// the deadline, or not a DHT answer).
+    pub async fn dht_call(
+        &self,
+        peer: PeerId,
+        addr: SocketAddr,
+        request: &DhtRequest,
+    ) -> Option<DhtResponse> {
+        self.dht_request(Contact::new(peer, addr), request).await
+    }
+
+    async fn mesh_request(
+        &self,
+        peer: PeerId,
+        addr: SocketAddr,
+        message: &MeshMessage,
+    ) -> Option<MeshReply> {
+        self.send_mesh_message(peer, addr, message).await
     }
 
     fn message(&self, kind: MessageType, payload: Vec<u8>, to: Option<LedgerId>) -> MeshMessage {
@@ -557,11 +594,19 @@ where
         let Ok((mut send, mut recv)) = conn.accept_bi().await else { return };
         let (inner, answer) = (inner.clone(), answer.clone());
         tokio::spawn(async move {
-            let Ok(Ok(body)) =
-                tokio::time::timeout(READ_DEADLINE, read_frame(&mut recv, max)).await
-            else {
-                let _ = send.reset(quinn::VarInt::from_u32(1));
-                return;
+            let body = match tokio::time::timeout(READ_DEADLINE, read_frame(&mut recv, max)).await {
+                Ok(Ok(body)) => body,
+                Ok(Err(SessionError::Misbehaved(_))) => {
+                    // Announced more than the cap: dropped before anything was allocated.
+                    inner.discovery.inbox.lock().count(peer, Rejected::Oversize);
+                    inner.discovery.counters.messages_dropped.fetch_add(1, Ordering::Relaxed);
+                    let _ = send.reset(quinn::VarInt::from_u32(1));
+                    return;
+                }
+                _ => {
+                    let _ = send.reset(quinn::VarInt::from_u32(1));
+                    return;
+                }
             };
             let reply = answer(inner, peer, remote, body).await;
             if write_frame(&mut send, &reply).await.is_ok() {

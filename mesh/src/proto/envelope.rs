@@ -521,6 +521,12 @@ impl Inbox {
         self.counts.entry(peer).or_default()
     }
 
+    /// Counts a message from `peer` dropped before it reached the inbox (oversize frames are
+    /// refused by the reader before they are allocated).
+    pub fn count(&mut self, peer: PeerId, reason: Rejected) {
+        *self.counts_mut(peer).by_reason.entry(reason.as_str()).or_default() += 1;
+    }
+
     /// What `peer` delivered, by outcome.
     pub fn counts(&self, peer: &PeerId) -> DropCounts {
         self.counts.get(peer).cloned().unwrap_or_default()

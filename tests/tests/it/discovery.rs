@@ -1,0 +1,322 @@
+//! Discovery between real `onoal serve` processes over QUIC on loopback: eight nodes that know
+//! only one bootstrap node find each other; a ledger no one told a node about is found through
+//! the DHT alone; a malicious member's forged records, replays, oversize messages, FIND_NODE
+//! flood and records for ids it does not own are each dropped and counted, and the node keeps
+//! serving.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ed25519_dalek::SigningKey;
+use onoal_engine::identity::{SecretKey, key_path};
+use onoal_engine::{Ledger, LedgerId, Oid};
+use onoal_mesh::dht::{DhtRequest, DhtResponse, Key, StoreRefusal};
+use onoal_mesh::id::PeerId;
+use onoal_mesh::proto::envelope::{
+    Destination, MAX_MESSAGE_BYTES, MeshMessage, MeshReply, MessageType,
+};
+use onoal_mesh::proto::record::{Endpoints, PeerRecord, RecordFields};
+use onoal_mesh::{Node, NodeConfig};
+use onoal_tests::node::{Serve, init};
+use onoal_tests::{onoal, run, run_json};
+use serde_json::Value;
+
+fn get(url: &str) -> Value {
+    let mut r = ureq::get(url).call().unwrap();
+    serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap()
+}
+
+/// The ledger ids a node lists as discovered.
+fn discovered(serve: &Serve) -> BTreeSet<String> {
+    let v = get(&format!("{}/mesh/peers", serve.url()));
+    v["discovered"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["ledger_id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn bootstrap_args(id: &str, key: &str, port: u16) -> Vec<String> {
+    vec![
+        "--bootstrap".into(),
+        format!("{id}@127.0.0.1:{port}"),
+        "--bootstrap-key".into(),
+        key.into(),
+    ]
+}
+
+#[test]
+fn eight_nodes_that_know_one_bootstrap_node_find_each_other() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dirs: Vec<_> = (0..8).map(|i| tmp.path().join(format!("n{i}"))).collect();
+    let nodes: Vec<_> =
+        dirs.iter().enumerate().map(|(i, d)| init(d, &format!("oid:onoal:eight:n{i}"))).collect();
+    let first = Serve::start_with(&dirs[0], 0, &[], &["--gossip-interval", "1"]);
+    let mut serves = vec![first];
+    let boot = bootstrap_args(&nodes[0].id, &nodes[0].key, serves[0].1);
+    let mut extra: Vec<&str> = boot.iter().map(String::as_str).collect();
+    extra.extend(["--gossip-interval", "1"]);
+    for dir in &dirs[1..] {
+        serves.push(Serve::start_with(dir, 0, &[], &extra));
+    }
+    let started = Instant::now();
+    let all: BTreeSet<String> = nodes.iter().map(|n| n.id.clone()).collect();
+    loop {
+        let complete = serves.iter().zip(&nodes).all(|(s, n)| {
+            let mut expected = all.clone();
+            expected.remove(&n.id);
+            discovered(s) == expected
+        });
+        if complete {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "not every node knows the other 7 after 15 s"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // `peer list` shows each one's source; discovered is not pinned.
+    let list = run_json(onoal(&dirs[3]).args(["peer", "list"]));
+    assert!(list["peers"].as_array().unwrap().is_empty(), "discovered peers are not pinned");
+    for r in list["discovered"].as_array().unwrap() {
+        let source = r["source"].as_str().unwrap();
+        assert!(["bootstrap", "gossip", "dht"].contains(&source), "{r}");
+    }
+    // `discover --id` answers from what the node knows, with the QUIC endpoint.
+    let found = run_json(onoal(&dirs[5]).args(["discover", "--id", &nodes[7].id]));
+    let record = &found["records"][0];
+    assert_eq!(record["ledger_id"], nodes[7].id.as_str());
+    assert_eq!(record["quic"], format!("127.0.0.1:{}", serves[7].1).as_str());
+    assert_eq!(record["public_key"], nodes[7].key.as_str());
+    // Topology shows them as discovered.
+    let topo = get(&format!("{}/mesh/topology", serves[5].url()));
+    let discovered_nodes =
+        topo["nodes"].as_array().unwrap().iter().filter(|n| n["role"] == "discovered").count();
+    assert_eq!(discovered_nodes, 7, "{topo}");
+}
+
+#[test]
+fn a_ledger_no_one_announced_is_found_through_the_dht() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (db, da, dc) = (tmp.path().join("b"), tmp.path().join("a"), tmp.path().join("c"));
+    let b = init(&db, "oid:onoal:dht:b");
+    init(&da, "oid:onoal:dht:a");
+    let c = init(&dc, "oid:onoal:dht:c");
+    // No gossip after the first exchange: what A learns later, it learns from the DHT.
+    let quiet = ["--gossip-interval", "3600"];
+    let sb = Serve::start_with(&db, 0, &[], &quiet);
+    let boot = bootstrap_args(&b.id, &b.key, sb.1);
+    let mut extra: Vec<&str> = boot.iter().map(String::as_str).collect();
+    extra.extend(quiet);
+    let sa = Serve::start_with(&da, 0, &[], &extra);
+    // A knows B (its bootstrap node) before C exists.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !discovered(&sa).contains(&b.id) {
+        assert!(Instant::now() < deadline, "A never learned its bootstrap node");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _sc = Serve::start_with(&dc, 0, &[], &extra);
+    assert!(!discovered(&sa).contains(&c.id), "A was told about C");
+    // C's record reaches the DHT (its k closest: A and B); A finds it by OID prefix and by id.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let found = loop {
+        let out = run(onoal(&da).args([
+            "discover",
+            "--oid",
+            "oid:onoal:dht:c",
+            "--json",
+            "--timeout-ms",
+            "2000",
+        ]));
+        if out.status.success() {
+            break serde_json::from_slice::<Value>(&out.stdout).unwrap();
+        }
+        assert!(Instant::now() < deadline, "C was never found through the DHT");
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    let record = &found["records"][0];
+    assert_eq!(record["ledger_id"], c.id.as_str());
+    assert_eq!(record["source"], "dht");
+    let by_id = run_json(onoal(&da).args(["discover", "--id", &c.id]));
+    assert_eq!(by_id["records"][0]["public_key"], c.key.as_str());
+    // Nothing under an OID no one has: a clear failure.
+    let out =
+        run(onoal(&da).args(["discover", "--oid", "oid:onoal:nobody", "--timeout-ms", "500"]));
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no ledger found"), "{out:?}");
+}
+
+fn record(key: &SigningKey, ledger: LedgerId, oid: &str, quic: &str, sequence: u64) -> PeerRecord {
+    let fields = RecordFields {
+        endpoints: Endpoints { quic: Some(quic.into()), ..Endpoints::default() },
+        ..RecordFields::default()
+    };
+    let expires = onoal_engine::time::now_ms() + 3_600_000;
+    PeerRecord::sign(key, ledger, &Oid::parse(oid).unwrap(), fields, sequence, expires)
+}
+
+#[test]
+fn a_malicious_member_is_dropped_counted_and_never_stored() {
+    let tmp = tempfile::tempdir().unwrap();
+    let victim_dir = tmp.path().join("victim");
+    let v = init(&victim_dir, "oid:onoal:victim");
+    let victim = Serve::start(&victim_dir, 0, &[]);
+    let victim_addr: SocketAddr = format!("127.0.0.1:{}", victim.1).parse().unwrap();
+    let victim_key = PeerId::parse_hex(&v.key).unwrap();
+
+    // The attacker: a ledger of its own, speaking the protocols through the library.
+    let evil_dir = tmp.path().join("evil");
+    let evil_ledger =
+        Arc::new(Ledger::builder(&evil_dir).create(Oid::parse("oid:onoal:evil").unwrap()).unwrap());
+    let evil_secret = SecretKey::read_file(&key_path(&evil_dir)).unwrap();
+    let evil_key = SigningKey::from_bytes(&evil_secret.signing_key().to_bytes());
+    let evil_id = evil_ledger.identity().ledger_id;
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let stranger = SigningKey::from_bytes(&[42; 32]);
+    let stranger_ledger = LedgerId::random();
+    rt.block_on(async {
+        let evil = Node::bind(
+            evil_ledger,
+            evil_secret,
+            "127.0.0.1:0".parse().unwrap(),
+            NodeConfig::default(),
+        )
+        .unwrap();
+        let msg = |kind: MessageType, payload: Vec<u8>| {
+            MeshMessage::new(
+                &evil_key,
+                (evil_id, "oid:onoal:evil"),
+                Destination::default(),
+                kind,
+                payload,
+                1,
+                onoal_engine::time::now_ms(),
+            )
+        };
+        let send = |m: MeshMessage| {
+            let evil = evil.clone();
+            async move { evil.send_mesh_message(victim_key, victim_addr, &m).await }
+        };
+        // 1. A record with a bad signature, announced as its own.
+        let mut forged = record(&evil_key, evil_id, "oid:onoal:evil", "127.0.0.1:1", 5);
+        forged.endpoints.quic = Some("6.6.6.6:1".into());
+        let reply =
+            send(msg(MessageType::PeerAnnounce, postcard::to_stdvec(&forged).unwrap())).await;
+        assert!(matches!(reply, Some(MeshReply::Invalid { .. })), "{reply:?}");
+        // 2. Someone else's record, announced as if it were its own.
+        let theirs = record(&stranger, stranger_ledger, "oid:onoal:stranger", "127.0.0.1:2", 1);
+        let reply =
+            send(msg(MessageType::PeerAnnounce, postcard::to_stdvec(&theirs).unwrap())).await;
+        assert!(matches!(reply, Some(MeshReply::Invalid { .. })), "{reply:?}");
+        // 3. Its own record at sequence 10, then a stale sequence 5 with another address.
+        let own10 = record(&evil_key, evil_id, "oid:onoal:evil", "127.0.0.1:10", 10);
+        assert_eq!(
+            send(msg(MessageType::PeerAnnounce, postcard::to_stdvec(&own10).unwrap())).await,
+            Some(MeshReply::Ack)
+        );
+        let own5 = record(&evil_key, evil_id, "oid:onoal:evil", "127.0.0.1:5", 5);
+        assert_eq!(
+            send(msg(MessageType::PeerAnnounce, postcard::to_stdvec(&own5).unwrap())).await,
+            Some(MeshReply::Ack)
+        );
+        // 4. A replay of an accepted message.
+        let hb = msg(MessageType::Heartbeat, Vec::new());
+        assert_eq!(send(hb.clone()).await, Some(MeshReply::Ack));
+        assert_eq!(send(hb).await, Some(MeshReply::Dropped { reason: "replay".into() }));
+        // 5. A bad signature.
+        let mut bad = msg(MessageType::Heartbeat, Vec::new());
+        bad.payload = b"changed".to_vec();
+        assert_eq!(send(bad).await, Some(MeshReply::Dropped { reason: "bad_signature".into() }));
+        // 6. Oversize: refused before it is read.
+        let big = msg(MessageType::Heartbeat, vec![0; MAX_MESSAGE_BYTES + 10]);
+        assert_eq!(send(big).await, None);
+        // 7. Garbage bytes.
+        let reply = evil.send_mesh_bytes(victim_key, victim_addr, &[0xff; 100]).await;
+        assert_eq!(reply, Some(MeshReply::Dropped { reason: "malformed".into() }));
+        // 8. A type defined for later issues.
+        let reply = send(msg(MessageType::QueryRequest, Vec::new())).await;
+        assert_eq!(reply, Some(MeshReply::NotSupported { kind: "query_request".into() }));
+        // 9. Records for ids it does not own, and a forged record, stored through the DHT.
+        let own = record(&evil_key, evil_id, "oid:onoal:evil", "127.0.0.1:10", 11);
+        let not_owned = DhtRequest::AddRecord {
+            key: Key::of_ledger(&stranger_ledger),
+            record: Box::new(own.clone()),
+        };
+        let r = evil.dht_call(victim_key, victim_addr, &not_owned).await;
+        assert_eq!(r, Some(DhtResponse::Refused(StoreRefusal::NotOwned)));
+        let other_oid =
+            DhtRequest::AddRecord { key: Key::of_oid("oid:onoal:victim"), record: Box::new(own) };
+        assert_eq!(
+            evil.dht_call(victim_key, victim_addr, &other_oid).await,
+            Some(DhtResponse::Refused(StoreRefusal::NotOwned))
+        );
+        let mut forged_store =
+            record(&stranger, stranger_ledger, "oid:onoal:stranger", "127.0.0.1:2", 2);
+        forged_store.sequence = 3;
+        let r = evil
+            .dht_call(
+                victim_key,
+                victim_addr,
+                &DhtRequest::AddRecord {
+                    key: Key::of_ledger(&stranger_ledger),
+                    record: Box::new(forged_store),
+                },
+            )
+            .await;
+        assert_eq!(r, Some(DhtResponse::Refused(StoreRefusal::Invalid)));
+        // 10. A flood of FIND_NODE: past the burst, refused as busy.
+        let mut busy = 0;
+        for i in 0..400u32 {
+            let target = Key::of_oid(&format!("oid:onoal:flood:{i}"));
+            if evil.dht_call(victim_key, victim_addr, &DhtRequest::FindNode { target }).await
+                == Some(DhtResponse::Refused(StoreRefusal::Busy))
+            {
+                busy += 1;
+            }
+        }
+        assert!(busy > 100, "only {busy} of 400 refused");
+        evil.close().await;
+    });
+
+    let d = get(&format!("{}/mesh/discovery", victim.url()));
+    let evil_hex = hex::encode(
+        SigningKey::from_bytes(
+            &SecretKey::read_file(&key_path(&evil_dir)).unwrap().signing_key().to_bytes(),
+        )
+        .verifying_key()
+        .as_bytes(),
+    );
+    let dropped = &d["dropped_by_peer"][&evil_hex];
+    for reason in ["replay", "bad_signature", "oversize", "malformed"] {
+        assert_eq!(dropped[reason], 1, "{reason}: {d}");
+    }
+    assert!(d["records_refused"].as_u64().unwrap() >= 2, "{d}");
+    assert_eq!(d["dht_store_refused"]["not_owned"], 2, "{d}");
+    assert_eq!(d["dht_store_refused"]["invalid"], 1, "{d}");
+    assert!(d["dht_rate_limited"].as_u64().unwrap() > 100, "{d}");
+    assert_eq!(
+        d["dht_records_held"], 3,
+        "only the victim's own record, under its ledger id and 2 OID prefixes: {d}"
+    );
+
+    // Nothing forged is known; the evil ledger's record is its newest valid one.
+    let peers = get(&format!("{}/mesh/peers", victim.url()));
+    let known = peers["discovered"].as_array().unwrap();
+    assert!(
+        known.iter().all(|r| r["ledger_id"] != stranger_ledger.to_string().as_str()),
+        "{peers}"
+    );
+    let evil_record =
+        known.iter().find(|r| r["ledger_id"] == evil_id.to_string().as_str()).unwrap();
+    assert_eq!(evil_record["sequence"], 10);
+    assert_eq!(evil_record["quic"], "127.0.0.1:10");
+    // And the node keeps serving.
+    let health = get(&format!("{}/health", victim.url()));
+    assert_eq!(health["ready"], true, "{health}");
+    let status = run_json(onoal(&victim_dir).arg("status"));
+    assert_eq!(status["ledger_id"], v.id.as_str());
+}
