@@ -19,6 +19,7 @@ mod proofs;
 mod queries;
 mod replica;
 mod silent;
+mod sim;
 mod sync;
 mod tamper;
 mod torn_wal;

@@ -1,0 +1,84 @@
+//! `onoal sim`: the DHT and peer-record cores of 1,000 simulated nodes under churn and loss
+//! meet the discovery targets; the same seed gives the same report; a healed partition is
+//! crossed again; bad arguments get clear errors.
+
+use onoal_tests::{onoal, run_fail, run_json};
+use serde_json::Value;
+
+fn sim(args: &[&str]) -> Value {
+    let dir = tempfile::tempdir().unwrap();
+    run_json(onoal(dir.path()).arg("sim").args(args))
+}
+
+/// The report without what measures the machine.
+fn replayable(mut v: Value) -> Value {
+    let o = v.as_object_mut().unwrap();
+    o.remove("wall_s");
+    o.remove("peak_rss_mb");
+    v
+}
+
+#[test]
+fn a_thousand_nodes_under_churn_and_loss_find_ledgers() {
+    let r = sim(&["--nodes", "1000", "--churn", "0.1", "--loss", "0.01", "--seed", "3"]);
+    assert_eq!(r["nodes"], 1000);
+    assert_eq!(r["lookups"], 100);
+    assert!(r["lookup_success_rate"].as_f64().unwrap() >= 0.99, "{r}");
+    // ceil(log2 1000) = 10.
+    assert!(r["lookup_rounds_p99"].as_u64().unwrap() <= 10, "{r}");
+    assert!(r["lookup_messages_mean"].as_f64().unwrap() > 1.0, "{r}");
+    let joined = r["join_converged_s"].as_f64().expect("every sampled joiner was found");
+    assert!(joined > 0.0 && joined <= 60.0, "{r}");
+    assert!(r["lost"].as_u64().unwrap() > 0, "1 % loss lost nothing: {r}");
+    let histogram: u64 =
+        r["lookup_rounds_histogram"].as_array().unwrap().iter().map(|n| n.as_u64().unwrap()).sum();
+    let found = (r["lookup_success_rate"].as_f64().unwrap() * 100.0).round() as u64;
+    assert_eq!(histogram, found, "the histogram counts every successful lookup");
+}
+
+#[test]
+fn the_same_seed_gives_the_same_report() {
+    let args =
+        ["--nodes", "300", "--churn", "0.1", "--loss", "0.02", "--seed", "7", "--measure-s", "30"];
+    let a = replayable(sim(&args));
+    let b = replayable(sim(&args));
+    assert_eq!(a, b);
+    let mut other = args;
+    other[7] = "8";
+    let c = replayable(sim(&other));
+    assert_ne!(a["messages"], c["messages"], "another seed, another run");
+}
+
+#[test]
+fn lookups_cross_a_healed_partition_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let svg = dir.path().join("sim.svg");
+    let r = run_json(
+        onoal(dir.path()).args(["sim", "--nodes", "300", "--partition", "--svg"]).arg(&svg),
+    );
+    assert!(r["cut"].as_u64().unwrap() > 0, "the split cut nothing: {r}");
+    let healed = r["partition_recovered_s"]
+        .as_f64()
+        .expect("the nodes that joined during the split were found from the other side");
+    assert!(healed <= 60.0, "{r}");
+    let drawing = std::fs::read_to_string(&svg).unwrap();
+    assert!(
+        drawing.starts_with("<svg") && drawing.contains("<rect") && drawing.contains("<polyline")
+    );
+}
+
+#[test]
+fn bad_arguments_are_refused_with_the_range() {
+    let dir = tempfile::tempdir().unwrap();
+    for (args, says) in [
+        (vec!["--nodes", "1"], "2 to 100000"),
+        (vec!["--churn", "2"], "0 to 0.9"),
+        (vec!["--loss", "0.9"], "0 to 0.5"),
+        (vec!["--latency-ms", "50..10"], "A <= B"),
+        (vec!["--latency-ms", "fast"], "A..B"),
+        (vec!["--partition", "--measure-s", "30"], "at least 60"),
+    ] {
+        let err = run_fail(onoal(dir.path()).arg("sim").args(&args));
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+}
