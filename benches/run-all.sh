@@ -13,3 +13,4 @@ trap 'rm -rf "$dir"' EXIT
 "$bin" --json bench verify --entries "$n" --dir "$dir/ledger"
 "$bin" --json bench open --entries "$n" --dir "$dir/ledger"
 "$bin" --json bench sync --entries "$n"
+"$bin" --json sim --nodes 10000 --churn 0.1 --loss 0.01

@@ -462,25 +462,29 @@ impl Dht {
     /// joiners make its k closest, without waiting for a republish (Kademlia, section 2.5).
     fn hand_over(&mut self, newcomer: Contact, now: Instant) {
         let me = self.local.id;
+        // Keys the newcomer is closer to than this node (few: most keys held are near this
+        // node, and most newcomers are not), in a deterministic order (the store is a hash map
+        // and the simulator replays runs exactly).
+        let mut keys: Vec<Key> = self
+            .store
+            .keys()
+            .filter(|key| newcomer.id.distance(key) < me.distance(key))
+            .copied()
+            .collect();
+        keys.sort_unstable();
         let mut sends = Vec::new();
-        let mut held: Vec<(&Key, Vec<&PeerRecord>)> = self.store.held(now).collect();
-        // Deterministic order (the store is a hash map): the simulator replays runs exactly.
-        held.sort_unstable_by_key(|(key, _)| **key);
-        for (key, records) in held {
-            if newcomer.id.distance(key) >= me.distance(key) {
-                continue;
-            }
+        for key in keys {
             let someone_closer = self
                 .table
-                .closest(key, 2)
+                .closest(&key, 2)
                 .into_iter()
                 .find(|c| c.peer != newcomer.peer)
-                .is_some_and(|c| c.id.distance(key) < me.distance(key));
+                .is_some_and(|c| c.id.distance(&key) < me.distance(&key));
             if someone_closer {
                 continue;
             }
-            for record in records {
-                sends.push(DhtRequest::AddRecord { key: *key, record: Box::new(record.clone()) });
+            for record in self.store.get(&key, now) {
+                sends.push(DhtRequest::AddRecord { key, record: Box::new(record) });
             }
         }
         for request in sends {

@@ -140,11 +140,9 @@ impl ProviderStore {
             .unwrap_or_default()
     }
 
-    /// Every key and its live records.
-    pub fn held(&self, now: Instant) -> impl Iterator<Item = (&Key, Vec<&PeerRecord>)> {
-        self.by_key.iter().map(move |(key, list)| {
-            (key, list.iter().filter(|x| x.until > now).map(|x| &x.record).collect())
-        })
+    /// Every key that holds records.
+    pub fn keys(&self) -> impl Iterator<Item = &Key> {
+        self.by_key.keys()
     }
 
     /// Drops expired records.

@@ -228,3 +228,27 @@ fn publish_then_find_between_two_nodes() {
         .unwrap();
     assert_eq!(found, vec![r]);
 }
+
+proptest::proptest! {
+    #[test]
+    fn dht_decoders_never_panic_and_bound_their_input(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..2000)) {
+        let _ = DhtRequest::decode(&bytes);
+        let _ = DhtResponse::decode(&bytes);
+        let mut node = Dht::new(contact(1, 1), DhtConfig::default(), Instant::now(), NOW_MS);
+        if let Some(request) = DhtRequest::decode(&bytes) {
+            // Whatever a peer asks, the answer is bounded and nothing unsigned is stored.
+            let answer = node.handle_request(contact(2, 2), request, Instant::now());
+            proptest::prop_assert!(answer.encode().len() <= MAX_DHT_MESSAGE);
+            proptest::prop_assert!(node.store().is_empty());
+        }
+    }
+}
+
+#[test]
+fn an_oversize_message_does_not_decode() {
+    let big = DhtRequest::FindNode { target: Key([1; 32]) }.encode();
+    let mut padded = big.clone();
+    padded.resize(MAX_DHT_MESSAGE + 1, 0);
+    assert!(DhtRequest::decode(&big).is_some());
+    assert!(DhtRequest::decode(&padded).is_none());
+}

@@ -31,8 +31,9 @@ let lastSize = null, lastTime = null;
 
 async function refresh() {
   try {
-    const [status, replicas, peers, topology] = await Promise.all([
+    const [status, replicas, peers, topology, discovery] = await Promise.all([
       api("/status"), api("/ledger/replicas"), api("/mesh/peers"), api("/mesh/topology"),
+      api("/mesh/discovery"),
     ]);
     $("ledger-id").textContent = status.ledger_id;
     $("oid").textContent = status.oid;
@@ -58,6 +59,11 @@ async function refresh() {
       const seen = p.last_seen_ms ? new Date(p.last_seen_ms).toLocaleTimeString() : "never";
       return [short(p.ledger_id), p.oid ?? "", p.addresses[0] ?? "", seen, m];
     }));
+    fill("discovered", (peers.discovered || []).map((d) => [short(d.ledger_id), d.oid, d.quic ?? "", d.source]));
+    $("discovery-counters").textContent =
+      "DHT nodes " + discovery.dht_nodes + ", records held " + discovery.dht_records_held +
+      ", messages accepted " + discovery.messages_accepted + ", dropped " + discovery.messages_dropped +
+      ", records refused " + discovery.records_refused + ", rate-limited " + discovery.dht_rate_limited;
     drawTopology(topology);
     $("error").textContent = "";
   } catch (e) {
@@ -80,6 +86,7 @@ function drawTopology(t) {
   });
   const parts = [];
   const colors = { pinned: "#9aa3b2", follows: "#1b7f3b", replica: "#3b6fd4" };
+  const dashed = (kind) => kind.startsWith("discovered");
   t.edges.forEach((e, i) => {
     const a = pos[e.from], b = pos[e.to];
     if (!a || !b) return;
@@ -89,13 +96,14 @@ function drawTopology(t) {
     line.setAttribute("x2", b[0] + off); line.setAttribute("y2", b[1] + off);
     line.setAttribute("stroke", colors[e.kind] || "#999");
     line.setAttribute("stroke-width", "2");
+    if (dashed(e.kind)) line.setAttribute("stroke-dasharray", "4 3");
     parts.push(line);
   });
   t.nodes.forEach((n) => {
     const [x, y] = pos[n.ledger_id];
     const c = document.createElementNS(ns, "circle");
     c.setAttribute("cx", x); c.setAttribute("cy", y); c.setAttribute("r", n.role === "self" ? 16 : 11);
-    c.setAttribute("fill", n.misbehaviour_count > 0 ? "#b3261e" : n.role === "self" ? "#1d2330" : "#3b6fd4");
+    c.setAttribute("fill", n.misbehaviour_count > 0 ? "#b3261e" : n.role === "self" ? "#1d2330" : n.role === "discovered" ? "#9aa3b2" : "#3b6fd4");
     const label = document.createElementNS(ns, "text");
     label.setAttribute("x", x + 14); label.setAttribute("y", y - 14);
     label.textContent = (n.oid || "") + " " + short(n.ledger_id);

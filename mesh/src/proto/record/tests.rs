@@ -103,3 +103,24 @@ fn invalid_records_are_never_stored_and_the_book_is_bounded() {
     let unrelated = Oid::parse("oid:onoal:gov").unwrap();
     assert_eq!(book.by_oid_prefix(&unrelated).count(), 0);
 }
+
+proptest::proptest! {
+    #[test]
+    fn arbitrary_bytes_never_make_a_usable_record(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600)) {
+        if let Ok(record) = postcard::from_bytes::<PeerRecord>(&bytes) {
+            // Whatever decodes, a record no one signed never checks.
+            proptest::prop_assert!(record.check(NOW).is_err());
+        }
+    }
+
+    #[test]
+    fn records_round_trip(seq in 0u64..u64::MAX, name in "[a-z ]{0,40}") {
+        let mut fields = RecordFields::default();
+        fields.metadata.name = Some(name);
+        let oid = Oid::parse("oid:onoal:org:a").unwrap();
+        let r = PeerRecord::sign(&key(1), LedgerId::random(), &oid, fields, seq, NOW + 1);
+        let back: PeerRecord = postcard::from_bytes(&r.encode()).unwrap();
+        proptest::prop_assert!(back.check(NOW).is_ok());
+        proptest::prop_assert_eq!(back, r);
+    }
+}
