@@ -51,6 +51,7 @@ pub mod dht;
 pub mod grpc;
 pub mod http;
 pub mod id;
+pub mod membership;
 pub mod net;
 pub mod peer;
 pub mod proto;

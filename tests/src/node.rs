@@ -104,6 +104,12 @@ impl Serve {
     pub fn stop(mut self) {
         terminate(&mut self.0);
     }
+
+    /// SIGKILL: the node gets no chance to say goodbye.
+    pub fn kill(mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 /// Sends SIGTERM to `child` and asserts that it exits successfully within 10 s.

@@ -344,6 +344,12 @@ pub(crate) struct ServeArgs {
     /// Seconds between record exchanges with a few known peers [default: 5].
     #[arg(long)]
     pub(crate) gossip_interval: Option<u64>,
+    /// Milliseconds between heartbeats to each member [default: 2000].
+    #[arg(long)]
+    pub(crate) heartbeat_interval_ms: Option<u64>,
+    /// Unanswered heartbeats in a row before a member counts as disconnected [default: 3].
+    #[arg(long)]
+    pub(crate) heartbeat_misses: Option<u32>,
 }
 
 #[derive(Subcommand, Debug)]

@@ -244,6 +244,12 @@ pub struct RecordView {
     pub expires_ms: u64,
     /// Where it came from: manual, bootstrap, registry, dns, gossip, dht (or `self`).
     pub source: String,
+    /// As a member (heartbeated): connected, disconnected or left; `null` when not a member.
+    pub status: Option<String>,
+    /// Heartbeat round trip, smoothed (ms).
+    pub latency_ms: Option<u32>,
+    /// Last message from it (ms since the epoch).
+    pub last_message_ms: Option<u64>,
 }
 
 impl RecordView {
@@ -264,7 +270,20 @@ impl RecordView {
             sequence: record.sequence,
             expires_ms: record.expires_ms,
             source: source.to_owned(),
+            status: None,
+            latency_ms: None,
+            last_message_ms: None,
         }
+    }
+
+    /// With what membership knows of it.
+    pub fn with_member(mut self, member: Option<&crate::membership::MemberConnection>) -> Self {
+        if let Some(m) = member {
+            self.status = Some(m.status.as_str().to_owned());
+            self.latency_ms = m.latency_ms;
+            self.last_message_ms = m.last_message_ms;
+        }
+        self
     }
 }
 

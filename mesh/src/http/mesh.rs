@@ -37,9 +37,74 @@ pub struct PeerList {
 pub(crate) async fn peers(State(state): State<AppState>) -> Result<Json<PeerList>, ApiError> {
     let peers = state.control.node().peers().clone();
     let list = blocking(move || Ok(peers.list()?)).await?;
-    let discovered =
-        state.control.node().discovery_status().known.iter().map(RecordView::from).collect();
+    let node = state.control.node();
+    let members = node.connections();
+    let discovered = node
+        .discovery_status()
+        .known
+        .iter()
+        .map(|k| {
+            let member = members.iter().find(|m| m.ledger_id == k.record.ledger_id);
+            RecordView::from(k).with_member(member)
+        })
+        .collect();
     Ok(Json(PeerList { peers: list.iter().map(PeerView::from).collect(), discovered }))
+}
+
+/// A member: a ledger this node heartbeats (the seed's mesh_connections columns).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ConnectionView {
+    /// The member's ledger id.
+    pub to_ledger_id: String,
+    /// Its QUIC address.
+    pub addr: String,
+    /// `direct`.
+    pub connection_type: String,
+    /// connected, disconnected or left.
+    pub status: String,
+    /// Heartbeat round trip, smoothed (ms).
+    pub latency_ms: Option<u32>,
+    /// Last message from it (ms since the epoch).
+    pub last_message_ms: Option<u64>,
+    /// Messages from it.
+    pub message_count: u64,
+    /// Heartbeats it missed.
+    pub error_count: u64,
+    /// Member since (ms since the epoch).
+    pub created_ms: u64,
+    /// Status changed (ms since the epoch).
+    pub updated_ms: u64,
+}
+
+/// Members.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ConnectionList {
+    /// By ledger id.
+    pub connections: Vec<ConnectionView>,
+}
+
+/// The ledgers this node keeps in touch with, and their state.
+#[utoipa::path(get, path = "/mesh/connections", tag = "mesh", responses((status = 200, body = ConnectionList)))]
+pub(crate) async fn connections(State(state): State<AppState>) -> Json<ConnectionList> {
+    let connections = state
+        .control
+        .node()
+        .connections()
+        .into_iter()
+        .map(|c| ConnectionView {
+            to_ledger_id: c.ledger_id.to_string(),
+            addr: c.addr.to_string(),
+            connection_type: c.kind,
+            status: c.status.as_str().to_owned(),
+            latency_ms: c.latency_ms,
+            last_message_ms: c.last_message_ms,
+            message_count: c.message_count,
+            error_count: c.error_count,
+            created_ms: c.created_ms,
+            updated_ms: c.updated_ms,
+        })
+        .collect();
+    Json(ConnectionList { connections })
 }
 
 /// What to discover.

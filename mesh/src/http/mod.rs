@@ -34,9 +34,9 @@ use axum::routing::{delete, get, post};
 pub use error::ErrorBody;
 pub use ledger::{CheckpointSizes, Dropped, ForkList, ReplicaList, VerifyJob};
 pub use mesh::{
-    ConnectRequest, DisconnectRequest, Disconnected, DiscoverParams, DiscoverResult, DiscoveryView,
-    FollowList, PeerList, SyncAnswer, SyncRequest, Topology, TopologyEdge, TopologyNode,
-    Unfollowed,
+    ConnectRequest, ConnectionList, ConnectionView, DisconnectRequest, Disconnected,
+    DiscoverParams, DiscoverResult, DiscoveryView, FollowList, PeerList, SyncAnswer, SyncRequest,
+    Topology, TopologyEdge, TopologyNode, Unfollowed,
 };
 pub use openapi::openapi_json;
 
@@ -138,6 +138,7 @@ pub fn router(control: Control, config: &HttpConfig) -> Router {
         .route("/mesh/topology", get(mesh::topology))
         .route("/mesh/discover", get(mesh::discover))
         .route("/mesh/discovery", get(mesh::discovery))
+        .route("/mesh/connections", get(mesh::connections))
         .route("/mesh/query", post(mesh::query))
         .route("/mesh/sync", post(mesh::sync))
         .route("/mesh/follows", get(mesh::follows))

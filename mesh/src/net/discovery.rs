@@ -20,7 +20,7 @@ use quinn::Connection;
 use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
 
 use onoal_engine::time::now_ms;
-use onoal_engine::{LedgerId, Oid};
+use onoal_engine::{AuxTable, LedgerId, Oid};
 
 use super::router::ProtocolHandler;
 use super::stream::{read_frame, write_frame};
@@ -30,6 +30,8 @@ use crate::dht::{
     MAX_DHT_MESSAGE, NodeKey, RequestId,
 };
 use crate::id::PeerId;
+use crate::membership::{MemberConnection, Membership, MembershipConfig, Status};
+use crate::proto::envelope::TopologyChange;
 use crate::proto::envelope::{
     ALPN_MESH, Destination, DiscoverQuery, Inbox, InboxConfig, MAX_DISCOVER_RECORDS,
     MAX_MESSAGE_BYTES, MAX_REPLY_BYTES, MeshMessage, MeshReply, MessageType, Rejected,
@@ -48,6 +50,10 @@ const READ_DEADLINE: Duration = Duration::from_secs(5);
 const MAX_SERVED: usize = 256;
 /// Client connections kept for reuse.
 const POOL: usize = 256;
+/// How often the driver looks for members due a heartbeat.
+const HEARTBEAT_TICK: Duration = Duration::from_millis(200);
+/// How long a goodbye may take at shutdown, to all members together.
+const GOODBYE_DEADLINE: Duration = Duration::from_secs(1);
 /// How long a record this node signs is valid; it is re-signed at half of it.
 const RECORD_VALIDITY: Duration = Duration::from_secs(24 * 3600);
 /// Ledgers a node remembers from discovery.
@@ -72,6 +78,8 @@ pub struct DiscoveryConfig {
     pub gossip_interval: Duration,
     /// How many peers each exchange asks.
     pub fanout: usize,
+    /// Heartbeats: interval, misses before a member is disconnected, most members.
+    pub membership: MembershipConfig,
     /// The DHT's settings.
     pub dht: DhtConfig,
 }
@@ -85,6 +93,7 @@ impl Default for DiscoveryConfig {
             name: None,
             gossip_interval: Duration::from_secs(5),
             fanout: 3,
+            membership: MembershipConfig::default(),
             dht: DhtConfig::default(),
         }
     }
@@ -104,6 +113,7 @@ pub(crate) struct Discovery {
     pub(crate) dht: Mutex<Dht>,
     pub(crate) book: Mutex<RecordBook>,
     pub(crate) inbox: Mutex<Inbox>,
+    pub(crate) membership: Mutex<Membership>,
     own: Mutex<PeerRecord>,
     pub(crate) counters: Counters,
     wake: Notify,
@@ -111,6 +121,7 @@ pub(crate) struct Discovery {
     receiver: Mutex<Option<mpsc::UnboundedReceiver<Answered>>>,
     waiters: Mutex<HashMap<LookupId, oneshot::Sender<LookupOutcome>>>,
     pool: Mutex<HashMap<NodeKey, Connection>>,
+    mesh_pool: Mutex<HashMap<NodeKey, Connection>>,
     served: Arc<Semaphore>,
     config: Mutex<DiscoveryConfig>,
 }
@@ -140,6 +151,7 @@ impl Discovery {
             dht: Mutex::new(Dht::new(contact, config.dht.clone(), Instant::now(), now_ms())),
             book: Mutex::new(RecordBook::new(BOOK_CAPACITY)),
             inbox: Mutex::new(Inbox::new(me, InboxConfig::default())),
+            membership: Mutex::new(Membership::new(config.membership)),
             own: Mutex::new(own),
             counters: Counters::default(),
             wake: Notify::new(),
@@ -147,6 +159,7 @@ impl Discovery {
             receiver: Mutex::new(Some(receiver)),
             waiters: Mutex::new(HashMap::new()),
             pool: Mutex::new(HashMap::new()),
+            mesh_pool: Mutex::new(HashMap::new()),
             served: Arc::new(Semaphore::new(MAX_SERVED)),
             config: Mutex::new(config),
         }
@@ -171,11 +184,13 @@ impl Discovery {
         }
         let quic = record.endpoints.quic.as_deref().and_then(|a| a.parse::<SocketAddr>().ok());
         let key = record.peer();
+        let ledger = record.ledger_id;
         let offered = self.book.lock().offer(record, source, now_ms());
         match &offered {
             Offered::New | Offered::Updated => {
                 if let (Some(addr), Some(key)) = (quic, key) {
                     self.dht.lock().add_contact(Contact::new(key, addr), Instant::now());
+                    self.membership.lock().track(ledger, key, addr, Instant::now(), now_ms());
                     self.wake.notify_one();
                 }
             }
@@ -233,6 +248,7 @@ impl Node {
         }
         *d.own.lock() =
             sign_record(&self.inner.secret, &self.inner.ledger, addr, &config, now_ms());
+        *d.membership.lock() = Membership::new(config.membership);
         *d.config.lock() = config;
         let Some(receiver) = d.receiver.lock().take() else { return };
         let node = self.clone();
@@ -265,6 +281,8 @@ impl Node {
         gossip.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut resign = tokio::time::interval(RECORD_VALIDITY / 2);
         resign.tick().await;
+        let mut beat = tokio::time::interval(HEARTBEAT_TICK);
+        beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             self.pump();
             let deadline = d.dht.lock().poll_timeout();
@@ -290,6 +308,7 @@ impl Node {
                     let node = self.clone();
                     tokio::spawn(async move { node.exchange(&peers, Source::Gossip).await });
                 }
+                _ = beat.tick() => self.heartbeats(),
                 _ = resign.tick() => {
                     let record = {
                         let c = d.config.lock();
@@ -326,28 +345,26 @@ impl Node {
     }
 
     /// A connection for `alpn` to `contact`, reused when one is open.
+    /// A connection for `alpn` (the DHT's or mesh messages') to `contact`, reused while it is
+    /// open: a heartbeat or a lookup step is then one stream, not a handshake.
     async fn pooled(&self, contact: &Contact, alpn: &'static [u8]) -> Option<Connection> {
         let d = self.discovery();
-        let pool_key = if alpn == ALPN_DHT { contact.peer } else { NodeKey([0xff; 32]) };
-        if alpn == ALPN_DHT
-            && let Some(c) = d.pool.lock().get(&pool_key).filter(|c| c.close_reason().is_none())
-        {
+        let pool = if alpn == ALPN_DHT { &d.pool } else { &d.mesh_pool };
+        if let Some(c) = pool.lock().get(&contact.peer).filter(|c| c.close_reason().is_none()) {
             return Some(c.clone());
         }
         let peer = contact.peer.peer()?;
         let conn = self.dial(contact.addr, peer, alpn, REQUEST_DEADLINE).await.ok()?;
-        if alpn == ALPN_DHT {
-            let mut pool = d.pool.lock();
-            if pool.len() >= POOL {
-                pool.retain(|_, c| c.close_reason().is_none());
-                if pool.len() >= POOL
-                    && let Some(k) = pool.keys().next().copied()
-                {
-                    pool.remove(&k);
-                }
+        let mut pool = pool.lock();
+        if pool.len() >= POOL {
+            pool.retain(|_, c| c.close_reason().is_none());
+            if pool.len() >= POOL
+                && let Some(k) = pool.keys().next().copied()
+            {
+                pool.remove(&k);
             }
-            pool.insert(pool_key, conn.clone());
         }
+        pool.insert(contact.peer, conn.clone());
         Some(conn)
     }
 
@@ -383,12 +400,11 @@ impl Node {
         bytes: &[u8],
     ) -> Option<MeshReply> {
         let work = async {
-            let conn = self.dial(addr, peer, ALPN_MESH, REQUEST_DEADLINE).await.ok()?;
+            let conn = self.pooled(&Contact::new(peer, addr), ALPN_MESH).await?;
             let (mut send, mut recv) = conn.open_bi().await.ok()?;
             write_frame(&mut send, bytes).await.ok()?;
             let _ = send.finish();
             let body = read_frame(&mut recv, MAX_REPLY_BYTES).await.ok()?;
-            conn.close(quinn::VarInt::from_u32(0), b"done");
             postcard::from_bytes(&body).ok()
         };
         tokio::time::timeout(REQUEST_DEADLINE, work).await.ok().flatten()
@@ -462,6 +478,92 @@ impl Node {
                 }
             }
         }
+    }
+
+    /// Sends a heartbeat to each member that is due one; records answers, misses and the
+    /// status changes they cause (logged, and kept in the `connections` table).
+    fn heartbeats(&self) {
+        let d = self.discovery().clone();
+        let (due, deadline) = {
+            let interval = d.config.lock().membership.interval;
+            let deadline = interval.clamp(Duration::from_secs(1), REQUEST_DEADLINE);
+            (d.membership.lock().due(Instant::now()), deadline)
+        };
+        for (ledger, peer, addr) in due {
+            let node = self.clone();
+            tokio::spawn(async move {
+                let beat = node.message(MessageType::Heartbeat, Vec::new(), Some(ledger));
+                let started = Instant::now();
+                let answer =
+                    tokio::time::timeout(deadline, node.send_mesh_message(peer, addr, &beat)).await;
+                let d = node.discovery();
+                match answer {
+                    Ok(Some(MeshReply::Ack)) => {
+                        d.membership.lock().answered(&ledger, started.elapsed(), now_ms())
+                    }
+                    other => {
+                        tracing::debug!(%ledger, after_ms = started.elapsed().as_millis() as u64, answered = other.is_ok(), "heartbeat missed");
+                        d.membership.lock().missed(&ledger, now_ms());
+                    }
+                }
+                node.record_changes();
+            });
+        }
+        self.record_changes();
+    }
+
+    /// Logs status changes and writes each member's row to the `connections` table.
+    fn record_changes(&self) {
+        let d = self.discovery();
+        let mut rows = Vec::new();
+        {
+            let mut m = d.membership.lock();
+            while let Some(change) = m.poll_change() {
+                tracing::info!(ledger = %change.ledger_id, status = change.status.as_str(), "member status");
+                if let Some(c) = m.get(&change.ledger_id) {
+                    rows.push(c.clone());
+                }
+            }
+        }
+        if rows.is_empty() {
+            return;
+        }
+        let ledger = self.inner.ledger.clone();
+        tokio::task::spawn_blocking(move || {
+            for row in rows {
+                let bytes = postcard::to_stdvec(&row).unwrap_or_default();
+                if let Err(e) =
+                    ledger.aux_put(AuxTable::Connections, row.ledger_id.as_bytes(), &bytes)
+                {
+                    tracing::warn!(error = %e, "cannot record a member's status");
+                }
+            }
+        });
+    }
+
+    /// Tells every connected member that this node leaves (a signed `topology_update`), within
+    /// one second in all. Called by [`Node::close`].
+    pub(crate) async fn say_goodbye(&self) {
+        let d = self.discovery().clone();
+        let members: Vec<_> = d
+            .membership
+            .lock()
+            .connections()
+            .into_iter()
+            .filter(|c| c.status == Status::Connected)
+            .filter_map(|c| Some((c.ledger_id, PeerId::from_bytes(&c.public_key)?, c.addr)))
+            .collect();
+        let payload = postcard::to_stdvec(&TopologyChange::Leaving).unwrap_or_default();
+        let sends = members.into_iter().map(|(ledger, peer, addr)| {
+            let message = self.message(MessageType::TopologyUpdate, payload.clone(), Some(ledger));
+            async move { self.send_mesh_message(peer, addr, &message).await }
+        });
+        let _ = tokio::time::timeout(GOODBYE_DEADLINE, futures_util::future::join_all(sends)).await;
+    }
+
+    /// Members: the ledgers this node heartbeats, with the seed's mesh_connections columns.
+    pub fn connections(&self) -> Vec<MemberConnection> {
+        self.discovery().membership.lock().connections()
     }
 
     /// A few random known peers with a QUIC address (the fanout).
@@ -657,6 +759,7 @@ impl ProtocolHandler for MeshHandler {
                 }
             };
             d.counters.messages_accepted.fetch_add(1, Ordering::Relaxed);
+            d.membership.lock().heard(&message.from.ledger_id, now_ms());
             answer_message(d, &message).encode()
         }))
     }
@@ -701,7 +804,16 @@ fn answer_message(d: &Discovery, message: &MeshMessage) -> MeshReply {
             records.truncate(limit);
             MeshReply::Records(records)
         }
-        MessageType::Heartbeat | MessageType::TopologyUpdate => MeshReply::Ack,
+        MessageType::Heartbeat => MeshReply::Ack,
+        MessageType::TopologyUpdate => {
+            match postcard::from_bytes::<TopologyChange>(&message.payload) {
+                Ok(TopologyChange::Leaving) => {
+                    d.membership.lock().left(&message.from.ledger_id, now_ms());
+                    MeshReply::Ack
+                }
+                Err(_) => MeshReply::Invalid { reason: "unknown topology change".into() },
+            }
+        }
         other => MeshReply::NotSupported { kind: other.as_str().into() },
     }
 }

@@ -190,8 +190,10 @@ impl Node {
         tokio::spawn(Arc::new(router).run(self.inner.endpoint.clone()))
     }
 
-    /// Closes every connection and waits until peers were told.
+    /// Says goodbye to the members it heartbeats (within 1 s), closes every connection and
+    /// waits until peers were told.
     pub async fn close(&self) {
+        self.say_goodbye().await;
         self.inner.endpoint.close(quinn::VarInt::from_u32(0), b"shutting down");
         self.inner.endpoint.wait_idle().await;
     }

@@ -262,6 +262,14 @@ pub struct DiscoverQuery {
     pub limit: u16,
 }
 
+/// The payload of a `topology_update`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum TopologyChange {
+    /// The origin is shutting down (the seed's leave): stop heartbeating it.
+    Leaving,
+}
+
 /// Most records one `peer_discover` answer carries.
 pub const MAX_DISCOVER_RECORDS: usize = 64;
 

@@ -28,6 +28,29 @@ fn get(url: &str) -> Value {
     serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap()
 }
 
+/// Each discovered ledger's membership status, as a node lists it.
+fn statuses(serve: &Serve) -> std::collections::BTreeMap<String, String> {
+    let v = get(&format!("{}/mesh/peers", serve.url()));
+    v["discovered"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let status = r["status"].as_str().unwrap_or("none").to_owned();
+            (r["ledger_id"].as_str().unwrap().to_owned(), status)
+        })
+        .collect()
+}
+
+/// Waits until `check` holds for every node in `serves`, or fails after `limit`.
+fn within(limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !check() {
+        assert!(started.elapsed() < limit, "{what}: not within {limit:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// The ledger ids a node lists as discovered.
 fn discovered(serve: &Serve) -> BTreeSet<String> {
     let v = get(&format!("{}/mesh/peers", serve.url()));
@@ -54,11 +77,14 @@ fn eight_nodes_that_know_one_bootstrap_node_find_each_other() {
     let dirs: Vec<_> = (0..8).map(|i| tmp.path().join(format!("n{i}"))).collect();
     let nodes: Vec<_> =
         dirs.iter().enumerate().map(|(i, d)| init(d, &format!("oid:onoal:eight:n{i}"))).collect();
-    let first = Serve::start_with(&dirs[0], 0, &[], &["--gossip-interval", "1"]);
+    // Heartbeats every 300 ms, 3 misses: a member is gone within about a second.
+    let quick =
+        ["--gossip-interval", "1", "--heartbeat-interval-ms", "300", "--heartbeat-misses", "3"];
+    let first = Serve::start_with(&dirs[0], 0, &[], &quick);
     let mut serves = vec![first];
     let boot = bootstrap_args(&nodes[0].id, &nodes[0].key, serves[0].1);
     let mut extra: Vec<&str> = boot.iter().map(String::as_str).collect();
-    extra.extend(["--gossip-interval", "1"]);
+    extra.extend(quick);
     for dir in &dirs[1..] {
         serves.push(Serve::start_with(dir, 0, &[], &extra));
     }
@@ -79,6 +105,34 @@ fn eight_nodes_that_know_one_bootstrap_node_find_each_other() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+    // Every node lists the other 7 as connected (heartbeats answered), with a latency.
+    let describe = |serves: &[Serve]| -> String {
+        serves
+            .iter()
+            .map(|s| format!("{:?}", statuses(s).values().collect::<Vec<_>>()))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let connected = |serves: &[Serve]| {
+        serves.iter().all(|s| {
+            let st = statuses(s);
+            st.len() == 7 && st.values().all(|v| v == "connected")
+        })
+    };
+    let started = Instant::now();
+    while !connected(&serves) {
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "not all connected in 15 s:\n{}",
+            describe(&serves)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let members = get(&format!("{}/mesh/connections", serves[2].url()));
+    let rows = members["connections"].as_array().unwrap();
+    assert_eq!(rows.len(), 7, "{members}");
+    assert!(rows.iter().all(|r| r["latency_ms"].as_u64().is_some() && r["message_count"].as_u64().unwrap() > 0), "{members}");
+
     // `peer list` shows each one's source; discovered is not pinned.
     let list = run_json(onoal(&dirs[3]).args(["peer", "list"]));
     assert!(list["peers"].as_array().unwrap().is_empty(), "discovered peers are not pinned");
@@ -97,6 +151,26 @@ fn eight_nodes_that_know_one_bootstrap_node_find_each_other() {
     let discovered_nodes =
         topo["nodes"].as_array().unwrap().iter().filter(|n| n["role"] == "discovered").count();
     assert_eq!(discovered_nodes, 7, "{topo}");
+
+    // Node 7 is killed (no goodbye): every other marks it disconnected within the detection
+    // time (3 x 300 ms, plus one heartbeat's deadline). Node 6 stops cleanly: it says goodbye.
+    let killed = nodes[7].id.clone();
+    let left = nodes[6].id.clone();
+    let seven = serves.pop().unwrap();
+    let six = serves.pop().unwrap();
+    let t = Instant::now();
+    seven.kill();
+    within(Duration::from_secs(5), "the killed node marked disconnected", || {
+        serves.iter().all(|s| statuses(s)[&killed] == "disconnected")
+    });
+    let detected = t.elapsed();
+    six.stop();
+    within(Duration::from_secs(3), "the stopped node marked left", || {
+        serves.iter().all(|s| statuses(s)[&left] == "left")
+    });
+    eprintln!("failure detected by all 6 in {detected:?}");
+    // The rest stay connected to each other.
+    assert!(serves.iter().all(|s| statuses(s).values().filter(|v| *v == "connected").count() == 5));
 }
 
 #[test]

@@ -15,6 +15,7 @@ use onoal_mesh::control::Control;
 use onoal_mesh::grpc::{GrpcConfig, GrpcServer};
 use onoal_mesh::http::{DEFAULT_HTTP_ADDR, HttpConfig, HttpServer};
 use onoal_mesh::id::{KeyTextError, PeerId};
+use onoal_mesh::membership::MembershipConfig;
 use onoal_mesh::net::DiscoveryConfig;
 use onoal_mesh::{Node, NodeConfig};
 use serde::{Deserialize, Serialize};
@@ -45,6 +46,8 @@ pub(crate) struct ServeConfig {
     bootstrap_key: Option<Vec<String>>,
     advertise: Option<String>,
     gossip_interval: Option<u64>,
+    heartbeat_interval_ms: Option<u64>,
+    heartbeat_misses: Option<u32>,
     durability: Option<DurabilityArg>,
 }
 
@@ -84,6 +87,10 @@ pub(crate) fn effective(cli: &Cli, args: &ServeArgs) -> Result<ServeConfig> {
         bootstrap_key: Some(bootstrap_key),
         advertise: args.advertise.clone().or(file.advertise),
         gossip_interval: Some(args.gossip_interval.or(file.gossip_interval).unwrap_or(5)),
+        heartbeat_interval_ms: Some(
+            args.heartbeat_interval_ms.or(file.heartbeat_interval_ms).unwrap_or(2000),
+        ),
+        heartbeat_misses: Some(args.heartbeat_misses.or(file.heartbeat_misses).unwrap_or(3)),
         durability: Some(cli.durability.or(file.durability).unwrap_or(DurabilityArg::Sync)),
     })
 }
@@ -182,6 +189,14 @@ pub(crate) fn run(cli: &Cli, args: &ServeArgs) -> Result<ExitCode> {
         s @ 1..=3600 => Duration::from_secs(s),
         s => bail!("--gossip-interval {s} is out of range: give 1 to 3600 seconds"),
     };
+    let heartbeat_interval = match config.heartbeat_interval_ms.unwrap_or(2000) {
+        ms @ 100..=600_000 => Duration::from_millis(ms),
+        ms => bail!("--heartbeat-interval-ms {ms} is out of range: give 100 to 600000"),
+    };
+    let heartbeat_misses = match config.heartbeat_misses.unwrap_or(3) {
+        n @ 1..=100 => n,
+        n => bail!("--heartbeat-misses {n} is out of range: give 1 to 100"),
+    };
     if let Some(mode) = crate::cmd::ledger::key_file_exposed(cli)? {
         let path = key_path(&cli.data);
         if config.allow_insecure_key != Some(true) {
@@ -244,6 +259,11 @@ pub(crate) fn run(cli: &Cli, args: &ServeArgs) -> Result<ExitCode> {
             advertise,
             http: http_server.as_ref().map(|h| format!("{scheme}://{}", h.local_addr())),
             gossip_interval,
+            membership: MembershipConfig {
+                interval: heartbeat_interval,
+                misses: heartbeat_misses,
+                ..MembershipConfig::default()
+            },
             ..DiscoveryConfig::default()
         };
         let server = node.serve_with(discovery);
