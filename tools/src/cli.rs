@@ -141,6 +141,16 @@ pub(crate) enum Command {
         #[arg(long, default_value_t = 5000)]
         timeout_ms: u64,
     },
+    /// The running node's view of the mesh: itself, pinned and discovered ledgers, replicas,
+    /// with each member's state and latency (JSON with --json, Graphviz with --dot, or an SVG).
+    Topology {
+        /// Print Graphviz DOT.
+        #[arg(long, conflicts_with = "svg")]
+        dot: bool,
+        /// Write an SVG drawing to this file.
+        #[arg(long)]
+        svg: Option<PathBuf>,
+    },
     /// Simulate a mesh in memory: the real DHT and peer-record cores of N nodes, virtual
     /// time, seeded latency, loss, churn and a partition; prints what lookups achieved.
     Sim(SimArgs),
@@ -529,6 +539,7 @@ pub(crate) fn command_name(c: &Command) -> &'static str {
         Command::Bench { .. } => "bench",
         Command::Sim(_) => "sim",
         Command::Discover { .. } => "discover",
+        Command::Topology { .. } => "topology",
         Command::Demo { .. } => "demo",
         Command::Serve(_) => "serve",
         Command::Status => "status",

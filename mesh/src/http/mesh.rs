@@ -306,12 +306,18 @@ pub struct TopologyNode {
     pub ledger_id: String,
     /// Its OID, when known.
     pub oid: Option<String>,
-    /// `self` or `peer`.
+    /// `self`, `peer` (pinned or replicated) or `discovered`.
     pub role: String,
     /// Where it is reached.
     pub addresses: Vec<String>,
     /// Violations recorded against it.
     pub misbehaviour_count: u64,
+    /// As a member (heartbeated): connected, disconnected or left.
+    #[serde(default)]
+    pub status: Option<String>,
+    /// Heartbeat round trip, smoothed (ms).
+    #[serde(default)]
+    pub latency_ms: Option<u32>,
 }
 
 /// An edge: `from` knows (`pinned`), follows (`follows`) or holds a replica of (`replica`) `to`.
@@ -349,6 +355,8 @@ pub(crate) async fn topology(State(state): State<AppState>) -> Result<Json<Topol
             role: "self".into(),
             addresses: node.local_addr().map(|a| vec![a.to_string()]).unwrap_or_default(),
             misbehaviour_count: 0,
+            status: None,
+            latency_ms: None,
         }];
         let mut edges = Vec::new();
         for p in node.peers().list()? {
@@ -360,6 +368,8 @@ pub(crate) async fn topology(State(state): State<AppState>) -> Result<Json<Topol
                 role: "peer".into(),
                 addresses: p.addresses.clone(),
                 misbehaviour_count: p.misbehaviour_count,
+                status: None,
+                latency_ms: None,
             });
         }
         for k in node.discovery_status().known {
@@ -378,6 +388,8 @@ pub(crate) async fn topology(State(state): State<AppState>) -> Result<Json<Topol
                 role: "discovered".into(),
                 addresses: k.record.endpoints.quic.iter().cloned().collect(),
                 misbehaviour_count: 0,
+                status: None,
+                latency_ms: None,
             });
         }
         for f in control.follows() {
@@ -397,9 +409,18 @@ pub(crate) async fn topology(State(state): State<AppState>) -> Result<Json<Topol
                     role: "peer".into(),
                     addresses: Vec::new(),
                     misbehaviour_count: 0,
+                    status: None,
+                    latency_ms: None,
                 });
             }
             edges.push(TopologyEdge { from: me_id.clone(), to: id, kind: "replica".into() });
+        }
+        for member in node.connections() {
+            let id = member.ledger_id.to_string();
+            if let Some(n) = nodes.iter_mut().find(|n| n.ledger_id == id) {
+                n.status = Some(member.status.as_str().to_owned());
+                n.latency_ms = member.latency_ms;
+            }
         }
         Ok(Topology { nodes, edges })
     })

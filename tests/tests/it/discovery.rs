@@ -133,6 +133,28 @@ fn eight_nodes_that_know_one_bootstrap_node_find_each_other() {
     assert_eq!(rows.len(), 7, "{members}");
     assert!(rows.iter().all(|r| r["latency_ms"].as_u64().is_some() && r["message_count"].as_u64().unwrap() > 0), "{members}");
 
+    // `onoal topology`: JSON with each member's state and latency, Graphviz, SVG.
+    let topo = run_json(onoal(&dirs[1]).arg("topology"));
+    let members: Vec<&Value> =
+        topo["nodes"].as_array().unwrap().iter().filter(|n| n["role"] == "discovered").collect();
+    assert_eq!(members.len(), 7, "{topo}");
+    assert!(
+        members.iter().all(|n| n["status"] == "connected" && n["latency_ms"].is_u64()),
+        "{topo}"
+    );
+    let dot = run(onoal(&dirs[1]).args(["topology", "--dot"]));
+    let dot = String::from_utf8(dot.stdout).unwrap();
+    assert!(
+        dot.starts_with("digraph mesh {")
+            && dot.contains(&nodes[4].id)
+            && dot.contains("style=dashed"),
+        "{dot}"
+    );
+    let svg_path = tmp.path().join("topology.svg");
+    run(onoal(&dirs[1]).arg("topology").arg("--svg").arg(&svg_path));
+    let svg = std::fs::read_to_string(&svg_path).unwrap();
+    assert_eq!(svg.matches("<circle").count(), 8, "{svg}");
+
     // `peer list` shows each one's source; discovered is not pinned.
     let list = run_json(onoal(&dirs[3]).args(["peer", "list"]));
     assert!(list["peers"].as_array().unwrap().is_empty(), "discovered peers are not pinned");

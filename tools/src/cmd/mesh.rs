@@ -9,7 +9,7 @@ use anyhow::{Context as _, Result, anyhow, bail};
 use onoal_engine::identity::{SecretKey, key_path};
 use onoal_engine::{Filter, Ledger, LedgerId};
 use onoal_mesh::control::views::{self, PeerView, SyncSummaryView};
-use onoal_mesh::http::{DiscoverResult, PeerList};
+use onoal_mesh::http::{DiscoverResult, PeerList, Topology};
 use onoal_mesh::peer::PeerStore;
 use onoal_mesh::{Node, NodeConfig, SyncMode, SyncSummary};
 use serde_json::{Value, json};
@@ -446,4 +446,120 @@ fn sync_through(
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `onoal topology`: the running node's `GET /mesh/topology`, as JSON, a table, DOT or SVG.
+pub(crate) fn topology(cli: &Cli, dot: bool, svg: Option<&std::path::Path>) -> Result<()> {
+    let node = running_node(cli)?.ok_or_else(|| {
+        anyhow!(
+            "topology is the running node's view: start it with `onoal serve --data {}`",
+            cli.data.display()
+        )
+    })?;
+    let t: Topology = node.get("/mesh/topology")?;
+    let label = |n: &onoal_mesh::http::TopologyNode| {
+        let short = n.ledger_id.get(..8).unwrap_or(&n.ledger_id);
+        format!("{} {short}", n.oid.as_deref().unwrap_or(""))
+    };
+    if let Some(path) = svg {
+        std::fs::write(path, topology_svg(&t, &label))
+            .with_context(|| format!("cannot write the SVG to {}", path.display()))?;
+    }
+    if dot {
+        let mut out =
+            String::from("digraph mesh {\n  node [shape=ellipse, fontname=\"sans-serif\"];\n");
+        for n in &t.nodes {
+            let color = match (n.role.as_str(), n.status.as_deref()) {
+                ("self", _) => "black",
+                (_, Some("connected")) => "darkgreen",
+                (_, Some("disconnected" | "left")) => "red",
+                ("discovered", _) => "gray",
+                _ => "blue",
+            };
+            let latency = n.latency_ms.map(|l| format!("\\n{l} ms")).unwrap_or_default();
+            out.push_str(&format!(
+                "  \"{}\" [label=\"{}{latency}\", color={color}];\n",
+                n.ledger_id,
+                label(n).trim()
+            ));
+        }
+        for e in &t.edges {
+            let style = if e.kind.starts_with("discovered") { "dashed" } else { "solid" };
+            out.push_str(&format!(
+                "  \"{}\" -> \"{}\" [label=\"{}\", style={style}];\n",
+                e.from, e.to, e.kind
+            ));
+        }
+        out.push_str("}\n");
+        print!("{out}");
+        return Ok(());
+    }
+    print(cli, json!(t), || {
+        let mut out = format!(
+            "{:<36}  {:<10}  {:<28}  {:<12}  {}",
+            "LEDGER", "ROLE", "OID", "STATUS", "LATENCY"
+        );
+        for n in &t.nodes {
+            out.push_str(&format!(
+                "\n{:<36}  {:<10}  {:<28}  {:<12}  {}",
+                n.ledger_id,
+                n.role,
+                n.oid.as_deref().unwrap_or("-"),
+                n.status.as_deref().unwrap_or("-"),
+                n.latency_ms.map_or("-".to_owned(), |l| format!("{l} ms"))
+            ));
+        }
+        out.push_str(&format!("\n{} links", t.edges.len()));
+        out
+    });
+    Ok(())
+}
+
+fn topology_svg(t: &Topology, label: &dyn Fn(&onoal_mesh::http::TopologyNode) -> String) -> String {
+    let (w, h, r) = (640.0_f64, 480.0_f64, 180.0_f64);
+    let (cx, cy) = (w / 2.0, h / 2.0);
+    let others: Vec<&onoal_mesh::http::TopologyNode> =
+        t.nodes.iter().filter(|n| n.role != "self").collect();
+    let mut pos = std::collections::HashMap::new();
+    for n in &t.nodes {
+        if n.role == "self" {
+            pos.insert(n.ledger_id.clone(), (cx, cy));
+        }
+    }
+    for (i, n) in others.iter().enumerate() {
+        let a = 2.0 * std::f64::consts::PI * i as f64 / others.len().max(1) as f64
+            - std::f64::consts::FRAC_PI_2;
+        pos.insert(n.ledger_id.clone(), (cx + r * a.cos(), cy + r * a.sin()));
+    }
+    let mut out = format!(
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="11">"#
+    );
+    for e in &t.edges {
+        if let (Some(a), Some(b)) = (pos.get(&e.from), pos.get(&e.to)) {
+            let dash =
+                if e.kind.starts_with("discovered") { r#" stroke-dasharray="4 3""# } else { "" };
+            out.push_str(&format!(
+                r##"<line x1="{:.1}" y1="{:.1}" x2="{:.1}" y2="{:.1}" stroke="#9aa3b2" stroke-width="2"{dash}/>"##,
+                a.0, a.1, b.0, b.1
+            ));
+        }
+    }
+    for n in &t.nodes {
+        let Some((x, y)) = pos.get(&n.ledger_id) else { continue };
+        let fill = match (n.role.as_str(), n.status.as_deref()) {
+            ("self", _) => "#1d2330",
+            (_, Some("connected")) => "#1b7f3b",
+            (_, Some("disconnected" | "left")) => "#b3261e",
+            _ => "#3b6fd4",
+        };
+        let latency = n.latency_ms.map(|l| format!(" {l} ms")).unwrap_or_default();
+        out.push_str(&format!(
+            r#"<circle cx="{x:.1}" cy="{y:.1}" r="10" fill="{fill}"/><text x="{:.1}" y="{:.1}">{}{latency}</text>"#,
+            x + 13.0,
+            y - 12.0,
+            label(n).trim().replace('&', "&amp;").replace('<', "&lt;")
+        ));
+    }
+    out.push_str("</svg>");
+    out
 }
