@@ -12,8 +12,10 @@
 //! append and watch).
 //!
 //! It is not the ledger (that is `onoal-engine`: storage, proofs, the audit) and not the
-//! command line (`onoal`). Discovery, membership, routing, trust and witnesses are being built
-//! on the same layering and are not here yet.
+//! command line (`onoal`). Discovery is here: signed mesh messages ([`proto::envelope`]), peer
+//! records ([`proto::record`]), a Kademlia DHT ([`dht`]), heartbeat membership ([`membership`]),
+//! driven over the same endpoint by [`Node::serve_with`], and the simulator behind `onoal sim`
+//! ([`sim`]). Routing, trust and witnesses are being built on the same layering.
 //!
 //! Layers: [`proto`] is the protocol without I/O — frames, messages, certificates, the
 //! receiver's sessions ([`proto::sync`]) and the server's decisions ([`proto::serve`]); each is a
