@@ -151,33 +151,37 @@ pub enum DhtResponse {
     Refused(StoreRefusal),
 }
 
+/// A DHT message's bytes (postcard).
+fn encode<T: Serialize>(message: &T) -> Vec<u8> {
+    postcard::to_stdvec(message).unwrap_or_default()
+}
+
+/// A DHT message from bytes: `None` when over [`MAX_DHT_MESSAGE`] or malformed.
+fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Option<T> {
+    (bytes.len() <= MAX_DHT_MESSAGE).then(|| postcard::from_bytes(bytes).ok()).flatten()
+}
+
 impl DhtRequest {
     /// postcard bytes.
     pub fn encode(&self) -> Vec<u8> {
-        postcard::to_stdvec(self).unwrap_or_default()
+        encode(self)
     }
 
-    /// Decodes a request (`None` if malformed).
+    /// Decodes a request (`None` if oversize or malformed).
     pub fn decode(bytes: &[u8]) -> Option<Self> {
-        if bytes.len() > MAX_DHT_MESSAGE {
-            return None;
-        }
-        postcard::from_bytes(bytes).ok()
+        decode(bytes)
     }
 }
 
 impl DhtResponse {
     /// postcard bytes.
     pub fn encode(&self) -> Vec<u8> {
-        postcard::to_stdvec(self).unwrap_or_default()
+        encode(self)
     }
 
-    /// Decodes an answer (`None` if malformed).
+    /// Decodes an answer (`None` if oversize or malformed).
     pub fn decode(bytes: &[u8]) -> Option<Self> {
-        if bytes.len() > MAX_DHT_MESSAGE {
-            return None;
-        }
-        postcard::from_bytes(bytes).ok()
+        decode(bytes)
     }
 }
 

@@ -91,8 +91,7 @@ impl ProviderStore {
                 let old = &h[i].record;
                 if *old == record {
                     // A republish of the record held (verified when it was stored): keep it longer.
-                    let remaining = Duration::from_millis(record.expires_ms.saturating_sub(now_ms));
-                    let until = now + self.ttl.min(remaining);
+                    let until = self.keep_until(&record, now, now_ms);
                     if let Some(list) = self.by_key.get_mut(&key) {
                         list[i].until = until;
                     }
@@ -117,8 +116,7 @@ impl ProviderStore {
         if record.check(now_ms).is_err() {
             return Err(StoreRefusal::Invalid);
         }
-        let remaining = Duration::from_millis(record.expires_ms.saturating_sub(now_ms));
-        let until = now + self.ttl.min(remaining);
+        let until = self.keep_until(&record, now, now_ms);
         let list = self.by_key.entry(key).or_default();
         match existing {
             // A different key for the same ledger under one DHT key: the newer sequence wins,
@@ -130,6 +128,11 @@ impl ProviderStore {
             }
         }
         Ok(())
+    }
+
+    /// How long a record is kept: the TTL, or to the record's own expiry if sooner.
+    fn keep_until(&self, record: &PeerRecord, now: Instant, now_ms: u64) -> Instant {
+        now + self.ttl.min(Duration::from_millis(record.expires_ms.saturating_sub(now_ms)))
     }
 
     /// The live records under `key` (at most `per_key`).

@@ -421,15 +421,6 @@ impl Node {
         self.dht_request(Contact::new(peer, addr), request).await
     }
 
-    async fn mesh_request(
-        &self,
-        peer: PeerId,
-        addr: SocketAddr,
-        message: &MeshMessage,
-    ) -> Option<MeshReply> {
-        self.send_mesh_message(peer, addr, message).await
-    }
-
     fn message(&self, kind: MessageType, payload: Vec<u8>, to: Option<LedgerId>) -> MeshMessage {
         let identity = self.inner.ledger.identity();
         MeshMessage::new(
@@ -455,13 +446,13 @@ impl Node {
         .unwrap_or_default();
         for (expected, peer, addr) in peers {
             let announce = self.message(MessageType::PeerAnnounce, own.clone(), None);
-            if self.mesh_request(*peer, *addr, &announce).await.is_none() {
+            if self.send_mesh_message(*peer, *addr, &announce).await.is_none() {
                 tracing::debug!(peer = %peer.fmt_short(), %addr, "announce got no answer");
                 continue;
             }
             let discover = self.message(MessageType::PeerDiscover, query.clone(), None);
             if let Some(MeshReply::Records(records)) =
-                self.mesh_request(*peer, *addr, &discover).await
+                self.send_mesh_message(*peer, *addr, &discover).await
             {
                 let first = records.first();
                 if let Some(id) = expected

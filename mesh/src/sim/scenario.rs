@@ -137,6 +137,9 @@ struct Node {
     timer: Option<Instant>,
 }
 
+/// What the script does at a moment (ordered only to sit in the heap; the sequence number
+/// before it decides ties).
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Script {
     Join,
     Crash,
@@ -339,20 +342,12 @@ pub fn run(config: &SimConfig) -> SimReport {
     let lookups = if config.lookups == 0 { (n / 10).max(100) } else { config.lookups };
     let crashes = (n as f64 * config.churn).round() as usize;
 
-    let mut script: BinaryHeap<Reverse<(Instant, u64, u8)>> = BinaryHeap::new();
+    let mut script: BinaryHeap<Reverse<(Instant, u64, Script)>> = BinaryHeap::new();
     let mut seq = 0u64;
     let mut push =
-        |script: &mut BinaryHeap<Reverse<(Instant, u64, u8)>>, at: Instant, what: Script| {
+        |script: &mut BinaryHeap<Reverse<(Instant, u64, Script)>>, at: Instant, what: Script| {
             seq += 1;
-            let code = match what {
-                Script::Join => 0,
-                Script::Crash => 1,
-                Script::Lookup => 2,
-                Script::CrossLookup => 3,
-                Script::Split => 4,
-                Script::SplitJoin => 5,
-            };
-            script.push(Reverse((at, seq, code)));
+            script.push(Reverse((at, seq, what)));
         };
     for i in 0..n {
         push(&mut script, t0 + join_phase.mul_f64(i as f64 / n as f64), Script::Join);
@@ -412,13 +407,13 @@ pub fn run(config: &SimConfig) -> SimReport {
             world.nodes[i].dht.handle_timeout(now);
             world.pump(i);
         }
-        while let Some(&Reverse((t, _, code))) = script.peek() {
+        while let Some(&Reverse((t, _, what))) = script.peek() {
             if t > now {
                 break;
             }
             script.pop();
-            match code {
-                0 => {
+            match what {
+                Script::Join => {
                     let i = world.spawn();
                     joins += 1;
                     if joins > n / 2
@@ -428,12 +423,12 @@ pub fn run(config: &SimConfig) -> SimReport {
                         world.probes.push((i, now, None));
                     }
                 }
-                1 => {
+                Script::Crash => {
                     if let Some(i) = world.random_live() {
                         world.nodes[i].alive = false;
                     }
                 }
-                2 => {
+                Script::Lookup => {
                     let (Some(from), Some(to)) = (world.random_live(), world.random_live()) else {
                         continue;
                     };
@@ -442,17 +437,17 @@ pub fn run(config: &SimConfig) -> SimReport {
                     world.tracked.insert((from, id), Tracked::Measured { target, at: now });
                     world.pump(from);
                 }
-                4 => {
+                Script::Split => {
                     let side: Vec<bool> = (0..world.nodes.len() * 2).map(|i| i % 2 == 0).collect();
                     if let Some(heal) = world.heal {
                         world.net.split(side, heal);
                     }
                 }
-                5 => {
+                Script::SplitJoin => {
                     let i = world.spawn();
                     world.split_joiners.push((i, None));
                 }
-                _ => {
+                Script::CrossLookup => {
                     // Each split joiner not found yet, from a node on the other side.
                     for j in 0..world.split_joiners.len() {
                         let (target, found) = world.split_joiners[j];
