@@ -44,7 +44,7 @@ use crate::tls;
 
 /// How long one DHT request or mesh message may take, connecting included.
 const REQUEST_DEADLINE: Duration = Duration::from_secs(3);
-/// How long a client has to send its request once it opened a stream.
+/// How long a client has to send its request once it opened a stream, and to take the answer.
 const READ_DEADLINE: Duration = Duration::from_secs(5);
 /// Connections served at once for the DHT and mesh messages together.
 const MAX_SERVED: usize = 256;
@@ -702,8 +702,14 @@ where
                 }
             };
             let reply = answer(inner, peer, remote, body).await;
-            if write_frame(&mut send, &reply).await.is_ok() {
-                let _ = send.finish();
+            // A client that does not read its answer costs the deadline, not the task forever.
+            match tokio::time::timeout(READ_DEADLINE, write_frame(&mut send, &reply)).await {
+                Ok(Ok(())) => {
+                    let _ = send.finish();
+                }
+                _ => {
+                    let _ = send.reset(quinn::VarInt::from_u32(2));
+                }
             }
         });
     }
