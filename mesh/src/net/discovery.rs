@@ -53,7 +53,7 @@ const POOL: usize = 256;
 /// How often the driver looks for members due a heartbeat.
 const HEARTBEAT_TICK: Duration = Duration::from_millis(200);
 /// How long a goodbye may take at shutdown, to all members together.
-const GOODBYE_DEADLINE: Duration = Duration::from_secs(1);
+const GOODBYE_DEADLINE: Duration = Duration::from_secs(2);
 /// How long a record this node signs is valid; it is re-signed at half of it.
 const RECORD_VALIDITY: Duration = Duration::from_secs(24 * 3600);
 /// Ledgers a node remembers from discovery.
@@ -533,7 +533,7 @@ impl Node {
     }
 
     /// Tells every connected member that this node leaves (a signed `topology_update`), within
-    /// one second in all. Called by [`Node::close`].
+    /// two seconds in all. Called by [`Node::close`].
     pub(crate) async fn say_goodbye(&self) {
         let d = self.discovery().clone();
         let members: Vec<_> = d

@@ -190,7 +190,7 @@ impl Node {
         tokio::spawn(Arc::new(router).run(self.inner.endpoint.clone()))
     }
 
-    /// Says goodbye to the members it heartbeats (within 1 s), closes every connection and
+    /// Says goodbye to the members it heartbeats (within 2 s), closes every connection and
     /// waits until peers were told.
     pub async fn close(&self) {
         self.say_goodbye().await;
