@@ -57,6 +57,7 @@ pub mod membership;
 pub mod net;
 pub mod peer;
 pub mod proto;
+pub mod registry;
 pub mod sim;
 pub mod tls;
 

@@ -154,6 +154,12 @@ pub(crate) enum Command {
     /// Simulate a mesh in memory: the real DHT and peer-record cores of N nodes, virtual
     /// time, seeded latency, loss, churn and a partition; prints what lookups achieved.
     Sim(SimArgs),
+    /// A registry where ledgers register their signed records and look each other up
+    /// (`onoal serve --registry URL`).
+    Registry {
+        #[command(subcommand)]
+        what: RegistryCommand,
+    },
     /// Measure a workload next to its baseline (same run); see docs/performance.md.
     Bench {
         #[command(subcommand)]
@@ -173,7 +179,7 @@ pub(crate) enum Command {
     /// Run the node: serve the own log and replicas to pinned peers over QUIC, serve the HTTP
     /// API and dashboard, and follow the ledgers given with --follow, until SIGINT/SIGTERM.
     /// Every flag can also live in a TOML file (--config); flags override it.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Show the running node: uptime, size, peers, replicas, follows (needs `onoal serve`).
     Status,
     /// Print the running node's live feed: one line per entry, checkpoint, replica sync and
@@ -360,6 +366,47 @@ pub(crate) struct ServeArgs {
     /// Unanswered heartbeats in a row before a member counts as disconnected [default: 3].
     #[arg(long)]
     pub(crate) heartbeat_misses: Option<u32>,
+    /// Register with this registry and find ledgers through it: http://HOST:PORT (or https).
+    #[arg(long)]
+    pub(crate) registry: Option<String>,
+    /// File holding the registry's API key.
+    #[arg(long, requires = "registry")]
+    pub(crate) registry_api_key_file: Option<PathBuf>,
+    /// Find ledgers through DNS: the SRV name, e.g. _onoal._udp.example.org (each SRV target
+    /// has a TXT record "onoal-id=LEDGER_ID onoal-key=HEX").
+    #[arg(long)]
+    pub(crate) dns: Option<String>,
+    /// The DNS server to ask, HOST:PORT [default: the system's].
+    #[arg(long, requires = "dns")]
+    pub(crate) dns_server: Option<String>,
+    /// Seconds between refreshes of the registry and DNS (the seed's refreshInterval)
+    /// [default: 60].
+    #[arg(long)]
+    pub(crate) refresh_interval: Option<u64>,
+}
+
+/// `onoal registry ...`
+#[derive(Subcommand, Debug)]
+pub(crate) enum RegistryCommand {
+    /// Serve a registry over HTTP until interrupted.
+    Serve {
+        /// Where to listen, HOST:PORT.
+        #[arg(long, default_value = "127.0.0.1:7490")]
+        listen: String,
+        /// File holding the API key every client must send (Authorization: Bearer KEY).
+        #[arg(long)]
+        api_key_file: Option<PathBuf>,
+        /// TLS certificate chain (PEM). Required with an API key off loopback.
+        #[arg(long, requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// TLS private key (PEM).
+        #[arg(long, requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
+        /// Seconds after which a record that was not registered again is dropped
+        /// [default: 180, three refresh intervals].
+        #[arg(long, default_value_t = 180)]
+        expire_after: u64,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -538,6 +585,7 @@ pub(crate) fn command_name(c: &Command) -> &'static str {
         Command::Verify { .. } => "verify",
         Command::Bench { .. } => "bench",
         Command::Sim(_) => "sim",
+        Command::Registry { .. } => "registry",
         Command::Discover { .. } => "discover",
         Command::Topology { .. } => "topology",
         Command::Demo { .. } => "demo",

@@ -43,7 +43,7 @@ fn tls_acceptor(cert: &std::path::Path, key: &std::path::Path) -> Result<TlsAcce
 }
 
 /// Binds and spawns the accept loop.
-pub(super) async fn serve(
+pub(crate) async fn serve(
     app: Router,
     config: &HttpConfig,
 ) -> Result<(SocketAddr, JoinHandle<()>), String> {

@@ -11,9 +11,9 @@
 //! headers: the WebSocket).
 
 mod dashboard;
-mod error;
+pub(crate) mod error;
 mod ledger;
-mod listen;
+pub(crate) mod listen;
 mod mesh;
 mod openapi;
 mod tlog;

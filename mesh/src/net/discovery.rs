@@ -22,6 +22,7 @@ use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
 use onoal_engine::time::now_ms;
 use onoal_engine::{AuxTable, LedgerId, Oid};
 
+use super::dns::{self, DnsConfig};
 use super::router::ProtocolHandler;
 use super::stream::{read_frame, write_frame};
 use super::{Inner, Node};
@@ -40,6 +41,7 @@ use crate::proto::record::{
     Endpoints, Known, Metadata, Offered, PeerRecord, RecordBook, RecordFields, Source,
 };
 use crate::proto::sync::SessionError;
+use crate::registry::client::RegistryClient;
 use crate::tls;
 
 /// How long one DHT request or mesh message may take, connecting included.
@@ -58,6 +60,10 @@ const GOODBYE_DEADLINE: Duration = Duration::from_secs(2);
 const RECORD_VALIDITY: Duration = Duration::from_secs(24 * 3600);
 /// Ledgers a node remembers from discovery.
 const BOOK_CAPACITY: usize = 100_000;
+/// How soon the registry or DNS is asked again after a failure.
+const DIRECTORY_RETRY: Duration = Duration::from_secs(5);
+/// Records a node takes from the registry when it joins (the most recently refreshed).
+const DIRECTORY_PEERS: usize = 64;
 
 /// A DHT request's answer (`None`: it failed), back from its task to the driver.
 type Answered = (RequestId, Option<DhtResponse>);
@@ -82,6 +88,13 @@ pub struct DiscoveryConfig {
     pub membership: MembershipConfig,
     /// The DHT's settings.
     pub dht: DhtConfig,
+    /// A registry this node registers with and looks ledgers up in.
+    pub registry: Option<RegistryClient>,
+    /// DNS SRV discovery: the name to resolve and the server to ask.
+    pub dns: Option<DnsConfig>,
+    /// How often the registry and DNS are asked again (the seed's refreshInterval); after a
+    /// failure they are asked again in 5 seconds.
+    pub refresh_interval: Duration,
 }
 
 impl Default for DiscoveryConfig {
@@ -95,6 +108,9 @@ impl Default for DiscoveryConfig {
             fanout: 3,
             membership: MembershipConfig::default(),
             dht: DhtConfig::default(),
+            registry: None,
+            dns: None,
+            refresh_interval: crate::registry::DEFAULT_REFRESH_INTERVAL,
         }
     }
 }
@@ -257,10 +273,22 @@ impl Node {
 
     async fn drive_discovery(self, mut results: mpsc::UnboundedReceiver<Answered>) {
         let d = self.discovery().clone();
-        let (bootstrap, gossip_every) = {
+        let (bootstrap, gossip_every, registry, dns, refresh) = {
             let c = d.config.lock();
-            (c.bootstrap.clone(), c.gossip_interval)
+            (
+                c.bootstrap.clone(),
+                c.gossip_interval,
+                c.registry.clone(),
+                c.dns.clone(),
+                c.refresh_interval,
+            )
         };
+        if let Some(client) = registry {
+            tokio::spawn(self.clone().use_registry(client, refresh));
+        }
+        if let Some(dns) = dns {
+            tokio::spawn(self.clone().use_dns(dns, refresh));
+        }
         for (_, peer, addr) in &bootstrap {
             d.dht.lock().add_bootstrap(Contact::new(*peer, *addr), Instant::now());
         }
@@ -458,7 +486,7 @@ impl Node {
                 if let Some(id) = expected
                     && first.is_none_or(|r| r.ledger_id != *id || r.public_key != *peer.as_bytes())
                 {
-                    tracing::warn!(%addr, expected = %id, "the bootstrap node at this address is not the ledger named for it; its records are ignored");
+                    tracing::warn!(%addr, expected = %id, source = source.as_str(), "the node at this address is not the ledger named for it; its records are ignored");
                     d.counters.records_refused.fetch_add(1, Ordering::Relaxed);
                     continue;
                 }
@@ -468,6 +496,94 @@ impl Node {
                     }
                 }
             }
+        }
+    }
+
+    /// Offers `records` from `source`; returns the peers that were new or changed (to announce
+    /// this node to).
+    fn take_records(
+        &self,
+        records: Vec<PeerRecord>,
+        source: Source,
+    ) -> Vec<(Option<LedgerId>, PeerId, SocketAddr)> {
+        let d = self.discovery();
+        let mut fresh = Vec::new();
+        for record in records {
+            let addr = record.endpoints.quic.as_deref().and_then(|a| a.parse().ok());
+            let peer = record.peer();
+            if matches!(d.offer(record, source), Offered::New | Offered::Updated)
+                && let (Some(addr), Some(peer)) = (addr, peer)
+            {
+                fresh.push((None, peer, addr));
+            }
+        }
+        fresh
+    }
+
+    /// Registers this node's record with the registry and takes the records it lists, every
+    /// `every` (sooner when the registry asks for it), every 5 seconds after a failure.
+    async fn use_registry(self, client: RegistryClient, every: Duration) {
+        let d = self.discovery().clone();
+        let fanout = d.config.lock().fanout;
+        let mut failing = None::<bool>;
+        loop {
+            let (own, c) = (d.own_record(), client.clone());
+            let answer = tokio::task::spawn_blocking(move || {
+                (c.register(&own), c.list(None, DIRECTORY_PEERS))
+            })
+            .await;
+            let Ok((registered, listed)) = answer else { return };
+            let mut wait = every;
+            match (&registered, failing) {
+                (Ok(a), Some(true) | None) => {
+                    tracing::info!(registry = client.url(), status = %a.status, "registered with the registry");
+                    wait = every
+                        .min(Duration::from_millis(a.refresh_within_ms / 3).max(DIRECTORY_RETRY));
+                }
+                (Ok(a), Some(false)) => {
+                    wait = every
+                        .min(Duration::from_millis(a.refresh_within_ms / 3).max(DIRECTORY_RETRY));
+                }
+                (Err(e), Some(false) | None) => {
+                    tracing::warn!(error = %e, "cannot register with the registry; trying again every 5 s");
+                }
+                (Err(_), Some(true)) => {}
+            }
+            failing = Some(registered.is_err());
+            match listed {
+                Ok(records) => {
+                    let mut fresh = self.take_records(records, Source::Registry);
+                    fresh.truncate(fanout);
+                    // Announce this node to a few of them, so they learn of it without waiting
+                    // for the registry.
+                    self.exchange(&fresh, Source::Gossip).await;
+                }
+                Err(e) => tracing::debug!(error = %e, "the registry did not list its records"),
+            }
+            tokio::time::sleep(if registered.is_ok() { wait } else { DIRECTORY_RETRY }).await;
+        }
+    }
+
+    /// Resolves the DNS name and contacts each ledger found like a bootstrap node, every
+    /// `every`, every 5 seconds while nothing is found.
+    async fn use_dns(self, config: DnsConfig, every: Duration) {
+        loop {
+            let found = match dns::resolve(&config).await {
+                Ok((targets, skipped)) => {
+                    for why in skipped {
+                        tracing::warn!(name = %config.name, "DNS target skipped: {why}");
+                    }
+                    let peers: Vec<_> =
+                        targets.iter().map(|t| (Some(t.ledger), t.key, t.addr)).collect();
+                    self.exchange(&peers, Source::Dns).await;
+                    !peers.is_empty()
+                }
+                Err(e) => {
+                    tracing::warn!("{e}; trying again in 5 s");
+                    false
+                }
+            };
+            tokio::time::sleep(if found { every } else { DIRECTORY_RETRY }).await;
         }
     }
 
@@ -593,7 +709,19 @@ impl Node {
             d.waiters.lock().insert(id, tx);
         }
         d.wake.notify_one();
+        let started = Instant::now();
         let _ = tokio::time::timeout(deadline, rx).await;
+        if let Some(k) = d.book.lock().get(&ledger).cloned() {
+            return vec![k];
+        }
+        let client = d.config.lock().registry.clone();
+        if let Some(client) = client {
+            let ask = tokio::task::spawn_blocking(move || client.lookup(ledger));
+            let left = deadline.saturating_sub(started.elapsed()).max(Duration::from_millis(500));
+            if let Ok(Ok(Ok(Some(record)))) = tokio::time::timeout(left, ask).await {
+                self.take_records(vec![record], Source::Registry);
+            }
+        }
         d.book.lock().get(&ledger).cloned().into_iter().collect()
     }
 
@@ -607,7 +735,18 @@ impl Node {
             d.waiters.lock().insert(id, tx);
         }
         d.wake.notify_one();
-        let _ = tokio::time::timeout(deadline, rx).await;
+        let client = d.config.lock().registry.clone();
+        let registry = async {
+            let Some(client) = client else { return Vec::new() };
+            let p = prefix.clone();
+            let ask = tokio::task::spawn_blocking(move || client.list(Some(&p), DIRECTORY_PEERS));
+            match tokio::time::timeout(deadline, ask).await {
+                Ok(Ok(Ok(records))) => records,
+                _ => Vec::new(),
+            }
+        };
+        let (_, listed) = tokio::join!(tokio::time::timeout(deadline, rx), registry);
+        self.take_records(listed, Source::Registry);
         let book = d.book.lock();
         let mut found: Vec<Known> = book.by_oid_prefix(prefix).cloned().collect();
         found.sort_by_key(|k| k.record.oid.clone());

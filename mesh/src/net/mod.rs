@@ -6,6 +6,7 @@
 
 mod config;
 mod discovery;
+pub mod dns;
 mod error;
 mod replica_task;
 mod router;

@@ -212,6 +212,15 @@ impl PeerRecord {
     }
 }
 
+/// Whether `oid` lies under `prefix`, component by component (`oid:onoal:org:a` is under
+/// `oid:onoal:org` and under itself; `oid:onoal:org:ab` is not under `oid:onoal:org:a`).
+pub fn oid_is_under(oid: &str, prefix: &Oid) -> bool {
+    Oid::parse(oid).is_ok_and(|oid| {
+        let mut ours = oid.components();
+        prefix.components().all(|c| ours.next() == Some(c))
+    })
+}
+
 /// Every prefix of an OID, itself first: `oid:onoal:org:a`, `oid:onoal:org`, `oid:onoal`.
 pub fn oid_prefixes(oid: &Oid) -> Vec<String> {
     let parts: Vec<&str> = oid.components().collect();
@@ -365,12 +374,7 @@ impl RecordBook {
 
     /// Records whose OID starts with `prefix` (component-wise).
     pub fn by_oid_prefix<'a>(&'a self, prefix: &'a Oid) -> impl Iterator<Item = &'a Known> + 'a {
-        self.records.values().filter(move |k| {
-            Oid::parse(&k.record.oid).is_ok_and(|oid| {
-                let mut ours = oid.components();
-                prefix.components().all(|c| ours.next() == Some(c))
-            })
-        })
+        self.records.values().filter(move |k| oid_is_under(&k.record.oid, prefix))
     }
 
     /// Number of ledgers.

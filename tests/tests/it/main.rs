@@ -5,6 +5,7 @@ mod cli;
 mod crash;
 mod damage;
 mod dashboard;
+mod directory;
 mod discovery;
 mod disk_full;
 mod faults;

@@ -17,6 +17,8 @@ use onoal_mesh::http::{DEFAULT_HTTP_ADDR, HttpConfig, HttpServer};
 use onoal_mesh::id::{KeyTextError, PeerId};
 use onoal_mesh::membership::MembershipConfig;
 use onoal_mesh::net::DiscoveryConfig;
+use onoal_mesh::net::dns::DnsConfig;
+use onoal_mesh::registry::client::RegistryClient;
 use onoal_mesh::{Node, NodeConfig};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -48,6 +50,11 @@ pub(crate) struct ServeConfig {
     gossip_interval: Option<u64>,
     heartbeat_interval_ms: Option<u64>,
     heartbeat_misses: Option<u32>,
+    registry: Option<String>,
+    registry_api_key_file: Option<PathBuf>,
+    dns: Option<String>,
+    dns_server: Option<String>,
+    refresh_interval: Option<u64>,
     durability: Option<DurabilityArg>,
 }
 
@@ -91,6 +98,11 @@ pub(crate) fn effective(cli: &Cli, args: &ServeArgs) -> Result<ServeConfig> {
             args.heartbeat_interval_ms.or(file.heartbeat_interval_ms).unwrap_or(2000),
         ),
         heartbeat_misses: Some(args.heartbeat_misses.or(file.heartbeat_misses).unwrap_or(3)),
+        registry: args.registry.clone().or(file.registry),
+        registry_api_key_file: args.registry_api_key_file.clone().or(file.registry_api_key_file),
+        dns: args.dns.clone().or(file.dns),
+        dns_server: args.dns_server.clone().or(file.dns_server),
+        refresh_interval: Some(args.refresh_interval.or(file.refresh_interval).unwrap_or(60)),
         durability: Some(cli.durability.or(file.durability).unwrap_or(DurabilityArg::Sync)),
     })
 }
@@ -138,7 +150,7 @@ fn bootstrap_nodes(config: &ServeConfig) -> Result<Vec<(LedgerId, PeerId, Socket
 }
 
 /// Reads the token file, creating it (mode 0600, 256 random bits in hex) when missing.
-fn token(path: &Path) -> Result<String> {
+pub(crate) fn token(path: &Path) -> Result<String> {
     match std::fs::read_to_string(path) {
         Ok(t) => return Ok(t.trim().to_owned()),
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
@@ -196,6 +208,37 @@ pub(crate) fn run(cli: &Cli, args: &ServeArgs) -> Result<ExitCode> {
     let heartbeat_misses = match config.heartbeat_misses.unwrap_or(3) {
         n @ 1..=100 => n,
         n => bail!("--heartbeat-misses {n} is out of range: give 1 to 100"),
+    };
+    let refresh_interval = match config.refresh_interval.unwrap_or(60) {
+        s @ 1..=86_400 => Duration::from_secs(s),
+        s => bail!("--refresh-interval {s} is out of range: give 1 to 86400 seconds"),
+    };
+    let registry = match &config.registry {
+        None => None,
+        Some(url) => {
+            let key = match &config.registry_api_key_file {
+                None => None,
+                Some(p) => Some(std::fs::read_to_string(p).with_context(|| {
+                    format!("cannot read the registry API key file {}", p.display())
+                })?),
+            };
+            Some(RegistryClient::new(url, key).map_err(|e| anyhow!("--registry: {e}"))?)
+        }
+    };
+    let dns = match &config.dns {
+        None => None,
+        Some(name) => {
+            if name.trim().is_empty() || name.contains(char::is_whitespace) {
+                bail!(
+                    "--dns {name:?} is not a DNS name: give the SRV name, e.g. _onoal._udp.example.org"
+                );
+            }
+            let server = match &config.dns_server {
+                Some(s) => Some(resolve("--dns-server", s)?),
+                None => None,
+            };
+            Some(DnsConfig { name: name.trim().to_owned(), server })
+        }
     };
     if let Some(mode) = crate::cmd::ledger::key_file_exposed(cli)? {
         let path = key_path(&cli.data);
@@ -259,6 +302,9 @@ pub(crate) fn run(cli: &Cli, args: &ServeArgs) -> Result<ExitCode> {
             advertise,
             http: http_server.as_ref().map(|h| format!("{scheme}://{}", h.local_addr())),
             gossip_interval,
+            registry,
+            dns,
+            refresh_interval,
             membership: MembershipConfig {
                 interval: heartbeat_interval,
                 misses: heartbeat_misses,

@@ -1,0 +1,279 @@
+//! Directory discovery between real processes: `onoal registry serve` and nodes that find each
+//! other only through it (`serve --registry`), then a newcomer that finds them only through a
+//! real DNS server on loopback (Debian's dnsmasq, started here; `.ci/run` installs it) with SRV
+//! and TXT records (`serve --dns`). Forged registrations, a missing API key and a DNS name whose
+//! TXT names the wrong ledger are refused.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead as _, BufReader};
+use std::net::UdpSocket;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use onoal_engine::LedgerId;
+use onoal_mesh::proto::record::PeerRecord;
+use onoal_tests::node::{Serve, init};
+use onoal_tests::onoal_bin;
+use serde_json::{Value, json};
+
+/// A child process killed on drop.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn registry(key_file: &Path) -> (Proc, String) {
+    let mut child = Command::new(onoal_bin())
+        .args(["registry", "serve", "--json", "--listen", "127.0.0.1:0", "--api-key-file"])
+        .arg(key_file)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
+    let v: Value =
+        serde_json::from_str(&line).unwrap_or_else(|_| panic!("registry printed {line:?}"));
+    (Proc(child), v["registry"].as_str().unwrap().to_owned())
+}
+
+fn call(method: &str, url: &str, key: Option<&str>, body: Option<Value>) -> (u16, Value) {
+    let agent: ureq::Agent =
+        ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let mut response = match (method, body) {
+        ("POST", Some(b)) => {
+            let mut r = agent.post(url);
+            if let Some(k) = key {
+                r = r.header("Authorization", format!("Bearer {k}"));
+            }
+            r.send_json(&b).unwrap()
+        }
+        _ => {
+            let mut r = agent.get(url);
+            if let Some(k) = key {
+                r = r.header("Authorization", format!("Bearer {k}"));
+            }
+            r.call().unwrap()
+        }
+    };
+    let status = response.status().as_u16();
+    let text = response.body_mut().read_to_string().unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+fn get(url: &str) -> Value {
+    call("GET", url, None, None).1
+}
+
+/// Each discovered ledger's source and membership status, as a node lists them.
+fn discovered(serve: &Serve) -> BTreeMap<String, (String, String)> {
+    let v = get(&format!("{}/mesh/peers", serve.url()));
+    v["discovered"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["ledger_id"].as_str().unwrap().to_owned(),
+                (
+                    r["source"].as_str().unwrap().to_owned(),
+                    r["status"].as_str().unwrap_or("none").to_owned(),
+                ),
+            )
+        })
+        .collect()
+}
+
+fn within(
+    limit: Duration,
+    what: &str,
+    mut check: impl FnMut() -> bool,
+    describe: impl Fn() -> String,
+) {
+    let started = Instant::now();
+    while !check() {
+        assert!(started.elapsed() < limit, "{what}: not within {limit:?}\n{}", describe());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn free_udp_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn dnsmasq() -> Option<std::path::PathBuf> {
+    ["/usr/sbin/dnsmasq", "/usr/bin/dnsmasq"]
+        .into_iter()
+        .map(std::path::PathBuf::from)
+        .find(|p| p.is_file())
+}
+
+#[test]
+fn ledgers_find_each_other_through_a_registry_and_a_newcomer_through_dns() {
+    let tmp = tempfile::tempdir().unwrap();
+    let key_file = tmp.path().join("registry.key");
+    std::fs::write(&key_file, "registry-secret-7f3a\n").unwrap();
+    let (_registry, url) = registry(&key_file);
+
+    // Three nodes that know nothing but the registry.
+    let quick = ["--gossip-interval", "1", "--heartbeat-interval-ms", "300"];
+    let dirs: Vec<_> = (0..3).map(|i| tmp.path().join(format!("r{i}"))).collect();
+    let nodes: Vec<_> =
+        dirs.iter().enumerate().map(|(i, d)| init(d, &format!("oid:onoal:reg:n{i}"))).collect();
+    let key_arg = key_file.to_str().unwrap();
+    let mut args = vec!["--registry", url.as_str(), "--registry-api-key-file", key_arg];
+    args.extend(quick);
+    let serves: Vec<Serve> = dirs.iter().map(|d| Serve::start_with(d, 0, &[], &args)).collect();
+    let describe = |serves: &[&Serve]| -> String {
+        serves.iter().map(|s| format!("{:?}", discovered(s))).collect::<Vec<_>>().join("\n")
+    };
+    let all_three: Vec<&Serve> = serves.iter().collect();
+    within(
+        Duration::from_secs(15),
+        "three registered nodes know and heartbeat each other",
+        || {
+            // The last to start found the other two in the registry; the first ones learned of
+            // later registrants from their announces (until their next refresh of the list).
+            let last = discovered(&serves[2]);
+            last.len() == 2
+                && last.values().all(|(source, _)| source == "registry")
+                && serves.iter().all(|s| {
+                    let d = discovered(s);
+                    d.len() == 2 && d.values().all(|(_, status)| status == "connected")
+                })
+        },
+        || describe(&all_three),
+    );
+
+    // The registry: the API key is required; it lists the three; a lookup by id and by OID.
+    let (status, body) = call("GET", &format!("{url}/v1/records"), None, None);
+    assert_eq!(status, 401, "{body}");
+    let (status, body) = call("GET", &format!("{url}/v1/records"), Some("wrong"), None);
+    assert_eq!(status, 401, "{body}");
+    let key = Some("registry-secret-7f3a");
+    let (status, list) = call("GET", &format!("{url}/v1/records"), key, None);
+    assert_eq!(status, 200);
+    assert_eq!(list["records"].as_array().unwrap().len(), 3, "{list}");
+    let (status, one) = call("GET", &format!("{url}/v1/records/{}", nodes[1].id), key, None);
+    assert_eq!(status, 200);
+    assert_eq!(one["public_key"], nodes[1].key.as_str());
+    assert_eq!(one["quic"], format!("127.0.0.1:{}", serves[1].1).as_str());
+    let (status, _) = call("GET", &format!("{url}/v1/records/{}", LedgerId::random()), key, None);
+    assert_eq!(status, 404);
+    let (_, under) = call("GET", &format!("{url}/v1/records?oid_prefix=oid:onoal:reg"), key, None);
+    assert_eq!(under["records"].as_array().unwrap().len(), 3, "{under}");
+    let (status, bad) = call("GET", &format!("{url}/v1/records?oid_prefix=nope"), key, None);
+    assert_eq!(status, 400, "{bad}");
+
+    // A registry cannot be used to forge a peer: a record with a changed address, or one
+    // signed by another key for this ledger id, is refused and the real one stays.
+    let bytes = B64.decode(one["record"].as_str().unwrap()).unwrap();
+    let mut forged: PeerRecord = postcard::from_bytes(&bytes).unwrap();
+    forged.endpoints.quic = Some("10.66.66.66:4433".into());
+    forged.sequence += 1;
+    let body = json!({ "record": B64.encode(postcard::to_stdvec(&forged).unwrap()) });
+    let (status, answer) = call("POST", &format!("{url}/v1/records"), key, Some(body));
+    assert_eq!(status, 422, "{answer}");
+    assert!(answer["error"].as_str().unwrap().contains("signature"), "{answer}");
+    let (status, answer) =
+        call("POST", &format!("{url}/v1/records"), key, Some(json!({ "record": "not base64!" })));
+    assert_eq!(status, 400, "{answer}");
+    let (_, still) = call("GET", &format!("{url}/v1/records/{}", nodes[1].id), key, None);
+    assert_eq!(still["quic"], one["quic"]);
+
+    // A node with the wrong API key is refused by the registry, so it learns nothing there.
+    let wrong_key = tmp.path().join("wrong.key");
+    std::fs::write(&wrong_key, "not-the-key").unwrap();
+    let dw = tmp.path().join("w");
+    init(&dw, "oid:onoal:reg:w");
+    let sw = Serve::start_with(
+        &dw,
+        0,
+        &[],
+        &["--registry", url.as_str(), "--registry-api-key-file", wrong_key.to_str().unwrap()],
+    );
+
+    // A newcomer finds them through DNS: SRV _onoal._udp.mesh.test -> n0, TXT with its ledger
+    // id and key; a second target whose TXT names another ledger than the one answering there
+    // is refused.
+    let Some(dnsmasq) = dnsmasq() else {
+        assert!(
+            std::env::var_os("ONOAL_REQUIRE_DNSMASQ").is_none(),
+            "dnsmasq is required here (ONOAL_REQUIRE_DNSMASQ): apt-get install dnsmasq-base"
+        );
+        eprintln!("SKIPPED the DNS half: no dnsmasq (apt-get install dnsmasq-base)");
+        return;
+    };
+    let port = free_udp_port();
+    let txt = |id: &str, key: &str| format!("onoal-id={id},onoal-key={key}");
+    let _dns = Proc(
+        Command::new(dnsmasq)
+            .args([
+                "--keep-in-foreground",
+                "--conf-file=/dev/null",
+                "--no-resolv",
+                "--no-hosts",
+                "--listen-address=127.0.0.1",
+                "--bind-interfaces",
+                "--pid-file=",
+                "--log-facility=-",
+            ])
+            .arg(format!("--port={port}"))
+            .arg(format!("--srv-host=_onoal._udp.mesh.test,n0.mesh.test,{},10,5", serves[0].1))
+            .arg(format!("--srv-host=_onoal._udp.mesh.test,liar.mesh.test,{},20,5", serves[2].1))
+            .arg("--host-record=n0.mesh.test,127.0.0.1")
+            .arg("--host-record=liar.mesh.test,127.0.0.1")
+            .arg(format!("--txt-record=n0.mesh.test,{}", txt(&nodes[0].id, &nodes[0].key)))
+            .arg(format!(
+                "--txt-record=liar.mesh.test,{}",
+                txt(&LedgerId::random().to_string(), &nodes[2].key)
+            ))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let dd = tmp.path().join("d");
+    let newcomer = init(&dd, "oid:onoal:dns:d");
+    let dns_server = format!("127.0.0.1:{port}");
+    let mut args = vec!["--dns", "_onoal._udp.mesh.test", "--dns-server", dns_server.as_str()];
+    args.extend(quick);
+    let sd = Serve::start_with(&dd, 0, &[], &args);
+    within(
+        Duration::from_secs(15),
+        "the newcomer knows the three through DNS and heartbeats them",
+        || {
+            let d = discovered(&sd);
+            nodes.iter().all(|n| {
+                d.get(&n.id)
+                    .is_some_and(|(source, status)| source == "dns" && status == "connected")
+            })
+        },
+        || describe(&[&sd]),
+    );
+    // And they learn of it (its announce to n0, then gossip).
+    within(
+        Duration::from_secs(15),
+        "the three know the newcomer",
+        || serves.iter().all(|s| discovered(s).contains_key(&newcomer.id)),
+        || describe(&all_three),
+    );
+    let status = get(&format!("{}/mesh/discovery", sd.url()));
+    assert!(
+        status["records_refused"].as_u64().unwrap() >= 1,
+        "the lying DNS target was not refused: {status}"
+    );
+    assert_eq!(status["known_by_source"]["dns"].as_u64(), Some(3), "{status}");
+
+    // The node with the wrong key got nothing from the registry and stayed up.
+    let w = discovered(&sw);
+    assert!(w.values().all(|(source, _)| source != "registry"), "{w:?}");
+    assert!(get(&format!("{}/health", sw.url()))["live"].as_bool().unwrap());
+}
