@@ -566,6 +566,9 @@ pub(crate) struct SimArgs {
     /// Virtual seconds of the measured phase.
     #[arg(long, default_value_t = 120)]
     pub(crate) measure_s: u64,
+    /// Members each node heartbeats (every 2 s, 3 misses); 0 leaves membership out.
+    #[arg(long, default_value_t = 8)]
+    pub(crate) members: usize,
     /// Also draw the lookup-round histogram and success over time as an SVG file.
     #[arg(long)]
     pub(crate) svg: Option<PathBuf>,

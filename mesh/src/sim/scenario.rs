@@ -7,6 +7,12 @@
 //! while `churn` x nodes crash (no goodbye) and as many new nodes join; with `partition`, the
 //! network splits in two for the first 30 s of it, and lookups across the split are retried
 //! every second after it heals until one succeeds.
+//!
+//! Membership runs beside the DHT with the real core ([`Membership`]): every node keeps in
+//! touch with up to `members` ledgers it exchanged DHT messages with, heartbeating each every
+//! 2 s, a heartbeat missed after its deadline (the driver's: the interval clamped to 1-3 s),
+//! disconnected after 3 misses. A crash is detected by a node when it marks the crashed ledger
+//! disconnected; `failure_detected_s_p99` is over every (observer, crashed node) pair.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -21,6 +27,7 @@ use onoal_engine::{LedgerId, Oid};
 use super::net::{Conditions, Net};
 use crate::dht::{Contact, Dht, DhtConfig, DhtEvent, DhtRequest, DhtResponse, LookupId, RequestId};
 use crate::id::PeerId;
+use crate::membership::{Membership, MembershipConfig, Status};
 use crate::proto::record::{Endpoints, PeerRecord, RecordFields};
 
 /// What to simulate.
@@ -42,6 +49,8 @@ pub struct SimConfig {
     pub lookups: usize,
     /// Length of the measured phase.
     pub measure: Duration,
+    /// Members each node heartbeats (0: no membership simulated).
+    pub members: usize,
 }
 
 impl Default for SimConfig {
@@ -55,6 +64,7 @@ impl Default for SimConfig {
             partition: false,
             lookups: 0,
             measure: Duration::from_secs(120),
+            members: 8,
         }
     }
 }
@@ -88,8 +98,16 @@ pub struct SimReport {
     /// from a random node found its record (tried once a second; `null` if one never was).
     /// Until membership is simulated, this is what "the mesh knows a joining node" means here.
     pub join_converged_s: Option<f64>,
-    /// Failure detection belongs to membership (heartbeats, SWIM), not yet simulated: `null`.
+    /// Seconds from a crash until a node that had the crashed ledger as a connected member
+    /// marked it disconnected: 99th percentile over every such (observer, crashed) pair;
+    /// `null` without crashes or membership.
     pub failure_detected_s_p99: Option<f64>,
+    /// The median of the same.
+    pub failure_detected_s_p50: Option<f64>,
+    /// Pairs where the observer still listed the crashed ledger as connected at the end.
+    pub failures_undetected: u64,
+    /// Heartbeats sent (answers not counted).
+    pub heartbeats: u64,
     /// After the split healed, seconds until lookups from one side found each of the 10 nodes
     /// that joined the other side during the split (their records live on that side only);
     /// `null` without a partition, or if one was not found within 60 s.
@@ -120,6 +138,8 @@ pub struct SimReport {
 enum Msg {
     Request { id: RequestId, request: Box<DhtRequest> },
     Response { id: RequestId, response: Box<DhtResponse> },
+    Heartbeat,
+    Ack,
 }
 
 #[derive(Clone, Copy)]
@@ -135,6 +155,15 @@ struct Node {
     ledger: LedgerId,
     alive: bool,
     timer: Option<Instant>,
+    membership: Membership,
+    /// Heartbeats in flight: to whom, when sent.
+    beating: Vec<(usize, Instant)>,
+    beat_timer: Option<Instant>,
+}
+
+/// The driver's heartbeat deadline: the interval, clamped to 1-3 s.
+fn beat_deadline(interval: Duration) -> Duration {
+    interval.clamp(Duration::from_secs(1), Duration::from_secs(3))
 }
 
 /// What the script does at a moment (ordered only to sit in the heap; the sequence number
@@ -153,6 +182,13 @@ struct World {
     net: Net<Msg>,
     nodes: Vec<Node>,
     timers: BinaryHeap<Reverse<(Instant, usize)>>,
+    beats: BinaryHeap<Reverse<(Instant, usize)>>,
+    membership: MembershipConfig,
+    ledgers: HashMap<LedgerId, usize>,
+    crashed_at: HashMap<usize, Instant>,
+    /// Detection latencies (s) of (observer, crashed) pairs.
+    detections: Vec<f64>,
+    heartbeats: u64,
     tracked: HashMap<(usize, LookupId), Tracked>,
     config: DhtConfig,
     epoch_ms: u64,
@@ -217,7 +253,17 @@ impl World {
         };
         let record = PeerRecord::sign(&key, ledger, &oid, fields, 1, now_ms + 24 * 3600 * 1000);
         dht.publish(record, now);
-        self.nodes.push(Node { dht, contact, ledger, alive: true, timer: None });
+        self.nodes.push(Node {
+            dht,
+            contact,
+            ledger,
+            alive: true,
+            timer: None,
+            membership: Membership::new(self.membership),
+            beating: Vec::new(),
+            beat_timer: None,
+        });
+        self.ledgers.insert(ledger, index);
         self.pump(index);
         index
     }
@@ -264,6 +310,80 @@ impl World {
         }
     }
 
+    fn now_ms(&self) -> u64 {
+        self.epoch_ms
+            + u64::try_from(self.now().saturating_duration_since(self.t0).as_millis()).unwrap_or(0)
+    }
+
+    /// Node `i` keeps in touch with node `j` (if it has room), as the driver does with every
+    /// ledger it learns of.
+    fn meet(&mut self, i: usize, j: usize) {
+        if self.membership.max_members == 0 || i == j {
+            return;
+        }
+        let (now, now_ms) = (self.now(), self.now_ms());
+        let (ledger, contact) = (self.nodes[j].ledger, self.nodes[j].contact);
+        let Some(peer) = contact.peer.peer() else { return };
+        if self.nodes[i].membership.get(&ledger).is_none()
+            && self.nodes[i].membership.track(ledger, peer, contact.addr, now, now_ms)
+        {
+            self.schedule_beat(i);
+        }
+    }
+
+    /// Schedules node `i`'s next membership step: a heartbeat due, or a deadline.
+    fn schedule_beat(&mut self, i: usize) {
+        let deadline = beat_deadline(self.membership.interval);
+        let node = &self.nodes[i];
+        let next = [
+            node.membership.poll_timeout(),
+            node.beating.iter().map(|(_, sent)| *sent + deadline).min(),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        if let Some(next) = next
+            && node.beat_timer.is_none_or(|t| next < t)
+        {
+            self.nodes[i].beat_timer = Some(next);
+            self.beats.push(Reverse((next, i)));
+        }
+    }
+
+    /// Node `i`'s membership step: misses past their deadline, then heartbeats due.
+    fn beat(&mut self, i: usize) {
+        let (now, now_ms) = (self.now(), self.now_ms());
+        let deadline = beat_deadline(self.membership.interval);
+        let expired: Vec<usize> = self.nodes[i]
+            .beating
+            .iter()
+            .filter(|(_, sent)| *sent + deadline <= now)
+            .map(|(to, _)| *to)
+            .collect();
+        self.nodes[i].beating.retain(|(_, sent)| *sent + deadline > now);
+        for to in expired {
+            let ledger = self.nodes[to].ledger;
+            self.nodes[i].membership.missed(&ledger, now_ms);
+        }
+        for (ledger, _, _) in self.nodes[i].membership.due(now) {
+            let Some(&to) = self.ledgers.get(&ledger) else { continue };
+            self.heartbeats += 1;
+            self.nodes[i].beating.push((to, now));
+            self.net.send(i, to, Msg::Heartbeat);
+        }
+        while let Some(change) = self.nodes[i].membership.poll_change() {
+            if change.status != Status::Disconnected {
+                continue;
+            }
+            if let Some(&j) = self.ledgers.get(&change.ledger_id)
+                && let Some(&at) = self.crashed_at.get(&j)
+            {
+                self.detections.push(now.saturating_duration_since(at).as_secs_f64());
+            }
+        }
+        self.schedule_beat(i);
+    }
+
     fn deliver(&mut self, from: usize, to: usize, msg: Msg) {
         if !self.nodes[to].alive {
             return;
@@ -274,9 +394,33 @@ impl World {
                 let from_contact = self.nodes[from].contact;
                 let response = self.nodes[to].dht.handle_request(from_contact, *request, now);
                 self.net.send(to, from, Msg::Response { id, response: Box::new(response) });
+                self.meet(to, from);
             }
             Msg::Response { id, response } => {
-                self.nodes[to].dht.handle_response(id, *response, now)
+                self.nodes[to].dht.handle_response(id, *response, now);
+                self.meet(to, from);
+            }
+            Msg::Heartbeat => {
+                let now_ms = self.now_ms();
+                let ledger = self.nodes[from].ledger;
+                self.nodes[to].membership.heard(&ledger, now_ms);
+                self.net.send(to, from, Msg::Ack);
+                return;
+            }
+            Msg::Ack => {
+                let Some(k) = self.nodes[to].beating.iter().position(|(j, _)| *j == from) else {
+                    return;
+                };
+                let (_, sent) = self.nodes[to].beating.swap_remove(k);
+                let (ledger, now_ms) = (self.nodes[from].ledger, self.now_ms());
+                self.nodes[to].membership.answered(
+                    &ledger,
+                    now.saturating_duration_since(sent),
+                    now_ms,
+                );
+                while self.nodes[to].membership.poll_change().is_some() {}
+                self.schedule_beat(to);
+                return;
             }
         }
         self.pump(to);
@@ -324,6 +468,12 @@ pub fn run(config: &SimConfig) -> SimReport {
         net,
         nodes: Vec::with_capacity(config.nodes + (config.nodes as f64 * config.churn) as usize + 1),
         timers: BinaryHeap::new(),
+        beats: BinaryHeap::new(),
+        membership: MembershipConfig { max_members: config.members, ..MembershipConfig::default() },
+        ledgers: HashMap::new(),
+        crashed_at: HashMap::new(),
+        detections: Vec::new(),
+        heartbeats: 0,
         tracked: HashMap::new(),
         config: DhtConfig::default(),
         epoch_ms: 1_800_000_000_000,
@@ -384,6 +534,7 @@ pub fn run(config: &SimConfig) -> SimReport {
         let next = [
             world.net.next_arrival(),
             world.timers.peek().map(|Reverse((t, _))| *t),
+            world.beats.peek().map(|Reverse((t, _))| *t),
             script.peek().map(|Reverse((t, _, _))| *t),
         ]
         .into_iter()
@@ -407,6 +558,17 @@ pub fn run(config: &SimConfig) -> SimReport {
             world.nodes[i].dht.handle_timeout(now);
             world.pump(i);
         }
+        while let Some(&Reverse((t, i))) = world.beats.peek() {
+            if t > now {
+                break;
+            }
+            world.beats.pop();
+            if world.nodes[i].beat_timer != Some(t) || !world.nodes[i].alive {
+                continue;
+            }
+            world.nodes[i].beat_timer = None;
+            world.beat(i);
+        }
         while let Some(&Reverse((t, _, what))) = script.peek() {
             if t > now {
                 break;
@@ -426,6 +588,7 @@ pub fn run(config: &SimConfig) -> SimReport {
                 Script::Crash => {
                     if let Some(i) = world.random_live() {
                         world.nodes[i].alive = false;
+                        world.crashed_at.insert(i, now);
                     }
                 }
                 Script::Lookup => {
@@ -526,6 +689,26 @@ pub fn run(config: &SimConfig) -> SimReport {
         }
         _ => None,
     };
+    // Observers that still list a crashed ledger as connected.
+    let mut failures_undetected = 0u64;
+    for node in world.nodes.iter().filter(|n| n.alive) {
+        for c in node.membership.connections() {
+            if c.status == Status::Connected
+                && world.ledgers.get(&c.ledger_id).is_some_and(|j| world.crashed_at.contains_key(j))
+            {
+                failures_undetected += 1;
+            }
+        }
+    }
+    let mut detections = world.detections.clone();
+    detections.sort_by(f64::total_cmp);
+    let quantile = |p: f64| -> Option<f64> {
+        if detections.is_empty() {
+            return None;
+        }
+        let rank = ((p * detections.len() as f64).ceil() as usize).clamp(1, detections.len());
+        Some((detections[rank - 1] * 1000.0).round() / 1000.0)
+    };
     let mut store_refused = 0;
     let mut rate_limited = 0;
     for node in &world.nodes {
@@ -551,7 +734,10 @@ pub fn run(config: &SimConfig) -> SimReport {
         },
         lookup_rounds_histogram: histogram,
         join_converged_s,
-        failure_detected_s_p99: None,
+        failure_detected_s_p99: quantile(0.99),
+        failure_detected_s_p50: quantile(0.5),
+        failures_undetected,
+        heartbeats: world.heartbeats,
         partition_recovered_s,
         messages_per_node_per_s: world.net.sent as f64 / live as f64 / virtual_s.max(1e-9),
         messages: world.net.sent,

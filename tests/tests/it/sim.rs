@@ -1,5 +1,5 @@
-//! `onoal sim`: the DHT and peer-record cores of 1,000 simulated nodes under churn and loss
-//! meet the discovery targets; the same seed gives the same report; a healed partition is
+//! `onoal sim`: the DHT, peer-record and membership cores of 1,000 simulated nodes under churn
+//! and loss meet the discovery targets and detect crashes; the same seed gives the same report; a healed partition is
 //! crossed again; bad arguments get clear errors.
 
 use onoal_tests::{onoal, run_fail, run_json};
@@ -34,6 +34,21 @@ fn a_thousand_nodes_under_churn_and_loss_find_ledgers() {
         r["lookup_rounds_histogram"].as_array().unwrap().iter().map(|n| n.as_u64().unwrap()).sum();
     let found = (r["lookup_success_rate"].as_f64().unwrap() * 100.0).round() as u64;
     assert_eq!(histogram, found, "the histogram counts every successful lookup");
+    // Membership (8 members each, heartbeats every 2 s, 3 misses, 1-2 s deadline): every crash
+    // is noticed by every node that had the crashed ledger as a connected member, within
+    // 3 x 2 s plus a deadline and a heartbeat's wait.
+    assert!(r["heartbeats"].as_u64().unwrap() > 0, "{r}");
+    assert_eq!(r["failures_undetected"], 0, "{r}");
+    let p50 = r["failure_detected_s_p50"].as_f64().expect("crashes were detected");
+    let p99 = r["failure_detected_s_p99"].as_f64().unwrap();
+    assert!(4.0 <= p50 && p50 <= p99 && p99 <= 10.0, "{r}");
+}
+
+#[test]
+fn without_membership_no_failure_is_detected_and_nothing_is_heartbeated() {
+    let r = sim(&["--nodes", "200", "--churn", "0.1", "--members", "0", "--measure-s", "30"]);
+    assert_eq!(r["heartbeats"], 0, "{r}");
+    assert!(r["failure_detected_s_p99"].is_null(), "{r}");
 }
 
 #[test]
@@ -77,6 +92,7 @@ fn bad_arguments_are_refused_with_the_range() {
         (vec!["--latency-ms", "50..10"], "A <= B"),
         (vec!["--latency-ms", "fast"], "A..B"),
         (vec!["--partition", "--measure-s", "30"], "at least 60"),
+        (vec!["--members", "65"], "0 to 64"),
     ] {
         let err = run_fail(onoal(dir.path()).arg("sim").args(&args));
         assert!(err.contains(says), "{args:?}: {err}");

@@ -42,6 +42,9 @@ pub(crate) fn run(cli: &Cli, args: &SimArgs) -> Result<()> {
             "--partition needs --measure-s of at least 60 (the split lasts 30 s, recovery is measured after it)"
         );
     }
+    if args.members > 64 {
+        bail!("--members {} is out of range: give 0 to 64 (the seed's maxPeers)", args.members);
+    }
     let config = SimConfig {
         nodes: args.nodes,
         seed: args.seed,
@@ -51,6 +54,7 @@ pub(crate) fn run(cli: &Cli, args: &SimArgs) -> Result<()> {
         partition: args.partition,
         lookups: args.lookups,
         measure: Duration::from_secs(args.measure_s),
+        members: args.members,
     };
     let report = sim::run(&config);
     if let Some(path) = &args.svg {
@@ -70,6 +74,7 @@ fn human(r: &SimReport) -> String {
          rounds             p50 {}, p99 {}\n\
          messages/lookup    {:.1}\n\
          join converged     {}\n\
+         failure detected   p50 {}, p99 {} ({} undetected, {} heartbeats)\n\
          partition healed   {}\n\
          messages/node/s    {:.2}\n\
          virtual time       {:.0} s, wall {:.1} s, peak RSS {:.0} MiB",
@@ -84,6 +89,10 @@ fn human(r: &SimReport) -> String {
         r.lookup_rounds_p99,
         r.lookup_messages_mean,
         opt(r.join_converged_s),
+        opt(r.failure_detected_s_p50),
+        opt(r.failure_detected_s_p99),
+        r.failures_undetected,
+        r.heartbeats,
         opt(r.partition_recovered_s),
         r.messages_per_node_per_s,
         r.virtual_s,
