@@ -305,6 +305,20 @@ pub(crate) enum PeerCommand {
         /// The peer's ledger id.
         ledger_id: String,
     },
+    /// Keep in touch with a discovered ledger (heartbeats; the running node finds it first if
+    /// needed). Connecting is not pinning: it is served nothing until `peer add`.
+    Connect {
+        /// The ledger id.
+        ledger_id: String,
+        /// How long finding it and its first heartbeat may take (ms).
+        #[arg(long, default_value_t = 5000)]
+        timeout_ms: u64,
+    },
+    /// Stop heartbeating a ledger; gossip does not bring it back until `peer connect`.
+    Disconnect {
+        /// The ledger id.
+        ledger_id: String,
+    },
 }
 
 /// `onoal serve`. Every field is optional here so that a config file can supply it; the

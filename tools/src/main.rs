@@ -116,6 +116,12 @@ fn run(cli: &Cli) -> Result<ExitCode> {
             cmd::mesh::peer_add(cli, spec, key)?;
         }
         Command::Peer { what: PeerCommand::List } => cmd::mesh::peer_list(cli)?,
+        Command::Peer { what: PeerCommand::Connect { ledger_id, timeout_ms } } => {
+            cmd::mesh::peer_connect(cli, ledger_id, *timeout_ms)?;
+        }
+        Command::Peer { what: PeerCommand::Disconnect { ledger_id } } => {
+            cmd::mesh::peer_disconnect(cli, ledger_id)?;
+        }
         Command::Peer { what: PeerCommand::Remove { ledger_id } } => {
             cmd::mesh::peer_remove(cli, ledger_id)?;
         }

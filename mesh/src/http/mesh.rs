@@ -19,7 +19,7 @@ use super::{AppState, blocking};
 use crate::control::FollowView;
 use crate::control::views::{PeerView, RecordView, SyncSummaryView};
 use crate::id::{KeyTextError, PeerId};
-use crate::net::SyncMode;
+use crate::net::{MemberError, SyncMode};
 
 /// Pinned peers, and the ledgers discovery found.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -86,25 +86,75 @@ pub struct ConnectionList {
 /// The ledgers this node keeps in touch with, and their state.
 #[utoipa::path(get, path = "/mesh/connections", tag = "mesh", responses((status = 200, body = ConnectionList)))]
 pub(crate) async fn connections(State(state): State<AppState>) -> Json<ConnectionList> {
-    let connections = state
-        .control
-        .node()
-        .connections()
-        .into_iter()
-        .map(|c| ConnectionView {
-            to_ledger_id: c.ledger_id.to_string(),
-            addr: c.addr.to_string(),
-            connection_type: c.kind,
-            status: c.status.as_str().to_owned(),
-            latency_ms: c.latency_ms,
-            last_message_ms: c.last_message_ms,
-            message_count: c.message_count,
-            error_count: c.error_count,
-            created_ms: c.created_ms,
-            updated_ms: c.updated_ms,
-        })
-        .collect();
+    let connections = state.control.node().connections().into_iter().map(connection_view).collect();
     Json(ConnectionList { connections })
+}
+
+fn connection_view(c: crate::membership::MemberConnection) -> ConnectionView {
+    ConnectionView {
+        to_ledger_id: c.ledger_id.to_string(),
+        addr: c.addr.to_string(),
+        connection_type: c.kind,
+        status: c.status.as_str().to_owned(),
+        latency_ms: c.latency_ms,
+        last_message_ms: c.last_message_ms,
+        message_count: c.message_count,
+        error_count: c.error_count,
+        created_ms: c.created_ms,
+        updated_ms: c.updated_ms,
+    }
+}
+
+/// Keep in touch with a ledger.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MemberRequest {
+    /// Its ledger id: known to this node, or found through the DHT or the registry.
+    pub ledger_id: String,
+    /// How long finding it and its first heartbeat may take (ms, 100..=30000; default 5000).
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+}
+
+/// Makes a discovered ledger a member: heartbeated, listed in `/mesh/connections`. Answers
+/// with its row once its first heartbeat was answered or missed.
+#[utoipa::path(post, path = "/mesh/connections", tag = "mesh", request_body = MemberRequest,
+    responses((status = 200, body = ConnectionView), (status = 400, body = ErrorBody),
+              (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub(crate) async fn connect_member(
+    State(state): State<AppState>,
+    Body(r): Body<MemberRequest>,
+) -> Result<Json<ConnectionView>, ApiError> {
+    let id = parse_ledger_id(&r.ledger_id)?;
+    let timeout_ms = r.timeout_ms.unwrap_or(5000);
+    if !(100..=30_000).contains(&timeout_ms) {
+        return Err(ApiError::bad_request(format!(
+            "timeout_ms {timeout_ms} is out of range: give 100 to 30000"
+        )));
+    }
+    let node = state.control.node().clone();
+    match node.connect_member(id, std::time::Duration::from_millis(timeout_ms)).await {
+        Ok(row) => Ok(Json(connection_view(row))),
+        Err(e @ MemberError::Unknown(_)) => Err(ApiError::not_found(e.to_string())),
+        Err(e @ MemberError::Full(_)) => {
+            Err(ApiError::new(axum::http::StatusCode::CONFLICT, "full", e.to_string()))
+        }
+        Err(e) => Err(ApiError::bad_request(e.to_string())),
+    }
+}
+
+/// Stops heartbeating a ledger; gossip does not bring it back until it is connected again.
+/// Its record stays known; a pin is untouched (`/mesh/disconnect` unpins).
+#[utoipa::path(delete, path = "/mesh/connections/{ledger_id}", tag = "mesh",
+    params(("ledger_id" = String, Path, description = "The member's ledger id")),
+    responses((status = 200, body = Disconnected), (status = 400, body = ErrorBody)))]
+pub(crate) async fn disconnect_member(
+    State(state): State<AppState>,
+    Path(ledger_id): Path<String>,
+) -> Result<Json<Disconnected>, ApiError> {
+    let id = parse_ledger_id(&ledger_id)?;
+    let removed = state.control.node().disconnect_member(id);
+    Ok(Json(Disconnected { ledger_id: id.to_string(), removed }))
 }
 
 /// What to discover.

@@ -35,8 +35,8 @@ pub use error::ErrorBody;
 pub use ledger::{CheckpointSizes, Dropped, ForkList, ReplicaList, VerifyJob};
 pub use mesh::{
     ConnectRequest, ConnectionList, ConnectionView, DisconnectRequest, Disconnected,
-    DiscoverParams, DiscoverResult, DiscoveryView, FollowList, PeerList, SyncAnswer, SyncRequest,
-    Topology, TopologyEdge, TopologyNode, Unfollowed,
+    DiscoverParams, DiscoverResult, DiscoveryView, FollowList, MemberRequest, PeerList, SyncAnswer,
+    SyncRequest, Topology, TopologyEdge, TopologyNode, Unfollowed,
 };
 pub use openapi::openapi_json;
 
@@ -138,7 +138,8 @@ pub fn router(control: Control, config: &HttpConfig) -> Router {
         .route("/mesh/topology", get(mesh::topology))
         .route("/mesh/discover", get(mesh::discover))
         .route("/mesh/discovery", get(mesh::discovery))
-        .route("/mesh/connections", get(mesh::connections))
+        .route("/mesh/connections", get(mesh::connections).post(mesh::connect_member))
+        .route("/mesh/connections/{ledger_id}", delete(mesh::disconnect_member))
         .route("/mesh/query", post(mesh::query))
         .route("/mesh/sync", post(mesh::sync))
         .route("/mesh/follows", get(mesh::follows))

@@ -140,6 +140,31 @@ pub(crate) struct Discovery {
     mesh_pool: Mutex<HashMap<NodeKey, Connection>>,
     served: Arc<Semaphore>,
     config: Mutex<DiscoveryConfig>,
+    /// Ledgers the operator disconnected (`peer disconnect`): known, not heartbeated, until
+    /// `peer connect`.
+    muted: Mutex<std::collections::BTreeSet<LedgerId>>,
+}
+
+/// Why a ledger cannot be made a member.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum MemberError {
+    /// Neither known nor found.
+    #[error(
+        "ledger {0} is not known and was not found; look for it with `onoal discover --id`, or pin it with `onoal peer add`"
+    )]
+    Unknown(LedgerId),
+    /// Its record has no QUIC address (or no usable key).
+    #[error("ledger {0}'s record gives no QUIC address to reach it")]
+    NoAddress(LedgerId),
+    /// This node's own ledger.
+    #[error("ledger {0} is this node's own ledger")]
+    Itself(LedgerId),
+    /// No room.
+    #[error(
+        "this node already keeps in touch with its maximum of {0} members; disconnect one first (`onoal peer disconnect ID`)"
+    )]
+    Full(usize),
 }
 
 fn advertised(bound: SocketAddr, advertise: Option<SocketAddr>) -> SocketAddr {
@@ -178,6 +203,7 @@ impl Discovery {
             mesh_pool: Mutex::new(HashMap::new()),
             served: Arc::new(Semaphore::new(MAX_SERVED)),
             config: Mutex::new(config),
+            muted: Mutex::new(std::collections::BTreeSet::new()),
         }
     }
 
@@ -206,7 +232,9 @@ impl Discovery {
             Offered::New | Offered::Updated => {
                 if let (Some(addr), Some(key)) = (quic, key) {
                     self.dht.lock().add_contact(Contact::new(key, addr), Instant::now());
-                    self.membership.lock().track(ledger, key, addr, Instant::now(), now_ms());
+                    if !self.muted.lock().contains(&ledger) {
+                        self.membership.lock().track(ledger, key, addr, Instant::now(), now_ms());
+                    }
                     self.wake.notify_one();
                 }
             }
@@ -632,6 +660,11 @@ impl Node {
                 }
             }
         }
+        self.store_rows(rows);
+    }
+
+    /// Writes members' rows to the `connections` table (on the blocking pool).
+    fn store_rows(&self, rows: Vec<MemberConnection>) {
         if rows.is_empty() {
             return;
         }
@@ -666,6 +699,59 @@ impl Node {
             async move { self.send_mesh_message(peer, addr, &message).await }
         });
         let _ = tokio::time::timeout(GOODBYE_DEADLINE, futures_util::future::join_all(sends)).await;
+    }
+
+    /// Keeps in touch with `ledger` (`onoal peer connect`): finds its record (known, or looked
+    /// up within `deadline`), makes it a member, and waits up to `deadline` for its first
+    /// heartbeat answer. Undoes [`Self::disconnect_member`].
+    ///
+    /// # Errors
+    /// [`MemberError`].
+    pub async fn connect_member(
+        &self,
+        ledger: LedgerId,
+        deadline: Duration,
+    ) -> Result<MemberConnection, MemberError> {
+        if ledger == self.inner.ledger.identity().ledger_id {
+            return Err(MemberError::Itself(ledger));
+        }
+        let started = Instant::now();
+        let known = self.discover_ledger(ledger, deadline).await;
+        let record = &known.first().ok_or(MemberError::Unknown(ledger))?.record;
+        let addr = record.endpoints.quic.as_deref().and_then(|a| a.parse::<SocketAddr>().ok());
+        let (Some(addr), Some(peer)) = (addr, record.peer()) else {
+            return Err(MemberError::NoAddress(ledger));
+        };
+        let d = self.discovery().clone();
+        d.muted.lock().remove(&ledger);
+        {
+            let mut m = d.membership.lock();
+            if !m.track(ledger, peer, addr, Instant::now(), now_ms()) {
+                return Err(MemberError::Full(d.config.lock().membership.max_members));
+            }
+        }
+        self.heartbeats();
+        while started.elapsed() < deadline {
+            let row = d.membership.lock().get(&ledger).cloned();
+            match row {
+                Some(r) if r.status == Status::Connected || r.error_count > 0 => return Ok(r),
+                _ => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+        d.membership.lock().get(&ledger).cloned().ok_or(MemberError::Unknown(ledger))
+    }
+
+    /// Stops keeping in touch with `ledger` (`onoal peer disconnect`): no more heartbeats, and
+    /// gossip does not bring it back until [`Self::connect_member`]. Its record stays known and
+    /// a pin is untouched. Returns whether it was a member.
+    pub fn disconnect_member(&self, ledger: LedgerId) -> bool {
+        let d = self.discovery().clone();
+        d.muted.lock().insert(ledger);
+        let Some(mut row) = d.membership.lock().forget(&ledger) else { return false };
+        row.status = Status::Disconnected;
+        row.updated_ms = now_ms();
+        self.store_rows(vec![row]);
+        true
     }
 
     /// Members: the ledgers this node heartbeats, with the seed's mesh_connections columns.

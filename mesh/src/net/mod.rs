@@ -25,7 +25,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub use config::NodeConfig;
-pub use discovery::{DiscoveryConfig, DiscoveryStatus};
+pub use discovery::{DiscoveryConfig, DiscoveryStatus, MemberError};
 pub use error::SyncError;
 pub use sync_driver::{SyncMode, SyncProgress, SyncSummary};
 

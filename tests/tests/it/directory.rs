@@ -16,7 +16,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use onoal_engine::LedgerId;
 use onoal_mesh::proto::record::PeerRecord;
 use onoal_tests::node::{Serve, init};
-use onoal_tests::onoal_bin;
+use onoal_tests::{onoal, onoal_bin, run_fail, run_json};
 use serde_json::{Value, json};
 
 /// A child process killed on drop.
@@ -271,6 +271,26 @@ fn ledgers_find_each_other_through_a_registry_and_a_newcomer_through_dns() {
         "the lying DNS target was not refused: {status}"
     );
     assert_eq!(status["known_by_source"]["dns"].as_u64(), Some(3), "{status}");
+
+    // `peer disconnect`: no more heartbeats, and gossip (every second here) does not bring it
+    // back; `peer connect` does, answering once the first heartbeat was answered.
+    let member = nodes[1].id.as_str();
+    let out = run_json(onoal(&dd).args(["peer", "disconnect", member]));
+    assert_eq!(out["removed"], true, "{out}");
+    std::thread::sleep(Duration::from_secs(3));
+    let rows = get(&format!("{}/mesh/connections", sd.url()));
+    assert!(
+        rows["connections"].as_array().unwrap().iter().all(|r| r["to_ledger_id"] != member),
+        "{rows}"
+    );
+    assert_eq!(discovered(&sd)[member].1, "none", "still known, not a member");
+    let row = run_json(onoal(&dd).args(["peer", "connect", member]));
+    assert_eq!(row["status"], "connected", "{row}");
+    assert_eq!(row["to_ledger_id"], member);
+    let unknown = LedgerId::random().to_string();
+    let err =
+        run_fail(onoal(&dd).args(["peer", "connect", unknown.as_str(), "--timeout-ms", "500"]));
+    assert!(err.contains("not known"), "{err}");
 
     // The node with the wrong key got nothing from the registry and stayed up.
     let w = discovered(&sw);

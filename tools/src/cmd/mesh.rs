@@ -119,6 +119,47 @@ pub(crate) fn peer_remove(cli: &Cli, ledger_id: &str) -> Result<()> {
     }
 }
 
+fn membership_node(cli: &Cli, what: &str) -> Result<crate::client::NodeClient> {
+    running_node(cli)?.ok_or_else(|| {
+        anyhow!(
+            "{what} works on the running node's members: start it with `onoal serve --data {}`",
+            cli.data.display()
+        )
+    })
+}
+
+pub(crate) fn peer_connect(cli: &Cli, ledger_id: &str, timeout_ms: u64) -> Result<()> {
+    let id = parse_ledger_id(ledger_id)?;
+    if !(100..=30_000).contains(&timeout_ms) {
+        bail!("--timeout-ms {timeout_ms} is out of range: give 100 to 30000");
+    }
+    let node = membership_node(cli, "peer connect")?;
+    let body = json!({"ledger_id": id.to_string(), "timeout_ms": timeout_ms});
+    let row: onoal_mesh::http::ConnectionView =
+        node.post("/mesh/connections", &body, Duration::from_millis(timeout_ms + 10_000))?;
+    print(cli, json!(row), || {
+        let latency = row.latency_ms.map_or_else(|| "-".to_owned(), |l| format!("{l} ms"));
+        format!("{id} at {}: {} (latency {latency})", row.addr, row.status)
+    });
+    Ok(())
+}
+
+pub(crate) fn peer_disconnect(cli: &Cli, ledger_id: &str) -> Result<()> {
+    let id = parse_ledger_id(ledger_id)?;
+    let node = membership_node(cli, "peer disconnect")?;
+    let d: onoal_mesh::http::Disconnected = node.delete(&format!("/mesh/connections/{id}"))?;
+    print(cli, json!(d), || {
+        if d.removed {
+            format!(
+                "{id}: no longer heartbeated (its record stays known; `peer connect` undoes it)"
+            )
+        } else {
+            format!("{id} was not a member; it will not become one until `peer connect`")
+        }
+    });
+    Ok(())
+}
+
 pub(crate) fn peer_list(cli: &Cli) -> Result<()> {
     // A running node also knows what discovery found; without one, the pinned peers.
     if let Some(node) = running_node(cli)? {
