@@ -33,9 +33,65 @@ pub fn onoal(data: &Path) -> Command {
     c
 }
 
-/// Runs and returns the output.
+/// How long one command may run before the test calls it hung (`ONOAL_TEST_COMMAND_TIMEOUT_S`,
+/// default 300 s): a hang fails the test with the command's threads' stacks instead of running
+/// into CI's time limit.
+fn command_deadline() -> std::time::Duration {
+    let secs = std::env::var("ONOAL_TEST_COMMAND_TIMEOUT_S")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(300);
+    std::time::Duration::from_secs(secs)
+}
+
+/// The stacks of every thread of process `pid` (gdb, when installed), for a hang's report.
+fn stacks(pid: u32) -> String {
+    Command::new("gdb")
+        .args(["-p", &pid.to_string(), "-batch", "-ex", "thread apply all bt 30"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_else(|e| format!("(no stacks: gdb did not run: {e})"))
+}
+
+/// Runs and returns the output; panics, with the stacks of its threads, if it runs past the
+/// deadline.
 pub fn run(cmd: &mut Command) -> Output {
-    cmd.output().expect("spawn onoal")
+    use std::io::Read as _;
+    use std::process::Stdio;
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn onoal");
+    let drain = |mut r: Box<dyn std::io::Read + Send>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = r.read_to_end(&mut buf);
+            buf
+        })
+    };
+    let out = drain(Box::new(child.stdout.take().expect("piped stdout")));
+    let err = drain(Box::new(child.stderr.take().expect("piped stderr")));
+    let deadline = std::time::Instant::now() + command_deadline();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for onoal") {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let report = stacks(child.id());
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{cmd:?} hung: still running after {:?}\n{report}", command_deadline());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    Output {
+        status,
+        stdout: out.join().expect("stdout reader"),
+        stderr: err.join().expect("stderr reader"),
+    }
 }
 
 /// Runs, asserts success and parses stdout as one JSON object.

@@ -143,6 +143,8 @@ pub(crate) struct Discovery {
     /// Ledgers the operator disconnected (`peer disconnect`): known, not heartbeated, until
     /// `peer connect`.
     muted: Mutex<std::collections::BTreeSet<LedgerId>>,
+    /// The pins: a discovered record never names a pinned ledger with another key.
+    peers: crate::peer::PeerStore,
 }
 
 /// Why a ledger cannot be made a member.
@@ -182,6 +184,7 @@ impl Discovery {
         inner_key: &onoal_engine::identity::SecretKey,
         ledger: &onoal_engine::Ledger,
         bound: SocketAddr,
+        peers: crate::peer::PeerStore,
     ) -> Self {
         let config = DiscoveryConfig::default();
         let me = PeerId::new(inner_key.public());
@@ -204,6 +207,7 @@ impl Discovery {
             served: Arc::new(Semaphore::new(MAX_SERVED)),
             config: Mutex::new(config),
             muted: Mutex::new(std::collections::BTreeSet::new()),
+            peers,
         }
     }
 
@@ -227,6 +231,14 @@ impl Discovery {
         let quic = record.endpoints.quic.as_deref().and_then(|a| a.parse::<SocketAddr>().ok());
         let key = record.peer();
         let ledger = record.ledger_id;
+        if let Ok(Some(pin)) = self.peers.get(&ledger)
+            && pin.public_key != record.public_key
+            && let Some(held) = pin.peer_id()
+        {
+            tracing::debug!(%ledger, source = source.as_str(), "a discovered record names a pinned ledger with another key; refused");
+            self.counters.records_refused.fetch_add(1, Ordering::Relaxed);
+            return Offered::KeyConflict { held, source: Source::Manual };
+        }
         let offered = self.book.lock().offer(record, source, now_ms());
         match &offered {
             Offered::New | Offered::Updated => {

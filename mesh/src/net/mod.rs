@@ -131,7 +131,7 @@ impl Node {
             CERTIFICATE_VALIDITY_MS,
         );
         let bound = endpoint.local_addr().unwrap_or(addr);
-        let discovery = Arc::new(discovery::Discovery::new(&secret, &ledger, bound));
+        let discovery = Arc::new(discovery::Discovery::new(&secret, &ledger, bound, peers.clone()));
         let inner = Inner {
             discovery,
             ledger,

@@ -16,7 +16,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use onoal_engine::LedgerId;
 use onoal_mesh::proto::record::PeerRecord;
 use onoal_tests::node::{Serve, init};
-use onoal_tests::{onoal, onoal_bin, run_fail, run_json};
+use onoal_tests::{onoal, onoal_bin, run, run_fail, run_json};
 use serde_json::{Value, json};
 
 /// A child process killed on drop.
@@ -296,4 +296,109 @@ fn ledgers_find_each_other_through_a_registry_and_a_newcomer_through_dns() {
     let w = discovered(&sw);
     assert!(w.values().all(|(source, _)| source != "registry"), "{w:?}");
     assert!(get(&format!("{}/health", sw.url()))["live"].as_bool().unwrap());
+}
+
+/// A registry that lies: every listing and lookup answers with a record whose address was
+/// changed after signing, and one signed by a key that is not the ledger's own for an id the
+/// node pinned. Serves plain HTTP/1.1 from a thread, one request per connection.
+fn lying_registry(listing: String) -> String {
+    use std::io::{Read as _, Write as _};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+            let mut buf = vec![0u8; 64 << 10];
+            let n = stream.read(&mut buf).unwrap_or(0);
+            let request = String::from_utf8_lossy(&buf[..n]);
+            let body = if request.starts_with("POST") {
+                r#"{"status":"new","ledger_id":"x","refresh_within_ms":180000}"#.to_owned()
+            } else if request.starts_with("GET /v1/records/") {
+                let list: Value = serde_json::from_str(&listing).unwrap();
+                list["records"][0].to_string()
+            } else {
+                listing.clone()
+            };
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    url
+}
+
+#[test]
+fn a_lying_registry_cannot_plant_a_peer() {
+    use ed25519_dalek::SigningKey;
+    use onoal_engine::Oid;
+    use onoal_mesh::proto::record::{Endpoints, RecordFields};
+
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("n");
+    init(&dir, "oid:onoal:lied:to");
+    let sign = |key: &SigningKey, ledger: LedgerId, quic: &str| {
+        let fields = RecordFields {
+            endpoints: Endpoints { quic: Some(quic.into()), ..Endpoints::default() },
+            ..RecordFields::default()
+        };
+        let expires = onoal_engine::time::now_ms() + 3_600_000;
+        let oid = Oid::parse("oid:onoal:lied:x").unwrap();
+        PeerRecord::sign(key, ledger, &oid, fields, 1, expires)
+    };
+    // Moved after signing: the signature no longer covers the address.
+    let honest = SigningKey::from_bytes(&[5; 32]);
+    let moved_ledger = LedgerId::random();
+    let mut moved = sign(&honest, moved_ledger, "127.0.0.1:9");
+    moved.endpoints.quic = Some("127.0.0.1:10".into());
+    // A pinned ledger's id with another key: validly signed by that other key.
+    let pinned_ledger = LedgerId::random();
+    let pinned_key = SigningKey::from_bytes(&[6; 32]);
+    let impostor = sign(&SigningKey::from_bytes(&[7; 32]), pinned_ledger, "127.0.0.1:11");
+    run(onoal(&dir).args([
+        "peer",
+        "add",
+        &format!("{pinned_ledger}@127.0.0.1:12"),
+        "--key",
+        &hex::encode(pinned_key.verifying_key().to_bytes()),
+    ]));
+    let entry = |r: &PeerRecord| {
+        json!({
+            "ledger_id": r.ledger_id.to_string(), "oid": r.oid, "public_key": hex::encode(r.public_key),
+            "quic": r.endpoints.quic, "sequence": r.sequence, "expires_ms": r.expires_ms,
+            "refreshed_ms": 0, "record": B64.encode(r.encode()),
+        })
+    };
+    let listing = json!({ "records": [entry(&moved), entry(&impostor)] }).to_string();
+    let url = lying_registry(listing);
+    let serve = Serve::start_with(&dir, 0, &[], &["--registry", url.as_str()]);
+    within(
+        Duration::from_secs(10),
+        "both planted records refused",
+        || get(&format!("{}/mesh/discovery", serve.url()))["records_refused"].as_u64() >= Some(2),
+        || get(&format!("{}/mesh/discovery", serve.url())).to_string(),
+    );
+    let found = discovered(&serve);
+    assert!(!found.contains_key(&moved_ledger.to_string()), "{found:?}");
+    assert!(!found.contains_key(&pinned_ledger.to_string()), "{found:?}");
+    // Asked directly, the lookup goes to the registry again, and is refused again.
+    let moved_id = moved_ledger.to_string();
+    let err = run_fail(onoal(&dir).args(["discover", "--id", &moved_id, "--timeout-ms", "500"]));
+    assert!(err.contains("no ledger found"), "{err}");
+    // The pinned key stands.
+    let peers = run_json(onoal(&dir).args(["peer", "list"]));
+    let pinned = peers["peers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["ledger_id"] == pinned_ledger.to_string().as_str())
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        pinned["public_key"],
+        hex::encode(pinned_key.verifying_key().to_bytes()).as_str(),
+        "{peers}"
+    );
 }
