@@ -477,7 +477,13 @@ impl<B> SyncSession<B> {
                 // in flight than there were.
                 self.to_request.push_front((first, width));
                 self.to_request.make_contiguous().sort_by_key(|&(f, _)| f);
-                self.window = (self.in_flight.len() + self.arrived.len() + self.committing).max(1);
+                let occupied = self.in_flight.len() + self.arrived.len() + self.committing;
+                // The bundle next in line is asked again at once: every later one waits for it,
+                // so no commit could free budget while it is missing, and with nothing in
+                // flight no timer would end the wait (a driver defers a bundle that was not
+                // next when it asked for budget, and may be by the time this arrives).
+                let next_in_line = self.next_commit == Some(first);
+                self.window = (occupied + usize::from(next_in_line)).max(1);
                 return self.fill_window(now);
             }
             Err(SessionError::TooLarge { entries, bytes }) if width > 1 => {

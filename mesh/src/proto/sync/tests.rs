@@ -335,6 +335,29 @@ fn a_deferred_bundle_is_asked_again_once_a_commit_frees_the_budget() {
 }
 
 #[test]
+fn a_deferred_bundle_that_is_next_in_line_is_asked_again_at_once() {
+    let now = Instant::now();
+    let mut s = session(0, 0, SessionMode::Entries, 4, now);
+    accept(&mut s, now, 1024);
+    let t = drain_transmits(&mut s);
+    assert_eq!(t.iter().map(|(_, r)| bundle_first(r)).collect::<Vec<_>>(), [0, 256, 512, 768]);
+    // The later three arrive; bundle 0 was deferred by the driver (it waited for budget while
+    // a bundle of an earlier window was still next). Nothing is in flight or committing, and
+    // everything waits for bundle 0: it must be asked again now, or the sync waits forever
+    // with no timer armed.
+    s.handle_bundle(now, t[1].0, Ok(256));
+    s.handle_bundle(now, t[2].0, Ok(512));
+    s.handle_bundle(now, t[3].0, Ok(768));
+    s.handle_bundle(now, t[0].0, Err(SessionError::Deferred));
+    assert!(drain_events(&mut s).is_empty(), "not a failure");
+    let again = drain_transmits(&mut s);
+    assert_eq!(again.iter().map(|(_, r)| bundle_first(r)).collect::<Vec<_>>(), [0]);
+    assert!(s.poll_timeout().is_some(), "its request has a deadline");
+    s.handle_bundle(now, again[0].0, Ok(0));
+    assert_eq!(drain_events(&mut s), [Event::Commit(vec![0, 256, 512, 768])]);
+}
+
+#[test]
 fn filtered_sessions_page_until_the_cursor_runs_out() {
     use onoal_engine::{Entry, Hash, Name, NewEntry};
     let entry = |seq: u64| ProvenEntryWire {
