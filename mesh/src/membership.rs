@@ -200,7 +200,11 @@ impl Membership {
         });
         m.connection.last_message_ms = Some(now_ms);
         m.connection.message_count += 1;
-        self.set(ledger, Status::Connected, now_ms);
+        // The answer to a heartbeat sent before its goodbye arrived does not bring a member
+        // back (it raced the goodbye); a new message from it does (`heard`).
+        if m.connection.status != Status::Left {
+            self.set(ledger, Status::Connected, now_ms);
+        }
     }
 
     /// `ledger` did not answer a heartbeat in time.
@@ -294,5 +298,12 @@ mod tests {
         m.left(&a, 400);
         assert_eq!(m.poll_change(), Some(Change { ledger_id: a, status: Status::Left }));
         assert!(m.due(t + Duration::from_secs(10)).iter().all(|(id, ..)| *id != a));
+        // The answer to a heartbeat that was in flight when the goodbye came keeps it left (a
+        // race seen between processes: the goodbye, then the leaving node's last answer).
+        m.answered(&a, Duration::from_millis(40), 410);
+        assert_eq!(m.poll_change(), None);
+        assert_eq!(m.get(&a).unwrap().status, Status::Left);
+        m.heard(&a, 500);
+        assert_eq!(m.poll_change(), Some(Change { ledger_id: a, status: Status::Connected }));
     }
 }
