@@ -449,12 +449,27 @@ fn peak_rss_mb() -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
+/// The `p` quantile of `sorted` (nearest rank); `None` when empty.
+fn quantile<T: Copy>(sorted: &[T], p: f64) -> Option<T> {
+    let rank = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len().max(1));
+    sorted.get(rank - 1).copied()
+}
+
 fn percentile(sorted: &[u32], p: f64) -> u32 {
-    if sorted.is_empty() {
-        return 0;
+    quantile(sorted, p).unwrap_or(0)
+}
+
+/// The earliest timer of `heap` if it is due at `now`, taken off the heap.
+fn pop_due(
+    heap: &mut BinaryHeap<Reverse<(Instant, usize)>>,
+    now: Instant,
+) -> Option<(Instant, usize)> {
+    let &Reverse((t, i)) = heap.peek()?;
+    if t > now {
+        return None;
     }
-    let rank = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-    sorted[rank - 1]
+    heap.pop();
+    Some((t, i))
 }
 
 /// Runs the scenario.
@@ -546,11 +561,7 @@ pub fn run(config: &SimConfig) -> SimReport {
         while let Some(d) = world.net.pop_due() {
             world.deliver(d.from, d.to, d.msg);
         }
-        while let Some(&Reverse((t, i))) = world.timers.peek() {
-            if t > now {
-                break;
-            }
-            world.timers.pop();
+        while let Some((t, i)) = pop_due(&mut world.timers, now) {
             if world.nodes[i].timer != Some(t) || !world.nodes[i].alive {
                 continue;
             }
@@ -558,11 +569,7 @@ pub fn run(config: &SimConfig) -> SimReport {
             world.nodes[i].dht.handle_timeout(now);
             world.pump(i);
         }
-        while let Some(&Reverse((t, i))) = world.beats.peek() {
-            if t > now {
-                break;
-            }
-            world.beats.pop();
+        while let Some((t, i)) = pop_due(&mut world.beats, now) {
             if world.nodes[i].beat_timer != Some(t) || !world.nodes[i].alive {
                 continue;
             }
@@ -702,13 +709,7 @@ pub fn run(config: &SimConfig) -> SimReport {
     }
     let mut detections = world.detections.clone();
     detections.sort_by(f64::total_cmp);
-    let quantile = |p: f64| -> Option<f64> {
-        if detections.is_empty() {
-            return None;
-        }
-        let rank = ((p * detections.len() as f64).ceil() as usize).clamp(1, detections.len());
-        Some((detections[rank - 1] * 1000.0).round() / 1000.0)
-    };
+    let detected = |p: f64| quantile(&detections, p).map(|s| (s * 1000.0).round() / 1000.0);
     let mut store_refused = 0;
     let mut rate_limited = 0;
     for node in &world.nodes {
@@ -734,8 +735,8 @@ pub fn run(config: &SimConfig) -> SimReport {
         },
         lookup_rounds_histogram: histogram,
         join_converged_s,
-        failure_detected_s_p99: quantile(0.99),
-        failure_detected_s_p50: quantile(0.5),
+        failure_detected_s_p99: detected(0.99),
+        failure_detected_s_p50: detected(0.5),
         failures_undetected,
         heartbeats: world.heartbeats,
         partition_recovered_s,
