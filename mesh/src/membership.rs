@@ -97,6 +97,9 @@ struct Member {
     missed: u32,
     next_due: Instant,
     in_flight: bool,
+    /// When it signed its goodbye (its own clock): messages it signed before do not bring it
+    /// back.
+    left_at_ms: Option<u64>,
 }
 
 /// The members of one node.
@@ -143,8 +146,10 @@ impl Membership {
             created_ms: now_ms,
             updated_ms: now_ms,
         };
-        self.members
-            .insert(ledger, Member { connection, missed: 0, next_due: now, in_flight: false });
+        self.members.insert(
+            ledger,
+            Member { connection, missed: 0, next_due: now, in_flight: false, left_at_ms: None },
+        );
         true
     }
 
@@ -220,18 +225,28 @@ impl Membership {
     }
 
     /// A message from `ledger` (any type): it is alive.
-    pub fn heard(&mut self, ledger: &LedgerId, now_ms: u64) {
+    ///
+    /// `sent_ms` is the message's signed timestamp: a message signed before the member's
+    /// goodbye (delivered after it on another stream) does not bring it back.
+    pub fn heard(&mut self, ledger: &LedgerId, sent_ms: u64, now_ms: u64) {
         let Some(m) = self.members.get_mut(ledger) else { return };
         m.connection.last_message_ms = Some(now_ms);
         m.connection.message_count += 1;
+        if m.left_at_ms.is_some_and(|left| sent_ms <= left) {
+            return;
+        }
+        m.left_at_ms = None;
         m.missed = 0;
         if m.connection.status != Status::Connected {
             self.set(ledger, Status::Connected, now_ms);
         }
     }
 
-    /// `ledger` said goodbye: no more heartbeats until it is heard from again.
-    pub fn left(&mut self, ledger: &LedgerId, now_ms: u64) {
+    /// `ledger` said goodbye in a message signed at `sent_ms`: no more heartbeats until it
+    /// is heard from in a message signed later.
+    pub fn left(&mut self, ledger: &LedgerId, sent_ms: u64, now_ms: u64) {
+        let Some(m) = self.members.get_mut(ledger) else { return };
+        m.left_at_ms = Some(m.left_at_ms.map_or(sent_ms, |t| t.max(sent_ms)));
         self.set(ledger, Status::Left, now_ms);
     }
 
@@ -291,11 +306,11 @@ mod tests {
         assert_eq!(m.get(&b).unwrap().error_count, 3);
         assert_eq!(m.poll_change(), None, "one change per change");
         // Any message brings it back; a goodbye takes a member out of the heartbeat rounds.
-        m.heard(&b, 200);
+        m.heard(&b, 200, 200);
         assert_eq!(m.poll_change(), Some(Change { ledger_id: b, status: Status::Connected }));
         m.answered(&a, Duration::from_millis(80), 300);
         assert_eq!(m.get(&a).unwrap().latency_ms, Some(45), "smoothed");
-        m.left(&a, 400);
+        m.left(&a, 400, 400);
         assert_eq!(m.poll_change(), Some(Change { ledger_id: a, status: Status::Left }));
         assert!(m.due(t + Duration::from_secs(10)).iter().all(|(id, ..)| *id != a));
         // The answer to a heartbeat that was in flight when the goodbye came keeps it left (a
@@ -303,7 +318,12 @@ mod tests {
         m.answered(&a, Duration::from_millis(40), 410);
         assert_eq!(m.poll_change(), None);
         assert_eq!(m.get(&a).unwrap().status, Status::Left);
-        m.heard(&a, 500);
+        // A message it signed before the goodbye, delivered after it, keeps it left too.
+        m.heard(&a, 399, 450);
+        assert_eq!(m.poll_change(), None);
+        assert_eq!(m.get(&a).unwrap().status, Status::Left);
+        // One signed after the goodbye brings it back.
+        m.heard(&a, 500, 500);
         assert_eq!(m.poll_change(), Some(Change { ledger_id: a, status: Status::Connected }));
     }
 }

@@ -143,6 +143,8 @@ pub(crate) struct Discovery {
     /// Ledgers the operator disconnected (`peer disconnect`): known, not heartbeated, until
     /// `peer connect`.
     muted: Mutex<std::collections::BTreeSet<LedgerId>>,
+    /// Set when it says goodbye: it sends no more heartbeats or gossip.
+    leaving: std::sync::atomic::AtomicBool,
     /// The pins: a discovered record never names a pinned ledger with another key.
     peers: crate::peer::PeerStore,
 }
@@ -207,6 +209,7 @@ impl Discovery {
             served: Arc::new(Semaphore::new(MAX_SERVED)),
             config: Mutex::new(config),
             muted: Mutex::new(std::collections::BTreeSet::new()),
+            leaving: std::sync::atomic::AtomicBool::new(false),
             peers,
         }
     }
@@ -372,6 +375,9 @@ impl Node {
                 () = d.wake.notified() => {}
                 () = sleep => d.dht.lock().handle_timeout(Instant::now()),
                 _ = gossip.tick() => {
+                    if d.leaving.load(Ordering::Relaxed) {
+                        continue;
+                    }
                     let peers = self.gossip_targets();
                     let node = self.clone();
                     tokio::spawn(async move { node.exchange(&peers, Source::Gossip).await });
@@ -631,6 +637,9 @@ impl Node {
     /// status changes they cause (logged, and kept in the `connections` table).
     fn heartbeats(&self) {
         let d = self.discovery().clone();
+        if d.leaving.load(Ordering::Relaxed) {
+            return;
+        }
         let (due, deadline) = {
             let interval = d.config.lock().membership.interval;
             let deadline = interval.clamp(Duration::from_secs(1), REQUEST_DEADLINE);
@@ -697,6 +706,9 @@ impl Node {
     /// two seconds in all. Called by [`Node::close`].
     pub(crate) async fn say_goodbye(&self) {
         let d = self.discovery().clone();
+        // Nothing it sends after the goodbye may bring it back at its members: no more
+        // heartbeats or gossip from here (what it signed before, a member ignores).
+        d.leaving.store(true, Ordering::Relaxed);
         let members: Vec<_> = d
             .membership
             .lock()
@@ -993,7 +1005,7 @@ impl ProtocolHandler for MeshHandler {
                 }
             };
             d.counters.messages_accepted.fetch_add(1, Ordering::Relaxed);
-            d.membership.lock().heard(&message.from.ledger_id, now_ms());
+            d.membership.lock().heard(&message.from.ledger_id, message.timestamp_ms, now_ms());
             answer_message(d, &message).encode()
         }))
     }
@@ -1042,7 +1054,11 @@ fn answer_message(d: &Discovery, message: &MeshMessage) -> MeshReply {
         MessageType::TopologyUpdate => {
             match postcard::from_bytes::<TopologyChange>(&message.payload) {
                 Ok(TopologyChange::Leaving) => {
-                    d.membership.lock().left(&message.from.ledger_id, now_ms());
+                    d.membership.lock().left(
+                        &message.from.ledger_id,
+                        message.timestamp_ms,
+                        now_ms(),
+                    );
                     MeshReply::Ack
                 }
                 Err(_) => MeshReply::Invalid { reason: "unknown topology change".into() },

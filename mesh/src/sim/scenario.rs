@@ -403,7 +403,7 @@ impl World {
             Msg::Heartbeat => {
                 let now_ms = self.now_ms();
                 let ledger = self.nodes[from].ledger;
-                self.nodes[to].membership.heard(&ledger, now_ms);
+                self.nodes[to].membership.heard(&ledger, now_ms, now_ms);
                 self.net.send(to, from, Msg::Ack);
                 return;
             }
