@@ -17,3 +17,4 @@ trap 'rm -rf "$dir"' EXIT
 # about twice the wall time: heartbeats are O(members) per node).
 "$bin" --json sim --nodes 10000 --churn 0.1 --loss 0.01 --members 0
 "$bin" --json sim --nodes 10000 --churn 0.1 --loss 0.01
+"$bin" --json sim --swim --nodes 1000 --churn 0.1 --loss 0.01

@@ -59,6 +59,7 @@ pub mod peer;
 pub mod proto;
 pub mod registry;
 pub mod sim;
+pub mod swim;
 pub mod tls;
 
 pub use id::{LedgerId, PeerId};

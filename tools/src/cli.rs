@@ -380,6 +380,11 @@ pub(crate) struct ServeArgs {
     /// Unanswered heartbeats in a row before a member counts as disconnected [default: 3].
     #[arg(long)]
     pub(crate) heartbeat_misses: Option<u32>,
+    /// Milliseconds between SWIM probes of one random member; a member that answers neither
+    /// a probe nor the indirect probes is suspect, and down after 4 probe periods
+    /// [default: 1000].
+    #[arg(long)]
+    pub(crate) swim_probe_ms: Option<u64>,
     /// Register with this registry and find ledgers through it: http://HOST:PORT (or https).
     #[arg(long)]
     pub(crate) registry: Option<String>,
@@ -583,6 +588,10 @@ pub(crate) struct SimArgs {
     /// Members each node heartbeats (every 2 s, 3 misses); 0 leaves membership out.
     #[arg(long, default_value_t = 8)]
     pub(crate) members: usize,
+    /// Simulate SWIM membership (foca) instead of the DHT: join convergence, failure
+    /// detection, false downs; at most 2000 nodes (SWIM holds every member).
+    #[arg(long, conflicts_with_all = ["partition", "lookups", "svg"])]
+    pub(crate) swim: bool,
     /// Also draw the lookup-round histogram and success over time as an SVG file.
     #[arg(long)]
     pub(crate) svg: Option<PathBuf>,

@@ -232,9 +232,26 @@ pub struct DiscoveryView {
     pub messages_dropped: u64,
     /// Peer records refused (invalid, or a different key for a known ledger).
     pub records_refused: u64,
+    /// SWIM's live members (ledger id and QUIC address), by ledger id.
+    pub swim_members: Vec<SwimMemberView>,
+    /// SWIM packets refused (not SWIM, another key than the connection's, full).
+    pub swim_refused: u64,
+    /// Members SWIM declared down so far.
+    pub swim_down: u64,
     /// Dropped messages by delivering peer (key hex) and reason.
     pub dropped_by_peer:
         std::collections::BTreeMap<String, std::collections::BTreeMap<String, u64>>,
+}
+
+/// A live SWIM member.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct SwimMemberView {
+    /// Its ledger.
+    pub ledger_id: String,
+    /// Its key (hex).
+    pub public_key: String,
+    /// Its QUIC address.
+    pub quic: String,
 }
 
 /// What discovery knows and what it refused.
@@ -257,6 +274,21 @@ pub(crate) async fn discovery(State(state): State<AppState>) -> Json<DiscoveryVi
         messages_accepted: s.messages_accepted,
         messages_dropped: s.messages_dropped,
         records_refused: s.records_refused,
+        swim_members: {
+            let mut m: Vec<SwimMemberView> = s
+                .swim_members
+                .iter()
+                .map(|m| SwimMemberView {
+                    ledger_id: m.ledger_id.to_string(),
+                    public_key: hex::encode(m.key),
+                    quic: m.addr.to_string(),
+                })
+                .collect();
+            m.sort_by(|a, b| a.ledger_id.cmp(&b.ledger_id));
+            m
+        },
+        swim_refused: s.swim_refused,
+        swim_down: s.swim_down,
         dropped_by_peer: s
             .dropped_by_peer
             .iter()

@@ -35,8 +35,8 @@ pub use error::ErrorBody;
 pub use ledger::{CheckpointSizes, Dropped, ForkList, ReplicaList, VerifyJob};
 pub use mesh::{
     ConnectRequest, ConnectionList, ConnectionView, DisconnectRequest, Disconnected,
-    DiscoverParams, DiscoverResult, DiscoveryView, FollowList, MemberRequest, PeerList, SyncAnswer,
-    SyncRequest, Topology, TopologyEdge, TopologyNode, Unfollowed,
+    DiscoverParams, DiscoverResult, DiscoveryView, FollowList, MemberRequest, PeerList,
+    SwimMemberView, SyncAnswer, SyncRequest, Topology, TopologyEdge, TopologyNode, Unfollowed,
 };
 pub use openapi::openapi_json;
 

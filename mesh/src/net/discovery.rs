@@ -42,6 +42,7 @@ use crate::proto::record::{
 };
 use crate::proto::sync::SessionError;
 use crate::registry::client::RegistryClient;
+use crate::swim::{ALPN_SWIM, Swim, SwimConfig, SwimEvent, SwimId};
 use crate::tls;
 
 /// How long one DHT request or mesh message may take, connecting included.
@@ -64,6 +65,8 @@ const BOOK_CAPACITY: usize = 100_000;
 const DIRECTORY_RETRY: Duration = Duration::from_secs(5);
 /// Records a node takes from the registry when it joins (the most recently refreshed).
 const DIRECTORY_PEERS: usize = 64;
+/// Records of new SWIM members fetched at once.
+const SWIM_FETCHES: usize = 8;
 
 /// A DHT request's answer (`None`: it failed), back from its task to the driver.
 type Answered = (RequestId, Option<DhtResponse>);
@@ -95,6 +98,8 @@ pub struct DiscoveryConfig {
     /// How often the registry and DNS are asked again (the seed's refreshInterval); after a
     /// failure they are asked again in 5 seconds.
     pub refresh_interval: Duration,
+    /// SWIM membership (foca): probe period, suspicion time, most members.
+    pub swim: SwimConfig,
 }
 
 impl Default for DiscoveryConfig {
@@ -111,6 +116,7 @@ impl Default for DiscoveryConfig {
             registry: None,
             dns: None,
             refresh_interval: crate::registry::DEFAULT_REFRESH_INTERVAL,
+            swim: SwimConfig::default(),
         }
     }
 }
@@ -122,6 +128,8 @@ pub(crate) struct Counters {
     pub(crate) messages_accepted: AtomicU64,
     pub(crate) messages_dropped: AtomicU64,
     pub(crate) records_refused: AtomicU64,
+    pub(crate) swim_refused: AtomicU64,
+    pub(crate) swim_down: AtomicU64,
 }
 
 /// The discovery state of a node, shared by its handlers and its driver.
@@ -145,6 +153,11 @@ pub(crate) struct Discovery {
     muted: Mutex<std::collections::BTreeSet<LedgerId>>,
     /// Set when it says goodbye: it sends no more heartbeats or gossip.
     leaving: std::sync::atomic::AtomicBool,
+    /// SWIM membership; `None` until discovery starts.
+    pub(crate) swim: Mutex<Option<Swim>>,
+    swim_wake: Notify,
+    swim_fetches: Arc<Semaphore>,
+    swim_pool: Mutex<HashMap<NodeKey, Connection>>,
     /// The pins: a discovered record never names a pinned ledger with another key.
     peers: crate::peer::PeerStore,
 }
@@ -210,6 +223,10 @@ impl Discovery {
             config: Mutex::new(config),
             muted: Mutex::new(std::collections::BTreeSet::new()),
             leaving: std::sync::atomic::AtomicBool::new(false),
+            swim: Mutex::new(None),
+            swim_wake: Notify::new(),
+            swim_fetches: Arc::new(Semaphore::new(SWIM_FETCHES)),
+            swim_pool: Mutex::new(HashMap::new()),
             peers,
         }
     }
@@ -308,10 +325,21 @@ impl Node {
         *d.own.lock() =
             sign_record(&self.inner.secret, &self.inner.ledger, addr, &config, now_ms());
         *d.membership.lock() = Membership::new(config.membership);
+        let me = SwimId {
+            ledger_id: self.inner.ledger.identity().ledger_id,
+            key: *self.inner.secret.public().as_bytes(),
+            addr,
+            bump: 0,
+        };
+        // Seeded from the clock and the key: nodes started together choose differently.
+        let seed = now_ms() ^ u64::from_le_bytes(me.key[..8].try_into().unwrap_or_default());
+        *d.swim.lock() = Some(Swim::new(me, config.swim, seed));
         *d.config.lock() = config;
         let Some(receiver) = d.receiver.lock().take() else { return };
         let node = self.clone();
         tokio::spawn(async move { node.drive_discovery(receiver).await });
+        let node = self.clone();
+        tokio::spawn(async move { node.drive_swim().await });
     }
 
     async fn drive_discovery(self, mut results: mpsc::UnboundedReceiver<Answered>) {
@@ -423,7 +451,11 @@ impl Node {
     /// open: a heartbeat or a lookup step is then one stream, not a handshake.
     async fn pooled(&self, contact: &Contact, alpn: &'static [u8]) -> Option<Connection> {
         let d = self.discovery();
-        let pool = if alpn == ALPN_DHT { &d.pool } else { &d.mesh_pool };
+        let pool = match alpn {
+            ALPN_DHT => &d.pool,
+            ALPN_SWIM => &d.swim_pool,
+            _ => &d.mesh_pool,
+        };
         if let Some(c) = pool.lock().get(&contact.peer).filter(|c| c.close_reason().is_none()) {
             return Some(c.clone());
         }
@@ -484,6 +516,16 @@ impl Node {
         tokio::time::timeout(REQUEST_DEADLINE, work).await.ok().flatten()
     }
 
+    /// Sends `bytes` as one SWIM datagram to `peer` at `addr` (tests of what a node does with
+    /// bad input); whether it was sent.
+    pub async fn send_swim_bytes(&self, peer: PeerId, addr: SocketAddr, bytes: &[u8]) -> bool {
+        let send = async {
+            let conn = self.pooled(&Contact::new(peer, addr), ALPN_SWIM).await?;
+            conn.send_datagram(bytes.to_vec().into()).ok()
+        };
+        tokio::time::timeout(REQUEST_DEADLINE, send).await.ok().flatten().is_some()
+    }
+
     /// Sends one DHT request to `peer` at `addr` and returns the answer (`None`: none within
     /// the deadline, or not a DHT answer).
     pub async fn dht_call(
@@ -523,6 +565,9 @@ impl Node {
             if self.send_mesh_message(*peer, *addr, &announce).await.is_none() {
                 tracing::debug!(peer = %peer.fmt_short(), %addr, "announce got no answer");
                 continue;
+            }
+            if let Some(ledger) = expected {
+                self.swim_join(*ledger, *peer, *addr);
             }
             let discover = self.message(MessageType::PeerDiscover, query.clone(), None);
             if let Some(MeshReply::Records(records)) =
@@ -668,6 +713,93 @@ impl Node {
         self.record_changes();
     }
 
+    /// Runs SWIM's timers and acts on what it asks for. Ends when the node says goodbye.
+    async fn drive_swim(self) {
+        let d = self.discovery().clone();
+        loop {
+            self.pump_swim();
+            if d.leaving.load(Ordering::Relaxed) {
+                return;
+            }
+            let deadline = d.swim.lock().as_ref().and_then(Swim::poll_timeout);
+            let sleep = async {
+                match deadline {
+                    Some(t) => tokio::time::sleep_until(tokio::time::Instant::from_std(t)).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                () = d.swim_wake.notified() => {}
+                () = sleep => {
+                    if let Some(swim) = d.swim.lock().as_mut() {
+                        swim.handle_timeout(Instant::now());
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sends SWIM's packets (one datagram each, on a pooled `onoal-swim/1` connection that
+    /// must present the member's key), and fetches the signed record of each member SWIM
+    /// reports up that this node has no record of.
+    fn pump_swim(&self) {
+        let d = self.discovery().clone();
+        loop {
+            let Some(event) = d.swim.lock().as_mut().and_then(Swim::poll_event) else { break };
+            match event {
+                SwimEvent::Transmit { to, data } => {
+                    let Some(peer) = PeerId::from_bytes(&to.key) else { continue };
+                    let node = self.clone();
+                    tokio::spawn(async move {
+                        let send = async {
+                            let conn = node.pooled(&Contact::new(peer, to.addr), ALPN_SWIM).await?;
+                            conn.send_datagram(data.into()).ok()
+                        };
+                        let _ = tokio::time::timeout(REQUEST_DEADLINE, send).await;
+                    });
+                }
+                SwimEvent::Up(member) => {
+                    tracing::debug!(ledger = %member.ledger_id, addr = %member.addr, "SWIM member up");
+                    let known = d
+                        .book
+                        .lock()
+                        .get(&member.ledger_id)
+                        .is_some_and(|k| k.record.public_key == member.key);
+                    let Some(peer) = PeerId::from_bytes(&member.key) else { continue };
+                    // SWIM's word is a candidate: the record comes from the member itself, signed,
+                    // over a connection that presents its key. A few fetches at once; a member
+                    // skipped now is found by the next gossip round.
+                    if !known && let Ok(permit) = d.swim_fetches.clone().try_acquire_owned() {
+                        let node = self.clone();
+                        tokio::spawn(async move {
+                            let target = [(Some(member.ledger_id), peer, member.addr)];
+                            node.exchange(&target, Source::Gossip).await;
+                            drop(permit);
+                        });
+                    }
+                }
+                SwimEvent::Down(member) => {
+                    d.counters.swim_down.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(ledger = %member.ledger_id, addr = %member.addr, "SWIM member down");
+                }
+            }
+        }
+    }
+
+    /// Asks `ledger` (key `peer`, at `addr`) to let this node into its SWIM cluster, unless
+    /// it is a member already.
+    fn swim_join(&self, ledger: LedgerId, peer: PeerId, addr: SocketAddr) {
+        let d = self.discovery();
+        if let Some(swim) = d.swim.lock().as_mut() {
+            if swim.members().any(|m| m.key == *peer.as_bytes()) {
+                return;
+            }
+            let to = SwimId { ledger_id: ledger, key: *peer.as_bytes(), addr, bump: 0 };
+            swim.join(to, Instant::now());
+        }
+        d.swim_wake.notify_one();
+    }
+
     /// Logs status changes and writes each member's row to the `connections` table.
     fn record_changes(&self) {
         let d = self.discovery();
@@ -717,6 +849,10 @@ impl Node {
             .filter(|c| c.status == Status::Connected)
             .filter_map(|c| Some((c.ledger_id, PeerId::from_bytes(&c.public_key)?, c.addr)))
             .collect();
+        if let Some(swim) = d.swim.lock().as_mut() {
+            swim.leave(Instant::now());
+        }
+        self.pump_swim();
         let payload = postcard::to_stdvec(&TopologyChange::Leaving).unwrap_or_default();
         let sends = members.into_iter().map(|(ledger, peer, addr)| {
             let message = self.message(MessageType::TopologyUpdate, payload.clone(), Some(ledger));
@@ -877,6 +1013,14 @@ impl Node {
             messages_accepted: d.counters.messages_accepted.load(Ordering::Relaxed),
             messages_dropped: d.counters.messages_dropped.load(Ordering::Relaxed),
             records_refused: d.counters.records_refused.load(Ordering::Relaxed),
+            swim_members: d
+                .swim
+                .lock()
+                .as_ref()
+                .map(|s| s.members().cloned().collect())
+                .unwrap_or_default(),
+            swim_refused: d.counters.swim_refused.load(Ordering::Relaxed),
+            swim_down: d.counters.swim_down.load(Ordering::Relaxed),
             dropped_by_peer: d
                 .inbox
                 .lock()
@@ -909,6 +1053,12 @@ pub struct DiscoveryStatus {
     pub messages_dropped: u64,
     /// Records refused (invalid, or a key conflict).
     pub records_refused: u64,
+    /// SWIM's live members.
+    pub swim_members: Vec<SwimId>,
+    /// SWIM packets refused (not SWIM, another key than the connection's, full).
+    pub swim_refused: u64,
+    /// Members SWIM declared down.
+    pub swim_down: u64,
     /// Dropped messages per delivering peer and reason.
     pub dropped_by_peer:
         std::collections::BTreeMap<String, std::collections::BTreeMap<&'static str, u64>>,
@@ -919,6 +1069,36 @@ pub(crate) struct DhtHandler(pub(crate) Arc<Inner>);
 
 /// Serves mesh messages.
 pub(crate) struct MeshHandler(pub(crate) Arc<Inner>);
+
+/// Takes SWIM's datagrams.
+pub(crate) struct SwimHandler(pub(crate) Arc<Inner>);
+
+impl ProtocolHandler for SwimHandler {
+    fn handle(self: Arc<Self>, conn: Connection) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        let inner = self.0.clone();
+        Box::pin(async move {
+            let Some(peer) = tls::peer_key(&conn).map(PeerId::new) else {
+                return conn.close(quinn::VarInt::from_u32(1), b"no usable key");
+            };
+            let key = *peer.as_bytes();
+            let Ok(_permit) = inner.discovery.served.clone().try_acquire_owned() else {
+                return conn.close(quinn::VarInt::from_u32(3), b"too many connections");
+            };
+            let d = &inner.discovery;
+            while let Ok(datagram) = conn.read_datagram().await {
+                let refused = match d.swim.lock().as_mut() {
+                    Some(swim) => swim.handle_data(&key, &datagram, Instant::now()).err(),
+                    None => None,
+                };
+                if let Some(why) = refused {
+                    d.counters.swim_refused.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(peer = %peer.fmt_short(), reason = %why, "SWIM packet refused");
+                }
+                d.swim_wake.notify_one();
+            }
+        })
+    }
+}
 
 async fn serve_streams<F, Fut>(inner: Arc<Inner>, conn: Connection, max: u32, answer: F)
 where

@@ -41,6 +41,7 @@ use crate::proto::envelope::ALPN_MESH;
 use crate::proto::serve::ServeCore;
 use crate::proto::sync::SessionError;
 use crate::proto::{ALPN_SYNC, LedgerCertificate, PeerMisbehaved, Request, handshake};
+use crate::swim::ALPN_SWIM;
 use crate::tls;
 
 /// How long a ledger certificate this node issues is valid.
@@ -116,7 +117,7 @@ impl Node {
             return Err(SyncError::Local("the key does not belong to this ledger".into()));
         }
         let peers = PeerStore::open(ledger.clone()).map_err(|e| SyncError::Local(e.to_string()))?;
-        let server = tls::server_config(&secret, &[ALPN_SYNC, ALPN_DHT, ALPN_MESH])
+        let server = tls::server_config(&secret, &[ALPN_SYNC, ALPN_DHT, ALPN_MESH, ALPN_SWIM])
             .map_err(|e| SyncError::Local(format!("TLS setup: {e}")))?;
         let server = quinn::crypto::rustls::QuicServerConfig::try_from(server)
             .map_err(|e| SyncError::Local(format!("QUIC TLS setup: {e}")))?;
@@ -185,8 +186,9 @@ impl Node {
         let router = router::Router::default()
             .accept(ALPN_SYNC, Arc::new(server::SyncHandler::new(self.inner.clone())))
             .accept(ALPN_DHT, Arc::new(discovery::DhtHandler(self.inner.clone())))
-            .accept(ALPN_MESH, Arc::new(discovery::MeshHandler(self.inner.clone())));
-        debug_assert_eq!(router.alpns(), [ALPN_SYNC, ALPN_DHT, ALPN_MESH]);
+            .accept(ALPN_MESH, Arc::new(discovery::MeshHandler(self.inner.clone())))
+            .accept(ALPN_SWIM, Arc::new(discovery::SwimHandler(self.inner.clone())));
+        debug_assert_eq!(router.alpns(), [ALPN_SYNC, ALPN_DHT, ALPN_MESH, ALPN_SWIM]);
         self.start_discovery(discovery);
         tokio::spawn(Arc::new(router).run(self.inner.endpoint.clone()))
     }

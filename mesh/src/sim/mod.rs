@@ -6,5 +6,6 @@
 pub mod net;
 
 mod scenario;
+pub mod swim;
 
 pub use scenario::{SimConfig, SimReport, run};

@@ -18,6 +18,7 @@ use onoal_mesh::proto::envelope::{
     Destination, MAX_MESSAGE_BYTES, MeshMessage, MeshReply, MessageType,
 };
 use onoal_mesh::proto::record::{Endpoints, PeerRecord, RecordFields};
+use onoal_mesh::swim::{Swim, SwimConfig, SwimEvent, SwimId};
 use onoal_mesh::{Node, NodeConfig};
 use onoal_tests::node::{Serve, init};
 use onoal_tests::{onoal, run, run_json};
@@ -213,6 +214,70 @@ fn eight_nodes_that_know_one_bootstrap_node_find_each_other() {
     });
 }
 
+/// The ledger ids a node's SWIM holds alive.
+fn swim_members(serve: &Serve) -> BTreeSet<String> {
+    let d = get(&format!("{}/mesh/discovery", serve.url()));
+    d["swim_members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["ledger_id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn swim_spreads_membership_and_records_without_gossip_and_notices_a_killed_node() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dirs: Vec<_> = (0..4).map(|i| tmp.path().join(format!("s{i}"))).collect();
+    let nodes: Vec<_> =
+        dirs.iter().enumerate().map(|(i, d)| init(d, &format!("oid:onoal:swim:s{i}"))).collect();
+    // No record exchange after the first one with the bootstrap node: a node that joined
+    // earlier learns of a later one only through SWIM (the member, then its signed record).
+    let quiet = ["--gossip-interval", "3600", "--swim-probe-ms", "200"];
+    let mut serves = vec![Serve::start_with(&dirs[0], 0, &[], &quiet)];
+    let boot = bootstrap_args(&nodes[0].id, &nodes[0].key, serves[0].1);
+    let mut extra: Vec<&str> = boot.iter().map(String::as_str).collect();
+    extra.extend(quiet);
+    for dir in &dirs[1..] {
+        serves.push(Serve::start_with(dir, 0, &[], &extra));
+    }
+    let others = |i: usize| -> BTreeSet<String> {
+        nodes.iter().enumerate().filter(|(j, _)| *j != i).map(|(_, n)| n.id.clone()).collect()
+    };
+    within(Duration::from_secs(15), "every SWIM member list complete", || {
+        serves.iter().enumerate().all(|(i, s)| swim_members(s) == others(i))
+    });
+    // The first node to join knows the last one's signed record, learned through SWIM.
+    within(Duration::from_secs(10), "every record fetched", || {
+        serves.iter().enumerate().all(|(i, s)| discovered(s) == others(i))
+    });
+    let v = get(&format!("{}/mesh/peers", serves[1].url()));
+    let last = v["discovered"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["ledger_id"] == nodes[3].id.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(last["source"], "gossip", "{last}");
+    assert_eq!(last["public_key"], nodes[3].key.as_str(), "{last}");
+
+    // Node 3 is killed: SWIM's probes, indirect probes and the suspicion time (4 probe
+    // periods) take it out of every other node's list.
+    serves.pop().unwrap().kill();
+    let t = Instant::now();
+    within(Duration::from_secs(15), "the killed node down in SWIM", || {
+        serves.iter().all(|s| !swim_members(s).contains(&nodes[3].id))
+    });
+    eprintln!("SWIM: killed node down everywhere in {:?}", t.elapsed());
+    for s in &serves {
+        let d = get(&format!("{}/mesh/discovery", s.url()));
+        assert!(d["swim_down"].as_u64().unwrap() >= 1, "{d}");
+        assert_eq!(d["swim_refused"], 0, "{d}");
+        assert_eq!(d["swim_members"].as_array().unwrap().len(), 2, "{d}");
+    }
+}
+
 #[test]
 fn a_ledger_no_one_announced_is_found_through_the_dht() {
     let tmp = tempfile::tempdir().unwrap();
@@ -393,6 +458,39 @@ fn a_malicious_member_is_dropped_counted_and_never_stored() {
             }
         }
         assert!(busy > 100, "only {busy} of 400 refused");
+        // 11. SWIM: garbage, and a join in the stranger's name (its key, not the connection's).
+        assert!(evil.send_swim_bytes(victim_key, victim_addr, &[0xff; 60]).await);
+        let mut posing = Swim::new(
+            SwimId {
+                ledger_id: stranger_ledger,
+                key: *stranger.verifying_key().as_bytes(),
+                addr: "127.0.0.1:2".parse().unwrap(),
+                bump: 0,
+            },
+            SwimConfig::default(),
+            7,
+        );
+        let victim_swim = SwimId {
+            ledger_id: v.id.parse().unwrap(),
+            key: *victim_key.as_bytes(),
+            addr: victim_addr,
+            bump: 0,
+        };
+        posing.join(victim_swim, Instant::now());
+        let Some(SwimEvent::Transmit { data, .. }) = posing.poll_event() else {
+            panic!("no join packet")
+        };
+        assert!(evil.send_swim_bytes(victim_key, victim_addr, &data).await);
+        // Datagrams still queued when the endpoint closes are dropped: wait for both to be
+        // refused before closing.
+        let url = format!("{}/mesh/discovery", victim.url());
+        tokio::task::spawn_blocking(move || {
+            within(Duration::from_secs(5), "both SWIM packets refused", || {
+                get(&url)["swim_refused"] == 2
+            })
+        })
+        .await
+        .unwrap();
         evil.close().await;
     });
 
@@ -412,6 +510,8 @@ fn a_malicious_member_is_dropped_counted_and_never_stored() {
     assert_eq!(d["dht_store_refused"]["not_owned"], 2, "{d}");
     assert_eq!(d["dht_store_refused"]["invalid"], 1, "{d}");
     assert!(d["dht_rate_limited"].as_u64().unwrap() > 100, "{d}");
+    assert_eq!(d["swim_refused"], 2, "{d}");
+    assert!(d["swim_members"].as_array().unwrap().is_empty(), "{d}");
     assert_eq!(
         d["dht_records_held"], 3,
         "only the victim's own record, under its ledger id and 2 OID prefixes: {d}"

@@ -93,8 +93,32 @@ fn bad_arguments_are_refused_with_the_range() {
         (vec!["--latency-ms", "fast"], "A..B"),
         (vec!["--partition", "--measure-s", "30"], "at least 60"),
         (vec!["--members", "65"], "0 to 64"),
+        (vec!["--swim", "--nodes", "3000"], "2 to 2000 SWIM nodes"),
+        (vec!["--swim", "--partition"], "cannot be used with"),
     ] {
         let err = run_fail(onoal(dir.path()).arg("sim").args(&args));
         assert!(err.contains(says), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn swim_membership_converges_and_detects_crashes_under_churn_and_loss() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = ["sim", "--swim", "--nodes", "300", "--churn", "0.1", "--loss", "0.01"];
+    let r = run_json(onoal(dir.path()).args(args));
+    assert_eq!(r["scenario"], "swim", "{r}");
+    assert_eq!(r["nodes"], 300, "{r}");
+    // Every joiner is held by every live node; every crash is seen by every node that held
+    // the crashed one, well within the run.
+    assert_eq!(r["joins_unconverged"], 0, "{r}");
+    assert_eq!(r["failures_undetected"], 0, "{r}");
+    let p99 = r["failure_detected_s_p99"].as_f64().unwrap();
+    assert!(p99 > 0.0 && p99 < 30.0, "{r}");
+    assert!(r["join_converged_s_p99"].as_f64().unwrap() < 30.0, "{r}");
+    assert!(r["members_complete_share"].as_f64().unwrap() >= 0.9, "{r}");
+    // Same seed, same report.
+    let again = run_json(onoal(dir.path()).args(args));
+    for field in ["messages", "false_downs", "join_converged_s_p99", "failure_detected_s_p50"] {
+        assert_eq!(r[field], again[field], "{field}");
     }
 }

@@ -19,6 +19,7 @@ use onoal_mesh::membership::MembershipConfig;
 use onoal_mesh::net::DiscoveryConfig;
 use onoal_mesh::net::dns::DnsConfig;
 use onoal_mesh::registry::client::RegistryClient;
+use onoal_mesh::swim::SwimConfig;
 use onoal_mesh::{Node, NodeConfig};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -50,6 +51,7 @@ pub(crate) struct ServeConfig {
     gossip_interval: Option<u64>,
     heartbeat_interval_ms: Option<u64>,
     heartbeat_misses: Option<u32>,
+    swim_probe_ms: Option<u64>,
     registry: Option<String>,
     registry_api_key_file: Option<PathBuf>,
     dns: Option<String>,
@@ -98,6 +100,7 @@ pub(crate) fn effective(cli: &Cli, args: &ServeArgs) -> Result<ServeConfig> {
             args.heartbeat_interval_ms.or(file.heartbeat_interval_ms).unwrap_or(2000),
         ),
         heartbeat_misses: Some(args.heartbeat_misses.or(file.heartbeat_misses).unwrap_or(3)),
+        swim_probe_ms: Some(args.swim_probe_ms.or(file.swim_probe_ms).unwrap_or(1000)),
         registry: args.registry.clone().or(file.registry),
         registry_api_key_file: args.registry_api_key_file.clone().or(file.registry_api_key_file),
         dns: args.dns.clone().or(file.dns),
@@ -209,6 +212,16 @@ pub(crate) fn run(cli: &Cli, args: &ServeArgs) -> Result<ExitCode> {
         n @ 1..=100 => n,
         n => bail!("--heartbeat-misses {n} is out of range: give 1 to 100"),
     };
+    let swim_probe = match config.swim_probe_ms.unwrap_or(1000) {
+        ms @ 100..=600_000 => Duration::from_millis(ms),
+        ms => bail!("--swim-probe-ms {ms} is out of range: give 100 to 600000"),
+    };
+    let swim = SwimConfig {
+        probe_period: swim_probe,
+        probe_rtt: swim_probe / 2,
+        suspect_to_down_after: swim_probe * 4,
+        ..SwimConfig::default()
+    };
     let refresh_interval = match config.refresh_interval.unwrap_or(60) {
         s @ 1..=86_400 => Duration::from_secs(s),
         s => bail!("--refresh-interval {s} is out of range: give 1 to 86400 seconds"),
@@ -305,6 +318,7 @@ pub(crate) fn run(cli: &Cli, args: &ServeArgs) -> Result<ExitCode> {
             registry,
             dns,
             refresh_interval,
+            swim,
             membership: MembershipConfig {
                 interval: heartbeat_interval,
                 misses: heartbeat_misses,

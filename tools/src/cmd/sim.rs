@@ -42,6 +42,9 @@ pub(crate) fn run(cli: &Cli, args: &SimArgs) -> Result<()> {
             "--partition needs --measure-s of at least 60 (the split lasts 30 s, recovery is measured after it)"
         );
     }
+    if args.swim {
+        return swim(cli, args);
+    }
     if args.members > 64 {
         bail!("--members {} is out of range: give 0 to 64 (the seed's maxPeers)", args.members);
     }
@@ -63,6 +66,55 @@ pub(crate) fn run(cli: &Cli, args: &SimArgs) -> Result<()> {
     }
     let value = serde_json::to_value(&report)?;
     print(cli, value, || human(&report));
+    Ok(())
+}
+
+/// `onoal sim --swim`.
+fn swim(cli: &Cli, args: &SimArgs) -> Result<()> {
+    if args.nodes > sim::swim::MAX_SWIM_NODES {
+        bail!(
+            "--nodes {} is out of range with --swim: simulate 2 to {} SWIM nodes (each holds every other, so memory grows with the square)",
+            args.nodes,
+            sim::swim::MAX_SWIM_NODES
+        );
+    }
+    let config = sim::swim::SwimSimConfig {
+        nodes: args.nodes,
+        seed: args.seed,
+        churn: args.churn,
+        loss: args.loss,
+        latency: latency(&args.latency_ms)?,
+        measure: Duration::from_secs(args.measure_s),
+        ..Default::default()
+    };
+    let r = sim::swim::run(&config);
+    let opt = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |s| format!("{s:.1} s"));
+    let text = format!(
+        "SWIM, {} nodes, seed {}, churn {}, loss {}\n\
+         join converged     p50 {}, p99 {} ({} not converged)\n\
+         failure detected   p50 {}, p99 {} ({} undetected, {} false downs)\n\
+         members per node   {:.1} ({:.1} % of nodes hold every live node)\n\
+         messages/node/s    {:.2}\n\
+         virtual time       {:.0} s, wall {:.1} s, peak RSS {:.0} MiB",
+        r.nodes,
+        r.seed,
+        r.churn,
+        r.loss,
+        opt(r.join_converged_s_p50),
+        opt(r.join_converged_s_p99),
+        r.joins_unconverged,
+        opt(r.failure_detected_s_p50),
+        opt(r.failure_detected_s_p99),
+        r.failures_undetected,
+        r.false_downs,
+        r.members_mean,
+        r.members_complete_share * 100.0,
+        r.messages_per_node_per_s,
+        r.virtual_s,
+        r.wall_s,
+        r.peak_rss_mb,
+    );
+    print(cli, serde_json::to_value(&r)?, || text);
     Ok(())
 }
 
