@@ -55,6 +55,7 @@ pub mod http;
 pub mod id;
 pub mod membership;
 pub mod net;
+pub mod outbox;
 pub mod peer;
 pub mod proto;
 pub mod registry;

@@ -141,6 +141,17 @@ pub(crate) enum Command {
         #[arg(long, default_value_t = 5000)]
         timeout_ms: u64,
     },
+    /// The mesh messages this ledger originated and wanted delivered (announces, goodbyes),
+    /// newest first, with status pending / sent / delivered / failed, retries and the last
+    /// error: from the running node, or from the `messages` table when none runs.
+    Messages {
+        /// Only this status: pending, sent, delivered or failed.
+        #[arg(long)]
+        status: Option<String>,
+        /// At most this many (1 to 10000).
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
     /// The running node's view of the mesh: itself, pinned and discovered ledgers, replicas,
     /// with each member's state and latency (JSON with --json, Graphviz with --dot, or an SVG).
     Topology {
@@ -614,6 +625,7 @@ pub(crate) fn command_name(c: &Command) -> &'static str {
         Command::Registry { .. } => "registry",
         Command::Discover { .. } => "discover",
         Command::Topology { .. } => "topology",
+        Command::Messages { .. } => "messages",
         Command::Demo { .. } => "demo",
         Command::Serve(_) => "serve",
         Command::Status => "status",

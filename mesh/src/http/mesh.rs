@@ -105,6 +105,124 @@ fn connection_view(c: crate::membership::MemberConnection) -> ConnectionView {
     }
 }
 
+/// One message this node originated (the seed's mesh_messages columns).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct MessageView {
+    /// The envelope's id (UUID).
+    pub message_id: String,
+    /// Its type.
+    pub message_type: String,
+    /// This ledger.
+    pub from_ledger_id: String,
+    /// The receiver's ledger, when known.
+    pub to_ledger_id: Option<String>,
+    /// Where it was sent.
+    pub to_addr: String,
+    /// Hops it may take.
+    pub ttl: u8,
+    /// pending, sent, delivered or failed.
+    pub status: String,
+    /// Attempts after the first.
+    pub retry_count: u32,
+    /// Why the last attempt failed.
+    pub last_error: Option<String>,
+    /// Size of the signed envelope (bytes).
+    pub size: usize,
+    /// Created (ms since the epoch).
+    pub created_ms: u64,
+    /// Last attempt.
+    pub sent_ms: Option<u64>,
+    /// Delivered.
+    pub delivered_ms: Option<u64>,
+    /// No attempt after this.
+    pub expires_ms: u64,
+}
+
+impl From<&crate::outbox::OutboxRow> for MessageView {
+    fn from(r: &crate::outbox::OutboxRow) -> Self {
+        Self {
+            message_id: uuid::Uuid::from_bytes(r.message_id).to_string(),
+            message_type: r.message_type.clone(),
+            from_ledger_id: r.from_ledger_id.to_string(),
+            to_ledger_id: r.to_ledger_id.map(|l| l.to_string()),
+            to_addr: r.to_addr.to_string(),
+            ttl: r.ttl,
+            status: r.status.as_str().to_owned(),
+            retry_count: r.retry_count,
+            last_error: r.last_error.clone(),
+            size: r.message.len(),
+            created_ms: r.created_ms,
+            sent_ms: r.sent_ms,
+            delivered_ms: r.delivered_ms,
+            expires_ms: r.expires_ms,
+        }
+    }
+}
+
+/// Messages, newest first.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct MessageList {
+    /// Rows counted per status (all of them, before `limit`).
+    pub by_status: std::collections::BTreeMap<String, u64>,
+    /// The rows.
+    pub messages: Vec<MessageView>,
+}
+
+/// Which messages to list.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct MessageParams {
+    /// Only this status: pending, sent, delivered or failed.
+    pub status: Option<String>,
+    /// At most this many rows (1 to 10000, default 100).
+    pub limit: Option<usize>,
+}
+
+/// Lists `rows` by `status` and `limit` (newest first), with counts per status.
+///
+/// # Errors
+/// A message naming the allowed values.
+pub fn message_list(
+    rows: &[crate::outbox::OutboxRow],
+    status: Option<&str>,
+    limit: Option<usize>,
+) -> Result<MessageList, String> {
+    let status = match status {
+        None => None,
+        Some(s) => Some(crate::outbox::Delivery::parse(s).ok_or_else(|| {
+            format!("status {s:?} is not one of pending, sent, delivered, failed")
+        })?),
+    };
+    let limit = limit.unwrap_or(100);
+    if !(1..=10_000).contains(&limit) {
+        return Err(format!("limit {limit} is out of range: give 1 to 10000"));
+    }
+    let mut by_status = std::collections::BTreeMap::new();
+    for r in rows {
+        *by_status.entry(r.status.as_str().to_owned()).or_insert(0) += 1;
+    }
+    let mut sorted: Vec<&crate::outbox::OutboxRow> = rows.iter().collect();
+    sorted.sort_by_key(|r| std::cmp::Reverse((r.created_ms, r.message_id)));
+    let messages = sorted
+        .into_iter()
+        .filter(|r| status.is_none_or(|s| r.status == s))
+        .take(limit)
+        .map(MessageView::from)
+        .collect();
+    Ok(MessageList { by_status, messages })
+}
+
+/// The mesh messages this node originated and wanted delivered, with their status.
+#[utoipa::path(get, path = "/mesh/messages", tag = "mesh", params(MessageParams), responses((status = 200, body = MessageList), (status = 400, body = ErrorBody)))]
+pub(crate) async fn messages(
+    State(state): State<AppState>,
+    Query(params): Query<MessageParams>,
+) -> Result<Json<MessageList>, ApiError> {
+    let rows = state.control.node().outbox();
+    message_list(&rows, params.status.as_deref(), params.limit)
+        .map(Json)
+        .map_err(ApiError::bad_request)
+}
+
 /// Keep in touch with a ledger.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

@@ -35,8 +35,9 @@ pub use error::ErrorBody;
 pub use ledger::{CheckpointSizes, Dropped, ForkList, ReplicaList, VerifyJob};
 pub use mesh::{
     ConnectRequest, ConnectionList, ConnectionView, DisconnectRequest, Disconnected,
-    DiscoverParams, DiscoverResult, DiscoveryView, FollowList, MemberRequest, PeerList,
-    SwimMemberView, SyncAnswer, SyncRequest, Topology, TopologyEdge, TopologyNode, Unfollowed,
+    DiscoverParams, DiscoverResult, DiscoveryView, FollowList, MemberRequest, MessageList,
+    MessageParams, MessageView, PeerList, SwimMemberView, SyncAnswer, SyncRequest, Topology,
+    TopologyEdge, TopologyNode, Unfollowed, message_list,
 };
 pub use openapi::openapi_json;
 
@@ -138,6 +139,7 @@ pub fn router(control: Control, config: &HttpConfig) -> Router {
         .route("/mesh/topology", get(mesh::topology))
         .route("/mesh/discover", get(mesh::discover))
         .route("/mesh/discovery", get(mesh::discovery))
+        .route("/mesh/messages", get(mesh::messages))
         .route("/mesh/connections", get(mesh::connections).post(mesh::connect_member))
         .route("/mesh/connections/{ledger_id}", delete(mesh::disconnect_member))
         .route("/mesh/query", post(mesh::query))

@@ -32,6 +32,7 @@ use crate::dht::{
 };
 use crate::id::PeerId;
 use crate::membership::{MemberConnection, Membership, MembershipConfig, Status};
+use crate::outbox::{Outbox, OutboxRow, Outcome, Outgoing, RetryPolicy, Write};
 use crate::proto::envelope::TopologyChange;
 use crate::proto::envelope::{
     ALPN_MESH, Destination, DiscoverQuery, Inbox, InboxConfig, MAX_DISCOVER_RECORDS,
@@ -158,6 +159,9 @@ pub(crate) struct Discovery {
     swim_wake: Notify,
     swim_fetches: Arc<Semaphore>,
     swim_pool: Mutex<HashMap<NodeKey, Connection>>,
+    /// Messages this node originates and wants delivered (the `messages` table).
+    pub(crate) outbox: Mutex<Outbox>,
+    outbox_wake: Notify,
     /// The pins: a discovered record never names a pinned ledger with another key.
     peers: crate::peer::PeerStore,
 }
@@ -227,6 +231,8 @@ impl Discovery {
             swim_wake: Notify::new(),
             swim_fetches: Arc::new(Semaphore::new(SWIM_FETCHES)),
             swim_pool: Mutex::new(HashMap::new()),
+            outbox: Mutex::new(Outbox::new(RetryPolicy::default())),
+            outbox_wake: Notify::new(),
             peers,
         }
     }
@@ -340,6 +346,17 @@ impl Node {
         tokio::spawn(async move { node.drive_discovery(receiver).await });
         let node = self.clone();
         tokio::spawn(async move { node.drive_swim().await });
+        // Rows from before this start: unfinished ones fail (their sender is gone).
+        match self.inner.ledger.aux_scan(AuxTable::Messages) {
+            Ok(stored) => {
+                let rows = stored.iter().filter_map(|(_, v)| OutboxRow::decode(v));
+                d.outbox.lock().restore(rows, now_ms());
+                self.flush_outbox();
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot read the messages table"),
+        }
+        let node = self.clone();
+        tokio::spawn(async move { node.drive_outbox().await });
     }
 
     async fn drive_discovery(self, mut results: mpsc::UnboundedReceiver<Answered>) {
@@ -367,7 +384,14 @@ impl Node {
         tokio::spawn(async move {
             let peers: Vec<(Option<LedgerId>, PeerId, SocketAddr)> =
                 bootstrap.iter().map(|(id, k, a)| (Some(*id), *k, *a)).collect();
-            bootstrapping.exchange(&peers, Source::Bootstrap).await;
+            // A bootstrap node may come up after this one: asked again every 5 s until one
+            // answers with its records.
+            while !peers.is_empty()
+                && bootstrapping.exchange(&peers, Source::Bootstrap).await == 0
+                && !bootstrapping.discovery().leaving.load(Ordering::Relaxed)
+            {
+                tokio::time::sleep(DIRECTORY_RETRY).await;
+            }
         });
         {
             let own = d.own_record();
@@ -552,7 +576,13 @@ impl Node {
 
     /// Announces this node to each of `peers` and asks each for the records it knows. A peer
     /// named by ledger id (a bootstrap node) must answer with its own record of that id first.
-    async fn exchange(&self, peers: &[(Option<LedgerId>, PeerId, SocketAddr)], source: Source) {
+    /// Returns how many peers answered with records.
+    async fn exchange(
+        &self,
+        peers: &[(Option<LedgerId>, PeerId, SocketAddr)],
+        source: Source,
+    ) -> usize {
+        let mut answered = 0;
         let d = self.discovery().clone();
         let own = d.own_record().encode();
         let query = postcard::to_stdvec(&DiscoverQuery {
@@ -562,7 +592,7 @@ impl Node {
         .unwrap_or_default();
         for (expected, peer, addr) in peers {
             let announce = self.message(MessageType::PeerAnnounce, own.clone(), None);
-            if self.send_mesh_message(*peer, *addr, &announce).await.is_none() {
+            if self.deliver(&announce, *expected, *peer, *addr).await.is_none() {
                 tracing::debug!(peer = %peer.fmt_short(), %addr, "announce got no answer");
                 continue;
             }
@@ -581,6 +611,7 @@ impl Node {
                     d.counters.records_refused.fetch_add(1, Ordering::Relaxed);
                     continue;
                 }
+                answered += 1;
                 for record in records.into_iter().take(MAX_DISCOVER_RECORDS) {
                     if record.public_key != *self.inner.secret.public().as_bytes() {
                         d.offer(record, source);
@@ -588,6 +619,7 @@ impl Node {
                 }
             }
         }
+        answered
     }
 
     /// Offers `records` from `source`; returns the peers that were new or changed (to announce
@@ -711,6 +743,108 @@ impl Node {
             });
         }
         self.record_changes();
+    }
+
+    /// Sends `message` to `peer` at `addr` through the outbox: recorded in the `messages`
+    /// table, tried now (this call waits for the answer, within 3 s) and, without one, again
+    /// with backoff. `to_ledger` names the receiver in the record when the envelope does not.
+    /// Returns the first attempt's answer.
+    pub async fn deliver(
+        &self,
+        message: &MeshMessage,
+        to_ledger: Option<LedgerId>,
+        peer: PeerId,
+        addr: SocketAddr,
+    ) -> Option<MeshReply> {
+        let d = self.discovery().clone();
+        let bytes = message.encode();
+        let out = Outgoing {
+            message_id: message.id,
+            message_type: message.kind.as_str().to_owned(),
+            from_ledger_id: message.from.ledger_id,
+            to_ledger_id: message.to.ledger_id.or(to_ledger),
+            to_key: *peer.as_bytes(),
+            to_addr: addr,
+            message: bytes.clone(),
+            ttl: message.ttl,
+        };
+        let kept = d.outbox.lock().enqueue(out, now_ms());
+        if let Err(e) = kept {
+            tracing::warn!(error = %e, "message sent without a record");
+            return self.send_mesh_bytes(peer, addr, &bytes).await;
+        }
+        let attempt = d.outbox.lock().start(&message.id, now_ms());
+        let reply = match attempt {
+            Some(a) => self.send_mesh_bytes(peer, addr, &a.message).await,
+            None => None,
+        };
+        d.outbox.lock().answered(&message.id, outcome_of(reply.as_ref()), now_ms());
+        self.flush_outbox();
+        d.outbox_wake.notify_one();
+        reply
+    }
+
+    /// Tries the outbox's messages again when they are due.
+    async fn drive_outbox(self) {
+        let d = self.discovery().clone();
+        loop {
+            let attempts = d.outbox.lock().due(now_ms());
+            self.flush_outbox();
+            for a in attempts {
+                let (node, d) = (self.clone(), d.clone());
+                tokio::spawn(async move {
+                    let reply = match PeerId::from_bytes(&a.to_key) {
+                        Some(peer) => node.send_mesh_bytes(peer, a.to_addr, &a.message).await,
+                        None => None,
+                    };
+                    d.outbox.lock().answered(&a.message_id, outcome_of(reply.as_ref()), now_ms());
+                    node.flush_outbox();
+                    d.outbox_wake.notify_one();
+                });
+            }
+            let next = d.outbox.lock().poll_timeout();
+            let wait = next.map(|at| Duration::from_millis(at.saturating_sub(now_ms())));
+            let sleep = async {
+                match wait {
+                    Some(w) => tokio::time::sleep(w).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                () = d.outbox_wake.notified() => {}
+                () = sleep => {}
+            }
+        }
+    }
+
+    /// Writes the outbox's changes to the `messages` table (on the blocking pool).
+    fn flush_outbox(&self) {
+        let writes: Vec<Write> = {
+            let mut o = self.discovery().outbox.lock();
+            std::iter::from_fn(|| o.poll_write()).collect()
+        };
+        if writes.is_empty() {
+            return;
+        }
+        let ledger = self.inner.ledger.clone();
+        tokio::task::spawn_blocking(move || {
+            for w in writes {
+                let done = match &w {
+                    Write::Put(row) => {
+                        ledger.aux_put(AuxTable::Messages, &row.message_id, &row.encode())
+                    }
+                    Write::Delete(id) => ledger.aux_delete(AuxTable::Messages, id),
+                };
+                if let Err(e) = done {
+                    tracing::warn!(error = %e, "cannot record a message's delivery");
+                }
+            }
+        });
+    }
+
+    /// The messages this node originated, newest first (the `messages` table).
+    pub fn outbox(&self) -> Vec<OutboxRow> {
+        self.discovery().outbox.lock().rows().into_iter().cloned().collect()
     }
 
     /// Runs SWIM's timers and acts on what it asks for. Ends when the node says goodbye.
@@ -856,7 +990,7 @@ impl Node {
         let payload = postcard::to_stdvec(&TopologyChange::Leaving).unwrap_or_default();
         let sends = members.into_iter().map(|(ledger, peer, addr)| {
             let message = self.message(MessageType::TopologyUpdate, payload.clone(), Some(ledger));
-            async move { self.send_mesh_message(peer, addr, &message).await }
+            async move { self.deliver(&message, Some(ledger), peer, addr).await }
         });
         let _ = tokio::time::timeout(GOODBYE_DEADLINE, futures_util::future::join_all(sends)).await;
     }
@@ -1188,6 +1322,21 @@ impl ProtocolHandler for MeshHandler {
             d.membership.lock().heard(&message.from.ledger_id, message.timestamp_ms, now_ms());
             answer_message(d, &message).encode()
         }))
+    }
+}
+
+/// What an answer means for the message's delivery.
+fn outcome_of(reply: Option<&MeshReply>) -> Outcome {
+    match reply {
+        None => Outcome::NoAnswer("no answer within 3 s".into()),
+        // The first attempt arrived, its answer did not.
+        Some(MeshReply::Dropped { reason }) if reason == "replay" => Outcome::Delivered,
+        Some(MeshReply::Dropped { reason }) => Outcome::Refused(format!("dropped: {reason}")),
+        Some(MeshReply::Invalid { reason }) => Outcome::Refused(format!("invalid: {reason}")),
+        Some(MeshReply::NotSupported { kind }) => {
+            Outcome::Refused(format!("the receiver does not support {kind}"))
+        }
+        Some(_) => Outcome::Delivered,
     }
 }
 

@@ -71,12 +71,14 @@ pub struct SwimSimReport {
     pub churn: f64,
     /// Loss.
     pub loss: f64,
-    /// Seconds from a join until every live node held the joiner as a live member: median
-    /// over the joiners that got there.
+    /// Seconds from a join until every live node that was up before it held the joiner as a
+    /// live member (what the mesh knows of a joiner; later joiners fill their own lists from
+    /// the members that talk to them, see `members_complete_share`): median over the joiners
+    /// that got there.
     pub join_converged_s_p50: Option<f64>,
     /// 99th percentile.
     pub join_converged_s_p99: Option<f64>,
-    /// Joiners not held by every live node at the end.
+    /// Joiners not held by every live node older than them at the end.
     pub joins_unconverged: u64,
     /// Seconds from a crash until a node that held the crashed one marked it down: median
     /// over every (observer, crashed) pair.
@@ -120,7 +122,7 @@ struct World {
     index: HashMap<[u8; 32], usize>,
     /// Per node, the members it holds live.
     holds: Vec<BTreeSet<usize>>,
-    /// Per node, how many live nodes hold it.
+    /// Per node, how many live nodes that joined before it hold it.
     held_by: Vec<usize>,
     live: usize,
     joined_at: Vec<Instant>,
@@ -183,12 +185,9 @@ impl World {
                 }
                 SwimEvent::Up(m) => {
                     let Some(&j) = self.index.get(&m.key) else { continue };
-                    if self.holds[i].insert(j) && self.nodes[j].is_some() {
+                    if self.holds[i].insert(j) && self.nodes[j].is_some() && i < j {
                         self.held_by[j] += 1;
-                        if self.converged[j].is_none() && self.held_by[j] + 1 >= self.live {
-                            let s = now.duration_since(self.joined_at[j]).as_secs_f64();
-                            self.converged[j] = Some(s);
-                        }
+                        self.check_converged(j);
                     }
                 }
                 SwimEvent::Down(m) => {
@@ -203,7 +202,9 @@ impl World {
                             }
                         }
                         None => {
-                            self.held_by[j] -= 1;
+                            if i < j {
+                                self.held_by[j] -= 1;
+                            }
                             self.false_downs += 1;
                         }
                     }
@@ -216,6 +217,18 @@ impl World {
         {
             self.scheduled[i] = Some(t);
             self.timers.push(Reverse((t, i)));
+        }
+    }
+
+    /// Whether every live node that joined before `j` holds it; records the time once.
+    fn check_converged(&mut self, j: usize) {
+        if self.converged[j].is_some() {
+            return;
+        }
+        let crashed_before = self.crashed_at.keys().filter(|&&c| c < j).count();
+        if self.held_by[j] >= j - crashed_before {
+            let s = self.now().duration_since(self.joined_at[j]).as_secs_f64();
+            self.converged[j] = Some(s);
         }
     }
 
@@ -248,8 +261,14 @@ impl World {
         self.live -= 1;
         self.crashed_at.insert(c, self.now());
         for &m in &std::mem::take(&mut self.holds[c]) {
-            if self.nodes[m].is_some() {
+            if self.nodes[m].is_some() && c < m {
                 self.held_by[m] -= 1;
+            }
+        }
+        // One fewer older node to hold each later joiner.
+        for j in c + 1..self.nodes.len() {
+            if self.nodes[j].is_some() {
+                self.check_converged(j);
             }
         }
         for o in 0..self.nodes.len() {

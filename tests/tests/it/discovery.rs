@@ -278,6 +278,73 @@ fn swim_spreads_membership_and_records_without_gossip_and_notices_a_killed_node(
     }
 }
 
+/// The rows of `onoal messages --json` (a running node's, or the table's).
+fn messages(dir: &std::path::Path) -> Vec<Value> {
+    let v = run_json(onoal(dir).args(["messages", "--limit", "1000"]));
+    v["messages"].as_array().unwrap().clone()
+}
+
+#[test]
+fn an_announce_to_a_bootstrap_node_that_is_not_up_yet_is_retried_until_it_arrives() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (da, db) = (tmp.path().join("a"), tmp.path().join("b"));
+    let a = init(&da, "oid:onoal:outbox:a");
+    let b = init(&db, "oid:onoal:outbox:b");
+    // A's port, known before A runs.
+    let port = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let quiet = ["--gossip-interval", "3600"];
+    let boot = bootstrap_args(&a.id, &a.key, port);
+    let mut extra: Vec<&str> = boot.iter().map(String::as_str).collect();
+    extra.extend(quiet);
+    let sb = Serve::start_with(&db, 0, &[], &extra);
+    // B's announce to A got no answer: recorded, pending its next attempt.
+    let announce = |rows: &[Value]| {
+        rows.iter()
+            .find(|m| m["message_type"] == "peer_announce" && m["to_ledger_id"] == a.id.as_str())
+            .cloned()
+    };
+    within(Duration::from_secs(15), "a failed first attempt", || {
+        announce(&messages(&db)).is_some_and(|m| m["last_error"].is_string())
+    });
+    let m = announce(&messages(&db)).unwrap();
+    let id = m["message_id"].clone();
+    let this = |rows: &[Value]| rows.iter().find(|r| r["message_id"] == id).cloned();
+    assert_eq!(m["from_ledger_id"], b.id.as_str(), "{m}");
+    assert_eq!(m["to_addr"], format!("127.0.0.1:{port}").as_str(), "{m}");
+    assert!(["pending", "sent"].contains(&m["status"].as_str().unwrap()), "{m}");
+    // A comes up; a retry reaches it, and A knows B from it (no gossip, no one else told A).
+    let sa = Serve::start_with(&da, port, &[], &quiet);
+    within(Duration::from_secs(30), "the same announce delivered", || {
+        this(&messages(&db)).is_some_and(|m| m["status"] == "delivered")
+    });
+    let m = this(&messages(&db)).unwrap();
+    assert!(m["retry_count"].as_u64().unwrap() >= 1, "{m}");
+    assert!(m["delivered_ms"].is_u64(), "{m}");
+    within(Duration::from_secs(10), "A knows B", || discovered(&sa).contains(&b.id));
+    // The HTTP API lists the same, filtered by status; a bad status is a clear error.
+    let v = get(&format!("{}/mesh/messages?status=delivered", sb.url()));
+    assert!(v["messages"].as_array().unwrap().iter().all(|m| m["status"] == "delivered"), "{v}");
+    assert!(v["by_status"]["delivered"].as_u64().unwrap() >= 1, "{v}");
+    let err = ureq::get(&format!("{}/mesh/messages?status=lost", sb.url())).call().unwrap_err();
+    assert!(matches!(err, ureq::Error::StatusCode(400)), "{err}");
+    // B stops cleanly: its goodbye to A is recorded, and listed from the table with no node
+    // running.
+    within(Duration::from_secs(10), "A a connected member of B", || {
+        statuses(&sb).get(&a.id).is_some_and(|s| s == "connected")
+    });
+    sb.stop();
+    let rows = messages(&db);
+    let goodbye = rows
+        .iter()
+        .find(|m| m["message_type"] == "topology_update")
+        .unwrap_or_else(|| panic!("no goodbye in {rows:?}"));
+    assert_eq!(goodbye["status"], "delivered", "{goodbye}");
+    assert_eq!(goodbye["to_ledger_id"], a.id.as_str(), "{goodbye}");
+    let err = onoal_tests::run_fail(onoal(&db).args(["messages", "--status", "lost"]));
+    assert!(err.contains("pending, sent, delivered, failed"), "{err}");
+    drop(sa);
+}
+
 #[test]
 fn a_ledger_no_one_announced_is_found_through_the_dht() {
     let tmp = tempfile::tempdir().unwrap();

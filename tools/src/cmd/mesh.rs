@@ -9,7 +9,7 @@ use anyhow::{Context as _, Result, anyhow, bail};
 use onoal_engine::identity::{SecretKey, key_path};
 use onoal_engine::{Filter, Ledger, LedgerId};
 use onoal_mesh::control::views::{self, PeerView, SyncSummaryView};
-use onoal_mesh::http::{DiscoverResult, PeerList, Topology};
+use onoal_mesh::http::{DiscoverResult, MessageList, PeerList, Topology, message_list};
 use onoal_mesh::peer::PeerStore;
 use onoal_mesh::{Node, NodeConfig, SyncMode, SyncSummary};
 use serde_json::{Value, json};
@@ -490,6 +490,44 @@ fn sync_through(
 }
 
 /// `onoal topology`: the running node's `GET /mesh/topology`, as JSON, a table, DOT or SVG.
+/// `onoal messages`: the running node's outbox, or the `messages` table when none runs.
+pub(crate) fn messages(cli: &Cli, status: Option<&str>, limit: usize) -> Result<()> {
+    let list: MessageList = match running_node(cli)? {
+        Some(node) => {
+            let mut path = format!("/mesh/messages?limit={limit}");
+            if let Some(s) = status {
+                path.push_str(&format!("&status={s}"));
+            }
+            node.get(&path)?
+        }
+        None => {
+            let ledger = open_read(cli)?;
+            let rows: Vec<onoal_mesh::outbox::OutboxRow> = ledger
+                .aux_scan(onoal_engine::AuxTable::Messages)?
+                .iter()
+                .filter_map(|(_, v)| onoal_mesh::outbox::OutboxRow::decode(v))
+                .collect();
+            message_list(&rows, status, Some(limit)).map_err(|e| anyhow!("{e}"))?
+        }
+    };
+    print(cli, json!(list), || {
+        let counts: Vec<String> = list.by_status.iter().map(|(s, n)| format!("{n} {s}")).collect();
+        let mut out = if counts.is_empty() { "no messages".to_owned() } else { counts.join(", ") };
+        for m in &list.messages {
+            out.push_str(&format!(
+                "\n{:<13}  {:<9}  {:<21}  retries {}{}",
+                m.message_type,
+                m.status,
+                m.to_addr,
+                m.retry_count,
+                m.last_error.as_deref().map(|e| format!("  ({e})")).unwrap_or_default()
+            ));
+        }
+        out
+    });
+    Ok(())
+}
+
 pub(crate) fn topology(cli: &Cli, dot: bool, svg: Option<&std::path::Path>) -> Result<()> {
     let node = running_node(cli)?.ok_or_else(|| {
         anyhow!(
