@@ -13,6 +13,7 @@ trap 'rm -rf "$dir"' EXIT
 "$bin" --json bench verify --entries "$n" --dir "$dir/ledger"
 "$bin" --json bench open --entries "$n" --dir "$dir/ledger"
 "$bin" --json bench sync --entries "$n"
+"$bin" --json bench trust --nodes 10000 --edges 100000
 # The DHT's targets (wall <= 120 s) without membership; then with it (8 members per node,
 # about twice the wall time: heartbeats are O(members) per node).
 "$bin" --json sim --nodes 10000 --churn 0.1 --loss 0.01 --members 0

@@ -477,3 +477,77 @@ pub fn open(entries: u64, dir: Option<&Path>) -> BenchResult<Value> {
         "ratio": raw_ms / ours_ms,
     }))
 }
+
+/// Web of trust from one ledger to all others over a random graph of `nodes` ledgers and
+/// `edges` trust edges (levels 0.3 to 1.0), depth 6, one core: the median of 5 runs, next to a
+/// breadth-first walk of the same edges (the floor for anything that looks at each edge).
+pub fn trust(nodes: usize, edges: usize, seed: u64) -> BenchResult<Value> {
+    use onoal_engine::LedgerId;
+    use onoal_mesh::trust::TrustGraph;
+    if nodes < 2 {
+        return Err("give at least 2 nodes".into());
+    }
+    let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let ids: Vec<LedgerId> = (0..nodes)
+        .map(|i| {
+            let mut b = [0u8; 16];
+            b[..8].copy_from_slice(&(i as u64 + 1).to_le_bytes());
+            LedgerId::from_bytes(b)
+        })
+        .collect();
+    let mut graph = TrustGraph::new(ids[0]);
+    let mut adjacency: Vec<Vec<usize>> = vec![Vec::new(); nodes];
+    for _ in 0..edges {
+        let (f, t) = ((next() % nodes as u64) as usize, (next() % nodes as u64) as usize);
+        if f == t {
+            continue;
+        }
+        let level = 0.3 + 0.7 * (next() % 1_000) as f64 / 1_000.0;
+        graph.set_edge(ids[f], ids[t], level, None);
+        adjacency[f].push(t);
+    }
+    let mut ours = Vec::new();
+    let mut reached = 0;
+    for _ in 0..5 {
+        let t = Instant::now();
+        let derived = graph.derive(0, 6);
+        ours.push(t.elapsed());
+        reached = derived.len();
+    }
+    let mut walk = Vec::new();
+    for _ in 0..5 {
+        let t = Instant::now();
+        let mut seen = vec![false; nodes];
+        let mut queue = std::collections::VecDeque::from([0usize]);
+        seen[0] = true;
+        while let Some(at) = queue.pop_front() {
+            for &to in &adjacency[at] {
+                if !seen[to] {
+                    seen[to] = true;
+                    queue.push_back(to);
+                }
+            }
+        }
+        walk.push(t.elapsed());
+        std::hint::black_box(&seen);
+    }
+    ours.sort();
+    walk.sort();
+    let (ms, walk_ms) = (ours[2].as_secs_f64() * 1e3, walk[2].as_secs_f64() * 1e3);
+    Ok(json!({
+        "bench": "trust",
+        "nodes": nodes,
+        "edges": graph.len(),
+        "reached": reached,
+        "web_of_trust_ms": (ms * 100.0).round() / 100.0,
+        "baseline_bfs_ms": (walk_ms * 1000.0).round() / 1000.0,
+        "ratio_to_bfs": (ms / walk_ms.max(1e-9) * 10.0).round() / 10.0,
+        "target_ms": 100,
+    }))
+}

@@ -62,6 +62,7 @@ pub mod registry;
 pub mod sim;
 pub mod swim;
 pub mod tls;
+pub mod trust;
 
 pub use id::{LedgerId, PeerId};
 pub use net::{Node, NodeConfig, SyncError, SyncMode, SyncProgress, SyncSummary};

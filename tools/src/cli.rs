@@ -548,6 +548,16 @@ pub(crate) enum BenchCommand {
     Http(ApiBenchArgs),
     /// Batched appends over one gRPC stream vs direct engine appends (same run).
     Grpc(ApiBenchArgs),
+    /// Web of trust from one ledger to all others over a random trust graph (depth 6, one
+    /// core) vs a breadth-first walk of the same edges.
+    Trust {
+        #[arg(long, default_value_t = 10_000)]
+        nodes: usize,
+        #[arg(long, default_value_t = 100_000)]
+        edges: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
     /// Reopen time vs a raw RocksDB open of the same directory.
     Open {
         #[arg(long, default_value_t = 1_000_000)]

@@ -88,6 +88,27 @@ pub enum PeerMisbehaved {
 }
 
 impl PeerMisbehaved {
+    /// What it costs the peer's trust ([`crate::trust::Penalty`]): proven lies (a forged
+    /// checkpoint signature, a fork) drop it to 0; data that does not verify costs much;
+    /// malformed input less; slowness little.
+    pub fn penalty(&self) -> crate::trust::Penalty {
+        use crate::trust::Penalty;
+        match self {
+            Self::BadSignature(_) | Self::Fork(_) => Penalty::Proven,
+            Self::InconsistentCheckpoint { .. }
+            | Self::BadBundle(_)
+            | Self::BundleCount { .. }
+            | Self::BadCertificate(_)
+            | Self::CertificateMismatch(_)
+            | Self::EntryOutsideFilter => Penalty::Severe,
+            Self::OversizeFrame { .. }
+            | Self::UndecodableResponse(_)
+            | Self::UndecodableRequest(_)
+            | Self::UnexpectedResponse { .. } => Penalty::Moderate,
+            Self::CursorStalled | Self::Unresponsive { .. } => Penalty::Mild,
+        }
+    }
+
     /// Short kind name for records and JSON.
     pub fn kind(&self) -> &'static str {
         match self {

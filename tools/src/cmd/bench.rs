@@ -29,6 +29,7 @@ pub(crate) fn run(cli: &Cli, what: &BenchCommand) -> Result<()> {
             run(a.entries.max(1), a.payload, a.batch.clamp(1, 100_000), cli.durability())
         }
         BenchCommand::Open { entries, dir } => onoal_benches::open(*entries, dir.as_deref()),
+        BenchCommand::Trust { nodes, edges, seed } => onoal_benches::trust(*nodes, *edges, *seed),
     }
     .map_err(|e| anyhow!("benchmark failed: {e}"))?;
     if cli.json {
