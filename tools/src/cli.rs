@@ -215,6 +215,12 @@ pub(crate) enum Command {
         #[command(subcommand)]
         what: PeerCommand,
     },
+    /// Whom this ledger trusts: set a level, make anchors, and see the level derived for any
+    /// ledger with the path it comes from (direct, chain, web of trust).
+    Trust {
+        #[command(subcommand)]
+        what: TrustCommand,
+    },
     /// Sync the replica of LEDGER_ID from a pinned peer, verifying everything received.
     Sync {
         /// Ledger to replicate.
@@ -297,6 +303,38 @@ impl From<&FilterArgs> for onoal_engine::Filter {
             until_ms: f.until,
         }
     }
+}
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum TrustCommand {
+    /// Trust LEDGER_ID at LEVEL (0 to 1), e.g. `onoal trust set ID 0.8 --reason audited`.
+    Set {
+        ledger_id: String,
+        level: f64,
+        /// Why (kept with the level).
+        #[arg(long)]
+        reason: Option<String>,
+        /// The level no longer counts after this many seconds.
+        #[arg(long)]
+        expires_in_s: Option<u64>,
+    },
+    /// The level derived for LEDGER_ID, the path it comes from, and this ledger's own row.
+    Show { ledger_id: String },
+    /// Every ledger trusted (directly, as an anchor, or through them), best first.
+    List,
+    /// Trust anchors: trusted at 1.0, and the start of chains.
+    Anchor {
+        #[command(subcommand)]
+        what: AnchorCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum AnchorCommand {
+    /// Make LEDGER_ID an anchor.
+    Add { ledger_id: String },
+    /// Stop treating LEDGER_ID as an anchor.
+    Remove { ledger_id: String },
 }
 
 #[derive(Subcommand, Debug)]
@@ -643,6 +681,7 @@ pub(crate) fn command_name(c: &Command) -> &'static str {
         Command::Completions { .. } => "completions",
         Command::Man => "man",
         Command::Peer { .. } => "peer",
+        Command::Trust { .. } => "trust",
         Command::Sync { .. } => "sync",
         Command::Restore { .. } => "restore",
         Command::Replicas { .. } => "replicas",

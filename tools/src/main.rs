@@ -71,6 +71,7 @@ fn check_globals(cli: &Cli) -> Result<()> {
             | Command::Restore { .. }
             | Command::Bench { .. }
             | Command::Peer { what: PeerCommand::Add { .. } | PeerCommand::Remove { .. } }
+            | Command::Trust { .. }
             | Command::Forks { what: Some(_) }
             | Command::Replicas { what: Some(_) }
     ) || matches!(cli.command, Command::Checkpoint { size: None } if cli.ledger.is_none());
@@ -117,6 +118,7 @@ fn run(cli: &Cli) -> Result<ExitCode> {
             cmd::mesh::peer_add(cli, spec, key)?;
         }
         Command::Peer { what: PeerCommand::List } => cmd::mesh::peer_list(cli)?,
+        Command::Trust { what } => cmd::trust::run(cli, what)?,
         Command::Peer { what: PeerCommand::Connect { ledger_id, timeout_ms } } => {
             cmd::mesh::peer_connect(cli, ledger_id, *timeout_ms)?;
         }

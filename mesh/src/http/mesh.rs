@@ -1,6 +1,6 @@
 //! `/mesh/...`: the seed's routes. Peers, connect (pin), disconnect (unpin), topology, sync
-//! and follows work now; `/mesh/query` and `/mesh/trust` answer 501 until routing and trust
-//! are built.
+//! and follows work now; `/mesh/query` answers 501 until routing
+//! is built; trust, connections, messages and discovery are live.
 
 use axum::Json;
 
@@ -11,7 +11,7 @@ use super::error::extract::{Path, Query};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use onoal_engine::Filter;
+use onoal_engine::{Filter, LedgerId};
 
 use super::error::{ApiError, ErrorBody};
 use super::ledger::parse_ledger_id;
@@ -635,11 +635,160 @@ pub(crate) async fn query() -> ApiError {
     ApiError::not_implemented("the cross-ledger query", "routing by OID (issue 12)")
 }
 
-/// Trust (comes with the trust issue).
-#[utoipa::path(get, path = "/mesh/trust", tag = "mesh",
-    responses((status = 501, description = "Comes with trust and access control", body = ErrorBody)))]
-pub(crate) async fn trust() -> ApiError {
-    ApiError::not_implemented("trust", "trust and access control (issue 13)")
+/// How this node trusts one ledger, and why.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct TrustShow {
+    /// The ledger.
+    pub ledger_id: String,
+    /// Derived level, 0 to 1 (0 when no path reaches it).
+    pub level: f64,
+    /// direct, chain, web-of-trust or none.
+    pub kind: String,
+    /// The best path, this node first.
+    pub path: Vec<String>,
+    /// Each hop's level along the path.
+    pub hop_levels: Vec<f64>,
+    /// When the path's first edge expires (ms since the epoch).
+    pub expires_ms: Option<u64>,
+    /// This node's own level for it, when it set one.
+    pub direct_level: Option<f64>,
+    /// The reason given with it.
+    pub reason: Option<String>,
+    /// Verified outcomes and failures counted for it.
+    pub successful_interactions: u64,
+    /// Failures.
+    pub failed_interactions: u64,
+    /// Whether it is an anchor.
+    pub anchor: bool,
+}
+
+impl From<crate::trust::store::TrustView> for TrustShow {
+    fn from(v: crate::trust::store::TrustView) -> Self {
+        let d = v.direct.as_ref();
+        Self {
+            ledger_id: v.ledger_id.to_string(),
+            level: (v.level * 1e6).round() / 1e6,
+            kind: v.kind.to_owned(),
+            path: v.path.iter().map(ToString::to_string).collect(),
+            hop_levels: v.hops.iter().map(|h| h.2).collect(),
+            expires_ms: v.expires_ms,
+            direct_level: d.map(|d| d.level),
+            reason: d.and_then(|d| d.reason.clone()),
+            successful_interactions: d.map_or(0, |d| d.factors.successful_interactions),
+            failed_interactions: d.map_or(0, |d| d.factors.failed_interactions),
+            anchor: v.anchor,
+        }
+    }
+}
+
+/// Every ledger this node trusts (directly, as an anchor, or through them), best first.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct TrustList {
+    /// The anchors.
+    pub anchors: Vec<String>,
+    /// Each reachable ledger.
+    pub trusted: Vec<TrustShow>,
+}
+
+/// Set this node's trust in a ledger.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TrustSet {
+    /// The ledger.
+    pub ledger_id: String,
+    /// 0 to 1.
+    pub level: f64,
+    /// Why (kept with it).
+    pub reason: Option<String>,
+    /// No longer counts after this (ms since the epoch).
+    pub expires_ms: Option<u64>,
+}
+
+/// Make a ledger an anchor.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TrustAnchor {
+    /// The ledger.
+    pub ledger_id: String,
+}
+
+fn trust_error(e: crate::trust::store::TrustStoreError) -> ApiError {
+    use crate::trust::store::TrustStoreError as E;
+    match e {
+        E::Storage(_) | E::Damaged(_) => ApiError::internal(e.to_string()),
+        _ => ApiError::bad_request(e.to_string()),
+    }
+}
+
+fn ledger_param(text: &str) -> Result<LedgerId, ApiError> {
+    text.parse().map_err(|_| ApiError::bad_request(format!("{text:?} is not a ledger id (a UUID)")))
+}
+
+/// Whom this node trusts, and how (direct, anchors, chains, web of trust).
+#[utoipa::path(get, path = "/mesh/trust", tag = "mesh", responses((status = 200, body = TrustList)))]
+pub(crate) async fn trust(State(state): State<AppState>) -> Json<TrustList> {
+    let node = state.control.node();
+    let store = node.trust();
+    let now = onoal_engine::time::now_ms();
+    let mut trusted: Vec<TrustShow> = store
+        .graph()
+        .derive(now, crate::trust::DEFAULT_MAX_DEPTH)
+        .into_keys()
+        .map(|id| TrustShow::from(store.show(id, now)))
+        .collect();
+    trusted.sort_by(|a, b| b.level.total_cmp(&a.level).then_with(|| a.ledger_id.cmp(&b.ledger_id)));
+    Json(TrustList { anchors: store.anchors().iter().map(ToString::to_string).collect(), trusted })
+}
+
+/// Set this node's direct trust in a ledger (an operator's decision).
+#[utoipa::path(post, path = "/mesh/trust", tag = "mesh", request_body = TrustSet,
+    responses((status = 200, body = TrustShow), (status = 400, body = ErrorBody)))]
+pub(crate) async fn trust_set(
+    State(state): State<AppState>,
+    Json(req): Json<TrustSet>,
+) -> Result<Json<TrustShow>, ApiError> {
+    let id = ledger_param(&req.ledger_id)?;
+    let node = state.control.node();
+    let now = onoal_engine::time::now_ms();
+    node.trust().set(id, req.level, req.reason, req.expires_ms, now).map_err(trust_error)?;
+    Ok(Json(node.trust().show(id, now).into()))
+}
+
+/// How this node trusts one ledger, with the path.
+#[utoipa::path(get, path = "/mesh/trust/{ledger_id}", tag = "mesh",
+    responses((status = 200, body = TrustShow), (status = 400, body = ErrorBody)))]
+pub(crate) async fn trust_show(
+    State(state): State<AppState>,
+    Path(ledger_id): Path<String>,
+) -> Result<Json<TrustShow>, ApiError> {
+    let id = ledger_param(&ledger_id)?;
+    Ok(Json(state.control.node().trust().show(id, onoal_engine::time::now_ms()).into()))
+}
+
+/// Make a ledger a trust anchor (1.0, a start of chains).
+#[utoipa::path(post, path = "/mesh/trust/anchors", tag = "mesh", request_body = TrustAnchor,
+    responses((status = 200, body = TrustShow), (status = 400, body = ErrorBody)))]
+pub(crate) async fn trust_anchor_add(
+    State(state): State<AppState>,
+    Json(req): Json<TrustAnchor>,
+) -> Result<Json<TrustShow>, ApiError> {
+    let id = ledger_param(&req.ledger_id)?;
+    let node = state.control.node();
+    node.trust().set_anchor(id, true).map_err(trust_error)?;
+    Ok(Json(node.trust().show(id, onoal_engine::time::now_ms()).into()))
+}
+
+/// Stop treating a ledger as an anchor.
+#[utoipa::path(delete, path = "/mesh/trust/anchors/{ledger_id}", tag = "mesh",
+    responses((status = 200, body = TrustShow), (status = 400, body = ErrorBody)))]
+pub(crate) async fn trust_anchor_remove(
+    State(state): State<AppState>,
+    Path(ledger_id): Path<String>,
+) -> Result<Json<TrustShow>, ApiError> {
+    let id = ledger_param(&ledger_id)?;
+    let node = state.control.node();
+    node.trust().set_anchor(id, false).map_err(trust_error)?;
+    Ok(Json(node.trust().show(id, onoal_engine::time::now_ms()).into()))
 }
 
 /// What to sync.

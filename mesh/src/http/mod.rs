@@ -37,7 +37,8 @@ pub use mesh::{
     ConnectRequest, ConnectionList, ConnectionView, DisconnectRequest, Disconnected,
     DiscoverParams, DiscoverResult, DiscoveryView, FollowList, MemberRequest, MessageList,
     MessageParams, MessageView, PeerList, SwimMemberView, SyncAnswer, SyncRequest, Topology,
-    TopologyEdge, TopologyNode, Unfollowed, message_list,
+    TopologyEdge, TopologyNode, TrustAnchor, TrustList, TrustSet, TrustShow, Unfollowed,
+    message_list,
 };
 pub use openapi::openapi_json;
 
@@ -146,7 +147,10 @@ pub fn router(control: Control, config: &HttpConfig) -> Router {
         .route("/mesh/sync", post(mesh::sync))
         .route("/mesh/follows", get(mesh::follows))
         .route("/mesh/follows/{ledger_id}", delete(mesh::unfollow))
-        .route("/mesh/trust", get(mesh::trust).post(mesh::trust))
+        .route("/mesh/trust", get(mesh::trust).post(mesh::trust_set))
+        .route("/mesh/trust/anchors", post(mesh::trust_anchor_add))
+        .route("/mesh/trust/anchors/{ledger_id}", delete(mesh::trust_anchor_remove))
+        .route("/mesh/trust/{ledger_id}", get(mesh::trust_show))
         .route("/tlog/{ledger}/checkpoint", get(tlog::checkpoint))
         .route("/tlog/{ledger}/tile/{*path}", get(tlog::tile))
         .route("/", get(dashboard::index))

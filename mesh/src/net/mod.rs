@@ -50,6 +50,7 @@ const CERTIFICATE_VALIDITY_MS: u64 = 24 * 3600 * 1000;
 pub(crate) struct Inner {
     ledger: Arc<Ledger>,
     peers: PeerStore,
+    trust: Arc<crate::trust::store::TrustStore>,
     secret: SecretKey,
     endpoint: Endpoint,
     core: ServeCore,
@@ -117,6 +118,8 @@ impl Node {
             return Err(SyncError::Local("the key does not belong to this ledger".into()));
         }
         let peers = PeerStore::open(ledger.clone()).map_err(|e| SyncError::Local(e.to_string()))?;
+        let trust = crate::trust::store::TrustStore::open(ledger.clone())
+            .map_err(|e| SyncError::Local(e.to_string()))?;
         let server = tls::server_config(&secret, &[ALPN_SYNC, ALPN_DHT, ALPN_MESH, ALPN_SWIM])
             .map_err(|e| SyncError::Local(format!("TLS setup: {e}")))?;
         let server = quinn::crypto::rustls::QuicServerConfig::try_from(server)
@@ -137,6 +140,7 @@ impl Node {
             discovery,
             ledger,
             peers,
+            trust: Arc::new(trust),
             secret,
             endpoint,
             core: ServeCore::new(certificate),
@@ -158,6 +162,11 @@ impl Node {
     /// The ledger.
     pub fn ledger(&self) -> &Arc<Ledger> {
         &self.inner.ledger
+    }
+
+    /// This node's trust decisions (direct levels, anchors) and what it derives from them.
+    pub fn trust(&self) -> &crate::trust::store::TrustStore {
+        &self.inner.trust
     }
 
     /// The peer table (pin peers through it while the node runs, so it serves them at once).

@@ -578,5 +578,7 @@ impl TrustGraph {
     }
 }
 
+pub mod store;
+
 #[cfg(test)]
 mod tests;

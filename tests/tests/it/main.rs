@@ -24,4 +24,5 @@ mod sim;
 mod sync;
 mod tamper;
 mod torn_wal;
+mod trust;
 mod util;

@@ -8,4 +8,5 @@ pub(crate) mod node;
 pub(crate) mod registry;
 pub(crate) mod serve;
 pub(crate) mod sim;
+pub(crate) mod trust;
 pub(crate) mod verify;
