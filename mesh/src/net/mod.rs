@@ -289,16 +289,37 @@ impl Node {
     fn misbehaved(&self, conn: &Connection, violation: PeerMisbehaved) -> SyncError {
         let key = tls::peer_key(conn).map(PeerId::new);
         if let Some(k) = key {
-            let peers = self.inner.peers.clone();
+            let (peers, trust) = (self.inner.peers.clone(), self.inner.trust.clone());
             let v = violation.clone();
-            // Best effort, off the async workers; the sync already failed.
-            tokio::task::spawn_blocking(move || peers.report(&k, &v, now_ms()));
+            // Best effort, off the async workers; the sync already failed. The pinned ledger
+            // holding the key loses trust by the violation's penalty.
+            tokio::task::spawn_blocking(move || {
+                peers.report(&k, &v, now_ms());
+                if let Some(id) = peers.ledger_of(&k)
+                    && let Err(e) = trust.penalize(id, v.penalty(), v.kind(), now_ms())
+                {
+                    tracing::warn!(error = %e, "cannot record a penalty");
+                }
+            });
         }
         conn.close(quinn::VarInt::from_u32(1), violation.kind().as_bytes());
         SyncError::PeerMisbehaved {
             peer: key.map(|k| hex::encode(&k.as_bytes()[..8])).unwrap_or_default(),
             violation,
         }
+    }
+
+    /// A sync from the peer holding `key` verified: the pinned ledger holding it gains a
+    /// little trust (best effort, off the async workers).
+    pub(crate) fn verified_outcome(&self, key: &PeerId) {
+        let (peers, trust, key) = (self.inner.peers.clone(), self.inner.trust.clone(), *key);
+        tokio::task::spawn_blocking(move || {
+            if let Some(id) = peers.ledger_of(&key)
+                && let Err(e) = trust.succeeded(id, now_ms())
+            {
+                tracing::warn!(error = %e, "cannot record a verified outcome");
+            }
+        });
     }
 
     /// The error to report for a session's (or a request's) failure on `conn`; violations and
@@ -331,9 +352,14 @@ impl Node {
                 // it is recorded against the origin ledger, whoever brought the evidence.
                 if let ReplicaError::Fork { ledger_id, reason } = &e {
                     let (peers, id) = (self.inner.peers.clone(), *ledger_id);
+                    let trust = self.inner.trust.clone();
                     let v = PeerMisbehaved::Fork(reason.clone());
                     tokio::task::spawn_blocking(move || {
-                        peers.report_ledger(Some(id), &v, now_ms())
+                        peers.report_ledger(Some(id), &v, now_ms());
+                        // A proven fork: the origin's trust drops to 0.
+                        if let Err(e) = trust.penalize(id, v.penalty(), v.kind(), now_ms()) {
+                            tracing::warn!(error = %e, "cannot record a penalty");
+                        }
                     });
                 }
                 SyncError::Replica(e)

@@ -80,6 +80,9 @@ impl Node {
             let conn = self.connect(addr, key).await?;
             let result = self.sync_on(&conn, ledger_id, mode, progress).await;
             conn.close(quinn::VarInt::from_u32(0), b"done");
+            if result.is_ok() {
+                self.verified_outcome(&key);
+            }
             result
         }
         .instrument(span)
@@ -127,6 +130,9 @@ impl Node {
             }
             .await;
             conn.close(quinn::VarInt::from_u32(0), b"done");
+            if result.is_ok() {
+                self.verified_outcome(&key);
+            }
             result
         }
         .instrument(span)

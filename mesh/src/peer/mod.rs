@@ -257,6 +257,11 @@ impl PeerStore {
     }
 
     /// Records a violation against the peer with `key` (if pinned).
+    /// The pinned ledger that holds `key`, if any.
+    pub fn ledger_of(&self, key: &PeerId) -> Option<LedgerId> {
+        self.by_key.read().get(key.as_bytes()).copied()
+    }
+
     pub fn report(&self, key: &PeerId, violation: &PeerMisbehaved, now_ms: u64) {
         // Look up first: the index lock must not be held while `put` updates it.
         let id = self.by_key.read().get(key.as_bytes()).copied();

@@ -133,6 +133,51 @@ impl TrustStore {
         Ok(row)
     }
 
+    /// A verified outcome with `to` (a bundle, an answer): its level rises a little.
+    ///
+    /// # Errors
+    /// [`TrustStoreError::Storage`].
+    pub fn succeeded(&self, to: LedgerId, now_ms: u64) -> Result<(), TrustStoreError> {
+        self.update(to, now_ms, |row| row.succeeded(now_ms))
+    }
+
+    /// A misbehaviour of `to`: its level falls by the penalty (to 0 for a proven lie).
+    ///
+    /// # Errors
+    /// [`TrustStoreError::Storage`].
+    pub fn penalize(
+        &self,
+        to: LedgerId,
+        penalty: super::Penalty,
+        reason: &str,
+        now_ms: u64,
+    ) -> Result<(), TrustStoreError> {
+        self.update(to, now_ms, |row| row.penalize(penalty, reason, now_ms))
+    }
+
+    fn update(
+        &self,
+        to: LedgerId,
+        now_ms: u64,
+        change: impl FnOnce(&mut DirectTrust),
+    ) -> Result<(), TrustStoreError> {
+        if to == self.me || self.ledger.is_read_only() {
+            return Ok(());
+        }
+        let mut state = self.state.lock();
+        let mut row = state.0.get(&to).cloned().unwrap_or_else(|| DirectTrust::new(to, now_ms));
+        change(&mut row);
+        self.ledger
+            .aux_put(
+                AuxTable::Trust,
+                &key(b'd', &to),
+                &postcard::to_stdvec(&row).unwrap_or_default(),
+            )
+            .map_err(|e| TrustStoreError::Storage(e.to_string()))?;
+        state.0.insert(to, row);
+        Ok(())
+    }
+
     /// Forgets this node's direct trust in `to`; whether there was one.
     ///
     /// # Errors

@@ -283,6 +283,16 @@ fn case(mode: Evil, expect: &str, kind: &str) {
     let kinds: Vec<&str> =
         p["misbehaviour"].as_array().unwrap().iter().map(|m| m["kind"].as_str().unwrap()).collect();
     assert!(kinds.contains(&kind), "{mode:?}: recorded {kinds:?}");
+    // And it costs the peer trust: a proven lie (a forged signature, a fork) everything, any
+    // other violation its penalty from wherever verified syncs had put it.
+    let t = run_json(onoal(&b_dir).args(["trust", "show", &a.id]));
+    let level = t["direct_level"].as_f64().unwrap_or_else(|| panic!("{mode:?}: no row: {t}"));
+    if matches!(mode, Evil::ForgedSignature | Evil::Fork) {
+        assert_eq!(level, 0.0, "{mode:?}: {t}");
+    } else {
+        assert!(level > 0.0 && level < 0.5, "{mode:?}: {t}");
+    }
+    assert!(t["failed_interactions"].as_u64().unwrap() >= 1, "{mode:?}: {t}");
     if mode == Evil::Fork {
         let forks = run_json(onoal(&b_dir).arg("forks"));
         let f = &forks["forks"][0];

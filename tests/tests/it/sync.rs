@@ -32,6 +32,11 @@ fn full_incremental_and_checkpoint_sync_between_processes() {
     assert_eq!((s["from_size"].as_u64(), s["to_size"].as_u64()), (Some(0), Some(3000)));
     assert_eq!(s["entries"], 3000);
     assert_eq!(s["verified"], true);
+    // Verified syncs raise the source's trust a little (from the default 0.5).
+    let t = run_json(onoal(&b_dir).args(["trust", "show", &a.id]));
+    assert!(t["successful_interactions"].as_u64().unwrap() >= 2, "{t}");
+    assert!(t["direct_level"].as_f64().unwrap() > 0.5, "{t}");
+    assert_eq!(t["failed_interactions"], 0, "{t}");
 
     // The source restarts with more entries; incremental fetches only the new ones (and the
     // partial tile they extend).
