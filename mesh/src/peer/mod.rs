@@ -96,6 +96,8 @@ pub enum PeerError {
 pub struct PeerStore {
     ledger: Arc<Ledger>,
     by_key: Arc<RwLock<HashMap<[u8; 32], LedgerId>>>,
+    /// Bumped whenever the set of pinned keys changes.
+    generation: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl std::fmt::Debug for PeerStore {
@@ -117,7 +119,11 @@ impl PeerStore {
     /// # Errors
     /// Storage errors or a damaged record.
     pub fn open(ledger: Arc<Ledger>) -> Result<Self, PeerError> {
-        let store = Self { ledger, by_key: Arc::new(RwLock::new(HashMap::new())) };
+        let store = Self {
+            ledger,
+            by_key: Arc::new(RwLock::new(HashMap::new())),
+            generation: Arc::default(),
+        };
         let index = store.list()?.into_iter().map(|r| (r.public_key, r.ledger_id)).collect();
         *store.by_key.write() = index;
         Ok(store)
@@ -153,8 +159,11 @@ impl PeerStore {
             .aux_put(AuxTable::Peers, record.ledger_id.as_bytes(), &bytes)
             .map_err(|e| PeerError::Storage(e.to_string()))?;
         let mut index = self.by_key.write();
-        index.retain(|_, id| *id != record.ledger_id);
-        index.insert(record.public_key, record.ledger_id);
+        if index.get(&record.public_key) != Some(&record.ledger_id) {
+            index.retain(|_, id| *id != record.ledger_id);
+            index.insert(record.public_key, record.ledger_id);
+            self.generation.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        }
         Ok(())
     }
 
@@ -171,6 +180,7 @@ impl PeerStore {
             .aux_delete(AuxTable::Peers, id.as_bytes())
             .map_err(|e| PeerError::Storage(e.to_string()))?;
         self.by_key.write().retain(|_, v| v != id);
+        self.generation.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         Ok(true)
     }
 
@@ -256,12 +266,29 @@ impl PeerStore {
         }
     }
 
-    /// Records a violation against the peer with `key` (if pinned).
     /// The pinned ledger that holds `key`, if any.
     pub fn ledger_of(&self, key: &PeerId) -> Option<LedgerId> {
         self.by_key.read().get(key.as_bytes()).copied()
     }
 
+    /// The pinned ledgers, sorted.
+    pub fn pinned_ledgers(&self) -> Vec<LedgerId> {
+        let mut ids: Vec<LedgerId> = self.by_key.read().values().copied().collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    /// The pinned key of ledger `id`, if pinned (an index lookup, no I/O).
+    pub fn key_of(&self, id: &LedgerId) -> Option<[u8; 32]> {
+        self.by_key.read().iter().find(|(_, v)| *v == id).map(|(k, _)| *k)
+    }
+
+    /// Changes whenever the set of pinned keys changes.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Records a violation against the peer with `key` (if pinned).
     pub fn report(&self, key: &PeerId, violation: &PeerMisbehaved, now_ms: u64) {
         // Look up first: the index lock must not be held while `put` updates it.
         let id = self.by_key.read().get(key.as_bytes()).copied();

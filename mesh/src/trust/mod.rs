@@ -126,6 +126,7 @@ impl DirectTrust {
         if penalty == Penalty::Proven {
             self.level = 0.0;
             self.blocked = true;
+            self.expires_ms = None;
         } else {
             self.level = (self.level - penalty.amount()).max(0.0);
         }
@@ -141,9 +142,20 @@ impl DirectTrust {
         self.updated_ms = now;
     }
 
-    /// Whether it counts at `now_ms`.
+    /// Whether it counts at `now_ms` (a block never expires).
     pub fn live(&self, now_ms: u64) -> bool {
-        self.expires_ms.is_none_or(|e| now_ms < e)
+        self.blocked || self.expires_ms.is_none_or(|e| now_ms < e)
+    }
+
+    /// After its expiry a row starts again from the default level (its counts stay).
+    pub fn renewed(mut self, now_ms: u64) -> Self {
+        if !self.live(now_ms) {
+            self.level = DEFAULT_LEVEL;
+            self.expires_ms = None;
+            self.set_by_operator = false;
+            self.reason = None;
+        }
+        self
     }
 }
 
@@ -579,6 +591,7 @@ impl TrustGraph {
 }
 
 pub mod store;
+pub mod visibility;
 
 #[cfg(test)]
 mod tests;

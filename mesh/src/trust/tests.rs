@@ -310,3 +310,112 @@ fn every_misbehaviour_costs_trust_and_proven_lies_cost_everything() {
     t.penalize(PeerMisbehaved::Fork("two roots".into()).penalty(), "fork", 1);
     assert_eq!((t.level, t.blocked), (0.0, true));
 }
+
+/// The trust table with policies and statements, on a real ledger.
+mod store_tests {
+    use std::sync::Arc;
+
+    use onoal_engine::identity::{SecretKey, key_path};
+    use onoal_engine::{Ledger, Oid};
+
+    use crate::peer::PeerStore;
+    use crate::trust::store::TrustStore;
+    use crate::trust::visibility::{Scope, Visibility};
+    use crate::trust::{DEFAULT_LEVEL, Penalty, TrustStatement};
+    use ed25519_dalek::SigningKey;
+    use onoal_engine::LedgerId;
+
+    fn open(dir: &std::path::Path) -> (TrustStore, PeerStore, LedgerId) {
+        let oid = Oid::parse("oid:onoal:test:store").unwrap();
+        let ledger = Arc::new(match Ledger::builder(dir).open() {
+            Ok(l) => l,
+            Err(_) => Ledger::builder(dir).create(oid).unwrap(),
+        });
+        let peers = PeerStore::open(ledger.clone()).unwrap();
+        let me = ledger.identity().ledger_id;
+        let key = SecretKey::read_file(&key_path(dir)).unwrap().signing_key().clone();
+        (TrustStore::open(ledger, peers.clone(), key).unwrap(), peers, me)
+    }
+
+    fn id(b: u8) -> LedgerId {
+        LedgerId::from_bytes([b; 16])
+    }
+
+    #[test]
+    fn pins_start_at_the_default_and_an_expired_level_falls_back_to_the_pin() {
+        let dir = tempfile::tempdir().unwrap();
+        let (trust, peers, me) = open(dir.path());
+        assert_eq!(trust.level(me, &id(1), 1_000), 0.0);
+        let key = SigningKey::from_bytes(&[1; 32]).verifying_key().to_bytes();
+        peers.pin(id(1), key, None).unwrap();
+        // The pin takes effect at once (not after the cache's lifetime).
+        assert_eq!(trust.level(me, &id(1), 1_001), DEFAULT_LEVEL);
+        trust.set(id(1), 0.9, None, Some(5_000), 1_002).unwrap();
+        assert_eq!(trust.level(me, &id(1), 1_003), 0.9);
+        assert_eq!(trust.level(me, &id(1), 5_000), DEFAULT_LEVEL);
+        // A proven lie blocks it, pin or not.
+        trust.penalize(id(1), Penalty::Proven, "fork", 6_000).unwrap();
+        assert_eq!(trust.level(me, &id(1), 6_001), 0.0);
+        let default = trust.admits(&me, Some(&id(1)), Scope::Any, 6_002);
+        assert!(default.unwrap_err().message.contains("trusted:0.4"));
+    }
+
+    #[test]
+    fn policies_are_signed_versioned_and_survive_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let (trust, _, me) = open(dir.path());
+        let p = trust.set_visibility(Some("orders"), Visibility::Private, 10).unwrap();
+        assert_eq!(p.version, 1);
+        assert!(trust.admits(&me, Some(&id(2)), Scope::Stream("orders"), 11).is_err());
+        // The owner reads its own data back (a restore), private or not.
+        assert!(trust.admits(&me, Some(&me), Scope::Log, 11).is_ok());
+        drop(trust);
+        let (trust, _, _) = open(dir.path());
+        assert_eq!(trust.policy(&me).version, 1);
+        assert_eq!(trust.policy(&me).of("orders"), Visibility::Private);
+    }
+
+    #[test]
+    fn a_relay_takes_only_the_origins_signed_and_newer_policy_and_statements() {
+        let dir = tempfile::tempdir().unwrap();
+        let (relay, _, _) = open(dir.path());
+        let origin_dir = tempfile::tempdir().unwrap();
+        let (origin, origin_peers, l) = open(origin_dir.path());
+        let reader = id(7);
+        origin_peers
+            .pin(reader, SigningKey::from_bytes(&[7; 32]).verifying_key().to_bytes(), None)
+            .unwrap();
+        let origin_key = origin.public_key();
+        // Before the relay holds anything of L's, it admits no one to L's default.
+        assert!(relay.admits(&l, Some(&reader), Scope::Log, 10).is_err());
+        let statements = origin.own_statements(10);
+        assert_eq!(statements.len(), 1);
+        // A forged statement (its level raised after signing) is refused, and none is kept.
+        let mut forged = statements.clone();
+        forged[0].level = 1.0;
+        assert!(relay.take_statements(l, &origin_key, forged, 11).is_err());
+        assert!(relay.statements_of(&l).is_empty());
+        // A statement that L did not sign is refused as L's.
+        let other =
+            TrustStatement::sign(&SigningKey::from_bytes(&[8; 32]), l, reader, 1.0, "", 10, None)
+                .unwrap();
+        assert!(relay.take_statements(l, &origin_key, vec![other], 11).is_err());
+        assert_eq!(relay.take_statements(l, &origin_key, statements, 11).unwrap(), 1);
+        assert!(relay.admits(&l, Some(&reader), Scope::Log, 12).is_ok());
+        // L's policy: a forged one is refused, an older one ignored, a newer one in force.
+        let v1 = origin.set_visibility(Some("s1"), Visibility::Private, 20).unwrap();
+        let v2 = origin.set_visibility(Some("s2"), Visibility::Trusted(0.9), 21).unwrap();
+        let mut forged = v2.clone();
+        forged.streams.clear();
+        assert!(relay.take_policy(forged, &origin_key).is_err());
+        assert!(relay.take_policy(v2, &origin_key).unwrap());
+        assert!(!relay.take_policy(v1, &origin_key).unwrap());
+        let refused = relay.admits(&l, Some(&reader), Scope::Log, 22).unwrap_err();
+        assert!(refused.message.contains("`s1` is private"), "{}", refused.message);
+        assert!(relay.admits(&l, Some(&reader), Scope::Stream("s0"), 22).is_ok());
+        assert!(relay.admits(&l, Some(&reader), Scope::Stream("s2"), 22).is_err());
+        // A later answer without the statement withdraws it.
+        assert_eq!(relay.take_statements(l, &origin_key, Vec::new(), 23).unwrap(), 0);
+        assert!(relay.admits(&l, Some(&reader), Scope::Stream("s0"), 24).is_err());
+    }
+}
