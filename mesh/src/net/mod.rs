@@ -118,8 +118,12 @@ impl Node {
             return Err(SyncError::Local("the key does not belong to this ledger".into()));
         }
         let peers = PeerStore::open(ledger.clone()).map_err(|e| SyncError::Local(e.to_string()))?;
-        let trust = crate::trust::store::TrustStore::open(ledger.clone())
-            .map_err(|e| SyncError::Local(e.to_string()))?;
+        let trust = crate::trust::store::TrustStore::open(
+            ledger.clone(),
+            peers.clone(),
+            secret.signing_key().clone(),
+        )
+        .map_err(|e| SyncError::Local(e.to_string()))?;
         let server = tls::server_config(&secret, &[ALPN_SYNC, ALPN_DHT, ALPN_MESH, ALPN_SWIM])
             .map_err(|e| SyncError::Local(format!("TLS setup: {e}")))?;
         let server = quinn::crypto::rustls::QuicServerConfig::try_from(server)

@@ -1,10 +1,11 @@
 //! The serving side: for each accepted connection, each stream carries one request. Every
 //! buffer a client can make the server hold is bounded, and every wait has a deadline:
 //!
-//! - The client's key is known once the handshake completes, so the authorisation decision
-//!   comes before any request is read: an unpinned client gets one stream at a time, a 16 KiB
-//!   receive window and 2 s to say `Hello` (and to learn that it must be pinned), then the
-//!   connection is closed.
+//! - The client's key is known once the handshake completes, so the caps are chosen before any
+//!   request is read: an unpinned client gets one stream at a time, a 16 KiB receive window,
+//!   2 s to say `Hello`, a share of a small pool of heavy answers, and the connection is closed
+//!   after its second refusal. What any client may read (public streams for a stranger) is
+//!   the serving core's decision, by the ledger's visibility policy.
 //! - Connections are capped in total, per pinned key, and for unpinned keys together.
 //! - Requests are read under a deadline and a 16 KiB cap (the server's stream receive windows
 //!   are small, so half-sent requests cannot pin memory).
@@ -49,9 +50,10 @@ const CHUNK_BYTES: usize = 256 << 10;
 pub(crate) const MAX_CONNECTIONS: usize = 512;
 /// Most connections of one pinned key at once.
 pub(crate) const MAX_CONNECTIONS_PER_KEY: usize = 8;
-/// How many requests an unpinned client may make on one connection (its `Hello`, and one to
-/// learn that it must be pinned).
-const UNPINNED_REQUESTS: usize = 2;
+/// How many refusals an unpinned client gets on one connection before it is closed.
+const UNPINNED_REFUSALS: usize = 2;
+/// Bundles and pages served at once to all unpinned clients together.
+const HEAVY_UNPINNED: usize = 4;
 
 /// Most connections of unpinned keys at once (they may only say `Hello`).
 pub(crate) const MAX_UNPINNED: usize = 64;
@@ -71,6 +73,8 @@ pub(crate) struct Limits {
     /// Connections of each pinned key, and the key's share of heavy answers.
     per_key: Mutex<HashMap<PeerId, (usize, Arc<Semaphore>)>>,
     heavy: Arc<Semaphore>,
+    /// The heavy answers of all unpinned clients together.
+    heavy_unpinned: Arc<Semaphore>,
     waiters: Mutex<HashMap<PeerId, usize>>,
 }
 
@@ -81,6 +85,7 @@ impl Default for Limits {
             unpinned: AtomicUsize::new(0),
             per_key: Mutex::default(),
             heavy: Arc::new(Semaphore::new(HEAVY_TOTAL)),
+            heavy_unpinned: Arc::new(Semaphore::new(HEAVY_UNPINNED)),
             waiters: Mutex::default(),
         }
     }
@@ -142,12 +147,17 @@ impl Limits {
         Some(Admitted { limits: self, key, pinned })
     }
 
-    /// Waits for a heavy answer's turn: one of `key`'s, then one of all.
+    /// Waits for a heavy answer's turn: one of `key`'s (of all unpinned clients', for an
+    /// unpinned key), then one of all.
     async fn heavy(
         &self,
         key: &PeerId,
     ) -> Option<(tokio::sync::OwnedSemaphorePermit, tokio::sync::OwnedSemaphorePermit)> {
-        let own = self.per_key.lock().get(key).map(|(_, s)| s.clone())?;
+        let own = self
+            .per_key
+            .lock()
+            .get(key)
+            .map_or_else(|| self.heavy_unpinned.clone(), |(_, s)| s.clone());
         let own = own.acquire_owned().await.ok()?;
         let all = self.heavy.clone().acquire_owned().await.ok()?;
         Some((own, all))
@@ -210,7 +220,10 @@ impl ProtocolHandler for SyncHandler {
                     let inner = inner.clone();
                     tokio::spawn(
                         async move {
-                            if let Err(e) = serve_stream(&inner, client, send, recv).await {
+                            let reader = inner.peers.ledger_of(&client);
+                            if let Err(e) =
+                                serve_stream(&inner, client, true, reader, send, recv).await
+                            {
                                 tracing::debug!(error = %e, "stream ended");
                             }
                         }
@@ -224,44 +237,65 @@ impl ProtocolHandler for SyncHandler {
     }
 }
 
-/// An unpinned client may only say `Hello` and learn that anything else needs a pin: one
-/// stream at a time, at most [`UNPINNED_REQUESTS`] of them, a tiny window, a short deadline for
-/// all of it, then the connection is closed.
+/// An unpinned client reads what the policy gives strangers (and the ledger its `Hello`
+/// proves, if trust reaches it): one stream at a time, a tiny window, a short deadline for its
+/// `Hello` and for every request after, and the connection closed at its second refusal.
 async fn serve_unpinned(inner: &Arc<Inner>, client: PeerId, conn: quinn::Connection) {
     conn.set_max_concurrent_bi_streams(quinn::VarInt::from_u32(1));
     conn.set_receive_window(quinn::VarInt::from_u32(16 << 10));
-    // The ledger the client says it is (a valid certificate in its Hello), for the operator.
-    let mut claimed: Option<String> = None;
-    let served = tokio::time::timeout(UNPINNED_DEADLINE, async {
-        for _ in 0..UNPINNED_REQUESTS {
-            let (mut send, mut recv) = conn.accept_bi().await.map_err(|e| e.to_string())?;
-            let frame =
-                read_frame(&mut recv, proto::MAX_REQUEST_FRAME).await.map_err(|e| e.to_string())?;
-            let request: Request = postcard::from_bytes(&frame).map_err(|e| e.to_string())?;
-            if let Some(c) = proto::handshake::client_certificate(&request, &client, now_ms()) {
-                claimed = Some(c.0.ledger_id.to_string());
-            }
-            let (decision, _) = inner.core.handle_request(&client, false, request, now_ms());
-            let Decision::Respond(response) = decision else {
-                return Err("an unpinned client's request needs no storage".to_owned());
-            };
-            write_answer(&mut send, response.into()).await?;
-            let _ = send.stopped().await;
+    // The ledger the client proved it is (a valid certificate in its Hello).
+    let mut claimed: Option<onoal_engine::LedgerId> = None;
+    let mut refusals = 0;
+    let mut deadline = UNPINNED_DEADLINE;
+    let ended = loop {
+        let next = tokio::time::timeout(deadline, conn.accept_bi()).await;
+        let (send, mut recv) = match next {
+            Err(_) => break "idle".to_owned(),
+            Ok(Err(e)) => break e.to_string(),
+            Ok(Ok(s)) => s,
+        };
+        deadline = REQUEST_READ_DEADLINE;
+        let frame = match tokio::time::timeout(
+            UNPINNED_DEADLINE,
+            read_frame(&mut recv, proto::MAX_REQUEST_FRAME),
+        )
+        .await
+        {
+            Ok(Ok(f)) => f,
+            Ok(Err(e)) => break e.to_string(),
+            Err(_) => break "the client sent no request in time".to_owned(),
+        };
+        let Ok(request) = postcard::from_bytes::<Request>(&frame) else {
+            break "an undecodable request".to_owned();
+        };
+        if let Some(c) = proto::handshake::client_certificate(&request, &client, now_ms()) {
+            claimed = Some(c.0.ledger_id);
         }
-        Ok::<_, String>(())
-    })
-    .await;
-    if let Ok(Err(e)) = served {
-        tracing::debug!(error = %e, "unpinned client");
+        match answer_request(inner, client, false, claimed, send, request).await {
+            Ok(None) => {}
+            Ok(Some(_refused)) => {
+                refusals += 1;
+                if refusals >= UNPINNED_REFUSALS {
+                    break "refused".to_owned();
+                }
+            }
+            Err(e) => break e,
+        }
+    };
+    tracing::debug!(reason = %ended, "unpinned client done");
+    if refusals > 0 {
+        // So the operator can pin it, if it should be served more.
+        let id = claimed.map(|c| c.to_string());
+        let id = id.as_deref().unwrap_or("LEDGER_ID");
+        tracing::info!(
+            key = %client.to_hex(),
+            ledger = claimed.map(|c| c.to_string()).as_deref().unwrap_or("unknown"),
+            "refused a client whose key is not pinned; to serve it: onoal peer add {id}@HOST:PORT --key {}",
+            client.to_hex()
+        );
     }
-    // So the operator can pin it, if it should be served.
-    let id = claimed.as_deref().unwrap_or("LEDGER_ID");
-    tracing::info!(
-        key = %client.to_hex(),
-        ledger = claimed.as_deref().unwrap_or("unknown"),
-        "refused a client whose key is not pinned; to serve it: onoal peer add {id}@HOST:PORT --key {}",
-        client.to_hex()
-    );
+    // The last answer may still be in flight: give the client a moment to read it and close.
+    let _ = tokio::time::timeout(UNPINNED_DEADLINE, conn.closed()).await;
     conn.close(quinn::VarInt::from_u32(0), b"pin this key to read more");
 }
 
@@ -274,6 +308,8 @@ fn report(inner: &Arc<Inner>, client: PeerId, violation: &PeerMisbehaved) {
 async fn serve_stream(
     inner: &Arc<Inner>,
     client: PeerId,
+    pinned: bool,
+    reader: Option<onoal_engine::LedgerId>,
     mut send: SendStream,
     mut recv: RecvStream,
 ) -> Result<(), String> {
@@ -302,15 +338,38 @@ async fn serve_stream(
             return Err(v.to_string());
         }
     };
-    let pinned = inner.peers.is_pinned(&client);
-    let (decision, learned) = inner.core.handle_request(&client, pinned, request, now_ms());
+    answer_request(inner, client, pinned, reader, send, request).await.map(drop)
+}
+
+/// Decides and sends the answer to one request; the refusal's code, if it was refused.
+async fn answer_request(
+    inner: &Arc<Inner>,
+    client: PeerId,
+    pinned: bool,
+    reader: Option<onoal_engine::LedgerId>,
+    mut send: SendStream,
+    request: Request,
+) -> Result<Option<ErrorCode>, String> {
+    let now = now_ms();
+    let access: serve::Access<'_> =
+        &|ledger, scope| inner.trust.admits(ledger, reader.as_ref(), scope, now);
+    let (decision, learned) = inner.core.handle_request(&client, pinned, access, request, now);
     if let Some((certificate, _)) = learned {
         let peers = inner.peers.clone();
         let capability = String::from_utf8_lossy(ALPN_SYNC).into_owned();
         tokio::task::spawn_blocking(move || peers.learn(&certificate, None, &capability, now_ms()));
     }
-    match decision {
-        Decision::Respond(r) => write_answer(&mut send, r.into()).await,
+    let written = match decision {
+        Decision::Respond(r) => {
+            let refused = match &r {
+                Response::Error { code, message } => {
+                    tracing::debug!(code = ?code, message = %message, "refused a request");
+                    Some(*code)
+                }
+                _ => None,
+            };
+            return write_answer(&mut send, r.into()).await.map(|()| refused);
+        }
         Decision::Execute(plan) => {
             // Bundles and pages are the heavy answers: a few at a time per key, and in all.
             let _permits = match plan {
@@ -334,24 +393,27 @@ async fn serve_stream(
                         "at most {WAITERS_PER_KEY} long polls per peer at once; try again later"
                     ),
                 };
-                return write_answer(&mut send, busy.into()).await;
+                return write_answer(&mut send, busy.into()).await.map(|()| Some(ErrorCode::Busy));
             }
             wait_for_checkpoint(inner, plan.ledger(), have, wait).await;
             inner.limits.end_wait(client);
             let answer = execute(inner, plan).await;
             write_answer(&mut send, answer).await
         }
-    }
+    };
+    written.map(|()| None)
 }
 
 async fn execute(inner: &Arc<Inner>, plan: Plan) -> Answer {
     let inner2 = inner.clone();
-    tokio::task::spawn_blocking(move || serve::execute(&inner2.ledger, &inner2.peers, plan))
-        .await
-        .unwrap_or_else(|e| {
-            Response::Error { code: ErrorCode::Internal, message: format!("the read failed: {e}") }
-                .into()
-        })
+    tokio::task::spawn_blocking(move || {
+        serve::execute(&inner2.ledger, &inner2.peers, &inner2.trust, plan)
+    })
+    .await
+    .unwrap_or_else(|e| {
+        Response::Error { code: ErrorCode::Internal, message: format!("the read failed: {e}") }
+            .into()
+    })
 }
 
 /// Returns once `ledger` can serve a checkpoint larger than `have`, or after `wait`.

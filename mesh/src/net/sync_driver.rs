@@ -16,7 +16,12 @@ use super::error::SyncError;
 use super::{Node, stream};
 use crate::id::PeerId;
 use crate::proto::sync::{FollowAction, FollowSession, SessionError, SessionMode};
-use crate::proto::{ALPN_SYNC, MAX_WAIT_MS, Response, handshake};
+use crate::proto::{ALPN_SYNC, MAX_WAIT_MS, PeerMisbehaved, Response, handshake};
+use crate::trust::TrustStatement;
+use crate::trust::visibility::{Scope, VisibilityPolicy};
+
+/// How often a follower asks its source for the followed ledger's policy and statements.
+const TRUST_EXCHANGE_EVERY: Duration = Duration::from_secs(30);
 
 /// How much of a ledger to sync.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -79,10 +84,19 @@ impl Node {
             let (addr, key) = self.source(ledger_id, from).await?;
             let conn = self.connect(addr, key).await?;
             let result = self.sync_on(&conn, ledger_id, mode, progress).await;
-            conn.close(quinn::VarInt::from_u32(0), b"done");
-            if result.is_ok() {
-                self.verified_outcome(&key);
+            match &result {
+                Ok(_) => {
+                    self.verified_outcome(&key);
+                    let read = (mode != SyncMode::Checkpoint).then_some(None);
+                    self.exchange_trust(&conn, ledger_id, key, read).await;
+                }
+                // Refused by the policy: take the policy, so a relay applies the newest.
+                Err(SyncError::Refused { .. }) => {
+                    self.exchange_trust(&conn, ledger_id, key, None).await;
+                }
+                Err(_) => {}
             }
+            conn.close(quinn::VarInt::from_u32(0), b"done");
             result
         }
         .instrument(span)
@@ -129,10 +143,18 @@ impl Node {
                 })
             }
             .await;
-            conn.close(quinn::VarInt::from_u32(0), b"done");
-            if result.is_ok() {
-                self.verified_outcome(&key);
+            match &result {
+                Ok(_) => {
+                    self.verified_outcome(&key);
+                    let read = Some(filter.stream.clone());
+                    self.exchange_trust(&conn, ledger_id, key, read).await;
+                }
+                Err(SyncError::Refused { .. }) => {
+                    self.exchange_trust(&conn, ledger_id, key, None).await;
+                }
+                Err(_) => {}
             }
+            conn.close(quinn::VarInt::from_u32(0), b"done");
             result
         }
         .instrument(span)
@@ -155,29 +177,37 @@ impl Node {
         async {
             self.check_not_forked(ledger_id).await?;
             let mut follow = FollowSession::new(ledger_id, MAX_WAIT_MS);
-            let mut conn: Option<Connection> = None;
+            let mut conn: Option<(Connection, PeerId)> = None;
+            // The trust exchange, at most every TRUST_EXCHANGE_EVERY while following.
+            let mut exchanged: Option<Instant> = None;
             loop {
                 let step: Result<(), SyncError> = match follow.poll_action(Instant::now()) {
                     FollowAction::Connect => match self.source(ledger_id, from).await {
                         Ok((addr, key)) => self.connect(addr, key).await.map(|c| {
-                            conn = Some(c);
+                            conn = Some((c, key));
                             follow.connected();
                         }),
                         Err(e) => Err(e),
                     },
                     FollowAction::Sync => match &conn {
                         None => Err(SyncError::Local("no connection to sync on".into())),
-                        Some(c) => self
-                            .sync_on(c, ledger_id, SyncMode::Incremental, &|_| {})
-                            .await
-                            .map(|s| {
-                                on_sync(&s);
+                        Some((c, key)) => {
+                            let synced =
+                                self.sync_on(c, ledger_id, SyncMode::Incremental, &|_| {}).await;
+                            if let Ok(s) = &synced {
+                                on_sync(s);
                                 follow.synced(TreeSize(s.checkpoint_size));
-                            }),
+                                if exchanged.is_none_or(|t| t.elapsed() >= TRUST_EXCHANGE_EVERY) {
+                                    exchanged = Some(Instant::now());
+                                    self.exchange_trust(c, ledger_id, *key, Some(None)).await;
+                                }
+                            }
+                            synced.map(drop)
+                        }
                     },
                     FollowAction::Wait(request) => match &conn {
                         None => Err(SyncError::Local("no connection to wait on".into())),
-                        Some(c) => {
+                        Some((c, _)) => {
                             let deadline = self.inner.config.request_timeout
                                 + Duration::from_millis(u64::from(MAX_WAIT_MS));
                             match stream::request(
@@ -207,7 +237,7 @@ impl Node {
                     Ok(()) => {}
                     Err(e) if e.is_transient() => {
                         tracing::info!(error = %e, "follow: reconnecting");
-                        if let Some(c) = conn.take() {
+                        if let Some((c, _)) = conn.take() {
                             c.close(quinn::VarInt::from_u32(0), b"reconnecting");
                         }
                         follow.failed(Instant::now());
@@ -284,6 +314,69 @@ impl Node {
             return Err(ReplicaError::Forked(ledger_id).into());
         }
         Ok(())
+    }
+
+    /// The seed's trust_request after a sync (best effort: an older source does not answer
+    /// it): keeps the newest policy of `ledger_id` and the statements it signed, checked
+    /// against its pinned key. When they came through a relay (`source` is not the ledger's
+    /// key), checks that what was read (`read`: `Some(None)` every stream, `Some(Some(s))`
+    /// stream `s`, `None` nothing but checkpoints) was within that policy for this node, and
+    /// records a violation against the relay when it was not.
+    async fn exchange_trust(
+        &self,
+        conn: &Connection,
+        ledger_id: LedgerId,
+        source: PeerId,
+        read: Option<Option<String>>,
+    ) {
+        let c = &self.inner.config;
+        let request = crate::proto::Request::Trust { ledger: ledger_id };
+        let response = match stream::request(conn, &request, c.max_frame, c.request_timeout).await {
+            Ok(Response::Trust { policy, statements }) => (policy, statements),
+            Ok(other) => {
+                return tracing::debug!(response = other.kind(), "no trust data from the source");
+            }
+            Err(e) => return tracing::debug!(error = %e, "no trust data from the source"),
+        };
+        let (peers, trust) = (self.inner.peers.clone(), self.inner.trust.clone());
+        let me = self.inner.ledger.identity().ledger_id;
+        let outcome = self
+            .blocking(move || -> Result<(), PeerMisbehaved> {
+                let Some(key) = peers.key_of(&ledger_id) else { return Ok(()) };
+                let now = now_ms();
+                let bad = |e: String| PeerMisbehaved::BadTrustData(e);
+                let (policy, statements) = response;
+                if !policy.is_empty() {
+                    let p: VisibilityPolicy =
+                        postcard::from_bytes(&policy).map_err(|e| bad(e.to_string()))?;
+                    if p.ledger != ledger_id {
+                        return Err(bad(format!("a policy of {} for {ledger_id}", p.ledger)));
+                    }
+                    trust.take_policy(p, &key).map_err(|e| bad(e.to_string()))?;
+                }
+                let list: Vec<TrustStatement> =
+                    postcard::from_bytes(&statements).map_err(|e| bad(e.to_string()))?;
+                trust
+                    .take_statements(ledger_id, &key, list, now)
+                    .map_err(|e| bad(e.to_string()))?;
+                if source.as_bytes() != &key
+                    && let Some(stream) = read
+                {
+                    let scope = match &stream {
+                        Some(s) => Scope::Stream(s),
+                        None => Scope::Log,
+                    };
+                    if let Err(refused) = trust.admits(&ledger_id, Some(&me), scope, now) {
+                        return Err(PeerMisbehaved::BeyondPolicy(refused.message));
+                    }
+                }
+                Ok(())
+            })
+            .await;
+        if let Ok(Err(violation)) = outcome {
+            tracing::warn!(%violation, "the source of {ledger_id}");
+            let _ = self.misbehaved(conn, violation);
+        }
     }
 
     /// Where to sync `ledger_id` from: `from`, or its pinned address; with the key to expect.

@@ -94,6 +94,12 @@ pub enum Request {
         /// Width.
         width: u32,
     },
+    /// The seed's trust_request: the newest visibility policy of `ledger` the server holds,
+    /// and the trust statements `ledger` signed (fresh ones when it is the server's own).
+    Trust {
+        /// Ledger id.
+        ledger: LedgerId,
+    },
 }
 
 impl Request {
@@ -109,6 +115,7 @@ impl Request {
             Self::WaitCheckpoint { .. } => "WaitCheckpoint",
             Self::Consistency { .. } => "Consistency",
             Self::Range { .. } => "Range",
+            Self::Trust { .. } => "Trust",
         }
     }
 }
@@ -128,6 +135,9 @@ pub enum ErrorCode {
     /// The client has too many requests of this kind open at this server (long polls); try
     /// again later.
     Busy,
+    /// The ledger's visibility policy does not let the client read this; the message names
+    /// the rule and the streams it may read.
+    NotVisible,
 }
 
 /// A response, first frame the server writes on the request's stream.
@@ -181,6 +191,16 @@ pub enum Response {
         /// RFC 9162 consistency proof from the old size to the new one.
         proof: Vec<Hash>,
     },
+    /// The seed's trust_response to [`Request::Trust`]: postcard bytes the client checks
+    /// against the ledger's key before it keeps anything.
+    Trust {
+        /// The signed `VisibilityPolicy`; empty when the server holds none.
+        #[serde(with = "serde_bytes")]
+        policy: Vec<u8>,
+        /// The ledger's signed `TrustStatement`s, as one postcard `Vec`.
+        #[serde(with = "serde_bytes")]
+        statements: Vec<u8>,
+    },
 }
 
 impl Response {
@@ -195,6 +215,7 @@ impl Response {
             Self::Bundle { .. } => "Bundle",
             Self::Error { .. } => "Error",
             Self::Consistency { .. } => "Consistency",
+            Self::Trust { .. } => "Trust",
         }
     }
 }

@@ -77,6 +77,12 @@ pub enum PeerMisbehaved {
     /// A filtered page whose next cursor does not advance.
     #[error("violated the protocol: a filtered page's next cursor does not advance")]
     CursorStalled,
+    /// A visibility policy or trust statement that does not check against its signer's key.
+    #[error("sent trust data that does not check: {0}")]
+    BadTrustData(String),
+    /// A relay served a replica beyond what the replica's origin allows this receiver.
+    #[error("served data beyond its origin's visibility policy: {0}")]
+    BeyondPolicy(String),
     /// A request accepted on a stream and never answered.
     #[error("did not answer the {request} request within {after_ms} ms")]
     Unresponsive {
@@ -100,7 +106,9 @@ impl PeerMisbehaved {
             | Self::BundleCount { .. }
             | Self::BadCertificate(_)
             | Self::CertificateMismatch(_)
-            | Self::EntryOutsideFilter => Penalty::Severe,
+            | Self::EntryOutsideFilter
+            | Self::BadTrustData(_) => Penalty::Severe,
+            Self::BeyondPolicy(_) => Penalty::Moderate,
             Self::OversizeFrame { .. }
             | Self::UndecodableResponse(_)
             | Self::UndecodableRequest(_)
@@ -125,6 +133,8 @@ impl PeerMisbehaved {
             | Self::EntryOutsideFilter
             | Self::CursorStalled => "protocol_violation",
             Self::Unresponsive { .. } => "timeout",
+            Self::BadTrustData(_) => "bad_trust_data",
+            Self::BeyondPolicy(_) => "beyond_policy",
         }
     }
 }

@@ -1,9 +1,12 @@
 //! The server's decisions, without network I/O. [`ServeCore::handle_request`] authorises a
-//! request (today: the client's key must be pinned; `Hello` is for anyone) and either answers at
-//! once or returns a [`Plan`]: which engine reads answer it. [`execute`] runs a plan over the
-//! ledger's reads (blocking: RocksDB) and builds the response, with a bundle's entry frames;
-//! [`wait_check`] says when a long poll can be answered. Trust and stream visibility will plug
-//! into `handle_request`, so what a node serves is decided in one place.
+//! request by the visibility policy of the ledger it reads (`Hello` and the server's own
+//! certificate are for anyone; everything else asks the [`Access`] what the client may read:
+//! every stream for a full sync, one stream for a filtered sync of it, at least one stream for
+//! checkpoints and proofs of sizes) and either answers at once or returns a [`Plan`]: which
+//! engine reads answer it. [`execute`] runs a plan over the ledger's reads (blocking: RocksDB)
+//! and builds the response, with a bundle's entry frames; [`wait_check`] says when a long poll
+//! can be answered. What a node serves, its own log or a replica, is decided here and nowhere
+//! else.
 
 use std::time::Duration;
 
@@ -16,6 +19,11 @@ use super::message::{ErrorCode, ProvenEntryWire, Request, Response};
 use super::{MAX_PAGE_BYTES, MAX_PAGE_ENTRIES, MAX_WAIT_MS, handshake};
 use crate::id::PeerId;
 use crate::peer::PeerStore;
+use crate::trust::store::TrustStore;
+use crate::trust::visibility::{Refused, Scope};
+
+/// What the client may read: `Ok` when the policy of `ledger` admits it for `scope`.
+pub type Access<'a> = &'a dyn Fn(&LedgerId, Scope<'_>) -> Result<(), Refused>;
 
 /// How to answer a request.
 #[derive(Debug)]
@@ -80,6 +88,11 @@ pub enum Plan {
         /// New size.
         new: u64,
     },
+    /// The newest visibility policy of a ledger and the statements it signed.
+    Trust {
+        /// Whose.
+        ledger: LedgerId,
+    },
     /// A page of a filtered sync.
     Entries {
         /// Whose.
@@ -104,6 +117,7 @@ impl Plan {
             | Self::CheckpointAt { ledger, .. }
             | Self::Bundle { ledger, .. }
             | Self::Consistency { ledger, .. }
+            | Self::Trust { ledger }
             | Self::Entries { ledger, .. } => *ledger,
         }
     }
@@ -210,12 +224,13 @@ impl ServeCore {
     }
 
     /// Decides how to answer `request` from `client`; `pinned` says whether the operator pinned
-    /// the client's key. Also returns the client's certificate to record when a pinned client
-    /// sent a valid one in `Hello`.
+    /// the client's key, `access` what the client may read. Also returns the client's
+    /// certificate to record when a pinned client sent a valid one in `Hello`.
     pub fn handle_request(
         &self,
         client: &PeerId,
         pinned: bool,
+        access: Access<'_>,
         request: Request,
         now_ms: u64,
     ) -> (Decision, Option<(LedgerCertificate, Identity)>) {
@@ -225,12 +240,18 @@ impl ServeCore {
             let hello = Response::Hello { certificate: self.certificate.clone() };
             return (Decision::Respond(hello), learned);
         }
-        // Data is private by default: only pinned peers may read it.
-        if !pinned {
-            let message = format!(
-                "this node serves pinned peers only; its operator must run: onoal peer add YOUR_LEDGER_ID@HOST:PORT --key {client}"
-            );
-            return (Decision::Respond(refuse(ErrorCode::NotPinned, message)), None);
+        if let Some((ledger, scope)) = self.scope_of(&request)
+            && let Err(refused) = access(&ledger, scope)
+        {
+            let hint = if pinned {
+                String::new()
+            } else {
+                format!(
+                    "; this node does not know your key (pinned peers start at trust 0.5): its operator can run onoal peer add YOUR_LEDGER_ID@HOST:PORT --key {client}"
+                )
+            };
+            let message = format!("{refused}{hint}");
+            return (Decision::Respond(refuse(ErrorCode::NotVisible, message)), None);
         }
         let decision = match request {
             Request::Hello { .. } => {
@@ -268,6 +289,7 @@ impl ServeCore {
             Request::Consistency { ledger, old, new } => {
                 Decision::Execute(Plan::Consistency { ledger, old: old.0, new: new.0 })
             }
+            Request::Trust { ledger } => Decision::Execute(Plan::Trust { ledger }),
             Request::Entries { ledger, size, filter, cursor, limit } => {
                 Decision::Execute(Plan::Entries {
                     ledger,
@@ -279,6 +301,28 @@ impl ServeCore {
             }
         };
         (decision, None)
+    }
+
+    /// The ledger a request reads and how much of it; `None` for what anyone may have (the
+    /// server's own certificate).
+    fn scope_of<'r>(&self, request: &'r Request) -> Option<(LedgerId, Scope<'r>)> {
+        match request {
+            Request::Hello { .. } => None,
+            Request::Certificate { ledger } if *ledger == self.certificate.ledger_id => None,
+            Request::Certificate { ledger }
+            | Request::Checkpoint { ledger, .. }
+            | Request::WaitCheckpoint { ledger, .. }
+            | Request::CheckpointAt { ledger, .. }
+            | Request::Consistency { ledger, .. }
+            | Request::Trust { ledger } => Some((*ledger, Scope::Any)),
+            Request::Bundle { ledger, .. } | Request::Range { ledger, .. } => {
+                Some((*ledger, Scope::Log))
+            }
+            Request::Entries { ledger, filter, .. } => match &filter.stream {
+                Some(s) => Some((*ledger, Scope::Stream(s))),
+                None => Some((*ledger, Scope::Log)),
+            },
+        }
     }
 }
 
@@ -308,7 +352,7 @@ pub fn newer_checkpoint(log: &Log, have: u64) -> bool {
 }
 
 /// Runs `plan` over the ledger's reads (blocking). Never fails: errors become refusals.
-pub fn execute(ledger: &Ledger, peers: &PeerStore, plan: Plan) -> Answer {
+pub fn execute(ledger: &Ledger, peers: &PeerStore, trust: &TrustStore, plan: Plan) -> Answer {
     let internal = |e: String| Answer::from(refuse(ErrorCode::Internal, e));
     let with_log = |id: LedgerId, f: &dyn Fn(&Log) -> Answer| match ledger.log_of(&id) {
         Some(log) => f(&log),
@@ -324,6 +368,7 @@ pub fn execute(ledger: &Ledger, peers: &PeerStore, plan: Plan) -> Answer {
             },
             _ => refuse(ErrorCode::UnknownLedger, format!("no ledger {id} here")).into(),
         },
+        Plan::Trust { ledger: id } => trust_response(trust, id).into(),
         Plan::Checkpoint { ledger: id, have } => {
             with_log(id, &|log| checkpoint_response(log, have).map_or_else(internal, Answer::from))
         }
@@ -359,6 +404,20 @@ pub fn execute(ledger: &Ledger, peers: &PeerStore, plan: Plan) -> Answer {
             bundle(log, size, first, width, count)
                 .unwrap_or_else(|e| refuse(ErrorCode::BadRequest, e).into())
         }),
+    }
+}
+
+/// The policy of `id` and its statements: this node's own, signed now, or those held.
+fn trust_response(trust: &TrustStore, id: LedgerId) -> Response {
+    let now = onoal_engine::time::now_ms();
+    let (policy, statements) = if id == trust.me() {
+        (trust.has_policy(&id).then(|| trust.policy(&id)), trust.own_statements(now))
+    } else {
+        (trust.has_policy(&id).then(|| trust.policy(&id)), trust.statements_of(&id))
+    };
+    Response::Trust {
+        policy: policy.map(|p| postcard::to_stdvec(&p).unwrap_or_default()).unwrap_or_default(),
+        statements: postcard::to_stdvec(&statements).unwrap_or_default(),
     }
 }
 

@@ -26,3 +26,4 @@ mod tamper;
 mod torn_wal;
 mod trust;
 mod util;
+mod visibility;

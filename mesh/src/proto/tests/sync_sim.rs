@@ -22,6 +22,7 @@ use crate::proto::sync::{
 };
 use crate::proto::{MAX_WAIT_MS, handshake};
 use crate::sim::net::{Conditions, Net};
+use crate::trust::store::TrustStore;
 
 /// A request or an answer, on a stream the client numbered.
 #[derive(Debug)]
@@ -64,6 +65,7 @@ struct Follower {
 pub(crate) struct SimNode {
     pub(crate) ledger: Arc<Ledger>,
     peers: PeerStore,
+    trust: TrustStore,
     core: ServeCore,
     key: PeerId,
     follower: Option<Follower>,
@@ -80,7 +82,10 @@ fn new_node(i: usize) -> SimNode {
     let cert =
         LedgerCertificate::issue(ledger.identity(), secret.signing_key(), now_ms(), 86_400_000);
     let peers = PeerStore::open(ledger.clone()).unwrap();
+    let trust =
+        TrustStore::open(ledger.clone(), peers.clone(), secret.signing_key().clone()).unwrap();
     SimNode {
+        trust,
         key: PeerId::new(secret.public()),
         core: ServeCore::new(cert),
         peers,
@@ -133,6 +138,19 @@ impl Sim {
             for b in &nodes {
                 if a.key != b.key {
                     a.peers.pin(b.ledger.identity().ledger_id, *b.key.as_bytes(), None).unwrap();
+                }
+            }
+        }
+        // Every node holds every other node's trust statements (as a trust_request to each
+        // would give it), so relays serve replicas within their origins' policies.
+        for a in &nodes {
+            for b in &nodes {
+                if a.key != b.key {
+                    let statements = b.trust.own_statements(now_ms());
+                    let signer = b.ledger.identity().ledger_id;
+                    a.trust
+                        .take_statements(signer, b.key.as_bytes(), statements, now_ms())
+                        .unwrap();
                 }
             }
         }
@@ -249,11 +267,16 @@ impl Sim {
                 let client = self.nodes[from].key;
                 let node = &mut self.nodes[to];
                 let pinned = node.peers.is_pinned(&client);
-                let (decision, _) = node.core.handle_request(&client, pinned, request, now_ms());
+                let reader = node.peers.ledger_of(&client);
+                let trust = &node.trust;
+                let access: serve::Access<'_> =
+                    &|l, scope| trust.admits(l, reader.as_ref(), scope, now_ms());
+                let (decision, _) =
+                    node.core.handle_request(&client, pinned, access, request, now_ms());
                 match decision {
                     Decision::Respond(r) => self.net.send(to, from, answer_msg(stream, r.into())),
                     Decision::Execute(plan) => {
-                        let answer = serve::execute(&node.ledger, &node.peers, plan);
+                        let answer = serve::execute(&node.ledger, &node.peers, &node.trust, plan);
                         self.net.send(to, from, answer_msg(stream, answer));
                     }
                     Decision::Wait { plan, have, wait } => {
@@ -335,7 +358,7 @@ impl Sim {
             if ready || now >= *deadline {
                 let (client, stream, plan) = (*client, *stream, plan.clone());
                 node.waits.remove(k);
-                let answer = serve::execute(&node.ledger, &node.peers, plan);
+                let answer = serve::execute(&node.ledger, &node.peers, &node.trust, plan);
                 self.net.send(i, client, answer_msg(stream, answer));
                 return self.serve_waits(i);
             }
@@ -446,13 +469,18 @@ impl Sim {
                     return;
                 }
                 Event::Failed(e) => {
-                    // Lost messages, and a relay that holds nothing yet, are the only ways an
-                    // honest session ends early; both are retried.
+                    // Lost messages, a relay that holds nothing yet, and a policy that does not
+                    // let this node read are the only ways an honest session ends early; all are
+                    // retried.
                     assert!(
                         matches!(
                             e,
                             SessionError::TimedOut { .. }
-                                | SessionError::Refused(crate::proto::ErrorCode::UnknownLedger, _)
+                                | SessionError::Refused(
+                                    crate::proto::ErrorCode::UnknownLedger
+                                        | crate::proto::ErrorCode::NotVisible,
+                                    _
+                                )
                         ),
                         "an honest session failed: {e}"
                     );
@@ -556,4 +584,41 @@ fn a_follower_short_of_memory_defers_bundles_and_still_ends_equal() {
     assert_eq!(r.head().unwrap(), sim.nodes[0].ledger.head().unwrap());
     r.verify(&|_| {}).unwrap();
     assert!(sim.deferred > 0, "no bundle was deferred: the budget was not exercised");
+}
+
+#[test]
+fn a_relay_stops_serving_what_the_origin_closes_and_resumes_when_it_opens() {
+    use crate::trust::visibility::Visibility;
+    // A -> B -> C; B serves C its replica of A within A's policy.
+    let conditions =
+        Conditions { latency: (Duration::from_millis(5), Duration::from_millis(20)), loss: 0.0 };
+    let mut sim = Sim::new(3, 0x7a11, conditions);
+    let a = sim.nodes[0].ledger.identity().ledger_id;
+    let a_key = *sim.nodes[0].key.as_bytes();
+    sim.append(0, 600, "open");
+    sim.follow(1, 0, a);
+    sim.follow(2, 1, a);
+    let t0 = sim.net.now();
+    sim.run_until(t0 + Duration::from_secs(10));
+    let held =
+        |sim: &Sim, n: usize| sim.nodes[n].ledger.replica(&a).map_or(0, |r| r.head().unwrap().size);
+    assert_eq!((held(&sim, 1), held(&sim, 2)), (600, 600));
+
+    // A closes stream `a`; B holds the new policy (as the trust exchange gives it to B).
+    let now = now_ms();
+    let policy = sim.nodes[0].trust.set_visibility(Some("a"), Visibility::Private, now).unwrap();
+    assert!(sim.nodes[1].trust.take_policy(policy, &a_key).unwrap());
+    let failures_before = sim.follower_stats(1).1 + sim.follower_stats(2).1;
+    sim.append(0, 300, "closed");
+    sim.run_until(t0 + Duration::from_secs(40));
+    assert_eq!((held(&sim, 1), held(&sim, 2)), (600, 600), "nothing new left A or B");
+    let failures = sim.follower_stats(1).1 + sim.follower_stats(2).1;
+    assert!(failures > failures_before, "both followers were refused");
+
+    // A opens it again: both catch up, verified.
+    let policy = sim.nodes[0].trust.set_visibility(Some("a"), Visibility::Public, now + 1).unwrap();
+    assert!(sim.nodes[1].trust.take_policy(policy, &a_key).unwrap());
+    sim.run_until(t0 + Duration::from_secs(120));
+    assert_eq!((held(&sim, 1), held(&sim, 2)), (900, 900));
+    sim.nodes[2].ledger.replica(&a).unwrap().verify(&|_| {}).unwrap();
 }
