@@ -221,6 +221,11 @@ pub(crate) enum Command {
         #[command(subcommand)]
         what: TrustCommand,
     },
+    /// Who may read this ledger's streams (served to peers, and by relays holding a replica).
+    Stream {
+        #[command(subcommand)]
+        what: StreamCommand,
+    },
     /// Sync the replica of LEDGER_ID from a pinned peer, verifying everything received.
     Sync {
         /// Ledger to replicate.
@@ -322,10 +327,29 @@ pub(crate) enum TrustCommand {
     Show { ledger_id: String },
     /// Every ledger trusted (directly, as an anchor, or through them), best first.
     List,
+    /// How FROM trusts TO as far as this ledger knows (its own decisions, and the signed
+    /// statements it holds): the best path and each hop.
+    Path { from: String, to: String },
     /// Trust anchors: trusted at 1.0, and the start of chains.
     Anchor {
         #[command(subcommand)]
         what: AnchorCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum StreamCommand {
+    /// Show the policy, or set STREAM (or, with --default, every stream not named) to
+    /// private (no one), public (anyone) or trusted:T (peers this ledger trusts at least T):
+    /// `onoal stream visibility orders trusted:0.7`.
+    Visibility {
+        /// The stream.
+        stream: Option<String>,
+        /// private, public or trusted:T.
+        visibility: Option<String>,
+        /// Set the default for every stream not named to this.
+        #[arg(long, value_name = "VISIBILITY", conflicts_with_all = ["stream", "visibility"])]
+        default: Option<String>,
     },
 }
 
@@ -682,6 +706,7 @@ pub(crate) fn command_name(c: &Command) -> &'static str {
         Command::Man => "man",
         Command::Peer { .. } => "peer",
         Command::Trust { .. } => "trust",
+        Command::Stream { .. } => "stream",
         Command::Sync { .. } => "sync",
         Command::Restore { .. } => "restore",
         Command::Replicas { .. } => "replicas",

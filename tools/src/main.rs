@@ -72,6 +72,7 @@ fn check_globals(cli: &Cli) -> Result<()> {
             | Command::Bench { .. }
             | Command::Peer { what: PeerCommand::Add { .. } | PeerCommand::Remove { .. } }
             | Command::Trust { .. }
+            | Command::Stream { .. }
             | Command::Forks { what: Some(_) }
             | Command::Replicas { what: Some(_) }
     ) || matches!(cli.command, Command::Checkpoint { size: None } if cli.ledger.is_none());
@@ -119,6 +120,7 @@ fn run(cli: &Cli) -> Result<ExitCode> {
         }
         Command::Peer { what: PeerCommand::List } => cmd::mesh::peer_list(cli)?,
         Command::Trust { what } => cmd::trust::run(cli, what)?,
+        Command::Stream { what } => cmd::trust::stream(cli, what)?,
         Command::Peer { what: PeerCommand::Connect { ledger_id, timeout_ms } } => {
             cmd::mesh::peer_connect(cli, ledger_id, *timeout_ms)?;
         }

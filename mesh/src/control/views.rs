@@ -211,6 +211,19 @@ pub struct PeerView {
     pub misbehaviour: Vec<MisbehaviourView>,
     /// How this node knows it: `manual` (pinned with `peer add`).
     pub source: String,
+    /// This node's trust in it, derived (a pin alone: 0.5).
+    pub trust: Option<f64>,
+}
+
+impl PeerView {
+    /// With this node's trust in it.
+    pub fn with_trust(mut self, trust: &crate::trust::store::TrustStore, now_ms: u64) -> Self {
+        if let Ok(id) = self.ledger_id.parse() {
+            let level = trust.level(trust.me(), &id, now_ms);
+            self.trust = Some((level * 1e6).round() / 1e6);
+        }
+        self
+    }
 }
 
 /// A ledger's signed record as discovery found it.
@@ -314,6 +327,7 @@ impl From<&PeerRecord> for PeerView {
                 })
                 .collect(),
             source: "manual".into(),
+            trust: None,
         }
     }
 }

@@ -48,7 +48,9 @@ pub(crate) async fn peers(State(state): State<AppState>) -> Result<Json<PeerList
             RecordView::from(k).with_member(member)
         })
         .collect();
-    Ok(Json(PeerList { peers: list.iter().map(PeerView::from).collect(), discovered }))
+    let now = onoal_engine::time::now_ms();
+    let peers = list.iter().map(|p| PeerView::from(p).with_trust(node.trust(), now)).collect();
+    Ok(Json(PeerList { peers, discovered }))
 }
 
 /// A member: a ledger this node heartbeats (the seed's mesh_connections columns).
@@ -518,6 +520,9 @@ pub struct TopologyNode {
     /// Heartbeat round trip, smoothed (ms).
     #[serde(default)]
     pub latency_ms: Option<u32>,
+    /// This node's trust in it (derived; absent for itself).
+    #[serde(default)]
+    pub trust: Option<f64>,
 }
 
 /// An edge: `from` knows (`pinned`), follows (`follows`) or holds a replica of (`replica`) `to`.
@@ -557,6 +562,7 @@ pub(crate) async fn topology(State(state): State<AppState>) -> Result<Json<Topol
             misbehaviour_count: 0,
             status: None,
             latency_ms: None,
+            trust: None,
         }];
         let mut edges = Vec::new();
         for p in node.peers().list()? {
@@ -570,6 +576,7 @@ pub(crate) async fn topology(State(state): State<AppState>) -> Result<Json<Topol
                 misbehaviour_count: p.misbehaviour_count,
                 status: None,
                 latency_ms: None,
+                trust: None,
             });
         }
         for k in node.discovery_status().known {
@@ -590,6 +597,7 @@ pub(crate) async fn topology(State(state): State<AppState>) -> Result<Json<Topol
                 misbehaviour_count: 0,
                 status: None,
                 latency_ms: None,
+                trust: None,
             });
         }
         for f in control.follows() {
@@ -611,6 +619,7 @@ pub(crate) async fn topology(State(state): State<AppState>) -> Result<Json<Topol
                     misbehaviour_count: 0,
                     status: None,
                     latency_ms: None,
+                    trust: None,
                 });
             }
             edges.push(TopologyEdge { from: me_id.clone(), to: id, kind: "replica".into() });
@@ -620,6 +629,12 @@ pub(crate) async fn topology(State(state): State<AppState>) -> Result<Json<Topol
             if let Some(n) = nodes.iter_mut().find(|n| n.ledger_id == id) {
                 n.status = Some(member.status.as_str().to_owned());
                 n.latency_ms = member.latency_ms;
+            }
+        }
+        let (trust, now) = (node.trust(), onoal_engine::time::now_ms());
+        for n in nodes.iter_mut().skip(1) {
+            if let Ok(id) = n.ledger_id.parse::<LedgerId>() {
+                n.trust = Some((trust.level(trust.me(), &id, now) * 1e6).round() / 1e6);
             }
         }
         Ok(Topology { nodes, edges })
@@ -731,7 +746,7 @@ pub(crate) async fn trust(State(state): State<AppState>) -> Json<TrustList> {
     let store = node.trust();
     let now = onoal_engine::time::now_ms();
     let mut trusted: Vec<TrustShow> = store
-        .graph()
+        .graph(now)
         .derive(now, crate::trust::DEFAULT_MAX_DEPTH)
         .into_keys()
         .map(|id| TrustShow::from(store.show(id, now)))
@@ -765,6 +780,19 @@ pub(crate) async fn trust_show(
     Ok(Json(state.control.node().trust().show(id, onoal_engine::time::now_ms()).into()))
 }
 
+/// How one ledger trusts another as far as this node knows (its decisions and the signed
+/// statements it holds), with the path.
+#[utoipa::path(get, path = "/mesh/trust/path/{from}/{to}", tag = "mesh",
+    responses((status = 200, body = TrustShow), (status = 400, body = ErrorBody)))]
+pub(crate) async fn trust_path(
+    State(state): State<AppState>,
+    Path((from, to)): Path<(String, String)>,
+) -> Result<Json<TrustShow>, ApiError> {
+    let (from, to) = (ledger_param(&from)?, ledger_param(&to)?);
+    let now = onoal_engine::time::now_ms();
+    Ok(Json(state.control.node().trust().path(from, to, now).into()))
+}
+
 /// Make a ledger a trust anchor (1.0, a start of chains).
 #[utoipa::path(post, path = "/mesh/trust/anchors", tag = "mesh", request_body = TrustAnchor,
     responses((status = 200, body = TrustShow), (status = 400, body = ErrorBody)))]
@@ -789,6 +817,95 @@ pub(crate) async fn trust_anchor_remove(
     let node = state.control.node();
     node.trust().set_anchor(id, false).map_err(trust_error)?;
     Ok(Json(node.trust().show(id, onoal_engine::time::now_ms()).into()))
+}
+
+/// One stream's visibility.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct StreamVisibility {
+    /// The stream.
+    pub stream: String,
+    /// private, public, or trusted:T.
+    pub visibility: String,
+}
+
+/// This ledger's visibility policy: who may read which streams.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct VisibilityShow {
+    /// Whose.
+    pub ledger_id: String,
+    /// Increases with every change (0: never set, the default applies).
+    pub version: u64,
+    /// When it was signed (ms since the epoch; 0 when never set).
+    pub issued_ms: u64,
+    /// Every stream not named below: private, public, or trusted:T.
+    pub default: String,
+    /// Streams with their own visibility.
+    pub streams: Vec<StreamVisibility>,
+    /// Whether it is signed (every policy set by an operator is).
+    pub signed: bool,
+}
+
+impl From<crate::trust::visibility::VisibilityPolicy> for VisibilityShow {
+    fn from(p: crate::trust::visibility::VisibilityPolicy) -> Self {
+        Self {
+            ledger_id: p.ledger.to_string(),
+            version: p.version,
+            issued_ms: p.issued_ms,
+            default: p.default.to_string(),
+            streams: p
+                .streams
+                .iter()
+                .map(|(s, v)| StreamVisibility { stream: s.clone(), visibility: v.to_string() })
+                .collect(),
+            signed: !p.signature.is_empty(),
+        }
+    }
+}
+
+/// Set a stream's visibility, or the default.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VisibilitySet {
+    /// The stream; absent: the default of every stream not named.
+    pub stream: Option<String>,
+    /// private, public, or trusted:T (0 < T <= 1).
+    pub visibility: String,
+}
+
+/// This ledger's visibility policy (or, with `ledger_id`, the newest held for a replica).
+#[utoipa::path(get, path = "/mesh/visibility", tag = "mesh",
+    params(("ledger_id" = Option<String>, Query, description = "a replicated ledger")),
+    responses((status = 200, body = VisibilityShow), (status = 400, body = ErrorBody)))]
+pub(crate) async fn visibility(
+    State(state): State<AppState>,
+    Query(q): Query<std::collections::HashMap<String, String>>,
+) -> Result<Json<VisibilityShow>, ApiError> {
+    let node = state.control.node();
+    let id = match q.get("ledger_id") {
+        Some(t) => ledger_param(t)?,
+        None => node.trust().me(),
+    };
+    Ok(Json(node.trust().policy(&id).into()))
+}
+
+/// Set who may read a stream (or every stream not named): the next version of this ledger's
+/// signed policy, in force for the next request.
+#[utoipa::path(post, path = "/mesh/visibility", tag = "mesh", request_body = VisibilitySet,
+    responses((status = 200, body = VisibilityShow), (status = 400, body = ErrorBody)))]
+pub(crate) async fn visibility_set(
+    State(state): State<AppState>,
+    Json(req): Json<VisibilitySet>,
+) -> Result<Json<VisibilityShow>, ApiError> {
+    let v: crate::trust::visibility::Visibility =
+        req.visibility.parse().map_err(|e: crate::trust::visibility::VisibilityError| {
+            ApiError::bad_request(e.to_string())
+        })?;
+    let node = state.control.node();
+    let p = node
+        .trust()
+        .set_visibility(req.stream.as_deref(), v, onoal_engine::time::now_ms())
+        .map_err(trust_error)?;
+    Ok(Json(p.into()))
 }
 
 /// What to sync.

@@ -38,7 +38,7 @@ pub use mesh::{
     DiscoverParams, DiscoverResult, DiscoveryView, FollowList, MemberRequest, MessageList,
     MessageParams, MessageView, PeerList, SwimMemberView, SyncAnswer, SyncRequest, Topology,
     TopologyEdge, TopologyNode, TrustAnchor, TrustList, TrustSet, TrustShow, Unfollowed,
-    message_list,
+    VisibilitySet, VisibilityShow, message_list,
 };
 pub use openapi::openapi_json;
 
@@ -148,7 +148,9 @@ pub fn router(control: Control, config: &HttpConfig) -> Router {
         .route("/mesh/follows", get(mesh::follows))
         .route("/mesh/follows/{ledger_id}", delete(mesh::unfollow))
         .route("/mesh/trust", get(mesh::trust).post(mesh::trust_set))
+        .route("/mesh/visibility", get(mesh::visibility).post(mesh::visibility_set))
         .route("/mesh/trust/anchors", post(mesh::trust_anchor_add))
+        .route("/mesh/trust/path/{from}/{to}", get(mesh::trust_path))
         .route("/mesh/trust/anchors/{ledger_id}", delete(mesh::trust_anchor_remove))
         .route("/mesh/trust/{ledger_id}", get(mesh::trust_show))
         .route("/tlog/{ledger}/checkpoint", get(tlog::checkpoint))

@@ -72,6 +72,8 @@ fn the_dashboard_renders_live_figures_in_a_real_browser() {
         "{dom}"
     );
     assert!(dom.contains("<td>oid:onoal:test:a</td>"), "{dom}");
+    // B's trust in A: the pin's 0.5, raised by the verified sync.
+    assert!(dom.contains("<td>0.51</td>"), "A's trust in the peers table: {dom}");
     assert!(dom.contains(&a.id[..8]), "{dom}");
     assert!(dom.contains("<circle"), "the topology is drawn: {dom}");
     assert!(dom.contains("DHT nodes "), "the discovery counters are shown: {dom}");

@@ -58,6 +58,36 @@ pub(crate) struct ServeConfig {
     dns_server: Option<String>,
     refresh_interval: Option<u64>,
     durability: Option<DurabilityArg>,
+    /// `[visibility]`: `default = "trusted:0.4"` and `[visibility.streams]` `name = "private"`;
+    /// applied at start (a change is the policy's next signed version).
+    visibility: Option<VisibilityConfig>,
+}
+
+/// Stream visibility from the config file.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct VisibilityConfig {
+    default: Option<String>,
+    streams: Option<std::collections::BTreeMap<String, String>>,
+}
+
+impl VisibilityConfig {
+    /// The changes it asks for, checked: (stream or `None` for the default, visibility).
+    fn changes(&self) -> Result<Vec<(Option<String>, onoal_mesh::trust::visibility::Visibility)>> {
+        let parse = |v: &str, what: &str| {
+            v.parse().map_err(|e| anyhow!("config file [visibility] {what}: {e}"))
+        };
+        let mut out = Vec::new();
+        if let Some(d) = &self.default {
+            out.push((None, parse(d, "default")?));
+        }
+        for (stream, v) in self.streams.iter().flatten() {
+            onoal_mesh::trust::visibility::check_stream(stream)
+                .map_err(|e| anyhow!("config file [visibility.streams]: {e}"))?;
+            out.push((Some(stream.clone()), parse(v, stream)?));
+        }
+        Ok(out)
+    }
 }
 
 /// The file's settings with the flags laid over them, defaults filled in.
@@ -107,6 +137,7 @@ pub(crate) fn effective(cli: &Cli, args: &ServeArgs) -> Result<ServeConfig> {
         dns_server: args.dns_server.clone().or(file.dns_server),
         refresh_interval: Some(args.refresh_interval.or(file.refresh_interval).unwrap_or(60)),
         durability: Some(cli.durability.or(file.durability).unwrap_or(DurabilityArg::Sync)),
+        visibility: file.visibility,
     })
 }
 
@@ -196,6 +227,7 @@ pub(crate) fn run(cli: &Cli, args: &ServeArgs) -> Result<ExitCode> {
     let follows: Vec<(LedgerId, String)> =
         config.follow.iter().flatten().map(|p| parse_peer_spec(p)).collect::<Result<_>>()?;
     let bootstrap = bootstrap_nodes(&config)?;
+    let visibility = config.visibility.as_ref().map(VisibilityConfig::changes).transpose()?;
     let advertise = match &config.advertise {
         Some(a) => Some(resolve("--advertise", a)?),
         None => None,
@@ -295,6 +327,15 @@ pub(crate) fn run(cli: &Cli, args: &ServeArgs) -> Result<ExitCode> {
     let rt = runtime()?;
     rt.block_on(async {
         let node = bind(cli, ledger, quic_addr)?;
+        // The config file's visibility, as a new signed version only where it differs.
+        for (stream, v) in visibility.into_iter().flatten() {
+            let trust = node.trust();
+            let current = trust.policy(&trust.me());
+            let now_is = stream.as_deref().map_or(current.default, |s| current.of(s));
+            if now_is != v {
+                trust.set_visibility(stream.as_deref(), v, onoal_engine::time::now_ms())?;
+            }
+        }
         let control = Control::new(node.clone());
         for (id, addr) in &follows {
             let record = node.peers().get(id)?.ok_or_else(|| {

@@ -6,17 +6,26 @@ use std::time::Duration;
 
 use anyhow::{Result, anyhow};
 use onoal_engine::time::now_ms;
-use onoal_mesh::http::{TrustList, TrustShow};
+use onoal_mesh::http::{TrustList, TrustShow, VisibilityShow};
 use onoal_mesh::trust::store::TrustStore;
+use onoal_mesh::trust::visibility::Visibility;
 use serde_json::json;
 
-use crate::cli::{AnchorCommand, Cli, TrustCommand};
+use crate::cli::{AnchorCommand, Cli, StreamCommand, TrustCommand};
 use crate::client::running_node;
 use crate::cmd::ledger::open_write_with;
 use crate::cmd::mesh::parse_ledger_id;
 use crate::output::print;
 
 pub(crate) fn run(cli: &Cli, what: &TrustCommand) -> Result<()> {
+    if let TrustCommand::Path { from, to } = what {
+        let (from, to) = (parse_ledger_id(from)?, parse_ledger_id(to)?);
+        if let Some(node) = running_node(cli)? {
+            let shown: TrustShow = node.get(&format!("/mesh/trust/path/{from}/{to}"))?;
+            return show_one(cli, &shown);
+        }
+        return show_one(cli, &offline_store(cli)?.path(from, to, now_ms()).into());
+    }
     if let TrustCommand::Set { level, .. } = what {
         onoal_mesh::trust::check_level(*level)?;
     }
@@ -27,7 +36,7 @@ pub(crate) fn run(cli: &Cli, what: &TrustCommand) -> Result<()> {
         | TrustCommand::Anchor { what: AnchorCommand::Remove { ledger_id } } => {
             Some(parse_ledger_id(ledger_id)?)
         }
-        TrustCommand::List => None,
+        TrustCommand::List | TrustCommand::Path { .. } => None,
     };
     let id_text = id.map(|i| i.to_string()).unwrap_or_default();
     let expires =
@@ -59,15 +68,15 @@ pub(crate) fn run(cli: &Cli, what: &TrustCommand) -> Result<()> {
                 let shown: TrustShow = node.delete(&path)?;
                 return show_one(cli, &shown);
             }
+            TrustCommand::Path { .. } => {}
         }
     }
-    let ledger = Arc::new(open_write_with(cli, cli.durability())?);
-    let store = TrustStore::open(ledger)?;
+    let store = offline_store(cli)?;
     let now = now_ms();
     match what {
         TrustCommand::List => {
             let mut trusted: Vec<TrustShow> = store
-                .graph()
+                .graph(now)
                 .derive(now, onoal_mesh::trust::DEFAULT_MAX_DEPTH)
                 .into_keys()
                 .map(|i| store.show(i, now).into())
@@ -95,6 +104,65 @@ pub(crate) fn run(cli: &Cli, what: &TrustCommand) -> Result<()> {
             show_one(cli, &store.show(id, now).into())
         }
     }
+}
+
+/// `onoal stream visibility`: through the running node, or in the `trust` table.
+pub(crate) fn stream(cli: &Cli, what: &StreamCommand) -> Result<()> {
+    let StreamCommand::Visibility { stream, visibility, default } = what;
+    let change: Option<(Option<&str>, Visibility)> = match (stream, visibility, default) {
+        (None, None, None) => None,
+        (None, None, Some(v)) => Some((None, v.parse()?)),
+        (Some(s), Some(v), None) => {
+            onoal_mesh::trust::visibility::check_stream(s)?;
+            Some((Some(s.as_str()), v.parse()?))
+        }
+        (Some(_), None, _) => {
+            anyhow::bail!(
+                "give the visibility too: onoal stream visibility STREAM private|public|trusted:T"
+            )
+        }
+        _ => anyhow::bail!("give STREAM VISIBILITY, or --default VISIBILITY"),
+    };
+    if let Some(node) = running_node(cli)? {
+        let shown: VisibilityShow = match change {
+            None => node.get("/mesh/visibility")?,
+            Some((s, v)) => {
+                let body = json!({ "stream": s, "visibility": v.to_string() });
+                node.post("/mesh/visibility", &body, Duration::from_secs(10))?
+            }
+        };
+        return show_policy(cli, &shown);
+    }
+    let store = offline_store(cli)?;
+    let policy = match change {
+        None => store.policy(&store.me()),
+        Some((s, v)) => store.set_visibility(s, v, now_ms())?,
+    };
+    show_policy(cli, &policy.into())
+}
+
+/// The trust table of the ledger in `--data`, when no node runs.
+fn offline_store(cli: &Cli) -> Result<TrustStore> {
+    let ledger = Arc::new(open_write_with(cli, cli.durability())?);
+    let peers = onoal_mesh::peer::PeerStore::open(ledger.clone())?;
+    let key =
+        onoal_engine::identity::SecretKey::read_file(&onoal_engine::identity::key_path(&cli.data))?;
+    Ok(TrustStore::open(ledger, peers, key.signing_key().clone())?)
+}
+
+fn show_policy(cli: &Cli, p: &VisibilityShow) -> Result<()> {
+    print(cli, json!(p), || {
+        let mut out = format!(
+            "{:<24}  {}\n{:<24}  {}",
+            "STREAM", "VISIBILITY", "(every other stream)", p.default
+        );
+        for s in &p.streams {
+            out.push_str(&format!("\n{:<24}  {}", s.stream, s.visibility));
+        }
+        out.push_str(&format!("\npolicy version {} of ledger {}", p.version, p.ledger_id));
+        out
+    });
+    Ok(())
 }
 
 fn show_one(cli: &Cli, t: &TrustShow) -> Result<()> {

@@ -57,7 +57,7 @@ async function refresh() {
       m.textContent = p.misbehaviour_count;
       m.className = p.misbehaviour_count > 0 ? "bad" : "ok";
       const seen = p.last_seen_ms ? new Date(p.last_seen_ms).toLocaleTimeString() : "never";
-      return [short(p.ledger_id), p.oid ?? "", p.addresses[0] ?? "", seen, m];
+      return [short(p.ledger_id), p.oid ?? "", p.addresses[0] ?? "", seen, p.trust == null ? "" : p.trust.toFixed(2), m];
     }));
     fill("discovered", (peers.discovered || []).map((d) => [short(d.ledger_id), d.oid, d.quic ?? "", d.source]));
     $("discovery-counters").textContent =
