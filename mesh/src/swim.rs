@@ -160,6 +160,9 @@ pub struct Swim {
     seeds: Vec<SwimId>,
     rejoin_at: Option<Instant>,
     rejoin_backoff: Duration,
+    /// Keys of the nodes whose ledgers this node trusts: strangers outside it may fill at most
+    /// half of `max_members`.
+    trusted: std::collections::HashSet<[u8; 32]>,
 }
 
 impl Swim {
@@ -179,7 +182,15 @@ impl Swim {
             seeds: Vec::new(),
             rejoin_at: None,
             rejoin_backoff: Duration::ZERO,
+            trusted: std::collections::HashSet::new(),
         }
+    }
+
+    /// The keys of the nodes whose ledgers this node trusts (replaces the previous set): a
+    /// stranger not among them is refused once untrusted members fill half of `max_members`,
+    /// so made-up identities cannot crowd trusted ones out of the membership.
+    pub fn set_trusted(&mut self, keys: impl IntoIterator<Item = [u8; 32]>) {
+        self.trusted = keys.into_iter().collect();
     }
 
     /// This node as SWIM knows it.
@@ -231,8 +242,21 @@ impl Swim {
             return Err(SwimRefused::WrongKey);
         }
         let known = self.foca.iter_membership_state().any(|m| m.id().key == *from_key);
-        if !known && self.foca.iter_membership_state().len() >= self.config.max_members {
+        if known {
+            return Ok(());
+        }
+        if self.foca.iter_membership_state().len() >= self.config.max_members {
             return Err(SwimRefused::Full);
+        }
+        if !self.trusted.contains(from_key) {
+            let untrusted = self
+                .foca
+                .iter_membership_state()
+                .filter(|m| !self.trusted.contains(&m.id().key))
+                .count();
+            if untrusted * 2 >= self.config.max_members {
+                return Err(SwimRefused::Full);
+            }
         }
         Ok(())
     }

@@ -428,6 +428,12 @@ impl Dht {
         self.lookups.len()
     }
 
+    /// The nodes whose ledgers this node trusts: they may displace untrusted nodes from a full
+    /// bucket while untrusted ones hold more than half of it (see the routing table).
+    pub fn set_trusted(&mut self, keys: impl IntoIterator<Item = NodeKey>) {
+        self.table.set_trusted(keys);
+    }
+
     /// Adds a node the application knows (a bootstrap node, a peer met elsewhere).
     pub fn add_contact(&mut self, contact: Contact, now: Instant) -> Inserted {
         let inserted = self.table.insert(contact, now);

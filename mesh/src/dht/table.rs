@@ -1,6 +1,12 @@
 //! The routing table: k-buckets by shared prefix length, least recently seen first, at most
 //! `per_ip` nodes of one IP address per bucket (so one host cannot fill a bucket with made-up
 //! keys), and a replacement cache per bucket that refills it when a node stops answering.
+//!
+//! Trust: the driver names the nodes whose ledgers this node trusts ([`RoutingTable::set_trusted`]).
+//! Untrusted nodes may take free slots, but a trusted node that finds its bucket full takes the
+//! place of the least recently seen untrusted one while untrusted nodes hold more than half of
+//! it: however many keys an attacker makes, it cannot keep trusted nodes out of more than half
+//! of any bucket.
 
 use std::net::IpAddr;
 use std::time::Instant;
@@ -59,12 +65,30 @@ pub struct RoutingTable {
     per_ip: usize,
     max_failures: u8,
     buckets: Vec<Bucket>,
+    trusted: std::collections::HashSet<NodeKey>,
 }
 
 impl RoutingTable {
     /// An empty table of the node `local`.
     pub fn new(local: Key, k: usize, per_ip: usize, max_failures: u8) -> Self {
-        Self { local, k, per_ip, max_failures, buckets: Vec::new() }
+        Self {
+            local,
+            k,
+            per_ip,
+            max_failures,
+            buckets: Vec::new(),
+            trusted: std::collections::HashSet::new(),
+        }
+    }
+
+    /// The nodes whose ledgers this node trusts (replaces the previous set).
+    pub fn set_trusted(&mut self, keys: impl IntoIterator<Item = NodeKey>) {
+        self.trusted = keys.into_iter().collect();
+    }
+
+    /// Untrusted nodes in the table, of all.
+    pub fn untrusted(&self) -> usize {
+        self.contacts().filter(|c| !self.trusted.contains(&c.peer)).count()
     }
 
     fn bucket_mut(&mut self, index: usize) -> &mut Bucket {
@@ -78,7 +102,8 @@ impl RoutingTable {
     pub fn insert(&mut self, contact: Contact, now: Instant) -> Inserted {
         let Some(index) = self.local.bucket_of(&contact.id) else { return Inserted::Local };
         let (k, per_ip) = (self.k, self.per_ip);
-        let bucket = self.bucket_mut(index);
+        self.bucket_mut(index);
+        let (trusted, bucket) = (&self.trusted, &mut self.buckets[index]);
         if let Some(pos) = bucket.entries.iter().position(|e| e.contact.peer == contact.peer) {
             let moved = bucket.entries[pos].contact.addr.ip() != contact.addr.ip();
             if moved && bucket.ip_count(contact.addr.ip()) >= per_ip {
@@ -96,6 +121,23 @@ impl RoutingTable {
         if bucket.entries.len() < k {
             bucket.entries.push(Entry { contact, last_seen: now, failures: 0 });
             return Inserted::Added;
+        }
+        if trusted.contains(&contact.peer) {
+            let untrusted = bucket.entries.iter().filter(|e| !trusted.contains(&e.contact.peer));
+            if untrusted.count() * 2 > k {
+                let evict = bucket
+                    .entries
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, e)| !trusted.contains(&e.contact.peer))
+                    .min_by_key(|(_, e)| e.last_seen)
+                    .map(|(i, _)| i);
+                if let Some(i) = evict {
+                    bucket.entries.remove(i);
+                    bucket.entries.push(Entry { contact, last_seen: now, failures: 0 });
+                    return Inserted::Added;
+                }
+            }
         }
         if let Some(pos) = bucket.replacements.iter().position(|c| c.peer == contact.peer) {
             bucket.replacements.remove(pos);

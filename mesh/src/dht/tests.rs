@@ -88,6 +88,40 @@ fn a_bucket_takes_at_most_two_nodes_of_one_address() {
 }
 
 #[test]
+fn untrusted_nodes_cannot_keep_trusted_ones_out_of_more_than_half_a_bucket() {
+    let now = Instant::now();
+    let local = contact(0, 1);
+    let k = 8;
+    let mut table = RoutingTable::new(local.id, k, 100, 2);
+    let far: Vec<Contact> = (1..400)
+        .map(|n| contact(n, 0x0a00_0000 + n))
+        .filter(|c| local.id.bucket_of(&c.id) == Some(0))
+        .take(3 * k)
+        .collect();
+    let (attackers, honest) = far.split_at(2 * k);
+    table.set_trusted(honest.iter().map(|c| c.peer));
+    // The attacker's made-up keys fill the bucket first.
+    for (i, c) in attackers.iter().enumerate() {
+        let at = now + Duration::from_millis(i as u64);
+        let expect = if i < k { Inserted::Added } else { Inserted::Full { oldest: None } };
+        assert_eq!(table.insert(*c, at), expect);
+    }
+    assert_eq!(table.untrusted(), k);
+    // Trusted nodes displace the least recently seen attackers, down to half of the bucket.
+    let later = now + Duration::from_secs(1);
+    let outcomes: Vec<Inserted> = honest.iter().map(|c| table.insert(*c, later)).collect();
+    assert!(outcomes[..k / 2].iter().all(|o| *o == Inserted::Added), "{outcomes:?}");
+    assert!(outcomes[k / 2..].iter().all(|o| matches!(o, Inserted::Full { .. })), "{outcomes:?}");
+    assert_eq!(table.untrusted(), k / 2);
+    assert!(!table.contains(&attackers[0].peer) && table.contains(&attackers[k - 1].peer));
+    // Without trusted nodes, untrusted ones still fill free slots (a new mesh trusts no one).
+    let mut open = RoutingTable::new(local.id, k, 100, 2);
+    for c in attackers.iter().take(k) {
+        assert_eq!(open.insert(*c, now), Inserted::Added);
+    }
+}
+
+#[test]
 fn a_full_bucket_keeps_replacements_and_swaps_in_one_when_a_node_stops_answering() {
     let now = Instant::now();
     let local = contact(0, 1);

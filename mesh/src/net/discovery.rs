@@ -68,6 +68,9 @@ const DIRECTORY_RETRY: Duration = Duration::from_secs(5);
 const DIRECTORY_PEERS: usize = 64;
 /// Records of new SWIM members fetched at once.
 const SWIM_FETCHES: usize = 8;
+/// The trust a ledger needs for its node to count as trusted in the DHT's buckets (the
+/// default visibility's threshold: a pinned peer is trusted, a stranger is not).
+const ROUTING_TRUST: f64 = 0.4;
 
 /// A DHT request's answer (`None`: it failed), back from its task to the driver.
 type Answered = (RequestId, Option<DhtResponse>);
@@ -430,6 +433,11 @@ impl Node {
                     if d.leaving.load(Ordering::Relaxed) {
                         continue;
                     }
+                    let trusted = self.routing_trusted();
+                    if let Some(swim) = d.swim.lock().as_mut() {
+                        swim.set_trusted(trusted.iter().map(|k| k.0));
+                    }
+                    d.dht.lock().set_trusted(trusted);
                     let peers = self.gossip_targets();
                     let node = self.clone();
                     tokio::spawn(async move { node.exchange(&peers, Source::Gossip).await });
@@ -446,6 +454,23 @@ impl Node {
                 }
             }
         }
+    }
+
+    /// The keys of the ledgers this node trusts at least [`ROUTING_TRUST`] (pinned ones, and
+    /// discovered ones a trust path reaches), for the DHT's bucket rule.
+    fn routing_trusted(&self) -> Vec<NodeKey> {
+        let (trust, now) = (&self.inner.trust, now_ms());
+        let me = trust.me();
+        let pinned = self.inner.peers.pinned_ledgers();
+        let mut keys: Vec<(LedgerId, [u8; 32])> =
+            pinned.iter().filter_map(|id| self.inner.peers.key_of(id).map(|k| (*id, k))).collect();
+        keys.extend(
+            self.discovery().known().iter().map(|k| (k.record.ledger_id, k.record.public_key)),
+        );
+        keys.into_iter()
+            .filter(|(id, _)| trust.level(me, id, now) >= ROUTING_TRUST)
+            .map(|(_, k)| NodeKey(k))
+            .collect()
     }
 
     /// Sends what the DHT wants sent; hands finished lookups to their waiters.

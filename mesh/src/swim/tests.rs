@@ -176,23 +176,43 @@ fn a_packet_naming_another_key_than_its_connection_is_refused_and_counted() {
     assert!(events.iter().any(|e| matches!(e, SwimEvent::Transmit { to, .. } if *to == id(2))));
 }
 
+/// The announce node `from` sends to join through node 1.
+fn announce_to_1(from: u8, now: Instant) -> Vec<u8> {
+    let mut s = Swim::new(id(from), SwimConfig::default(), u64::from(from));
+    s.join(id(1), now);
+    match s.poll_event() {
+        Some(SwimEvent::Transmit { data, .. }) => data,
+        other => panic!("{other:?}"),
+    }
+}
+
 #[test]
 fn a_full_node_refuses_packets_from_strangers_but_not_from_members() {
     let config = SwimConfig { max_members: 1, ..SwimConfig::default() };
     let mut a = Swim::new(id(1), config, 1);
     let now = Instant::now();
-    let announce = |from: u8| {
-        let mut s = Swim::new(id(from), SwimConfig::default(), u64::from(from));
-        s.join(id(1), now);
-        match s.poll_event() {
-            Some(SwimEvent::Transmit { data, .. }) => data,
-            other => panic!("{other:?}"),
-        }
-    };
+    let announce = |from: u8| announce_to_1(from, now);
     assert_eq!(a.handle_data(&[2; 32], &announce(2), now), Ok(()));
     assert_eq!(a.handle_data(&[3; 32], &announce(3), now), Err(SwimRefused::Full));
     assert_eq!(a.len(), 1);
     assert_eq!(a.handle_data(&[2; 32], &announce(2), now), Ok(()), "a member still talks");
+}
+
+#[test]
+fn strangers_fill_at_most_half_the_membership_and_trusted_nodes_still_get_in() {
+    let config = SwimConfig { max_members: 4, ..SwimConfig::default() };
+    let mut a = Swim::new(id(1), config, 1);
+    a.set_trusted([[9; 32], [10; 32]]);
+    let now = Instant::now();
+    let announce = |from: u8| announce_to_1(from, now);
+    assert_eq!(a.handle_data(&[2; 32], &announce(2), now), Ok(()));
+    assert_eq!(a.handle_data(&[3; 32], &announce(3), now), Ok(()));
+    // Two untrusted members are half of four: the third stranger is refused...
+    assert_eq!(a.handle_data(&[4; 32], &announce(4), now), Err(SwimRefused::Full));
+    // ...but trusted nodes still get in, up to the cap.
+    assert_eq!(a.handle_data(&[9; 32], &announce(9), now), Ok(()));
+    assert_eq!(a.handle_data(&[10; 32], &announce(10), now), Ok(()));
+    assert_eq!(a.len(), 4);
 }
 
 #[test]
