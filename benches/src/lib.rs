@@ -616,7 +616,9 @@ fn policy_check_runs() -> Result<(f64, f64, f64), Box<dyn std::error::Error>> {
         let t = Instant::now();
         for i in 0..CALLS / 10 {
             let reader = &readers[i % readers.len()];
-            std::hint::black_box(trust.admits(&me, Some(reader), Scope::Stream("s7"), now).is_err());
+            std::hint::black_box(
+                trust.admits(&me, Some(reader), Scope::Stream("s7"), now).is_err(),
+            );
         }
         refusals.push(t.elapsed().as_secs_f64() * 1e9 / (CALLS / 10) as f64);
         let t = Instant::now();
