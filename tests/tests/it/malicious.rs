@@ -37,6 +37,9 @@ enum Evil {
     FilterLeak,
     /// A filtered sync answered with a proof that does not verify.
     FilterBadProof,
+    /// Honest data, then a trust statement of the ledger whose level was raised after it was
+    /// signed.
+    ForgedStatement,
 }
 
 struct EvilSource {
@@ -151,8 +154,28 @@ fn respond(src: &EvilSource, request: Request) -> Vec<u8> {
             }
             encode(&Response::Entries { entries, next_cursor: None })
         }
+        Request::Trust { ledger } if src.mode == Evil::ForgedStatement => {
+            let mut st = onoal_mesh::trust::TrustStatement::sign(
+                src.key.signing_key(),
+                ledger,
+                forged_subject(),
+                0.3,
+                "",
+                now_ms(),
+                Some(now_ms() + 3_600_000),
+            )
+            .unwrap();
+            st.level = 0.99;
+            let statements = postcard::to_stdvec(&vec![st]).unwrap();
+            encode(&Response::Trust { policy: Vec::new(), statements })
+        }
         _ => encode(&Response::NoCheckpoint),
     }
+}
+
+/// Whom the forged statement is about.
+fn forged_subject() -> onoal_engine::LedgerId {
+    onoal_engine::LedgerId::from_bytes([0x5a; 16])
 }
 
 fn now_ms() -> u64 {
@@ -395,6 +418,39 @@ fn filtered_sync_refuses_entries_outside_the_filter() {
 #[test]
 fn filtered_sync_refuses_a_bad_inclusion_proof() {
     case(Evil::FilterBadProof, "bad bundle", "bad_bundle");
+}
+
+#[test]
+fn a_forged_trust_statement_is_refused_recorded_and_not_kept() {
+    let h = histories();
+    let tmp = tempfile::tempdir().unwrap();
+    let b_dir = tmp.path().join("b");
+    init(&b_dir, "oid:onoal:test:b");
+    let a = Node {
+        id: h.honest.identity().ledger_id.to_string(),
+        key: onoal_engine::hash::Hash(*h.honest.identity().public_key.as_bytes()).to_hex(),
+    };
+    let key = SecretKey::read_file(&key_path(&h.honest_dir)).unwrap();
+    let mode = Evil::ForgedStatement;
+    let (rt, port) = start(EvilSource { honest: h.honest.clone(), other: None, key, mode });
+    pin(&b_dir, &a, port);
+    // The data is honest and verified; the trust exchange after it is not.
+    let s = run_json(onoal(&b_dir).args(["sync", &a.id]));
+    let size = h.honest.latest_checkpoint().unwrap().unwrap().size;
+    assert_eq!((s["to_size"].as_u64(), s["verified"].as_bool()), (Some(size), Some(true)));
+    drop(rt);
+    let peers = run_json(onoal(&b_dir).args(["peer", "list"]));
+    let p = peers["peers"].as_array().unwrap().iter().find(|p| p["ledger_id"] == a.id).unwrap();
+    let kinds: Vec<&str> =
+        p["misbehaviour"].as_array().unwrap().iter().map(|m| m["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["bad_trust_data"], "{p}");
+    // Not kept: A's view of the subject is unknown here, and A paid the severe penalty.
+    let subject = forged_subject().to_string();
+    let path = run_json(onoal(&b_dir).args(["trust", "path", &a.id, &subject]));
+    assert_eq!((path["level"].as_f64(), path["kind"].as_str()), (Some(0.0), Some("none")));
+    let t = run_json(onoal(&b_dir).args(["trust", "show", &a.id]));
+    let level = t["direct_level"].as_f64().unwrap();
+    assert!(level < 0.3, "a verified sync (+0.01) and a severe penalty (-0.3): {t}");
 }
 
 #[test]
