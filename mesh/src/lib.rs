@@ -59,6 +59,7 @@ pub mod outbox;
 pub mod peer;
 pub mod proto;
 pub mod registry;
+pub mod routing;
 pub mod sim;
 pub mod swim;
 pub mod tls;

@@ -162,6 +162,14 @@ pub(crate) enum Command {
         #[arg(long)]
         svg: Option<PathBuf>,
     },
+    /// Where a message to a ledger or an OID would go, and why: a direct peer, an OID-prefix
+    /// path (a sub-organisation's parent, a peer of the same domain, a hub), a DHT lookup, or
+    /// flooding (the running node's view, or the pinned peers when none runs).
+    Route {
+        /// A ledger id or an OID (oid:onoal:org:b).
+        #[arg(long)]
+        to: String,
+    },
     /// Simulate a mesh in memory: the real DHT and peer-record cores of N nodes, virtual
     /// time, seeded latency, loss, churn and a partition; prints what lookups achieved.
     Sim(SimArgs),
@@ -697,6 +705,7 @@ pub(crate) fn command_name(c: &Command) -> &'static str {
         Command::Registry { .. } => "registry",
         Command::Discover { .. } => "discover",
         Command::Topology { .. } => "topology",
+        Command::Route { .. } => "route",
         Command::Messages { .. } => "messages",
         Command::Demo { .. } => "demo",
         Command::Serve(_) => "serve",

@@ -102,6 +102,7 @@ fn run(cli: &Cli) -> Result<ExitCode> {
         Command::Sim(args) => cmd::sim::run(cli, args)?,
         Command::Registry { what } => return cmd::registry::run(cli, what),
         Command::Topology { dot, svg } => cmd::mesh::topology(cli, *dot, svg.as_deref())?,
+        Command::Route { to } => cmd::mesh::route(cli, to)?,
         Command::Messages { status, limit } => cmd::mesh::messages(cli, status.as_deref(), *limit)?,
         Command::Discover { id, oid, timeout_ms } => {
             cmd::mesh::discover(cli, id.as_deref(), oid.as_deref(), *timeout_ms)?;

@@ -327,6 +327,83 @@ pub(crate) async fn discover(
     Ok(Json(DiscoverResult { records: found.iter().map(RecordView::from).collect() }))
 }
 
+/// Where to route.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RouteParams {
+    /// A ledger id, or an OID (`oid:onoal:org:b`).
+    pub to: String,
+}
+
+/// The path `findPath` would take, and why.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct RouteView {
+    /// The destination as given.
+    pub to: String,
+    /// direct, oid_prefix, dht or flood.
+    pub strategy: String,
+    /// The target ledger, when known.
+    pub target: Option<String>,
+    /// The target's OID, when known.
+    pub target_oid: Option<String>,
+    /// The neighbours a message would be sent to.
+    pub next_hops: Vec<String>,
+    /// OID distance from the next hop to the target.
+    pub distance: Option<u32>,
+    /// Hops it may take.
+    pub ttl: u8,
+    /// What was tried and what decided, in order.
+    pub reasons: Vec<String>,
+}
+
+/// Parses a destination: a ledger id or an OID.
+///
+/// # Errors
+/// Neither, with what to give.
+pub fn parse_destination(to: &str) -> Result<crate::routing::Destination, String> {
+    use crate::routing::Destination;
+    if let Ok(id) = to.parse::<LedgerId>() {
+        return Ok(Destination::Ledger(id));
+    }
+    onoal_engine::Oid::parse(to)
+        .map(|oid| Destination::Oid(oid.as_str().to_owned()))
+        .map_err(|e| format!("{to:?} is neither a ledger id nor an OID ({e})"))
+}
+
+/// Where a message to a ledger or an OID would go, and why (`findPath`: a direct peer, an
+/// OID-prefix path, a DHT lookup, flooding).
+#[utoipa::path(get, path = "/mesh/route", tag = "mesh", params(RouteParams),
+    responses((status = 200, body = RouteView), (status = 400, body = ErrorBody),
+              (status = 404, description = "No route", body = ErrorBody)))]
+pub(crate) async fn route(
+    State(state): State<AppState>,
+    Query(params): Query<RouteParams>,
+) -> Result<Json<RouteView>, ApiError> {
+    let to = parse_destination(&params.to).map_err(ApiError::bad_request)?;
+    let node = state.control.node().clone();
+    let path = tokio::task::spawn_blocking(move || node.route(&to))
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?
+        .map_err(|e| {
+            ApiError::new(axum::http::StatusCode::NOT_FOUND, "no_route", e.to_string()).hint(
+                "pin a peer closer to it, connect to members, or enable dht / flood in [routing]",
+            )
+        })?;
+    Ok(Json(RouteView {
+        to: params.to,
+        strategy: serde_json::to_value(path.strategy)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default(),
+        target: path.target.map(|t| t.to_string()),
+        target_oid: path.target_oid,
+        next_hops: path.next_hops.iter().map(ToString::to_string).collect(),
+        distance: path.distance,
+        ttl: path.ttl,
+        reasons: path.reasons,
+    }))
+}
+
 /// The discovery layer's state.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct DiscoveryView {
@@ -630,6 +707,13 @@ pub(crate) async fn topology(State(state): State<AppState>) -> Result<Json<Topol
                 n.status = Some(member.status.as_str().to_owned());
                 n.latency_ms = member.latency_ms;
             }
+        }
+        for r in crate::net::routing::stored_routes(ledger).unwrap_or_default() {
+            edges.push(TopologyEdge {
+                from: r.next_hop.to_string(),
+                to: r.target.to_string(),
+                kind: "route".into(),
+            });
         }
         let (trust, now) = (node.trust(), onoal_engine::time::now_ms());
         for n in nodes.iter_mut().skip(1) {

@@ -36,9 +36,9 @@ pub use ledger::{CheckpointSizes, Dropped, ForkList, ReplicaList, VerifyJob};
 pub use mesh::{
     ConnectRequest, ConnectionList, ConnectionView, DisconnectRequest, Disconnected,
     DiscoverParams, DiscoverResult, DiscoveryView, FollowList, MemberRequest, MessageList,
-    MessageParams, MessageView, PeerList, SwimMemberView, SyncAnswer, SyncRequest, Topology,
-    TopologyEdge, TopologyNode, TrustAnchor, TrustList, TrustSet, TrustShow, Unfollowed,
-    VisibilitySet, VisibilityShow, message_list,
+    MessageParams, MessageView, PeerList, RouteView, SwimMemberView, SyncAnswer, SyncRequest,
+    Topology, TopologyEdge, TopologyNode, TrustAnchor, TrustList, TrustSet, TrustShow, Unfollowed,
+    VisibilitySet, VisibilityShow, message_list, parse_destination,
 };
 pub use openapi::openapi_json;
 
@@ -149,6 +149,7 @@ pub fn router(control: Control, config: &HttpConfig) -> Router {
         .route("/mesh/follows/{ledger_id}", delete(mesh::unfollow))
         .route("/mesh/trust", get(mesh::trust).post(mesh::trust_set))
         .route("/mesh/visibility", get(mesh::visibility).post(mesh::visibility_set))
+        .route("/mesh/route", get(mesh::route))
         .route("/mesh/trust/anchors", post(mesh::trust_anchor_add))
         .route("/mesh/trust/path/{from}/{to}", get(mesh::trust_path))
         .route("/mesh/trust/anchors/{ledger_id}", delete(mesh::trust_anchor_remove))

@@ -10,6 +10,7 @@ pub mod dns;
 mod error;
 mod replica_task;
 mod router;
+pub mod routing;
 mod server;
 mod stream;
 mod sync_driver;
@@ -61,6 +62,8 @@ pub(crate) struct Inner {
     limits: server::Limits,
     /// Peer records, the DHT, the mesh-message inbox.
     discovery: Arc<discovery::Discovery>,
+    /// `findPath`'s strategies and limits.
+    routing: Mutex<crate::routing::RoutingConfig>,
 }
 
 impl Inner {
@@ -151,6 +154,7 @@ impl Node {
             config,
             watches: Mutex::new(HashMap::new()),
             limits: server::Limits::default(),
+            routing: Mutex::new(crate::routing::RoutingConfig::default()),
         };
         Ok(Self { inner: Arc::new(inner) })
     }

@@ -84,6 +84,7 @@ impl Node {
             let (addr, key) = self.source(ledger_id, from).await?;
             let conn = self.connect(addr, key).await?;
             let result = self.sync_on(&conn, ledger_id, mode, progress).await;
+            self.relay_outcome(ledger_id, &key, &result);
             match &result {
                 Ok(_) => {
                     self.verified_outcome(&key);
@@ -143,6 +144,7 @@ impl Node {
                 })
             }
             .await;
+            self.relay_outcome(ledger_id, &key, &result);
             match &result {
                 Ok(_) => {
                     self.verified_outcome(&key);
@@ -376,6 +378,27 @@ impl Node {
         if let Ok(Err(violation)) = outcome {
             tracing::warn!(%violation, "the source of {ledger_id}");
             let _ = self.misbehaved(conn, violation);
+        }
+    }
+
+    /// A sync of `ledger_id` from `source` (the ledger itself, or a relay) is a routed read: its
+    /// outcome scores the route to `ledger_id` through that ledger.
+    fn relay_outcome(
+        &self,
+        ledger_id: LedgerId,
+        source: &PeerId,
+        result: &Result<SyncSummary, SyncError>,
+    ) {
+        let Some(via) = self.inner.peers.ledger_of(source) else { return };
+        match result {
+            Ok(s) => {
+                let ms = u32::try_from((s.seconds * 1000.0).round() as u64).unwrap_or(u32::MAX);
+                self.route_outcome(ledger_id, via, true, ms);
+            }
+            Err(e) if !matches!(e, SyncError::Refused { .. }) => {
+                self.route_outcome(ledger_id, via, false, 0);
+            }
+            Err(_) => {}
         }
     }
 

@@ -19,6 +19,7 @@ mod open_errors;
 mod proofs;
 mod queries;
 mod replica;
+mod routing;
 mod silent;
 mod sim;
 mod sync;

@@ -315,5 +315,13 @@ fn a_log_travels_through_a_relay_and_is_verified_against_the_origin_key() {
     let v = run_json(onoal(&c_dir).args(["verify", "--ledger", &a.id]));
     let origin = run_json(onoal(&a_dir).arg("verify"));
     assert_eq!(v["root"], origin["root"]);
+    // The verified read through B is a learned route to A (C never reached A itself).
+    let r = run_json(onoal(&c_dir).args(["route", "--to", &a.id]));
+    assert_eq!(
+        (r["strategy"].as_str(), &r["next_hops"]),
+        (Some("oid_prefix"), &serde_json::json!([b.id])),
+        "{r}"
+    );
+    assert!(r["reasons"].to_string().contains("learned route"), "{r}");
     relay.stop();
 }

@@ -528,6 +528,54 @@ pub(crate) fn messages(cli: &Cli, status: Option<&str>, limit: usize) -> Result<
     Ok(())
 }
 
+/// `onoal route --to X`: the running node's `findPath`, or, offline, over the pinned peers.
+pub(crate) fn route(cli: &Cli, to: &str) -> Result<()> {
+    let dest = onoal_mesh::http::parse_destination(to).map_err(|e| anyhow!(e))?;
+    let view: onoal_mesh::http::RouteView = match running_node(cli)? {
+        Some(node) => node.get(&format!("/mesh/route?to={to}"))?,
+        None => {
+            let ledger = Arc::new(open_read(cli)?);
+            let peers = PeerStore::open(ledger.clone())?;
+            let key = SecretKey::read_file(&key_path(&cli.data))?;
+            let trust = onoal_mesh::trust::store::TrustStore::open(
+                ledger.clone(),
+                peers.clone(),
+                key.signing_key().clone(),
+            )?;
+            let table = onoal_mesh::net::routing::build_table(&ledger, &peers, &trust, &[], &[])
+                .map_err(|e| anyhow!(e))?;
+            let config = onoal_mesh::routing::RoutingConfig::default();
+            let path = table.find_path(&dest, &config)?;
+            onoal_mesh::http::RouteView {
+                to: to.to_owned(),
+                strategy: serde_json::to_value(path.strategy)?
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+                target: path.target.map(|t| t.to_string()),
+                target_oid: path.target_oid,
+                next_hops: path.next_hops.iter().map(ToString::to_string).collect(),
+                distance: path.distance,
+                ttl: path.ttl,
+                reasons: path.reasons,
+            }
+        }
+    };
+    print(cli, json!(view), || {
+        let hops = if view.next_hops.is_empty() {
+            "(no next hop yet)".to_owned()
+        } else {
+            view.next_hops.join(", ")
+        };
+        let mut out = format!("{}: {} -> {hops}", view.to, view.strategy);
+        for r in &view.reasons {
+            out.push_str(&format!("\n  {r}"));
+        }
+        out
+    });
+    Ok(())
+}
+
 pub(crate) fn topology(cli: &Cli, dot: bool, svg: Option<&std::path::Path>) -> Result<()> {
     let node = running_node(cli)?.ok_or_else(|| {
         anyhow!(

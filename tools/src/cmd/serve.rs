@@ -33,7 +33,7 @@ const DEFAULT_LISTEN: &str = "127.0.0.1:7400";
 
 /// The serve settings a TOML file may hold (the flags' names with `_`). Unknown keys are
 /// errors naming the key.
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ServeConfig {
     listen: Option<String>,
@@ -61,6 +61,9 @@ pub(crate) struct ServeConfig {
     /// `[visibility]`: `default = "trusted:0.4"` and `[visibility.streams]` `name = "private"`;
     /// applied at start (a change is the policy's next signed version).
     visibility: Option<VisibilityConfig>,
+    /// `[routing]`: `direct`, `oid`, `dht`, `flood` (strategies on or off), `max_distance`,
+    /// `ttl`, `min_trust`.
+    routing: Option<onoal_mesh::routing::RoutingConfig>,
 }
 
 /// Stream visibility from the config file.
@@ -138,6 +141,7 @@ pub(crate) fn effective(cli: &Cli, args: &ServeArgs) -> Result<ServeConfig> {
         refresh_interval: Some(args.refresh_interval.or(file.refresh_interval).unwrap_or(60)),
         durability: Some(cli.durability.or(file.durability).unwrap_or(DurabilityArg::Sync)),
         visibility: file.visibility,
+        routing: file.routing,
     })
 }
 
@@ -228,6 +232,18 @@ pub(crate) fn run(cli: &Cli, args: &ServeArgs) -> Result<ExitCode> {
         config.follow.iter().flatten().map(|p| parse_peer_spec(p)).collect::<Result<_>>()?;
     let bootstrap = bootstrap_nodes(&config)?;
     let visibility = config.visibility.as_ref().map(VisibilityConfig::changes).transpose()?;
+    let routing = config.routing.clone().unwrap_or_default();
+    if !(1..=32).contains(&routing.ttl)
+        || routing.max_distance == 0
+        || !(0.0..=1.0).contains(&routing.min_trust)
+    {
+        bail!(
+            "config file [routing]: ttl must be 1 to 32, max_distance at least 1, min_trust 0 to 1 (got ttl {}, max_distance {}, min_trust {})",
+            routing.ttl,
+            routing.max_distance,
+            routing.min_trust
+        );
+    }
     let advertise = match &config.advertise {
         Some(a) => Some(resolve("--advertise", a)?),
         None => None,
@@ -336,6 +352,7 @@ pub(crate) fn run(cli: &Cli, args: &ServeArgs) -> Result<ExitCode> {
                 trust.set_visibility(stream.as_deref(), v, onoal_engine::time::now_ms())?;
             }
         }
+        node.set_routing_config(routing);
         let control = Control::new(node.clone());
         for (id, addr) in &follows {
             let record = node.peers().get(id)?.ok_or_else(|| {
