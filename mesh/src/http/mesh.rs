@@ -356,6 +356,26 @@ pub struct RouteView {
     pub reasons: Vec<String>,
 }
 
+impl RouteView {
+    /// The view of `path` to `to`.
+    pub fn new(to: String, path: crate::routing::Path) -> Self {
+        let strategy = serde_json::to_value(path.strategy)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        Self {
+            to,
+            strategy,
+            target: path.target.map(|t| t.to_string()),
+            target_oid: path.target_oid,
+            next_hops: path.next_hops.iter().map(ToString::to_string).collect(),
+            distance: path.distance,
+            ttl: path.ttl,
+            reasons: path.reasons,
+        }
+    }
+}
+
 /// Parses a destination: a ledger id or an OID.
 ///
 /// # Errors
@@ -389,19 +409,7 @@ pub(crate) async fn route(
                 "pin a peer closer to it, connect to members, or enable dht / flood in [routing]",
             )
         })?;
-    Ok(Json(RouteView {
-        to: params.to,
-        strategy: serde_json::to_value(path.strategy)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_default(),
-        target: path.target.map(|t| t.to_string()),
-        target_oid: path.target_oid,
-        next_hops: path.next_hops.iter().map(ToString::to_string).collect(),
-        distance: path.distance,
-        ttl: path.ttl,
-        reasons: path.reasons,
-    }))
+    Ok(Json(RouteView::new(params.to, path)))
 }
 
 /// The discovery layer's state.

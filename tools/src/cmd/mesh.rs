@@ -545,20 +545,7 @@ pub(crate) fn route(cli: &Cli, to: &str) -> Result<()> {
             let table = onoal_mesh::net::routing::build_table(&ledger, &peers, &trust, &[], &[])
                 .map_err(|e| anyhow!(e))?;
             let config = onoal_mesh::routing::RoutingConfig::default();
-            let path = table.find_path(&dest, &config)?;
-            onoal_mesh::http::RouteView {
-                to: to.to_owned(),
-                strategy: serde_json::to_value(path.strategy)?
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_owned(),
-                target: path.target.map(|t| t.to_string()),
-                target_oid: path.target_oid,
-                next_hops: path.next_hops.iter().map(ToString::to_string).collect(),
-                distance: path.distance,
-                ttl: path.ttl,
-                reasons: path.reasons,
-            }
+            onoal_mesh::http::RouteView::new(to.to_owned(), table.find_path(&dest, &config)?)
         }
     };
     print(cli, json!(view), || {
