@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use onoal_engine::LedgerId;
 
+pub mod forward;
 #[cfg(test)]
 mod tests;
 
