@@ -461,9 +461,7 @@ impl Node {
     fn routing_trusted(&self) -> Vec<NodeKey> {
         let (trust, now) = (&self.inner.trust, now_ms());
         let me = trust.me();
-        let pinned = self.inner.peers.pinned_ledgers();
-        let mut keys: Vec<(LedgerId, [u8; 32])> =
-            pinned.iter().filter_map(|id| self.inner.peers.key_of(id).map(|k| (*id, k))).collect();
+        let mut keys = self.inner.peers.pinned_keys();
         keys.extend(
             self.discovery().known().iter().map(|k| (k.record.ledger_id, k.record.public_key)),
         );

@@ -119,7 +119,7 @@ impl Node {
     /// [`NoPath`] (a storage error is reported as one).
     pub fn route(&self, to: &Destination) -> Result<Path, NoPath> {
         let table = self.routing_table().map_err(|e| NoPath::Unreachable {
-            to: format!("{to:?}"),
+            to: to.to_string(),
             reasons: vec![format!("the routing table cannot be read: {e}")],
         })?;
         table.find_path(to, &self.routing_config())

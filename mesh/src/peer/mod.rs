@@ -278,6 +278,11 @@ impl PeerStore {
         ids
     }
 
+    /// Every pinned (ledger, key), from the index (no I/O).
+    pub fn pinned_keys(&self) -> Vec<(LedgerId, [u8; 32])> {
+        self.by_key.read().iter().map(|(k, id)| (*id, *k)).collect()
+    }
+
     /// The pinned key of ledger `id`, if pinned (an index lookup, no I/O).
     pub fn key_of(&self, id: &LedgerId) -> Option<[u8; 32]> {
         self.by_key.read().iter().find(|(_, v)| *v == id).map(|(k, _)| *k)

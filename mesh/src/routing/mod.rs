@@ -321,7 +321,7 @@ impl RoutingTable {
         let trusted = |n: &&Neighbour| n.trust >= config.min_trust;
         if target == Some(self.me) {
             reasons.push("the destination is this ledger".to_owned());
-            return Err(NoPath::Unreachable { to: describe(to), reasons });
+            return Err(NoPath::Unreachable { to: to.to_string(), reasons });
         }
 
         // The best learned route through another ledger, if it ever succeeded.
@@ -440,13 +440,15 @@ impl RoutingTable {
                 return Ok(path(Strategy::Flood, hops, None, reasons));
             }
         }
-        Err(NoPath::Unreachable { to: describe(to), reasons })
+        Err(NoPath::Unreachable { to: to.to_string(), reasons })
     }
 }
 
-fn describe(to: &Destination) -> String {
-    match to {
-        Destination::Ledger(id) => id.to_string(),
-        Destination::Oid(oid) => oid.clone(),
+impl std::fmt::Display for Destination {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Ledger(id) => write!(f, "{id}"),
+            Self::Oid(oid) => f.write_str(oid),
+        }
     }
 }

@@ -253,14 +253,7 @@ fn histories() -> Histories {
 
 fn case(mode: Evil, expect: &str, kind: &str) {
     let h = histories();
-    let tmp = tempfile::tempdir().unwrap();
-    let b_dir = tmp.path().join("b");
-    init(&b_dir, "oid:onoal:test:b");
-    let a = Node {
-        id: h.honest.identity().ledger_id.to_string(),
-        key: onoal_engine::hash::Hash(*h.honest.identity().public_key.as_bytes()).to_hex(),
-    };
-    let key = SecretKey::read_file(&key_path(&h.honest_dir)).unwrap();
+    let (_tmp, b_dir, a, key) = receiver(&h);
 
     // Cases that contradict a held checkpoint first sync honestly to 300.
     if matches!(mode, Evil::Fork | Evil::BadConsistencyProof) {
@@ -332,6 +325,20 @@ fn case(mode: Evil, expect: &str, kind: &str) {
         let err = run_fail(onoal(&b_dir).args(["sync", &a.id]));
         assert!(err.contains("forked"), "{err}");
     }
+}
+
+/// A fresh receiver B (its directory lives as long as the returned temporary directory), the
+/// honest ledger A as B pins it, and A's key (the evil source holds it).
+fn receiver(h: &Histories) -> (tempfile::TempDir, std::path::PathBuf, Node, SecretKey) {
+    let tmp = tempfile::tempdir().unwrap();
+    let b_dir = tmp.path().join("b");
+    init(&b_dir, "oid:onoal:test:b");
+    let a = Node {
+        id: h.honest.identity().ledger_id.to_string(),
+        key: onoal_engine::hash::Hash(*h.honest.identity().public_key.as_bytes()).to_hex(),
+    };
+    let key = SecretKey::read_file(&key_path(&h.honest_dir)).unwrap();
+    (tmp, b_dir, a, key)
 }
 
 /// Puts the honest 300-entry state into `b_dir`'s replica through the engine (B is not
@@ -423,14 +430,7 @@ fn filtered_sync_refuses_a_bad_inclusion_proof() {
 #[test]
 fn a_forged_trust_statement_is_refused_recorded_and_not_kept() {
     let h = histories();
-    let tmp = tempfile::tempdir().unwrap();
-    let b_dir = tmp.path().join("b");
-    init(&b_dir, "oid:onoal:test:b");
-    let a = Node {
-        id: h.honest.identity().ledger_id.to_string(),
-        key: onoal_engine::hash::Hash(*h.honest.identity().public_key.as_bytes()).to_hex(),
-    };
-    let key = SecretKey::read_file(&key_path(&h.honest_dir)).unwrap();
+    let (_tmp, b_dir, a, key) = receiver(&h);
     let mode = Evil::ForgedStatement;
     let (rt, port) = start(EvilSource { honest: h.honest.clone(), other: None, key, mode });
     pin(&b_dir, &a, port);
