@@ -34,6 +34,7 @@ pub mod handshake;
 pub mod message;
 pub mod misbehaved;
 pub mod record;
+pub mod routed;
 pub mod serve;
 pub mod sync;
 

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use onoal_engine::LedgerId;
 
 pub mod forward;
+pub mod seal;
 #[cfg(test)]
 mod tests;
 
