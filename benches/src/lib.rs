@@ -19,8 +19,10 @@ use serde_json::{Value, json};
 pub type BenchResult<T> = Result<T, String>;
 
 mod api;
+mod route;
 mod sync;
 pub use api::{grpc, http};
+pub use route::route;
 pub use sync::sync;
 
 fn err(e: impl std::fmt::Display) -> String {

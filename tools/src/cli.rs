@@ -170,6 +170,12 @@ pub(crate) enum Command {
         #[arg(long)]
         to: String,
     },
+    /// Ask other ledgers across the mesh (routed by OID, sealed end to end, every answer
+    /// verified against the ledger's key before it is printed).
+    Remote {
+        #[command(subcommand)]
+        what: RemoteCommand,
+    },
     /// Simulate a mesh in memory: the real DHT and peer-record cores of N nodes, virtual
     /// time, seeded latency, loss, churn and a partition; prints what lookups achieved.
     Sim(SimArgs),
@@ -316,6 +322,27 @@ impl From<&FilterArgs> for onoal_engine::Filter {
             until_ms: f.until,
         }
     }
+}
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum RemoteCommand {
+    /// The seed's cross-ledger query: entries of the ledger TO matching the filters, each with
+    /// an inclusion proof in its signed checkpoint; one-shot, nothing is stored (`onoal sync
+    /// --stream` keeps a replica). Through the running node, or a temporary one over the
+    /// pinned peers.
+    Query {
+        /// The ledger to ask: its id or its OID (oid:onoal:org:b).
+        #[arg(long)]
+        to: String,
+        #[command(flatten)]
+        filter: FilterArgs,
+        /// Page size, 1 to 500 (default 100).
+        #[arg(long, value_parser = clap::builder::RangedU64ValueParser::<u32>::new().range(1..=500))]
+        limit: Option<u32>,
+        /// next_cursor of the previous page.
+        #[arg(long)]
+        cursor: Option<String>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -483,6 +510,10 @@ pub(crate) struct ServeArgs {
     /// [default: 60].
     #[arg(long)]
     pub(crate) refresh_interval: Option<u64>,
+    /// Connect only to links (pinned peers and --bootstrap nodes), as a firewall would:
+    /// records still spread through the links, and routed queries travel hop by hop over them.
+    #[arg(long)]
+    pub(crate) links_only: bool,
 }
 
 /// `onoal registry ...`
@@ -628,6 +659,16 @@ pub(crate) enum BenchCommand {
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
+    /// The cross-ledger query routed by OID over 1, 3 and 5 hops on loopback (latency p50/p99,
+    /// queries/s; sealed, verified) vs the same query on the destination's own log.
+    Route {
+        /// Hop counts to measure.
+        #[arg(long, value_delimiter = ',', default_values_t = [1usize, 3, 5])]
+        hops: Vec<usize>,
+        /// Queries per hop count.
+        #[arg(long, default_value_t = 200)]
+        queries: usize,
+    },
     /// Reopen time vs a raw RocksDB open of the same directory.
     Open {
         #[arg(long, default_value_t = 1_000_000)]
@@ -683,6 +724,14 @@ pub(crate) struct SimArgs {
     /// detection, false downs; at most 2000 nodes (SWIM holds every member).
     #[arg(long, conflicts_with_all = ["partition", "lookups", "svg"])]
     pub(crate) swim: bool,
+    /// Simulate routed queries by OID instead: a hierarchy of domains (hubs), organisations
+    /// and departments running the real routing and forwarding cores; success, hops, messages
+    /// per query, flooding duplicates, and (with --partition) routing across a split and after.
+    #[arg(long, conflicts_with_all = ["swim", "lookups", "svg", "churn", "members"])]
+    pub(crate) routing: bool,
+    /// Routed queries with --routing.
+    #[arg(long, default_value_t = 1000, requires = "routing")]
+    pub(crate) queries: usize,
     /// Also draw the lookup-round histogram and success over time as an SVG file.
     #[arg(long)]
     pub(crate) svg: Option<PathBuf>,
@@ -706,6 +755,7 @@ pub(crate) fn command_name(c: &Command) -> &'static str {
         Command::Discover { .. } => "discover",
         Command::Topology { .. } => "topology",
         Command::Route { .. } => "route",
+        Command::Remote { .. } => "remote",
         Command::Messages { .. } => "messages",
         Command::Demo { .. } => "demo",
         Command::Serve(_) => "serve",

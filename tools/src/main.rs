@@ -12,7 +12,7 @@ mod cmd;
 mod demo;
 mod output;
 
-use cli::{Cli, Command, ForksCommand, PeerCommand, ReplicasCommand};
+use cli::{Cli, Command, ForksCommand, PeerCommand, RemoteCommand, ReplicasCommand};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -103,6 +103,9 @@ fn run(cli: &Cli) -> Result<ExitCode> {
         Command::Registry { what } => return cmd::registry::run(cli, what),
         Command::Topology { dot, svg } => cmd::mesh::topology(cli, *dot, svg.as_deref())?,
         Command::Route { to } => cmd::mesh::route(cli, to)?,
+        Command::Remote { what: RemoteCommand::Query { to, filter, limit, cursor } } => {
+            cmd::mesh::remote_query(cli, to, filter, *limit, cursor.as_deref())?;
+        }
         Command::Messages { status, limit } => cmd::mesh::messages(cli, status.as_deref(), *limit)?,
         Command::Discover { id, oid, timeout_ms } => {
             cmd::mesh::discover(cli, id.as_deref(), oid.as_deref(), *timeout_ms)?;

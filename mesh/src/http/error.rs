@@ -55,16 +55,6 @@ impl ApiError {
     pub(crate) fn internal(message: impl Into<String>) -> Self {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
     }
-
-    /// A route whose feature comes with a later piece of work.
-    pub(crate) fn not_implemented(what: &str, issue: &str) -> Self {
-        Self::new(
-            StatusCode::NOT_IMPLEMENTED,
-            "not_implemented",
-            format!("{what} is not built yet"),
-        )
-        .hint(format!("it comes with {issue}; see docs/design/control.md"))
-    }
 }
 
 impl IntoResponse for ApiError {

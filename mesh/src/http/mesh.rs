@@ -1,6 +1,6 @@
-//! `/mesh/...`: the seed's routes. Peers, connect (pin), disconnect (unpin), topology, sync
-//! and follows work now; `/mesh/query` answers 501 until routing
-//! is built; trust, connections, messages and discovery are live.
+//! `/mesh/...`: the seed's routes: peers, connect (pin), disconnect (unpin), topology, sync,
+//! follows, the cross-ledger query, routes, trust, visibility, connections, messages and
+//! discovery.
 
 use axum::Json;
 
@@ -446,6 +446,9 @@ pub struct DiscoveryView {
     /// Dropped messages by delivering peer (key hex) and reason.
     pub dropped_by_peer:
         std::collections::BTreeMap<String, std::collections::BTreeMap<String, u64>>,
+    /// Routed messages: queries asked, relayed, answered here, answers rejected, requests
+    /// that could not be passed on.
+    pub routed: crate::net::routed::RoutedCounts,
 }
 
 /// A live SWIM member.
@@ -499,6 +502,7 @@ pub(crate) async fn discovery(State(state): State<AppState>) -> Json<DiscoveryVi
             .iter()
             .map(|(p, m)| (p.clone(), m.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect()))
             .collect(),
+        routed: state.control.node().routed_counts(),
     })
 }
 
@@ -735,11 +739,151 @@ pub(crate) async fn topology(State(state): State<AppState>) -> Result<Json<Topol
     Ok(Json(topo))
 }
 
-/// Cross-ledger query (comes with routing).
-#[utoipa::path(post, path = "/mesh/query", tag = "mesh",
-    responses((status = 501, description = "Comes with routing by OID", body = ErrorBody)))]
-pub(crate) async fn query() -> ApiError {
-    ApiError::not_implemented("the cross-ledger query", "routing by OID (issue 12)")
+/// A cross-ledger query (the seed's CLQP): whom to ask and what.
+#[derive(Debug, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RemoteQueryBody {
+    /// The ledger to ask: its id or its OID.
+    pub to: String,
+    /// Only entries of this stream.
+    pub stream: Option<String>,
+    /// Only entries of this type.
+    #[serde(rename = "type")]
+    pub entry_type: Option<String>,
+    /// Only entries about this subject OID.
+    pub subject: Option<String>,
+    /// Only entries by this issuer OID.
+    pub issuer: Option<String>,
+    /// Only entries at or after this time (ms since the epoch).
+    pub since: Option<u64>,
+    /// Only entries at or before this time (ms since the epoch).
+    pub until: Option<u64>,
+    /// The `next_cursor` of the previous page (a seq).
+    pub cursor: Option<String>,
+    /// Page size, 1 to 500 (default 100).
+    pub limit: Option<u32>,
+}
+
+impl RemoteQueryBody {
+    /// The destination, filter, cursor and limit, checked.
+    ///
+    /// # Errors
+    /// A message for the user.
+    pub fn parse(&self) -> Result<(crate::routing::Destination, Filter, u64, u32), String> {
+        let to = parse_destination(&self.to)?;
+        let filter = Filter {
+            stream: self.stream.clone(),
+            entry_type: self.entry_type.clone(),
+            subject: self.subject.clone(),
+            issuer: self.issuer.clone(),
+            since_ms: self.since,
+            until_ms: self.until,
+        };
+        filter.validate().map_err(|e| e.to_string())?;
+        let max = crate::proto::routed::MAX_QUERY_ENTRIES;
+        let limit = self.limit.unwrap_or(100);
+        if !(1..=max).contains(&limit) {
+            return Err(format!("limit {limit} is out of range; give 1 to {max}"));
+        }
+        let cursor = match &self.cursor {
+            None => 0,
+            Some(c) => c
+                .parse::<u64>()
+                .map_err(|_| format!("cursor {c:?} is not a next_cursor of this query (a seq)"))?,
+        };
+        Ok((to, filter, cursor, limit))
+    }
+}
+
+/// A verified answer to a cross-ledger query.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct RemoteQueryView {
+    /// The ledger that answered.
+    pub ledger_id: String,
+    /// Its OID.
+    pub oid: String,
+    /// Where this node got the key it verified with: `pinned` or `record`.
+    pub key_source: String,
+    /// Matching entries, as `onoal query` prints them, each proven in `checkpoint`.
+    pub entries: Vec<crate::control::views::EntryView>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+    /// Always true: an answer that does not verify is an error, never printed.
+    pub verified: bool,
+    /// The ledgers it travelled: this node, the relays, the destination.
+    pub path: Vec<String>,
+    /// Hops the request made.
+    pub hops: usize,
+    /// How the first hop was chosen (`direct`, `oid_prefix`, `dht`, `flood`).
+    pub strategy: String,
+    /// Round trip, ms.
+    pub latency_ms: u32,
+    /// The tree size the proofs are for.
+    pub tree_size: u64,
+    /// The destination's signed checkpoint note (C2SP), as it signed it.
+    pub checkpoint: String,
+}
+
+impl From<&crate::net::routed::RemoteQuery> for RemoteQueryView {
+    fn from(q: &crate::net::routed::RemoteQuery) -> Self {
+        Self {
+            ledger_id: q.target.ledger.to_string(),
+            oid: q.target.oid.clone(),
+            key_source: q.target.key_source.to_owned(),
+            entries: q.page.entries.iter().map(crate::control::views::EntryView::from).collect(),
+            next_cursor: q.page.next_cursor.map(|c| c.to_string()),
+            verified: true,
+            hops: q.path.len().saturating_sub(1),
+            path: q.path.clone(),
+            strategy: serde_json::to_value(q.strategy)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default(),
+            latency_ms: q.latency_ms,
+            tree_size: q.page.checkpoint.size,
+            checkpoint: q.page.checkpoint.note.clone(),
+        }
+    }
+}
+
+/// Maps a failed remote query to its status: 404 unknown / no route, 403 refused, 502 a bad
+/// answer, 504 no answer in time.
+pub(crate) fn remote_error(e: &crate::net::routed::RemoteError) -> ApiError {
+    use crate::net::routed::RemoteError as E;
+    use axum::http::StatusCode;
+    match e {
+        E::Unknown(_) => ApiError::new(StatusCode::NOT_FOUND, "unknown_ledger", e.to_string()),
+        E::NoPath(_) => ApiError::new(StatusCode::NOT_FOUND, "no_route", e.to_string()).hint(
+            "pin a peer closer to it, connect to members, or enable dht / flood in [routing]",
+        ),
+        E::Refused { .. } => ApiError::new(StatusCode::FORBIDDEN, "refused", e.to_string()),
+        E::Bad { .. } => ApiError::new(StatusCode::BAD_GATEWAY, "bad_answer", e.to_string()),
+        E::NoAnswer { .. } => {
+            ApiError::new(StatusCode::GATEWAY_TIMEOUT, "no_answer", e.to_string())
+        }
+        _ => ApiError::internal(e.to_string()),
+    }
+}
+
+/// Asks another ledger, anywhere in the mesh and addressed by id or OID, for entries (the
+/// seed's cross-ledger query): routed hop by hop, sealed end to end, and verified against the
+/// ledger's key (its signed checkpoint and an inclusion proof per entry) before it is returned.
+/// Nothing is stored.
+#[utoipa::path(post, path = "/mesh/query", tag = "mesh", request_body = RemoteQueryBody,
+    responses((status = 200, body = RemoteQueryView), (status = 400, body = ErrorBody),
+              (status = 403, description = "Refused by the ledger's visibility policy", body = ErrorBody),
+              (status = 404, description = "Unknown ledger or no route", body = ErrorBody),
+              (status = 502, description = "An answer that does not verify", body = ErrorBody),
+              (status = 504, description = "No answer in time", body = ErrorBody)))]
+pub(crate) async fn query(
+    State(state): State<AppState>,
+    Body(body): Body<RemoteQueryBody>,
+) -> Result<Json<RemoteQueryView>, ApiError> {
+    let (to, filter, cursor, limit) = body.parse().map_err(ApiError::bad_request)?;
+    let node = state.control.node().clone();
+    let answer =
+        node.remote_query(&to, filter, cursor, limit).await.map_err(|e| remote_error(&e))?;
+    Ok(Json(RemoteQueryView::from(&answer)))
 }
 
 /// How this node trusts one ledger, and why.

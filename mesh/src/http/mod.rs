@@ -36,9 +36,10 @@ pub use ledger::{CheckpointSizes, Dropped, ForkList, ReplicaList, VerifyJob};
 pub use mesh::{
     ConnectRequest, ConnectionList, ConnectionView, DisconnectRequest, Disconnected,
     DiscoverParams, DiscoverResult, DiscoveryView, FollowList, MemberRequest, MessageList,
-    MessageParams, MessageView, PeerList, RouteView, SwimMemberView, SyncAnswer, SyncRequest,
-    Topology, TopologyEdge, TopologyNode, TrustAnchor, TrustList, TrustSet, TrustShow, Unfollowed,
-    VisibilitySet, VisibilityShow, message_list, parse_destination,
+    MessageParams, MessageView, PeerList, RemoteQueryBody, RemoteQueryView, RouteView,
+    SwimMemberView, SyncAnswer, SyncRequest, Topology, TopologyEdge, TopologyNode, TrustAnchor,
+    TrustList, TrustSet, TrustShow, Unfollowed, VisibilitySet, VisibilityShow, message_list,
+    parse_destination,
 };
 pub use openapi::openapi_json;
 

@@ -104,6 +104,9 @@ pub struct DiscoveryConfig {
     pub refresh_interval: Duration,
     /// SWIM membership (foca): probe period, suspicion time, most members.
     pub swim: SwimConfig,
+    /// Connect only to links (pinned peers and bootstrap nodes), as a firewall would; records
+    /// still spread through the links, and routed messages travel hop by hop over them.
+    pub links_only: bool,
 }
 
 impl Default for DiscoveryConfig {
@@ -121,6 +124,7 @@ impl Default for DiscoveryConfig {
             dns: None,
             refresh_interval: crate::registry::DEFAULT_REFRESH_INTERVAL,
             swim: SwimConfig::default(),
+            links_only: false,
         }
     }
 }
@@ -315,7 +319,7 @@ fn sign_record(
 }
 
 impl Node {
-    fn discovery(&self) -> &Arc<Discovery> {
+    pub(crate) fn discovery(&self) -> &Arc<Discovery> {
         &self.inner.discovery
     }
 
@@ -493,6 +497,16 @@ impl Node {
         }
     }
 
+    /// Whether this node keeps to its links (`serve --links-only`).
+    pub(crate) fn discovery_config_links_only(&self) -> bool {
+        self.discovery().config.lock().links_only
+    }
+
+    /// The bootstrap nodes' keys.
+    pub(crate) fn bootstrap_keys(&self) -> Vec<[u8; 32]> {
+        self.discovery().config.lock().bootstrap.iter().map(|(_, k, _)| *k.as_bytes()).collect()
+    }
+
     /// A connection for `alpn` to `contact`, reused when one is open.
     /// A connection for `alpn` (the DHT's or mesh messages') to `contact`, reused while it is
     /// open: a heartbeat or a lookup step is then one stream, not a handshake.
@@ -531,6 +545,20 @@ impl Node {
             DhtResponse::decode(&body)
         };
         tokio::time::timeout(REQUEST_DEADLINE, work).await.ok().flatten()
+    }
+
+    /// A pooled mesh-message connection to `peer` at `addr`, dialled within `deadline` when
+    /// none is open.
+    pub(crate) async fn pooled_mesh(
+        &self,
+        peer: PeerId,
+        addr: SocketAddr,
+        deadline: Duration,
+    ) -> Option<Connection> {
+        tokio::time::timeout(deadline, self.pooled(&Contact::new(peer, addr), ALPN_MESH))
+            .await
+            .ok()
+            .flatten()
     }
 
     /// Sends one mesh message to `peer` at `addr` (its QUIC handshake must present `peer`) and
@@ -1089,6 +1117,9 @@ impl Node {
                 Some((None, k.record.peer()?, addr))
             })
             .collect();
+        if self.discovery_config_links_only() {
+            all.retain(|(_, p, _)| self.is_link(p.as_bytes()));
+        }
         // A cheap shuffle: the order of a random key's distances.
         let salt = uuid::Uuid::new_v4();
         all.sort_by_key(|(_, p, _)| onoal_engine::hash::sha256(&[salt.as_bytes(), p.as_bytes()]));
@@ -1342,6 +1373,9 @@ impl ProtocolHandler for MeshHandler {
                 }
             };
             d.counters.messages_accepted.fetch_add(1, Ordering::Relaxed);
+            if message.kind == MessageType::QueryRequest {
+                return super::routed::handle(inner.clone(), peer, message).await.encode();
+            }
             d.membership.lock().heard(&message.from.ledger_id, message.timestamp_ms, now_ms());
             answer_message(d, &message).encode()
         }))

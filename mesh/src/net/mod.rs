@@ -9,6 +9,7 @@ mod discovery;
 pub mod dns;
 mod error;
 mod replica_task;
+pub mod routed;
 mod router;
 pub mod routing;
 mod server;
@@ -64,6 +65,10 @@ pub(crate) struct Inner {
     discovery: Arc<discovery::Discovery>,
     /// `findPath`'s strategies and limits.
     routing: Mutex<crate::routing::RoutingConfig>,
+    /// The forwarding core: seen-cache, TTL and loop rules of routed messages.
+    forwarder: Mutex<crate::routing::forward::Forwarder>,
+    /// What happened to routed messages here.
+    routed: routed::Counters,
 }
 
 impl Inner {
@@ -143,6 +148,7 @@ impl Node {
         );
         let bound = endpoint.local_addr().unwrap_or(addr);
         let discovery = Arc::new(discovery::Discovery::new(&secret, &ledger, bound, peers.clone()));
+        let (ledger_id, oid) = (ledger.identity().ledger_id, ledger.identity().oid.clone());
         let inner = Inner {
             discovery,
             ledger,
@@ -155,6 +161,8 @@ impl Node {
             watches: Mutex::new(HashMap::new()),
             limits: server::Limits::default(),
             routing: Mutex::new(crate::routing::RoutingConfig::default()),
+            forwarder: Mutex::new(crate::routing::forward::Forwarder::new(ledger_id, oid.as_str())),
+            routed: routed::Counters::default(),
         };
         Ok(Self { inner: Arc::new(inner) })
     }
@@ -254,6 +262,11 @@ impl Node {
         alpn: &'static [u8],
         deadline: std::time::Duration,
     ) -> Result<Connection, SyncError> {
+        if self.discovery_config_links_only() && !self.is_link(expected.as_bytes()) {
+            return Err(connect_err(addr)(
+                "this node keeps to its links (--links-only): pin the peer or name it with --seed to reach it".into(),
+            ));
+        }
         let (client, seen) = tls::client_config(&self.inner.secret, *expected.key(), &[alpn])
             .map_err(|e| SyncError::Local(format!("TLS setup: {e}")))?;
         let client = quinn::crypto::rustls::QuicClientConfig::try_from(client)

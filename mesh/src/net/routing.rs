@@ -59,9 +59,9 @@ pub fn build_table(
     };
     let latency_of = |id: &LedgerId| members.iter().find(|(m, _)| m == id).and_then(|(_, l)| *l);
     let pinned = peers.list().map_err(|e| e.to_string())?;
-    // A pinned peer this node never reached (a key pinned to check its checkpoints) is not a
-    // neighbour.
-    for p in pinned.iter().filter(|p| p.last_seen_ms > 0) {
+    // A pinned peer with no address that this node never reached (a key pinned to check its
+    // checkpoints) is not a neighbour.
+    for p in pinned.iter().filter(|p| p.last_seen_ms > 0 || !p.addresses.is_empty()) {
         if let Some(oid) = oid_of(&p.ledger_id, p.oid.as_ref()) {
             let level = trust.level(me.ledger_id, &p.ledger_id, now);
             let latency_ms = latency_of(&p.ledger_id);
@@ -97,6 +97,8 @@ impl Node {
             .connections()
             .into_iter()
             .filter(|m| m.status.as_str() == "connected")
+            // A node that keeps to its links routes over them only.
+            .filter(|m| !self.discovery_config_links_only() || self.is_link(&m.public_key))
             .map(|m| (m.ledger_id, m.latency_ms))
             .collect();
         build_table(&self.inner.ledger, &self.inner.peers, &self.inner.trust, &known, &members)
@@ -129,6 +131,18 @@ impl Node {
     /// not: the route's score moves and is stored (best effort, off the async workers).
     pub(crate) fn route_outcome(&self, target: LedgerId, via: LedgerId, ok: bool, latency_ms: u32) {
         let hops = if target == via { 1 } else { 2 };
+        self.route_outcome_hops(target, via, ok, hops, latency_ms);
+    }
+
+    /// As [`Self::route_outcome`], with the number of hops the answer travelled.
+    pub(crate) fn route_outcome_hops(
+        &self,
+        target: LedgerId,
+        via: LedgerId,
+        ok: bool,
+        hops: u32,
+        latency_ms: u32,
+    ) {
         let node = self.clone();
         tokio::task::spawn_blocking(move || {
             let Ok(mut table) = node.routing_table() else { return };

@@ -107,11 +107,16 @@ impl MessageType {
     }
 
     /// Whether this version acts on the type. The others are answered "not supported" (the
-    /// routing, cross-ledger and trust protocols that use them come later).
+    /// reference-check, proof-verification and witness protocols that use them come later;
+    /// trust statements travel over sync as `Request::Trust`).
     pub fn supported(self) -> bool {
         matches!(
             self,
-            Self::PeerAnnounce | Self::PeerDiscover | Self::Heartbeat | Self::TopologyUpdate
+            Self::PeerAnnounce
+                | Self::PeerDiscover
+                | Self::Heartbeat
+                | Self::TopologyUpdate
+                | Self::QueryRequest
         )
     }
 }
@@ -184,8 +189,25 @@ impl MeshMessage {
         ttl: u8,
         timestamp_ms: u64,
     ) -> Self {
+        let id = *uuid::Uuid::new_v4().as_bytes();
+        Self::with_id(id, key, from, to, kind, payload, ttl, timestamp_ms)
+    }
+
+    /// As [`Self::new`], with the id chosen by the caller (a routed payload is sealed under
+    /// its message's id before the message is signed).
+    #[allow(clippy::too_many_arguments)]
+    pub fn with_id(
+        id: [u8; 16],
+        key: &SigningKey,
+        from: (LedgerId, &str),
+        to: Destination,
+        kind: MessageType,
+        payload: Vec<u8>,
+        ttl: u8,
+        timestamp_ms: u64,
+    ) -> Self {
         let mut message = Self {
-            id: *uuid::Uuid::new_v4().as_bytes(),
+            id,
             kind,
             timestamp_ms,
             from: Origin {
@@ -298,6 +320,18 @@ pub enum MeshReply {
     /// The payload is not what the type requires.
     Invalid {
         /// Why.
+        reason: String,
+    },
+    /// The destination's answer to a routed request, sealed for the origin (relays pass it
+    /// back unchanged along the path it came).
+    Sealed {
+        /// `seal_reply` bytes.
+        #[serde(with = "serde_bytes")]
+        bytes: Vec<u8>,
+    },
+    /// A relay could not pass a routed request on (no route, TTL spent, no answer in time).
+    Unreachable {
+        /// Why, as the relay that gave up says it.
         reason: String,
     },
 }

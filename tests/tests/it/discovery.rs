@@ -483,9 +483,14 @@ fn a_malicious_member_is_dropped_counted_and_never_stored() {
         // 7. Garbage bytes.
         let reply = evil.send_mesh_bytes(victim_key, victim_addr, &[0xff; 100]).await;
         assert_eq!(reply, Some(MeshReply::Dropped { reason: "malformed".into() }));
-        // 8. A type defined for later issues.
-        let reply = send(msg(MessageType::QueryRequest, Vec::new())).await;
-        assert_eq!(reply, Some(MeshReply::NotSupported { kind: "query_request".into() }));
+        // 8. A type defined for later issues, and a query addressed to no one.
+        let reply = send(msg(MessageType::ProofVerify, Vec::new())).await;
+        assert_eq!(reply, Some(MeshReply::NotSupported { kind: "proof_verify".into() }));
+        let reply = send(msg(MessageType::QueryRequest, vec![7; 80])).await;
+        assert!(
+            matches!(&reply, Some(MeshReply::Invalid { reason }) if reason.contains("names a destination")),
+            "{reply:?}"
+        );
         // 9. Records for ids it does not own, and a forged record, stored through the DHT.
         let own = record(&evil_key, evil_id, "oid:onoal:evil", "127.0.0.1:10", 11);
         let not_owned = DhtRequest::AddRecord {

@@ -206,7 +206,7 @@ fn every_ledger_route_answers_and_each_error_class_is_json() {
     assert!(bad.1["error"].as_str().unwrap().starts_with("entry 1:"), "{}", bad.1);
     assert_eq!(get(&format!("{url}/status")).1["tree_size"], 5, "a refused batch appends nothing");
     assert_error(&get(&format!("{url}/no/such/route")), 404, "not_found");
-    assert_error(&post(&format!("{url}/mesh/query"), &json!({})), 501, "not_implemented");
+    assert_error(&post(&format!("{url}/mesh/query"), &json!({})), 400, "bad_request");
     assert_error(&get(&format!("{url}/mesh/trust/not-a-ledger")), 400, "bad_request");
     assert_error(&get(&format!("{url}/ledger/verify/999")), 404, "not_found");
     serve.stop();

@@ -18,6 +18,7 @@ mod malicious;
 mod open_errors;
 mod proofs;
 mod queries;
+mod remote_query;
 mod replica;
 mod routing;
 mod silent;

@@ -122,3 +122,28 @@ fn swim_membership_converges_and_detects_crashes_under_churn_and_loss() {
         assert_eq!(r[field], again[field], "{field}");
     }
 }
+
+#[test]
+fn routed_queries_by_oid_over_a_hierarchy_arrive_and_floods_stay_bounded() {
+    let r =
+        sim(&["--routing", "--nodes", "3000", "--queries", "300", "--partition", "--seed", "5"]);
+    assert_eq!(r["nodes"], 3000, "{r}");
+    assert_eq!(r["route_success_rate"], 1.0, "{r}");
+    // Department -> organisation -> hub -> hub -> organisation -> department.
+    let p99 = r["route_hops_p99"].as_u64().unwrap();
+    assert!((1..=6).contains(&p99), "{r}");
+    assert!(r["flood_duplicates_per_node_max"].as_u64().is_some(), "{r}");
+    assert!(r["flood_reach"].as_f64().unwrap() > 0.9, "{r}");
+    assert!(r["partitioned_success_rate_across"].as_f64().unwrap() < 0.5, "{r}");
+    assert_eq!(r["healed_success_rate"], 1.0, "{r}");
+    let again =
+        sim(&["--routing", "--nodes", "3000", "--queries", "300", "--partition", "--seed", "5"]);
+    assert_eq!(replayable(r), replayable(again), "same seed, same report");
+    let err = run_fail(onoal(tempfile::tempdir().unwrap().path()).args([
+        "sim",
+        "--routing",
+        "--queries",
+        "0",
+    ]));
+    assert!(err.contains("--queries 0 is out of range"), "{err}");
+}

@@ -30,6 +30,7 @@ pub(crate) fn run(cli: &Cli, what: &BenchCommand) -> Result<()> {
         }
         BenchCommand::Open { entries, dir } => onoal_benches::open(*entries, dir.as_deref()),
         BenchCommand::Trust { nodes, edges, seed } => onoal_benches::trust(*nodes, *edges, *seed),
+        BenchCommand::Route { hops, queries } => onoal_benches::route(hops, *queries),
     }
     .map_err(|e| anyhow!("benchmark failed: {e}"))?;
     if cli.json {

@@ -563,6 +563,63 @@ pub(crate) fn route(cli: &Cli, to: &str) -> Result<()> {
     Ok(())
 }
 
+pub(crate) fn remote_query(
+    cli: &Cli,
+    to: &str,
+    filter: &crate::cli::FilterArgs,
+    limit: Option<u32>,
+    cursor: Option<&str>,
+) -> Result<()> {
+    let body = onoal_mesh::http::RemoteQueryBody {
+        to: to.to_owned(),
+        stream: filter.stream.clone(),
+        entry_type: filter.entry_type.clone(),
+        subject: filter.subject.clone(),
+        issuer: filter.issuer.clone(),
+        since: filter.since,
+        until: filter.until,
+        cursor: cursor.map(str::to_owned),
+        limit,
+    };
+    let (dest, f, from, limit) = body.parse().map_err(|e| anyhow!(e))?;
+    let view: onoal_mesh::http::RemoteQueryView = match running_node(cli)? {
+        Some(node) => node.post("/mesh/query", &body, Duration::from_secs(60))?,
+        None => {
+            let ledger = open_for_mesh(cli, "ask across the mesh", cli.durability())?;
+            let rt = runtime()?;
+            rt.block_on(async {
+                let node = load_node(cli, ledger, "127.0.0.1:0", NodeConfig::default())?;
+                let answer = node.remote_query(&dest, f, from, limit).await;
+                node.close().await;
+                let answer = answer.map_err(|e| anyhow!(e))?;
+                Ok::<_, anyhow::Error>(onoal_mesh::http::RemoteQueryView::from(&answer))
+            })?
+        }
+    };
+    print(cli, json!(view), || {
+        let mut out = format!(
+            "{} entries from {} ({}), verified in its checkpoint of size {} ({} hops: {})",
+            view.entries.len(),
+            view.oid,
+            view.ledger_id,
+            view.tree_size,
+            view.hops,
+            view.path.join(" -> ")
+        );
+        for e in &view.entries {
+            out.push_str(&format!(
+                "\n  {:>8}  {}  {}  {}",
+                e.seq, e.stream, e.entry_type, e.leaf_hash
+            ));
+        }
+        if let Some(c) = &view.next_cursor {
+            out.push_str(&format!("\nmore: --cursor {c}"));
+        }
+        out
+    });
+    Ok(())
+}
+
 pub(crate) fn topology(cli: &Cli, dot: bool, svg: Option<&std::path::Path>) -> Result<()> {
     let node = running_node(cli)?.ok_or_else(|| {
         anyhow!(

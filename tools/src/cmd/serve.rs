@@ -57,6 +57,7 @@ pub(crate) struct ServeConfig {
     dns: Option<String>,
     dns_server: Option<String>,
     refresh_interval: Option<u64>,
+    links_only: Option<bool>,
     durability: Option<DurabilityArg>,
     /// `[visibility]`: `default = "trusted:0.4"` and `[visibility.streams]` `name = "private"`;
     /// applied at start (a change is the policy's next signed version).
@@ -139,6 +140,7 @@ pub(crate) fn effective(cli: &Cli, args: &ServeArgs) -> Result<ServeConfig> {
         dns: args.dns.clone().or(file.dns),
         dns_server: args.dns_server.clone().or(file.dns_server),
         refresh_interval: Some(args.refresh_interval.or(file.refresh_interval).unwrap_or(60)),
+        links_only: Some(args.links_only || file.links_only.unwrap_or(false)),
         durability: Some(cli.durability.or(file.durability).unwrap_or(DurabilityArg::Sync)),
         visibility: file.visibility,
         routing: file.routing,
@@ -377,6 +379,7 @@ pub(crate) fn run(cli: &Cli, args: &ServeArgs) -> Result<ExitCode> {
             dns,
             refresh_interval,
             swim,
+            links_only: config.links_only.unwrap_or(false),
             membership: MembershipConfig {
                 interval: heartbeat_interval,
                 misses: heartbeat_misses,

@@ -45,6 +45,9 @@ pub(crate) fn run(cli: &Cli, args: &SimArgs) -> Result<()> {
     if args.swim {
         return swim(cli, args);
     }
+    if args.routing {
+        return routing(cli, args);
+    }
     if args.members > 64 {
         bail!("--members {} is out of range: give 0 to 64 (the seed's maxPeers)", args.members);
     }
@@ -113,6 +116,52 @@ fn swim(cli: &Cli, args: &SimArgs) -> Result<()> {
         r.virtual_s,
         r.wall_s,
         r.peak_rss_mb,
+    );
+    print(cli, serde_json::to_value(&r)?, || text);
+    Ok(())
+}
+
+/// `onoal sim --routing`.
+fn routing(cli: &Cli, args: &SimArgs) -> Result<()> {
+    if !(1..=100_000).contains(&args.queries) {
+        bail!("--queries {} is out of range: give 1 to 100000", args.queries);
+    }
+    let config = sim::routing::RoutingSimConfig {
+        nodes: args.nodes,
+        seed: args.seed,
+        loss: args.loss,
+        queries: args.queries,
+        partition: args.partition,
+    };
+    let r = sim::routing::run(&config);
+    let opt = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |s| format!("{:.1} %", s * 100.0));
+    let text = format!(
+        "routing, {} nodes ({} domains, {} organisations, {} links), seed {}, loss {}\n\
+         routed queries     {} ({:.2} % arrived)\n\
+         hops               p50 {}, p99 {}\n\
+         messages/query     {:.1}\n\
+         flooding           {} floods reach {:.1} % of nodes; duplicates per node max {}, mean {:.2}\n\
+         partition          across {}, within {}, healed {}\n\
+         wall               {:.1} s",
+        r.nodes,
+        r.domains,
+        r.organisations,
+        r.links,
+        args.seed,
+        args.loss,
+        r.queries,
+        r.route_success_rate * 100.0,
+        r.route_hops_p50,
+        r.route_hops_p99,
+        r.messages_per_query,
+        r.floods,
+        r.flood_reach * 100.0,
+        r.flood_duplicates_per_node_max,
+        r.flood_duplicates_per_node_mean,
+        opt(r.partitioned_success_rate_across),
+        opt(r.partitioned_success_rate_within),
+        opt(r.healed_success_rate),
+        r.wall_s,
     );
     print(cli, serde_json::to_value(&r)?, || text);
     Ok(())

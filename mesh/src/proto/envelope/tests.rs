@@ -143,11 +143,16 @@ fn old_ids_leave_the_cache_once_outside_the_window() {
 }
 
 #[test]
-fn every_type_has_the_seeds_name_and_four_are_supported_now() {
+fn every_type_has_the_seeds_name_and_five_are_supported_now() {
     let names: Vec<&str> = MessageType::ALL.iter().map(|t| t.as_str()).collect();
     assert_eq!(names.len(), 14);
     assert!(names.contains(&"reference_response") && names.contains(&"topology_update"));
-    assert_eq!(MessageType::ALL.iter().filter(|t| t.supported()).count(), 4);
+    let supported: Vec<&str> =
+        MessageType::ALL.iter().filter(|t| t.supported()).map(|t| t.as_str()).collect();
+    assert_eq!(
+        supported,
+        ["peer_announce", "peer_discover", "query_request", "heartbeat", "topology_update"]
+    );
 }
 
 fn arb_message() -> impl Strategy<Value = MeshMessage> {

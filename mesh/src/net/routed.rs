@@ -1,0 +1,797 @@
+//! The routed-message driver: a request sealed for a ledger anywhere in the mesh travels hop by
+//! hop over `onoal-mesh/1` streams (each relay opens a stream to its next hop and waits), and the
+//! destination's sealed answer comes back along the same streams: the reverse path. The
+//! decisions are the routing core's (`findPath`, the forwarding core's seen-cache, TTL and loop
+//! rules); this module only moves bytes, keeps deadlines and records outcomes.
+//!
+//! Deadlines: a node that may still send a message `t` hops waits at most `t` x
+//! [`HOP_DEADLINE`] for its answer, so every relay gives up before the one before it.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use ed25519_dalek::VerifyingKey;
+use futures_util::StreamExt as _;
+use futures_util::stream::FuturesUnordered;
+use serde::Serialize;
+
+use onoal_engine::checkpoint::NoteVerifier;
+use onoal_engine::time::now_ms;
+use onoal_engine::{Filter, LedgerId, LogIndex, Oid, TreeSize};
+
+use super::stream::{read_frame, write_frame};
+use super::{Inner, Node};
+use crate::id::PeerId;
+use crate::proto::cert::LedgerCertificate;
+use crate::proto::envelope::{Destination as Addressed, MeshMessage, MeshReply, MessageType};
+use crate::proto::message::{ErrorCode, Request, Response};
+use crate::proto::routed::{
+    AnswerError, MAX_ANSWER_BYTES, MAX_QUERY_ENTRIES, MAX_QUERY_ENTRY_BYTES, RoutedAnswer,
+    RoutedRequest, VerifiedPage, verify_query,
+};
+use crate::proto::serve::{self, Decision};
+use crate::routing::forward::{Dropped, Forward, Routed};
+use crate::routing::seal::{self, ReplyKey};
+use crate::routing::{Destination, NoPath, Strategy};
+
+/// How long a node waits per hop the message may still make.
+pub const HOP_DEADLINE: Duration = Duration::from_secs(2);
+
+/// Most neighbours one node floods a routed request to.
+pub const FLOOD_FANOUT: usize = 8;
+
+/// Longest wait for a QUIC handshake with a next hop (a dead hop costs this, not the whole
+/// deadline, so there is time left for another).
+pub const DIAL_DEADLINE: Duration = Duration::from_secs(1);
+
+type HopFuture = std::pin::Pin<Box<dyn Future<Output = (LedgerId, HopOutcome)> + Send>>;
+
+/// Counts of routed messages at this node.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    originated: AtomicU64,
+    relayed: AtomicU64,
+    answered: AtomicU64,
+    rejected: AtomicU64,
+    unreachable: AtomicU64,
+}
+
+/// What happened to routed messages at a node (`GET /mesh/discovery` → `routed`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct RoutedCounts {
+    /// Requests this node sent (queries it asked).
+    pub originated: u64,
+    /// Requests it passed on whose answer came back through it.
+    pub relayed: u64,
+    /// Requests for its own ledger it answered.
+    pub answered: u64,
+    /// Answers that came back here but did not open or verify (a relay cheated, or the
+    /// destination lied).
+    pub rejected: u64,
+    /// Requests it could not pass on (no route, TTL spent, no answer in time).
+    pub unreachable: u64,
+}
+
+fn bump(c: &AtomicU64) {
+    c.fetch_add(1, Ordering::Relaxed);
+}
+
+/// What the origin seals: who asks (its certificate, checked against the envelope's key) and
+/// what.
+#[derive(Serialize, serde::Deserialize)]
+struct Call {
+    certificate: LedgerCertificate,
+    request: RoutedRequest,
+}
+
+/// The ledger a routed request is for, with the key its answer must verify under.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Target {
+    /// Ledger id.
+    pub ledger: LedgerId,
+    /// OID (the origin line of its checkpoints).
+    pub oid: String,
+    /// Ed25519 key, hex.
+    #[serde(skip)]
+    pub key: [u8; 32],
+    /// Where the key came from: `pinned` or `record` (a signed peer record).
+    pub key_source: &'static str,
+}
+
+/// Why a routed request got no verified answer.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RemoteError {
+    /// The destination is not known here.
+    #[error(
+        "{0} is not known here (no pin, no peer record, nothing in the DHT): find it with `onoal discover --oid PREFIX` or pin it with `onoal peer add`"
+    )]
+    Unknown(String),
+    /// No way to send it.
+    #[error(transparent)]
+    NoPath(#[from] NoPath),
+    /// Sent, but nothing verified came back in time.
+    #[error(
+        "no answer from {to} within {secs} s ({detail}); try again, or look at `onoal route --to {to}`"
+    )]
+    NoAnswer {
+        /// Destination.
+        to: String,
+        /// Seconds waited.
+        secs: u64,
+        /// What each next hop said.
+        detail: String,
+    },
+    /// The destination refused (its visibility policy, no checkpoint yet, a bad request).
+    #[error("{to} refused: {message}")]
+    Refused {
+        /// Destination.
+        to: String,
+        /// Its code.
+        code: ErrorCode,
+        /// Its message.
+        message: String,
+    },
+    /// An answer came back that does not verify (counted against the hop it came from).
+    #[error(
+        "the answer from {to} through {via} does not verify ({reason}); it was discarded and counted against {via}"
+    )]
+    Bad {
+        /// Destination.
+        to: String,
+        /// The next hop it came through.
+        via: LedgerId,
+        /// What failed.
+        reason: String,
+    },
+    /// A local failure.
+    #[error("{0}")]
+    Local(String),
+}
+
+/// A verified answer to a cross-ledger query.
+#[derive(Debug)]
+pub struct RemoteQuery {
+    /// Whom it asked.
+    pub target: Target,
+    /// The verified page.
+    pub page: VerifiedPage,
+    /// The ledgers it travelled: this node, the relays (as the destination saw them; a key no
+    /// record names is shown as `key:HEX`), the destination.
+    pub path: Vec<String>,
+    /// The next hop the answer came through.
+    pub via: LedgerId,
+    /// How the first hop was chosen.
+    pub strategy: Strategy,
+    /// Round trip, ms.
+    pub latency_ms: u32,
+}
+
+/// What a next hop gave back.
+enum HopOutcome {
+    Answer(Vec<u8>),
+    Said(String),
+}
+
+impl Node {
+    /// What happened to routed messages at this node.
+    pub fn routed_counts(&self) -> RoutedCounts {
+        let c = &self.inner.routed;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        RoutedCounts {
+            originated: get(&c.originated),
+            relayed: get(&c.relayed),
+            answered: get(&c.answered),
+            rejected: get(&c.rejected),
+            unreachable: get(&c.unreachable),
+        }
+    }
+
+    fn links_only(&self) -> bool {
+        self.discovery_config_links_only()
+    }
+
+    /// Whether `key` is one of this node's links: pinned, or a bootstrap node.
+    pub(crate) fn is_link(&self, key: &[u8; 32]) -> bool {
+        self.inner.peers.pinned_keys().iter().any(|(_, k)| k == key)
+            || self.bootstrap_keys().iter().any(|k| k == key)
+    }
+
+    /// The ledger, OID and key a routed request to `to` is sealed for: a pinned peer first, then
+    /// a known peer record, then a DHT lookup (within 3 s).
+    ///
+    /// # Errors
+    /// [`RemoteError::Unknown`].
+    pub async fn resolve_target(&self, to: &Destination) -> Result<Target, RemoteError> {
+        let (node, dest) = (self.clone(), to.clone());
+        if let Some(t) = self.blocking(move || known_target(&node, &dest)).await.ok().flatten() {
+            return Ok(t);
+        }
+        let deadline = Duration::from_secs(3);
+        match to {
+            Destination::Ledger(id) => {
+                self.discover_ledger(*id, deadline).await;
+            }
+            Destination::Oid(o) => {
+                if let Ok(prefix) = Oid::parse(o) {
+                    self.discover_oid(&prefix, deadline).await;
+                }
+            }
+        }
+        let (node, dest) = (self.clone(), to.clone());
+        self.blocking(move || known_target(&node, &dest))
+            .await
+            .ok()
+            .flatten()
+            .ok_or_else(|| RemoteError::Unknown(to.to_string()))
+    }
+
+    /// Where to reach `ledger`: a pinned address, else its record's QUIC endpoint.
+    fn contact_of(&self, ledger: &LedgerId) -> Option<(PeerId, SocketAddr)> {
+        use std::net::ToSocketAddrs as _;
+        if let Ok(Some(p)) = self.inner.peers.get(ledger) {
+            let peer = p.peer_id()?;
+            let addr = p.addresses.iter().find_map(|a| a.to_socket_addrs().ok()?.next());
+            if let Some(addr) = addr {
+                return Some((peer, addr));
+            }
+        }
+        let book = self.discovery().known();
+        let k = book.iter().find(|k| k.record.ledger_id == *ledger)?;
+        let addr = k.record.endpoints.quic.as_deref()?.to_socket_addrs().ok()?.next()?;
+        Some((k.record.peer()?, addr))
+    }
+
+    /// Ledger ids of keys, from the pins and the known records.
+    fn ledgers_by_key(&self) -> HashMap<[u8; 32], LedgerId> {
+        let mut map: HashMap<[u8; 32], LedgerId> = self
+            .discovery()
+            .known()
+            .iter()
+            .map(|k| (k.record.public_key, k.record.ledger_id))
+            .collect();
+        map.extend(self.inner.peers.pinned_keys().into_iter().map(|(id, k)| (k, id)));
+        map
+    }
+
+    /// Sends the message to each of `hops` at once; each answers within `budget`.
+    fn launch(
+        &self,
+        hops: &[LedgerId],
+        bytes: &Arc<Vec<u8>>,
+        budget: Duration,
+    ) -> FuturesUnordered<HopFuture> {
+        hops.iter()
+            .map(|hop| {
+                let (node, bytes, hop) = (self.clone(), bytes.clone(), *hop);
+                Box::pin(async move { (hop, node.send_to_hop(hop, bytes, budget).await) })
+                    as HopFuture
+            })
+            .collect()
+    }
+
+    /// Other trusted neighbours to try when the chosen hops gave no answer (none when flooding
+    /// is off): not tried yet, not on the path, not where the message came from.
+    async fn alternatives(&self, exclude: Vec<LedgerId>) -> Vec<LedgerId> {
+        let node = self.clone();
+        self.blocking(move || {
+            let config = node.routing_config();
+            if !config.flood {
+                return Vec::new();
+            }
+            let Ok(table) = node.routing_table() else { return Vec::new() };
+            let mut alt: Vec<LedgerId> = table
+                .neighbours()
+                .filter(|n| n.trust >= config.min_trust && !exclude.contains(&n.ledger))
+                .map(|n| n.ledger)
+                .collect();
+            alt.truncate(FLOOD_FANOUT);
+            alt
+        })
+        .await
+        .unwrap_or_default()
+    }
+
+    /// Sends `message` to `hop` and waits up to `deadline` for its reply.
+    async fn send_to_hop(
+        &self,
+        hop: LedgerId,
+        bytes: Arc<Vec<u8>>,
+        deadline: Duration,
+    ) -> HopOutcome {
+        let node = self.clone();
+        let contact = self.blocking(move || node.contact_of(&hop)).await.ok().flatten();
+        let Some((peer, addr)) = contact else {
+            return HopOutcome::Said(format!("{hop}: no address known"));
+        };
+        if self.links_only() && !self.is_link(peer.as_bytes()) {
+            return HopOutcome::Said(format!("{hop}: not a link of this node (--links-only)"));
+        }
+        let work = async {
+            let conn = self.pooled_mesh(peer, addr, deadline.min(DIAL_DEADLINE)).await.ok_or_else(
+                || format!("no QUIC connection within {} s", DIAL_DEADLINE.as_secs()),
+            )?;
+            let (mut send, mut recv) = conn.open_bi().await.map_err(|e| e.to_string())?;
+            write_frame(&mut send, &bytes).await.map_err(|e| e.to_string())?;
+            let _ = send.finish();
+            let cap = u32::try_from(MAX_ANSWER_BYTES + 1024).unwrap_or(u32::MAX);
+            let body = read_frame(&mut recv, cap).await.map_err(|e| e.to_string())?;
+            postcard::from_bytes::<MeshReply>(&body)
+                .map_err(|_| "an answer that does not decode".to_owned())
+        };
+        match tokio::time::timeout(deadline, work).await {
+            Ok(Ok(MeshReply::Sealed { bytes })) => HopOutcome::Answer(bytes),
+            Ok(Ok(MeshReply::Unreachable { reason })) => {
+                HopOutcome::Said(format!("{hop}: {reason}"))
+            }
+            Ok(Ok(MeshReply::Dropped { reason })) => {
+                HopOutcome::Said(format!("{hop} dropped it: {reason}"))
+            }
+            Ok(Ok(other)) => HopOutcome::Said(format!("{hop} answered {other:?}")),
+            Ok(Err(e)) => HopOutcome::Said(format!("{hop}: {e}")),
+            Err(_) => HopOutcome::Said(format!("{hop}: no answer within {} s", deadline.as_secs())),
+        }
+    }
+
+    /// The next hops for `routed` (arrived from `from`, or originated here), as the forwarding
+    /// core decides them, at most [`FLOOD_FANOUT`].
+    async fn next_hops(
+        &self,
+        routed: Routed,
+        from: Option<LedgerId>,
+    ) -> Result<(Vec<LedgerId>, Strategy), String> {
+        let node = self.clone();
+        let to = routed.to.clone();
+        self.blocking(move || {
+            let table = node.routing_table()?;
+            let config = node.routing_config();
+            let strategy = table.find_path(&to, &config).map_or(Strategy::Flood, |p| p.strategy);
+            let decision =
+                node.inner.forwarder.lock().handle(&routed, from, &table, &config, now_ms());
+            match decision {
+                Forward::Send { mut to, .. } => {
+                    to.truncate(FLOOD_FANOUT);
+                    let strategy = if matches!(strategy, Strategy::Direct | Strategy::OidPrefix) {
+                        strategy
+                    } else {
+                        Strategy::Flood
+                    };
+                    Ok((to, strategy))
+                }
+                Forward::Deliver => Err("this node is the destination".to_owned()),
+                Forward::Drop(Dropped::Seen) => Err("seen before".to_owned()),
+                Forward::Drop(Dropped::Loop) => Err("a loop".to_owned()),
+                Forward::Drop(Dropped::TtlSpent) => Err("its TTL is spent".to_owned()),
+                Forward::Drop(Dropped::NoRoute) => Err("no route onward".to_owned()),
+            }
+        })
+        .await
+        .map_err(|e| e.to_string())?
+    }
+
+    /// The seed's cross-ledger query: asks the ledger `to` names for the entries matching
+    /// `filter` from `cursor` on, routed through the mesh, sealed end to end, and verifies the
+    /// answer against the target's key before returning it. Nothing is stored.
+    ///
+    /// # Errors
+    /// [`RemoteError`].
+    pub async fn remote_query(
+        &self,
+        to: &Destination,
+        filter: Filter,
+        cursor: u64,
+        limit: u32,
+    ) -> Result<RemoteQuery, RemoteError> {
+        let target = self.resolve_target(to).await?;
+        let request = RoutedRequest::Query {
+            filter: filter.clone(),
+            cursor: LogIndex(cursor),
+            limit: limit.clamp(1, MAX_QUERY_ENTRIES),
+        };
+        let (reply_key, message, strategy, hops) = self.originate(&target, &request).await?;
+        bump(&self.inner.routed.originated);
+        let id = message.id;
+        let ttl = message.ttl;
+        let bytes = Arc::new(message.encode());
+        let deadline = HOP_DEADLINE * u32::from(ttl);
+        let started = Instant::now();
+        let mut tried = hops.clone();
+        tried.push(target.ledger);
+        let fallback = self.alternatives(tried.clone()).await;
+        let first = if fallback.is_empty() { deadline } else { deadline / 2 };
+        let mut pending = self.launch(&hops, &bytes, first);
+        let mut fallen_back = false;
+        let to_name = target.oid.clone();
+        let verifier = NoteVerifier::new(
+            &target.oid,
+            VerifyingKey::from_bytes(&target.key).map_err(|_| {
+                RemoteError::Local(format!("{} has an unusable key", target.ledger))
+            })?,
+        )
+        .map_err(|e| RemoteError::Local(e.to_string()))?;
+        let mut said = Vec::new();
+        let mut bad = None;
+        loop {
+            let Some((hop, outcome)) = pending.next().await else {
+                // No answer through the chosen hops: once, the other trusted neighbours.
+                if fallen_back {
+                    break;
+                }
+                fallen_back = true;
+                let alt = self.alternatives(tried.clone()).await;
+                if alt.is_empty() {
+                    break;
+                }
+                tracing::debug!(to = %to_name, tried = ?tried, "no answer yet; trying other neighbours");
+                tried.extend(&alt);
+                pending = self.launch(&alt, &bytes, deadline.saturating_sub(started.elapsed()));
+                continue;
+            };
+            let latency_ms = u32::try_from(started.elapsed().as_millis()).unwrap_or(u32::MAX);
+            match outcome {
+                HopOutcome::Said(s) => {
+                    self.route_outcome_hops(target.ledger, hop, false, 0, 0);
+                    said.push(s);
+                }
+                HopOutcome::Answer(sealed) => match open_answer(&reply_key, &id, &sealed) {
+                    Ok(RoutedAnswer::Refused { code, message }) => {
+                        // It opened under the reply key: the destination's own refusal.
+                        self.route_outcome_hops(target.ledger, hop, true, 1, latency_ms);
+                        return Err(RemoteError::Refused { to: to_name, code, message });
+                    }
+                    Ok(answer) => match verify_query(&verifier, &filter, cursor, answer) {
+                        Ok(page) => {
+                            let relays = u32::try_from(page.path.len()).unwrap_or(u32::MAX);
+                            self.route_outcome_hops(
+                                target.ledger,
+                                hop,
+                                true,
+                                relays + 1,
+                                latency_ms,
+                            );
+                            let path = self.path_names(&page.path, &target);
+                            return Ok(RemoteQuery {
+                                target,
+                                page,
+                                path,
+                                via: hop,
+                                strategy,
+                                latency_ms,
+                            });
+                        }
+                        Err(e) => bad = bad.or(Some(self.rejected(&target, hop, e.to_string()))),
+                    },
+                    Err(reason) => bad = bad.or(Some(self.rejected(&target, hop, reason))),
+                },
+            }
+        }
+        if let Some((via, reason)) = bad {
+            return Err(RemoteError::Bad { to: to_name, via, reason });
+        }
+        Err(RemoteError::NoAnswer {
+            to: to_name,
+            secs: deadline.as_secs(),
+            detail: said.join("; "),
+        })
+    }
+
+    /// An answer through `hop` that does not open or verify: counted against the route.
+    fn rejected(&self, target: &Target, hop: LedgerId, reason: String) -> (LedgerId, String) {
+        tracing::warn!(via = %hop, to = %target.oid, reason = %reason, "a routed answer does not verify");
+        self.route_outcome_hops(target.ledger, hop, false, 0, 0);
+        bump(&self.inner.routed.rejected);
+        (hop, reason)
+    }
+
+    /// Seals `request` for `target` in a signed message and picks its first hops.
+    async fn originate(
+        &self,
+        target: &Target,
+        request: &RoutedRequest,
+    ) -> Result<(ReplyKey, MeshMessage, Strategy, Vec<LedgerId>), RemoteError> {
+        let identity = self.inner.ledger.identity();
+        let id = *uuid::Uuid::new_v4().as_bytes();
+        let call =
+            Call { certificate: self.inner.core.certificate().clone(), request: request.clone() };
+        let plain = postcard::to_stdvec(&call).map_err(|e| RemoteError::Local(e.to_string()))?;
+        let key = VerifyingKey::from_bytes(&target.key)
+            .map_err(|_| RemoteError::Local(format!("{} has an unusable key", target.ledger)))?;
+        let (sealed, reply_key) = seal::seal_request(&key, &id, &plain, rand::random())
+            .map_err(|e| RemoteError::Local(format!("cannot seal for {}: {e}", target.ledger)))?;
+        let config = self.routing_config();
+        let message = MeshMessage::with_id(
+            id,
+            self.inner.secret.signing_key(),
+            (identity.ledger_id, identity.oid.as_str()),
+            Addressed { ledger_id: Some(target.ledger), oid: Some(target.oid.clone()) },
+            MessageType::QueryRequest,
+            sealed,
+            config.ttl.max(1),
+            now_ms(),
+        );
+        let routed = Routed {
+            id,
+            to: Destination::Oid(target.oid.clone()),
+            ttl: message.ttl,
+            path: Vec::new(),
+        };
+        match self.next_hops(routed, None).await {
+            Ok((hops, strategy)) => Ok((reply_key, message, strategy, hops)),
+            // No neighbour leads there: the DHT strategy, a direct connection to its record's
+            // address (not for a node that keeps to its links).
+            Err(why) if config.dht && !self.links_only() => {
+                tracing::debug!(to = %target.oid, why = %why, "no next hop; connecting directly");
+                Ok((reply_key, message, Strategy::Dht, vec![target.ledger]))
+            }
+            Err(why) => Err(RemoteError::NoPath(NoPath::Unreachable {
+                to: target.oid.clone(),
+                reasons: vec![why],
+            })),
+        }
+    }
+
+    /// Readable names of a path: this node, the relays, the destination.
+    fn path_names(&self, relays: &[[u8; 32]], target: &Target) -> Vec<String> {
+        let by_key = self.ledgers_by_key();
+        let mut names = vec![self.inner.ledger.identity().ledger_id.to_string()];
+        names.extend(relays.iter().map(|k| {
+            by_key.get(k).map_or_else(|| format!("key:{}", hex::encode(k)), ToString::to_string)
+        }));
+        names.push(target.ledger.to_string());
+        names
+    }
+}
+
+/// The target as the pins and the known records name it.
+fn known_target(node: &Node, to: &Destination) -> Option<Target> {
+    let peers = node.inner.peers.list().ok()?;
+    let book = node.discovery().known();
+    let record_oid = |id: &LedgerId| {
+        book.iter().find(|k| k.record.ledger_id == *id).map(|k| k.record.oid.clone())
+    };
+    for p in &peers {
+        let oid = p.oid.clone().or_else(|| record_oid(&p.ledger_id));
+        let hit = match to {
+            Destination::Ledger(id) => p.ledger_id == *id,
+            Destination::Oid(o) => oid.as_deref() == Some(o.as_str()),
+        };
+        if hit && let Some(oid) = oid {
+            return Some(Target {
+                ledger: p.ledger_id,
+                oid,
+                key: p.public_key,
+                key_source: "pinned",
+            });
+        }
+    }
+    book.iter()
+        .find(|k| match to {
+            Destination::Ledger(id) => k.record.ledger_id == *id,
+            Destination::Oid(o) => k.record.oid == *o,
+        })
+        // A record never overrides a pin: a pinned ledger with another key is skipped.
+        .filter(|k| peers.iter().all(|p| p.ledger_id != k.record.ledger_id))
+        .map(|k| Target {
+            ledger: k.record.ledger_id,
+            oid: k.record.oid.clone(),
+            key: k.record.public_key,
+            key_source: "record",
+        })
+}
+
+/// Opens and decodes a sealed answer.
+fn open_answer(key: &ReplyKey, id: &[u8; 16], sealed: &[u8]) -> Result<RoutedAnswer, String> {
+    let plain = seal::open_reply(key, id, sealed).map_err(|e| e.to_string())?;
+    postcard::from_bytes(&plain).map_err(|_| AnswerError::Malformed.to_string())
+}
+
+/// A routed request that arrived at this node (accepted by the inbox): answered here when it is
+/// for this ledger, else passed on and its answer relayed back.
+pub(crate) async fn handle(inner: Arc<Inner>, from: PeerId, message: MeshMessage) -> MeshReply {
+    let node = Node { inner };
+    let me = node.inner.ledger.identity();
+    // Routed by OID when it has one (relays may not know the id), delivered by id.
+    let (for_me, to) = match (&message.to.ledger_id, &message.to.oid) {
+        (Some(id), oid) => {
+            (*id == me.ledger_id, oid.clone().map_or(Destination::Ledger(*id), Destination::Oid))
+        }
+        (None, Some(oid)) => (*oid == me.oid.as_str(), Destination::Oid(oid.clone())),
+        (None, None) => {
+            return MeshReply::Invalid { reason: "a routed request names a destination".into() };
+        }
+    };
+    if for_me {
+        return answer_here(&node, message).await;
+    }
+    let Some(onward) = message.forwarded_by(&PeerId::new(node.inner.secret.public())) else {
+        return MeshReply::Unreachable { reason: "its TTL is spent".into() };
+    };
+    let by_key = node.ledgers_by_key();
+    let path_ledgers: Vec<LedgerId> = std::iter::once(&message.from.public_key)
+        .chain(&message.path)
+        .filter_map(|k| by_key.get(k).copied())
+        .collect();
+    let routed = Routed { id: message.id, to, ttl: message.ttl, path: path_ledgers.clone() };
+    let from_ledger = by_key.get(from.as_bytes()).copied();
+    let hops = match node.next_hops(routed, from_ledger).await {
+        Ok((hops, _)) => hops,
+        Err(why) => {
+            bump(&node.inner.routed.unreachable);
+            return MeshReply::Unreachable { reason: why };
+        }
+    };
+    let deadline = HOP_DEADLINE * u32::from(onward.ttl);
+    let bytes = Arc::new(onward.encode());
+    let started = Instant::now();
+    // Never back to where it came from or along its path.
+    let mut tried: Vec<LedgerId> = hops.clone();
+    tried.extend(from_ledger);
+    tried.extend(path_ledgers);
+    if let Some(t) = message.to.ledger_id {
+        tried.push(t);
+    }
+    let fallback = node.alternatives(tried.clone()).await;
+    let first = if fallback.is_empty() { deadline } else { deadline / 2 };
+    let mut pending = node.launch(&hops, &bytes, first);
+    let mut fallen_back = false;
+    let mut said = Vec::new();
+    loop {
+        let Some((hop, outcome)) = pending.next().await else {
+            if fallen_back {
+                break;
+            }
+            fallen_back = true;
+            let alt = node.alternatives(tried.clone()).await;
+            if alt.is_empty() {
+                break;
+            }
+            tried.extend(&alt);
+            pending = node.launch(&alt, &bytes, deadline.saturating_sub(started.elapsed()));
+            continue;
+        };
+        match outcome {
+            HopOutcome::Answer(bytes) => {
+                // The relay cannot open the answer; it came back, which is what it can score.
+                if let Some(target) = message.to.ledger_id {
+                    let ms = u32::try_from(started.elapsed().as_millis()).unwrap_or(u32::MAX);
+                    node.route_outcome_hops(target, hop, true, 2, ms);
+                }
+                bump(&node.inner.routed.relayed);
+                return MeshReply::Sealed { bytes };
+            }
+            HopOutcome::Said(s) => {
+                if let Some(target) = message.to.ledger_id {
+                    node.route_outcome_hops(target, hop, false, 0, 0);
+                }
+                said.push(s);
+            }
+        }
+    }
+    bump(&node.inner.routed.unreachable);
+    MeshReply::Unreachable { reason: format!("{}: {}", me.ledger_id, said.join("; ")) }
+}
+
+/// Opens, answers and seals a request for this ledger.
+async fn answer_here(node: &Node, message: MeshMessage) -> MeshReply {
+    let opened = seal::open_request(node.inner.secret.signing_key(), &message.id, &message.payload);
+    let Ok((plain, reply_key)) = opened else {
+        return MeshReply::Invalid {
+            reason: "the sealed payload does not open with this ledger's key".into(),
+        };
+    };
+    let Ok(call) = postcard::from_bytes::<Call>(&plain) else {
+        return MeshReply::Invalid { reason: "the sealed payload is not a routed request".into() };
+    };
+    let inner = node.inner.clone();
+    let from = message.from.clone();
+    let path = message.path.clone();
+    let answer = node
+        .blocking(move || answer_call(&inner, &from.public_key, from.ledger_id, call, path))
+        .await
+        .unwrap_or_else(|e| RoutedAnswer::Refused {
+            code: ErrorCode::Internal,
+            message: e.to_string(),
+        });
+    bump(&node.inner.routed.answered);
+    MeshReply::Sealed { bytes: seal::seal_reply(&reply_key, &message.id, &answer.encode()) }
+}
+
+/// The answer to `call` from the holder of `key`, who says it is ledger `claimed`: the reader is
+/// that ledger when its certificate proves it, else a stranger (public streams only).
+fn answer_call(
+    inner: &Inner,
+    key: &[u8; 32],
+    claimed: LedgerId,
+    call: Call,
+    path: Vec<[u8; 32]>,
+) -> RoutedAnswer {
+    let now = now_ms();
+    let reader = call
+        .certificate
+        .verify(now)
+        .ok()
+        .filter(|i| i.public_key.as_bytes() == key && i.ledger_id == claimed)
+        .map(|i| i.ledger_id);
+    let pinned = inner.peers.pinned_keys().iter().any(|(_, k)| k == key);
+    let client = PeerId::from_bytes(key);
+    let Some(client) = client else {
+        return RoutedAnswer::Refused {
+            code: ErrorCode::BadRequest,
+            message: "an unusable key".into(),
+        };
+    };
+    let access: serve::Access<'_> =
+        &|ledger, scope| inner.trust.admits(ledger, reader.as_ref(), scope, now);
+    let run = |request: Request| -> Response {
+        match inner.core.handle_request(&client, pinned, access, request, now).0 {
+            Decision::Respond(r) => r,
+            Decision::Execute(plan) => {
+                serve::execute(&inner.ledger, &inner.peers, &inner.trust, plan).response().clone()
+            }
+            Decision::Wait { .. } => Response::Error {
+                code: ErrorCode::BadRequest,
+                message: "not a routed request".into(),
+            },
+        }
+    };
+    let me = inner.ledger.identity().ledger_id;
+    match call.request {
+        RoutedRequest::Query { filter, cursor, limit } => {
+            let note = match run(Request::Checkpoint { ledger: me, have: TreeSize(0) }) {
+                Response::Checkpoint { note, .. } => note,
+                Response::Error { code, message } => {
+                    return RoutedAnswer::Refused { code, message };
+                }
+                _ => {
+                    return RoutedAnswer::Refused {
+                        code: ErrorCode::BadRequest,
+                        message: "this ledger has no signed checkpoint yet; ask again after its next checkpoint (`onoal checkpoint`)".into(),
+                    };
+                }
+            };
+            let size = note.lines().nth(1).and_then(|l| l.parse::<u64>().ok()).unwrap_or(0);
+            let request = Request::Entries {
+                ledger: me,
+                size: TreeSize(size),
+                filter,
+                cursor,
+                limit: limit.clamp(1, MAX_QUERY_ENTRIES),
+            };
+            match run(request) {
+                Response::Entries { mut entries, mut next_cursor } => {
+                    trim_to_bytes(&mut entries, &mut next_cursor);
+                    RoutedAnswer::Query { note, entries, next_cursor, path }
+                }
+                Response::Error { code, message } => RoutedAnswer::Refused { code, message },
+                other => RoutedAnswer::Refused {
+                    code: ErrorCode::Internal,
+                    message: format!("unexpected {}", other.kind()),
+                },
+            }
+        }
+    }
+}
+
+/// Keeps the page under [`MAX_QUERY_ENTRY_BYTES`] of leaf data (at least one entry); the next
+/// page starts after the last entry kept.
+fn trim_to_bytes(entries: &mut Vec<crate::proto::ProvenEntryWire>, next: &mut Option<LogIndex>) {
+    let mut total = 0usize;
+    let keep = entries
+        .iter()
+        .position(|e| {
+            total += e.leaf_data.len() + e.proof.len() * 32;
+            total > MAX_QUERY_ENTRY_BYTES
+        })
+        .map_or(entries.len(), |i| i.max(1));
+    if keep < entries.len() {
+        entries.truncate(keep);
+        if let Some(last) =
+            entries.last().and_then(|e| onoal_engine::Entry::decode(&e.leaf_data).ok())
+        {
+            *next = Some(LogIndex(last.seq + 1));
+        }
+    }
+}
