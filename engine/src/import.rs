@@ -28,6 +28,29 @@ pub struct EntryInput {
     /// Payload as standard base64.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payload_b64: Option<String>,
+    /// References to entries of other ledgers, each `LEDGER_ID:SEQ:LEAF_HASH` (hex).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub refs: Vec<String>,
+}
+
+/// Parses a reference `LEDGER_ID:SEQ:LEAF_HASH` (the leaf hash in hex).
+///
+/// # Errors
+/// [`ImportLineError::Ref`] naming what is wrong.
+pub fn parse_ref(text: &str) -> Result<crate::EntryRef, ImportLineError> {
+    let bad =
+        |why: &str| ImportLineError::Ref(format!("{text:?}: {why}; write LEDGER_ID:SEQ:LEAF_HASH"));
+    let mut parts = text.trim().split(':');
+    let (Some(id), Some(seq), Some(hash), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(bad("expected three ':'-separated parts"));
+    };
+    let ledger_id = id.parse().map_err(|_| bad("the ledger id is not a UUID"))?;
+    let seq = seq.parse().map_err(|_| bad("the seq is not a number"))?;
+    let leaf_hash =
+        crate::Hash::from_hex(hash).ok_or_else(|| bad("the leaf hash is not 64 hex digits"))?;
+    Ok(crate::EntryRef { ledger_id, seq, leaf_hash })
 }
 
 impl EntryInput {
@@ -65,6 +88,7 @@ impl EntryInput {
         if let Some(s) = self.issuer {
             e = e.with_issuer(Oid::parse(&s)?);
         }
+        e.refs = self.refs.iter().map(|r| parse_ref(r)).collect::<Result<_, _>>()?;
         e.validate(max_payload)?;
         Ok(e)
     }
@@ -88,6 +112,9 @@ pub enum ImportLineError {
     /// A field breaks a rule (name, OID, payload limit).
     #[error(transparent)]
     Invalid(#[from] InvalidInput),
+    /// A reference that does not parse.
+    #[error("reference {0}")]
+    Ref(String),
 }
 
 /// Parses and validates one import line.
@@ -128,6 +155,26 @@ mod tests {
             parse_line(r#"{"stream":"S","type":"t","payload":"x"}"#, 10),
             Err(ImportLineError::Invalid(_))
         ));
+        let id = "0b5f0000-0000-4000-8000-00000000000b";
+        let hash = "ab".repeat(32);
+        let e = parse_line(
+            &format!(r#"{{"stream":"s","type":"t","payload":"x","refs":["{id}:7:{hash}"]}}"#),
+            10,
+        )
+        .unwrap();
+        assert_eq!(
+            (e.refs.len(), e.refs[0].seq, e.refs[0].leaf_hash.to_hex()),
+            (1, 7, hash.clone())
+        );
+        for bad in [
+            format!("{id}:7"),
+            format!("{id}:x:{hash}"),
+            format!("nope:7:{hash}"),
+            format!("{id}:7:abc"),
+        ] {
+            let line = format!(r#"{{"stream":"s","type":"t","payload":"x","refs":["{bad}"]}}"#);
+            assert!(matches!(parse_line(&line, 10), Err(ImportLineError::Ref(_))), "{bad}");
+        }
         assert!(matches!(
             parse_line(r#"{"stream":"s","type":"t","payload":"too long"}"#, 3),
             Err(ImportLineError::Invalid(InvalidInput::PayloadTooLarge { .. }))

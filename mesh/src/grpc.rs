@@ -108,6 +108,7 @@ impl Service {
                     issuer: e.issuer,
                     payload: None,
                     payload_b64: None,
+                    refs: Vec::new(),
                 };
                 input
                     .into_entry_with_payload(e.payload, max)

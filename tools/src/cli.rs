@@ -176,6 +176,11 @@ pub(crate) enum Command {
         #[command(subcommand)]
         what: RemoteCommand,
     },
+    /// Cross-ledger references of this ledger's entries (`append --ref`).
+    Ref {
+        #[command(subcommand)]
+        what: RefCommand,
+    },
     /// Simulate a mesh in memory: the real DHT and peer-record cores of N nodes, virtual
     /// time, seeded latency, loss, churn and a partition; prints what lookups achieved.
     Sim(SimArgs),
@@ -322,6 +327,17 @@ impl From<&FilterArgs> for onoal_engine::Filter {
             until_ms: f.until,
         }
     }
+}
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum RefCommand {
+    /// Verify the references of entry SEQ of this ledger: each against a checkpoint signed by
+    /// the referenced ledger's key (from a local replica, or through the mesh); exits 1 unless
+    /// all verified.
+    Check {
+        /// The entry.
+        seq: u64,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -579,6 +595,10 @@ pub(crate) struct AppendArgs {
     /// Read the payload from this file.
     #[arg(long)]
     pub(crate) payload_file: Option<PathBuf>,
+    /// A reference to an entry of another ledger, LEDGER_ID:SEQ:LEAF_HASH (repeatable);
+    /// `onoal ref check SEQ` verifies them.
+    #[arg(long = "ref")]
+    pub(crate) refs: Vec<String>,
 }
 
 #[derive(Args, Debug)]
@@ -756,6 +776,7 @@ pub(crate) fn command_name(c: &Command) -> &'static str {
         Command::Topology { .. } => "topology",
         Command::Route { .. } => "route",
         Command::Remote { .. } => "remote",
+        Command::Ref { .. } => "ref",
         Command::Messages { .. } => "messages",
         Command::Demo { .. } => "demo",
         Command::Serve(_) => "serve",

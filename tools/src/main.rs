@@ -12,7 +12,7 @@ mod cmd;
 mod demo;
 mod output;
 
-use cli::{Cli, Command, ForksCommand, PeerCommand, RemoteCommand, ReplicasCommand};
+use cli::{Cli, Command, ForksCommand, PeerCommand, RefCommand, RemoteCommand, ReplicasCommand};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -103,6 +103,7 @@ fn run(cli: &Cli) -> Result<ExitCode> {
         Command::Registry { what } => return cmd::registry::run(cli, what),
         Command::Topology { dot, svg } => cmd::mesh::topology(cli, *dot, svg.as_deref())?,
         Command::Route { to } => cmd::mesh::route(cli, to)?,
+        Command::Ref { what: RefCommand::Check { seq } } => return cmd::mesh::ref_check(cli, *seq),
         Command::Remote { what: RemoteCommand::Query { to, filter, limit, cursor } } => {
             cmd::mesh::remote_query(cli, to, filter, *limit, cursor.as_deref())?;
         }

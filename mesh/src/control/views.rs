@@ -35,6 +35,9 @@ pub struct EntryView {
     pub leaf_hash: String,
     /// The leaf data the leaf hash is over, standard base64.
     pub leaf_data_b64: String,
+    /// References to entries of other ledgers, `LEDGER_ID:SEQ:LEAF_HASH`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub refs: Vec<String>,
 }
 
 impl From<&StoredEntry> for EntryView {
@@ -51,6 +54,11 @@ impl From<&StoredEntry> for EntryView {
             prev_hash: e.entry.prev_hash.to_hex(),
             leaf_hash: e.leaf_hash.to_hex(),
             leaf_data_b64: B64.encode(&e.leaf_data),
+            refs: c
+                .refs
+                .iter()
+                .map(|r| format!("{}:{}:{}", r.ledger_id, r.seq, r.leaf_hash.to_hex()))
+                .collect(),
         }
     }
 }

@@ -80,6 +80,8 @@ pub(crate) struct EntryInputSchema {
     payload: Option<String>,
     /// Payload, standard base64.
     payload_b64: Option<String>,
+    /// References to entries of other ledgers, each `LEDGER_ID:SEQ:LEAF_HASH`.
+    refs: Option<Vec<String>>,
 }
 
 fn parse_entries(

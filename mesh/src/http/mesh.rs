@@ -865,6 +865,32 @@ pub(crate) fn remote_error(e: &crate::net::routed::RemoteError) -> ApiError {
     }
 }
 
+/// The references of one entry, each checked.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct RefCheckList {
+    /// The entry of this ledger.
+    pub seq: u64,
+    /// One row per reference, in the entry's order.
+    pub refs: Vec<crate::net::routed::RefCheck>,
+    /// Whether every reference verified.
+    pub all_verified: bool,
+}
+
+/// Checks the references of this ledger's entry SEQ (the seed's reference check): each against
+/// a checkpoint signed by the referenced ledger's key, from a local replica or through the mesh.
+#[utoipa::path(get, path = "/mesh/refs/{seq}", tag = "mesh",
+    params(("seq" = u64, Path, description = "Sequence number of an entry of this ledger")),
+    responses((status = 200, body = RefCheckList), (status = 404, body = ErrorBody)))]
+pub(crate) async fn refs(
+    State(state): State<AppState>,
+    Path(seq): Path<u64>,
+) -> Result<Json<RefCheckList>, ApiError> {
+    let node = state.control.node().clone();
+    let refs = node.check_refs(seq).await.map_err(|e| ApiError::not_found(e.to_string()))?;
+    let all_verified = refs.iter().all(|r| r.status == "verified");
+    Ok(Json(RefCheckList { seq, refs, all_verified }))
+}
+
 /// Asks another ledger, anywhere in the mesh and addressed by id or OID, for entries (the
 /// seed's cross-ledger query): routed hop by hop, sealed end to end, and verified against the
 /// ledger's key (its signed checkpoint and an inclusion proof per entry) before it is returned.

@@ -1373,7 +1373,7 @@ impl ProtocolHandler for MeshHandler {
                 }
             };
             d.counters.messages_accepted.fetch_add(1, Ordering::Relaxed);
-            if message.kind == MessageType::QueryRequest {
+            if matches!(message.kind, MessageType::QueryRequest | MessageType::ReferenceCheck) {
                 return super::routed::handle(inner.clone(), peer, message).await.encode();
             }
             d.membership.lock().heard(&message.from.ledger_id, message.timestamp_ms, now_ms());

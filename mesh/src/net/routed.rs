@@ -385,13 +385,49 @@ impl Node {
         cursor: u64,
         limit: u32,
     ) -> Result<RemoteQuery, RemoteError> {
-        let target = self.resolve_target(to).await?;
         let request = RoutedRequest::Query {
             filter: filter.clone(),
             cursor: LogIndex(cursor),
             limit: limit.clamp(1, MAX_QUERY_ENTRIES),
         };
-        let (reply_key, message, strategy, hops) = self.originate(&target, &request).await?;
+        self.remote_call(to, request, MessageType::QueryRequest, filter, cursor).await
+    }
+
+    /// The seed's reference check: the entry at `seq` of the ledger `to` names, with its
+    /// inclusion proof in that ledger's newest checkpoint, verified; the page holds it, or
+    /// nothing when the checkpoint's tree does not.
+    ///
+    /// # Errors
+    /// [`RemoteError`].
+    pub async fn remote_entry(
+        &self,
+        to: &Destination,
+        seq: u64,
+    ) -> Result<RemoteQuery, RemoteError> {
+        let request = RoutedRequest::Entry { seq: LogIndex(seq) };
+        let answer = self
+            .remote_call(to, request, MessageType::ReferenceCheck, Filter::default(), seq)
+            .await?;
+        if answer.page.entries.iter().any(|e| e.entry.seq != seq) {
+            let reason = format!("it answered another entry than {seq}");
+            let via = answer.via;
+            return Err(RemoteError::Bad { to: answer.target.oid.clone(), via, reason });
+        }
+        Ok(answer)
+    }
+
+    /// Sends `request` as a routed message of `kind` and verifies the answer as a page of
+    /// `filter` from `cursor`.
+    async fn remote_call(
+        &self,
+        to: &Destination,
+        request: RoutedRequest,
+        kind: MessageType,
+        filter: Filter,
+        cursor: u64,
+    ) -> Result<RemoteQuery, RemoteError> {
+        let target = self.resolve_target(to).await?;
+        let (reply_key, message, strategy, hops) = self.originate(&target, &request, kind).await?;
         bump(&self.inner.routed.originated);
         let id = message.id;
         let ttl = message.ttl;
@@ -491,6 +527,7 @@ impl Node {
         &self,
         target: &Target,
         request: &RoutedRequest,
+        kind: MessageType,
     ) -> Result<(ReplyKey, MeshMessage, Strategy, Vec<LedgerId>), RemoteError> {
         let identity = self.inner.ledger.identity();
         let id = *uuid::Uuid::new_v4().as_bytes();
@@ -507,7 +544,7 @@ impl Node {
             self.inner.secret.signing_key(),
             (identity.ledger_id, identity.oid.as_str()),
             Addressed { ledger_id: Some(target.ledger), oid: Some(target.oid.clone()) },
-            MessageType::QueryRequest,
+            kind,
             sealed,
             config.ttl.max(1),
             now_ms(),
@@ -772,6 +809,43 @@ fn answer_call(
                 },
             }
         }
+        RoutedRequest::Entry { seq } => {
+            let note = match run(Request::Checkpoint { ledger: me, have: TreeSize(0) }) {
+                Response::Checkpoint { note, .. } => note,
+                Response::Error { code, message } => {
+                    return RoutedAnswer::Refused { code, message };
+                }
+                _ => {
+                    return RoutedAnswer::Refused {
+                        code: ErrorCode::BadRequest,
+                        message: "this ledger has no signed checkpoint yet; ask again after its next checkpoint (`onoal checkpoint`)".into(),
+                    };
+                }
+            };
+            let size = note.lines().nth(1).and_then(|l| l.parse::<u64>().ok()).unwrap_or(0);
+            if seq.0 >= size {
+                return RoutedAnswer::Query { note, entries: Vec::new(), next_cursor: None, path };
+            }
+            let log = inner.ledger.log();
+            let read = log.entry(seq.0).map_err(|e| e.to_string()).and_then(|e| {
+                let stream = e.entry.content.stream.as_str().to_owned();
+                let proof = log.inclusion_proof(seq.0, size).map_err(|e| e.to_string())?;
+                Ok((stream, e.leaf_data, proof))
+            });
+            let (stream, leaf_data, proof) = match read {
+                Ok(r) => r,
+                Err(e) => return RoutedAnswer::Refused { code: ErrorCode::Internal, message: e },
+            };
+            let scope = crate::trust::visibility::Scope::Stream(&stream);
+            if let Err(refused) = inner.trust.admits(&me, reader.as_ref(), scope, now) {
+                return RoutedAnswer::Refused {
+                    code: ErrorCode::NotVisible,
+                    message: refused.to_string(),
+                };
+            }
+            let entry = crate::proto::ProvenEntryWire { leaf_data, proof };
+            RoutedAnswer::Query { note, entries: vec![entry], next_cursor: None, path }
+        }
     }
 }
 
@@ -793,5 +867,132 @@ fn trim_to_bytes(entries: &mut Vec<crate::proto::ProvenEntryWire>, next: &mut Op
         {
             *next = Some(LogIndex(last.seq + 1));
         }
+    }
+}
+
+/// The outcome of checking one reference of an entry (`onoal ref check`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct RefCheck {
+    /// The reference, `LEDGER_ID:SEQ:LEAF_HASH`.
+    pub reference: String,
+    /// The referenced ledger.
+    pub ledger_id: String,
+    /// The referenced entry.
+    pub seq: u64,
+    /// The leaf hash the reference names (hex).
+    pub leaf_hash: String,
+    /// `verified` (the entry is in a checkpoint signed by that ledger's key and has this leaf
+    /// hash), `mismatch` (it is there with another leaf hash), `missing` (that ledger's newest
+    /// checkpoint does not reach it), `refused` (its policy does not show it to this ledger)
+    /// or `unreachable` (no verified answer).
+    pub status: String,
+    /// Where the proof came from: `replica` (a verified local replica) or `mesh` (a routed
+    /// reference_check).
+    pub via: String,
+    /// The size of the checkpoint it was checked against.
+    pub checkpoint_size: Option<u64>,
+    /// What was found, when it is not `verified`.
+    pub detail: Option<String>,
+}
+
+impl RefCheck {
+    fn new(r: &onoal_engine::EntryRef, status: &str, via: &str) -> Self {
+        Self {
+            reference: format!("{}:{}:{}", r.ledger_id, r.seq, r.leaf_hash.to_hex()),
+            ledger_id: r.ledger_id.to_string(),
+            seq: r.seq,
+            leaf_hash: r.leaf_hash.to_hex(),
+            status: status.to_owned(),
+            via: via.to_owned(),
+            checkpoint_size: None,
+            detail: None,
+        }
+    }
+}
+
+/// A reference checked against a local full replica (or this ledger's own log), when it holds
+/// a checkpoint that reaches the entry; `None` sends the check through the mesh.
+fn replica_check(ledger: &onoal_engine::Ledger, r: &onoal_engine::EntryRef) -> Option<RefCheck> {
+    let log = ledger.log_of(&r.ledger_id)?;
+    if log.is_sparse() {
+        return None;
+    }
+    let cp = log.latest_checkpoint_at_most(log.durable_size()).ok()??;
+    if r.seq >= cp.size {
+        return None;
+    }
+    let e = log.entry(r.seq).ok()?;
+    let proof = log.inclusion_proof(r.seq, cp.size).ok()?;
+    let mut c = RefCheck::new(r, "verified", "replica");
+    c.checkpoint_size = Some(cp.size);
+    if onoal_engine::merkle::verify_inclusion(r.seq, cp.size, &e.leaf_hash, &proof, &cp.root)
+        .is_err()
+    {
+        c.status = "unreachable".into();
+        c.detail =
+            Some("the local replica's proof does not verify: run `onoal verify --ledger`".into());
+    } else if e.leaf_hash != r.leaf_hash {
+        c.status = "mismatch".into();
+        c.detail = Some(format!("entry {} has leaf hash {}", r.seq, e.leaf_hash.to_hex()));
+    }
+    Some(c)
+}
+
+impl Node {
+    /// Checks every reference of this ledger's entry `seq`: against a local replica when one
+    /// reaches it, else through the mesh (`reference_check`), each against a checkpoint signed
+    /// by the referenced ledger's key.
+    ///
+    /// # Errors
+    /// No entry `seq` here.
+    pub async fn check_refs(&self, seq: u64) -> Result<Vec<RefCheck>, RemoteError> {
+        let ledger = self.inner.ledger.clone();
+        let entry = self
+            .blocking(move || ledger.log().entry(seq))
+            .await
+            .map_err(|e| RemoteError::Local(e.to_string()))?
+            .map_err(|e| RemoteError::Local(e.to_string()))?;
+        let mut out = Vec::new();
+        for r in &entry.entry.content.refs {
+            out.push(self.check_ref(r).await);
+        }
+        Ok(out)
+    }
+
+    async fn check_ref(&self, r: &onoal_engine::EntryRef) -> RefCheck {
+        let (ledger, rr) = (self.inner.ledger.clone(), *r);
+        if let Some(c) = self.blocking(move || replica_check(&ledger, &rr)).await.ok().flatten() {
+            return c;
+        }
+        let mut c = RefCheck::new(r, "verified", "mesh");
+        match self.remote_entry(&Destination::Ledger(r.ledger_id), r.seq).await {
+            Ok(a) => {
+                c.checkpoint_size = Some(a.page.checkpoint.size);
+                match a.page.entries.first() {
+                    Some(e) if e.leaf_hash == r.leaf_hash => {}
+                    Some(e) => {
+                        c.status = "mismatch".into();
+                        c.detail =
+                            Some(format!("entry {} has leaf hash {}", r.seq, e.leaf_hash.to_hex()));
+                    }
+                    None => {
+                        c.status = "missing".into();
+                        c.detail = Some(format!(
+                            "its newest checkpoint (size {}) does not reach entry {}",
+                            a.page.checkpoint.size, r.seq
+                        ));
+                    }
+                }
+            }
+            Err(RemoteError::Refused { message, .. }) => {
+                c.status = "refused".into();
+                c.detail = Some(message);
+            }
+            Err(e) => {
+                c.status = "unreachable".into();
+                c.detail = Some(e.to_string());
+            }
+        }
+        c
     }
 }

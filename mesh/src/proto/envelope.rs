@@ -117,6 +117,7 @@ impl MessageType {
                 | Self::Heartbeat
                 | Self::TopologyUpdate
                 | Self::QueryRequest
+                | Self::ReferenceCheck
         )
     }
 }

@@ -42,6 +42,13 @@ pub enum RoutedRequest {
         /// Most entries.
         limit: u32,
     },
+    /// The seed's `reference_check`: the entry at `seq` with its inclusion proof in the
+    /// destination's newest checkpoint (answered as a `Query` page of that one entry, or of
+    /// none when the checkpoint's tree does not hold it). Readable when its stream is.
+    Entry {
+        /// The referenced entry.
+        seq: LogIndex,
+    },
 }
 
 /// The destination's answer, sealed under the request's reply key.

@@ -413,3 +413,100 @@ fn a_relay_that_alters_replays_forges_or_drops_answers_is_caught_and_named() {
     }
     drop(d_node);
 }
+
+#[test]
+fn references_across_three_ledgers_are_checked_by_proof_from_a_replica_or_the_mesh() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = |n: &str| tmp.path().join(n);
+    let x = init(&d("x"), "oid:onoal:org:x");
+    let y = init(&d("y"), "oid:onoal:org:y");
+    let z = init(&d("z"), "oid:onoal:org:z");
+    import(&d("y"), 0, 10);
+    import(&d("z"), 0, 10);
+    // Y shows s0 to anyone; Z knows X (trust 0.5), so X may keep a full replica of Z.
+    run_json(onoal(&d("y")).args(["stream", "visibility", "s0", "public"]));
+    pin(&d("z"), &x, 1);
+    let (ys, zs) = (Serve::start(&d("y"), 0, &[]), Serve::start(&d("z"), 0, &[]));
+    pin(&d("x"), &y, ys.1);
+    pin(&d("x"), &z, zs.1);
+    let out = run(onoal(&d("x")).args(["sync", &z.id]));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = run(onoal(&d("x")).args(["sync", &y.id, "--mode", "checkpoint"]));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let hash = |dir: &str, seq: u64| -> String {
+        run_json(onoal(&d(dir)).args(["get", &seq.to_string()]))["leaf_hash"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let refs = [
+        format!("{}:3:{}", y.id, hash("y", 3)), // s0 of Y, through the mesh: verified
+        format!("{}:5:{}", z.id, hash("z", 5)), // Z's replica: verified
+        format!("{}:5:{}", z.id, hash("z", 6)), // Z's replica, another hash: mismatch
+        format!("{}:4:{}", y.id, hash("y", 4)), // s1 of Y, not shown to X: refused
+        format!("{}:50:{}", y.id, hash("y", 3)), // beyond Y's checkpoint: missing
+    ];
+    let mut append = onoal(&d("x"));
+    append.args(["append", "--stream", "claims", "--type", "t", "--payload", "p"]);
+    for r in &refs {
+        append.args(["--ref", r]);
+    }
+    let seq = run_json(&mut append)["seq"].as_u64().unwrap();
+    let got = run_json(onoal(&d("x")).args(["get", &seq.to_string()]));
+    assert_eq!(got["refs"], json!(refs), "{got}");
+
+    let out = run(onoal(&d("x")).args(["ref", "check", &seq.to_string(), "--json"]));
+    assert_eq!(out.status.code(), Some(1), "not all references verified");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rows: Vec<(String, String)> = v["refs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["status"].as_str().unwrap().into(), r["via"].as_str().unwrap().into()))
+        .collect();
+    let want = [
+        ("verified", "mesh"),
+        ("verified", "replica"),
+        ("mismatch", "replica"),
+        ("refused", "mesh"),
+        ("missing", "mesh"),
+    ];
+    assert_eq!(
+        rows,
+        want.iter().map(|(a, b)| ((*a).to_owned(), (*b).to_owned())).collect::<Vec<_>>(),
+        "{v}"
+    );
+    assert_eq!(v["all_verified"], false, "{v}");
+
+    // Only verified references: exit 0. A reference that does not parse is refused at append.
+    let seq = run_json(onoal(&d("x")).args([
+        "append",
+        "--stream",
+        "claims",
+        "--type",
+        "t",
+        "--payload",
+        "q",
+        "--ref",
+        &refs[0],
+    ]))["seq"]
+        .as_u64()
+        .unwrap();
+    let out = run(onoal(&d("x")).args(["ref", "check", &seq.to_string()]));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = run(onoal(&d("x")).args([
+        "append",
+        "--stream",
+        "claims",
+        "--type",
+        "t",
+        "--payload",
+        "q",
+        "--ref",
+        "nope:1:ab",
+    ]));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("LEDGER_ID:SEQ:LEAF_HASH"), "{err}");
+    drop((ys, zs));
+}

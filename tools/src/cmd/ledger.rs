@@ -150,8 +150,11 @@ pub(crate) fn append(cli: &Cli, a: &AppendArgs) -> Result<()> {
         (None, Some(f)) => read_payload_file(f, ledger.max_payload_bytes())?,
         (None, None) => bail!("give --payload or --payload-file"),
     };
-    let entry =
+    let mut entry =
         new_entry(&a.stream, &a.entry_type, a.subject.as_deref(), a.issuer.as_deref(), payload)?;
+    entry.refs =
+        a.refs.iter().map(|r| onoal_engine::import::parse_ref(r)).collect::<Result<_, _>>()?;
+    entry.validate(ledger.max_payload_bytes())?;
     let r = ledger.append(entry)?;
     // Sign what was appended before exiting, so it does not wait for the next writer.
     let cp = ledger.checkpoint_now().with_context(|| {
@@ -176,6 +179,7 @@ fn append_through(cli: &Cli, node: &NodeClient, a: &AppendArgs) -> Result<()> {
         entry_type: a.entry_type.clone(),
         subject: a.subject.clone(),
         issuer: a.issuer.clone(),
+        refs: a.refs.clone(),
         ..EntryInput::default()
     };
     match (&a.payload, &a.payload_file) {

@@ -563,6 +563,46 @@ pub(crate) fn route(cli: &Cli, to: &str) -> Result<()> {
     Ok(())
 }
 
+pub(crate) fn ref_check(cli: &Cli, seq: u64) -> Result<ExitCode> {
+    let list: onoal_mesh::http::RefCheckList = match running_node(cli)? {
+        Some(node) => node.get(&format!("/mesh/refs/{seq}"))?,
+        None => {
+            let ledger = open_for_mesh(cli, "check references", cli.durability())?;
+            let rt = runtime()?;
+            rt.block_on(async {
+                let node = load_node(cli, ledger, "127.0.0.1:0", NodeConfig::default())?;
+                let refs = node.check_refs(seq).await;
+                node.close().await;
+                let refs = refs.map_err(|e| anyhow!(e))?;
+                let all_verified = refs.iter().all(|r| r.status == "verified");
+                Ok::<_, anyhow::Error>(onoal_mesh::http::RefCheckList { seq, refs, all_verified })
+            })?
+        }
+    };
+    print(cli, json!(list), || {
+        if list.refs.is_empty() {
+            return format!("entry {seq} has no references");
+        }
+        let mut out = String::new();
+        for r in &list.refs {
+            out.push_str(&format!(
+                "{:<11} {} seq {} via {}{}\n",
+                r.status,
+                r.ledger_id,
+                r.seq,
+                r.via,
+                r.detail.as_ref().map(|d| format!(": {d}")).unwrap_or_default()
+            ));
+        }
+        out.trim_end().to_owned()
+    });
+    Ok(if list.all_verified {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
 pub(crate) fn remote_query(
     cli: &Cli,
     to: &str,
