@@ -121,6 +121,11 @@ pub(crate) enum Command {
         #[command(subcommand)]
         what: ProveCommand,
     },
+    /// Self-contained proofs others can check with only the ledger's vkey.
+    Proof {
+        #[command(subcommand)]
+        what: ProofCommand,
+    },
     /// Audit the whole ledger: entries, chain, tiles, checkpoints (a replica: also that no
     /// fork was found while syncing it).
     Verify {
@@ -327,6 +332,28 @@ impl From<&FilterArgs> for onoal_engine::Filter {
             until_ms: f.until,
         }
     }
+}
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum ProofCommand {
+    /// Write a proof that entry SEQ is in this ledger (or the replica --ledger names): the
+    /// entry, its leaf data, its inclusion proof and the newest signed checkpoint, as JSON on
+    /// stdout (`> proof.json`).
+    Export {
+        /// The entry.
+        seq: u64,
+    },
+    /// Check a proof file offline with nothing but the ledger's vkey (as `onoal init` printed
+    /// it); exits 0 when it verifies, 1 with the reason when it does not. Needs no data
+    /// directory.
+    Verify {
+        /// The file `onoal proof export` wrote (`-` for stdin).
+        file: PathBuf,
+        /// The ledger's C2SP verifier key (`NAME+KEYID+KEY`), obtained from the ledger, not
+        /// from the file.
+        #[arg(long)]
+        vkey: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -768,6 +795,7 @@ pub(crate) fn command_name(c: &Command) -> &'static str {
         Command::Checkpoint { .. } => "checkpoint",
         Command::Checkpoints => "checkpoints",
         Command::Prove { .. } => "prove",
+        Command::Proof { .. } => "proof",
         Command::Verify { .. } => "verify",
         Command::Bench { .. } => "bench",
         Command::Sim(_) => "sim",

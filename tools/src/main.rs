@@ -12,7 +12,10 @@ mod cmd;
 mod demo;
 mod output;
 
-use cli::{Cli, Command, ForksCommand, PeerCommand, RefCommand, RemoteCommand, ReplicasCommand};
+use cli::{
+    Cli, Command, ForksCommand, PeerCommand, ProofCommand, RefCommand, RemoteCommand,
+    ReplicasCommand,
+};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -54,6 +57,7 @@ fn check_globals(cli: &Cli) -> Result<()> {
             | Command::Checkpoint { .. }
             | Command::Checkpoints
             | Command::Prove { .. }
+            | Command::Proof { what: ProofCommand::Export { .. } }
             | Command::Verify { .. }
             | Command::Watch { .. }
     );
@@ -104,6 +108,12 @@ fn run(cli: &Cli) -> Result<ExitCode> {
         Command::Topology { dot, svg } => cmd::mesh::topology(cli, *dot, svg.as_deref())?,
         Command::Route { to } => cmd::mesh::route(cli, to)?,
         Command::Ref { what: RefCommand::Check { seq } } => return cmd::mesh::ref_check(cli, *seq),
+        Command::Proof { what: ProofCommand::Export { seq } } => {
+            cmd::ledger::proof_export(cli, *seq)?
+        }
+        Command::Proof { what: ProofCommand::Verify { file, vkey } } => {
+            return cmd::ledger::proof_verify(cli, file, vkey);
+        }
         Command::Remote { what: RemoteCommand::Query { to, filter, limit, cursor } } => {
             cmd::mesh::remote_query(cli, to, filter, *limit, cursor.as_deref())?;
         }

@@ -497,3 +497,141 @@ impl From<&SyncSummary> for SyncSummaryView {
         }
     }
 }
+
+/// The format tag of a proof file.
+pub const PROOF_FORMAT: &str = "onoal-proof/1";
+
+/// A self-contained proof that an entry is in a ledger (`onoal proof export`), checkable offline
+/// with nothing but the ledger's C2SP vkey (`onoal proof verify`): the entry, its leaf data,
+/// its RFC 9162 inclusion proof and the ledger's signed checkpoint the proof leads to.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ProofFile {
+    /// `onoal-proof/1`.
+    pub format: String,
+    /// The ledger.
+    pub ledger_id: String,
+    /// Its OID (the checkpoint's origin).
+    pub oid: String,
+    /// Its C2SP verifier key, as the exporter knew it (a verifier must get the vkey
+    /// elsewhere: this copy is a hint, never trusted).
+    pub vkey: String,
+    /// The entry's seq.
+    pub seq: u64,
+    /// The entry, readable (checked against the leaf data).
+    pub entry: EntryView,
+    /// RFC 9162 inclusion proof of the leaf in the tree of `tree_size`, hex hashes.
+    pub inclusion_proof: Vec<String>,
+    /// The checkpoint's tree size.
+    pub tree_size: u64,
+    /// The ledger's signed checkpoint note.
+    pub checkpoint: String,
+}
+
+/// What a verified proof file proves.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct ProofVerdict {
+    /// Whether it verified.
+    pub valid: bool,
+    /// Why not, when it did not.
+    pub reason: Option<String>,
+    /// The entry's seq.
+    pub seq: u64,
+    /// The ledger's OID, from the vkey.
+    pub oid: String,
+    /// The checkpoint's size.
+    pub tree_size: u64,
+}
+
+impl ProofFile {
+    /// The proof of entry `seq` of `log` in its newest signed checkpoint.
+    ///
+    /// # Errors
+    /// No checkpoint reaches the entry yet, or a read fails.
+    pub fn build(log: &Log, seq: u64) -> Result<Self, String> {
+        let cp = log
+            .latest_checkpoint_at_most(log.durable_size())
+            .map_err(|e| e.to_string())?
+            .ok_or("this ledger has no signed checkpoint yet: run `onoal checkpoint`")?;
+        if seq >= cp.size {
+            return Err(format!(
+                "entry {seq} is not in the newest signed checkpoint (size {}); run `onoal checkpoint` and export again",
+                cp.size
+            ));
+        }
+        let e = log.entry(seq).map_err(|e| e.to_string())?;
+        let proof = log.inclusion_proof(seq, cp.size).map_err(|e| e.to_string())?;
+        let identity = log.identity();
+        Ok(Self {
+            format: PROOF_FORMAT.to_owned(),
+            ledger_id: identity.ledger_id.to_string(),
+            oid: identity.oid.as_str().to_owned(),
+            vkey: identity.verifier().to_vkey(),
+            seq,
+            entry: EntryView::from(&e),
+            inclusion_proof: proof.iter().map(onoal_engine::Hash::to_hex).collect(),
+            tree_size: cp.size,
+            checkpoint: cp.note.clone(),
+        })
+    }
+
+    /// Checks the file with `vkey` alone: the checkpoint's signature and origin, the leaf data
+    /// against the entry shown and its leaf hash, the inclusion proof against the root.
+    pub fn verify(&self, vkey: &str) -> ProofVerdict {
+        let mut verdict = ProofVerdict {
+            valid: false,
+            reason: None,
+            seq: self.seq,
+            oid: String::new(),
+            tree_size: self.tree_size,
+        };
+        match self.check(vkey) {
+            Ok(oid) => {
+                verdict.valid = true;
+                verdict.oid = oid;
+            }
+            Err(why) => verdict.reason = Some(why),
+        }
+        verdict
+    }
+
+    fn check(&self, vkey: &str) -> Result<String, String> {
+        use onoal_engine::checkpoint::NoteVerifier;
+        if self.format != PROOF_FORMAT {
+            return Err(format!("not a proof file of format {PROOF_FORMAT} ({:?})", self.format));
+        }
+        let verifier = NoteVerifier::from_vkey(vkey).map_err(|e| format!("the vkey: {e}"))?;
+        let cp = verifier
+            .open(self.checkpoint.as_bytes())
+            .map_err(|e| format!("the checkpoint does not verify with this vkey: {e}"))?;
+        if cp.size != self.tree_size {
+            return Err(format!(
+                "tree_size says {}, the signed checkpoint {}",
+                self.tree_size, cp.size
+            ));
+        }
+        let leaf_data = B64
+            .decode(&self.entry.leaf_data_b64)
+            .map_err(|_| "the entry's leaf data is not base64".to_owned())?;
+        let entry = onoal_engine::Entry::decode(&leaf_data)
+            .map_err(|e| format!("the leaf data is not an entry: {e}"))?;
+        let leaf_hash = onoal_engine::hash::leaf_hash(&leaf_data);
+        let stored = StoredEntry { entry, leaf_data, leaf_hash };
+        if stored.entry.seq != self.seq {
+            return Err(format!("the leaf data is entry {}, not {}", stored.entry.seq, self.seq));
+        }
+        if EntryView::from(&stored) != self.entry {
+            return Err("the entry's fields do not match its leaf data".into());
+        }
+        let proof = self
+            .inclusion_proof
+            .iter()
+            .map(|h| onoal_engine::Hash::from_hex(h).ok_or("an inclusion proof hash is not hex"))
+            .collect::<Result<Vec<_>, _>>()?;
+        onoal_engine::merkle::verify_inclusion(self.seq, cp.size, &leaf_hash, &proof, &cp.root)
+            .map_err(|e| {
+                format!("the inclusion proof does not lead to the checkpoint's root: {e}")
+            })?;
+        Ok(verifier.name().to_owned())
+    }
+}

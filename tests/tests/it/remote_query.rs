@@ -510,3 +510,68 @@ fn references_across_three_ledgers_are_checked_by_proof_from_a_replica_or_the_me
     assert!(!out.status.success() && err.contains("LEDGER_ID:SEQ:LEAF_HASH"), "{err}");
     drop((ys, zs));
 }
+
+#[test]
+fn an_exported_proof_verifies_offline_with_only_the_vkey_and_any_change_is_caught() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = |n: &str| tmp.path().join(n);
+    let a = run_json(onoal(&d("a")).args(["init", "--oid", "oid:onoal:org:issuer"]));
+    let other = run_json(onoal(&d("b")).args(["init", "--oid", "oid:onoal:org:issuer"]));
+    let vkey = a["vkey"].as_str().unwrap().to_owned();
+    import(&d("a"), 0, 10);
+    let out = run(onoal(&d("a")).args(["proof", "export", "4"]));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let proof: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (proof["seq"].as_u64(), proof["tree_size"].as_u64()),
+        (Some(4), Some(10)),
+        "{proof}"
+    );
+    let file = tmp.path().join("proof.json");
+    std::fs::write(&file, serde_json::to_vec(&proof).unwrap()).unwrap();
+
+    // A machine with nothing but the vkey: a data directory that does not exist.
+    let fresh = d("fresh");
+    let verify = |file: &Path, vkey: &str| {
+        run(onoal(&fresh).args(["proof", "verify"]).arg(file).args(["--vkey", vkey, "--json"]))
+    };
+    let out = verify(&file, &vkey);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (v["valid"].as_bool(), v["oid"].as_str()),
+        (Some(true), Some("oid:onoal:org:issuer")),
+        "{v}"
+    );
+    assert!(!fresh.exists(), "verifying needs no data directory");
+
+    // Another ledger's key (the same OID), and every field changed: refused with the reason.
+    let out = verify(&file, other["vkey"].as_str().unwrap());
+    assert_eq!(out.status.code(), Some(1));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["reason"].as_str().unwrap().contains("does not verify with this vkey"), "{v}");
+    let payload = proof["entry"]["payload_b64"].as_str().unwrap().to_owned();
+    let mut flipped_leaf = proof["entry"]["leaf_data_b64"].as_str().unwrap().as_bytes().to_vec();
+    let last = flipped_leaf.len() - 3;
+    flipped_leaf[last] = if flipped_leaf[last] == b'A' { b'B' } else { b'A' };
+    let cases: Vec<(&str, Value, &str)> = vec![
+        ("/entry/payload_b64", json!(format!("x{payload}")), "do not match its leaf data"),
+        ("/entry/leaf_data_b64", json!(String::from_utf8(flipped_leaf).unwrap()), ""),
+        ("/inclusion_proof/0", json!("00".repeat(32)), "inclusion proof"),
+        ("/tree_size", json!(11), "tree_size says 11"),
+        ("/seq", json!(5), "not 5"),
+    ];
+    for (pointer, value, want) in cases {
+        let mut changed = proof.clone();
+        *changed.pointer_mut(pointer).unwrap() = value;
+        std::fs::write(&file, serde_json::to_vec(&changed).unwrap()).unwrap();
+        let out = verify(&file, &vkey);
+        assert_eq!(out.status.code(), Some(1), "{pointer}: a changed file verified");
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["valid"], false, "{pointer}: {v}");
+        assert!(v["reason"].as_str().unwrap().contains(want), "{pointer}: {v}");
+    }
+    let out = run(onoal(&d("a")).args(["proof", "export", "10"]));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("not in the newest signed checkpoint"), "{err}");
+}

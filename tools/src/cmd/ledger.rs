@@ -283,6 +283,45 @@ pub(crate) fn prove(cli: &Cli, what: &ProveCommand) -> Result<()> {
     Ok(())
 }
 
+pub(crate) fn proof_export(cli: &Cli, seq: u64) -> Result<()> {
+    let (_ledger, log) = read_log(cli)?;
+    let file = onoal_mesh::control::views::ProofFile::build(&log, seq).map_err(|e| anyhow!(e))?;
+    // The file is JSON whatever --json says: it is made to be saved and handed on.
+    println!("{}", serde_json::to_string_pretty(&file)?);
+    Ok(())
+}
+
+pub(crate) fn proof_verify(
+    cli: &Cli,
+    path: &std::path::Path,
+    vkey: &str,
+) -> Result<std::process::ExitCode> {
+    let text = if path == std::path::Path::new("-") {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)?;
+        s
+    } else {
+        std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the proof file {}", path.display()))?
+    };
+    let file: onoal_mesh::control::views::ProofFile = serde_json::from_str(&text).map_err(|e| {
+        anyhow!("{} is not a proof file of `onoal proof export`: {e}", path.display())
+    })?;
+    let verdict = file.verify(vkey);
+    print(cli, json!(verdict), || match &verdict.reason {
+        None => format!(
+            "valid: entry {} is in {}'s signed checkpoint of size {}",
+            verdict.seq, verdict.oid, verdict.tree_size
+        ),
+        Some(why) => format!("NOT valid: {why}"),
+    });
+    Ok(if verdict.valid {
+        std::process::ExitCode::SUCCESS
+    } else {
+        std::process::ExitCode::from(1)
+    })
+}
+
 pub(crate) fn checkpoints(cli: &Cli) -> Result<()> {
     let (_ledger, log) = read_log(cli)?;
     let mut list = Vec::new();

@@ -596,11 +596,7 @@ pub(crate) fn ref_check(cli: &Cli, seq: u64) -> Result<ExitCode> {
         }
         out.trim_end().to_owned()
     });
-    Ok(if list.all_verified {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
+    Ok(if list.all_verified { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
 pub(crate) fn remote_query(
