@@ -775,21 +775,26 @@ fn answer_call(
         }
     };
     let me = inner.ledger.identity().ledger_id;
+    // The newest checkpoint this node serves, as the asker may read it, and its size.
+    let newest = || {
+        match run(Request::Checkpoint { ledger: me, have: TreeSize(0) }) {
+        Response::Checkpoint { note, .. } => {
+            let size = note.lines().nth(1).and_then(|l| l.parse::<u64>().ok()).unwrap_or(0);
+            Ok((note, size))
+        }
+        Response::Error { code, message } => Err(RoutedAnswer::Refused { code, message }),
+        _ => Err(RoutedAnswer::Refused {
+            code: ErrorCode::BadRequest,
+            message: "this ledger has no signed checkpoint yet; ask again after its next checkpoint (`onoal checkpoint`)".into(),
+        }),
+    }
+    };
     match call.request {
         RoutedRequest::Query { filter, cursor, limit } => {
-            let note = match run(Request::Checkpoint { ledger: me, have: TreeSize(0) }) {
-                Response::Checkpoint { note, .. } => note,
-                Response::Error { code, message } => {
-                    return RoutedAnswer::Refused { code, message };
-                }
-                _ => {
-                    return RoutedAnswer::Refused {
-                        code: ErrorCode::BadRequest,
-                        message: "this ledger has no signed checkpoint yet; ask again after its next checkpoint (`onoal checkpoint`)".into(),
-                    };
-                }
+            let (note, size) = match newest() {
+                Ok(n) => n,
+                Err(refused) => return refused,
             };
-            let size = note.lines().nth(1).and_then(|l| l.parse::<u64>().ok()).unwrap_or(0);
             let request = Request::Entries {
                 ledger: me,
                 size: TreeSize(size),
@@ -810,19 +815,10 @@ fn answer_call(
             }
         }
         RoutedRequest::Entry { seq } => {
-            let note = match run(Request::Checkpoint { ledger: me, have: TreeSize(0) }) {
-                Response::Checkpoint { note, .. } => note,
-                Response::Error { code, message } => {
-                    return RoutedAnswer::Refused { code, message };
-                }
-                _ => {
-                    return RoutedAnswer::Refused {
-                        code: ErrorCode::BadRequest,
-                        message: "this ledger has no signed checkpoint yet; ask again after its next checkpoint (`onoal checkpoint`)".into(),
-                    };
-                }
+            let (note, size) = match newest() {
+                Ok(n) => n,
+                Err(refused) => return refused,
             };
-            let size = note.lines().nth(1).and_then(|l| l.parse::<u64>().ok()).unwrap_or(0);
             if seq.0 >= size {
                 return RoutedAnswer::Query { note, entries: Vec::new(), next_cursor: None, path };
             }
