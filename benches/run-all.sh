@@ -14,8 +14,10 @@ trap 'rm -rf "$dir"' EXIT
 "$bin" --json bench open --entries "$n" --dir "$dir/ledger"
 "$bin" --json bench sync --entries "$n"
 "$bin" --json bench trust --nodes 10000 --edges 100000
+"$bin" --json bench route
 # The DHT's targets (wall <= 120 s) without membership; then with it (8 members per node,
 # about twice the wall time: heartbeats are O(members) per node).
 "$bin" --json sim --nodes 10000 --churn 0.1 --loss 0.01 --members 0
 "$bin" --json sim --nodes 10000 --churn 0.1 --loss 0.01
 "$bin" --json sim --swim --nodes 1000 --churn 0.1 --loss 0.01
+"$bin" --json sim --routing --nodes 10000 --queries 1000 --partition
