@@ -137,6 +137,7 @@ fn grpc_requests(pool: &[Vec<u8>], entries: u64, batch: usize) -> Vec<pb::Append
                     subject: None,
                     issuer: None,
                     payload: pool[(i % 1024) as usize].clone(),
+                    ..pb::NewEntry::default()
                 })
                 .collect(),
         });

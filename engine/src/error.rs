@@ -251,6 +251,12 @@ pub enum VerifyError {
         /// Why.
         reason: String,
     },
+    /// The entry carries an issuer signature that does not verify over its content.
+    #[error("entry {seq} carries an issuer signature that does not verify over its content")]
+    IssuerSignature {
+        /// The seq.
+        seq: u64,
+    },
     /// The entry stored under key `seq` says it is another seq.
     #[error("entry stored at {seq} claims seq {found}")]
     SeqMismatch {

@@ -31,6 +31,12 @@ pub struct EntryInput {
     /// References to entries of other ledgers, each `LEDGER_ID:SEQ:LEAF_HASH` (hex).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub refs: Vec<String>,
+    /// The issuer's Ed25519 public key, hex (with `issuer_signature`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer_key: Option<String>,
+    /// The issuer's signature over the entry's content (docs/format.md), hex; checked on append.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer_signature: Option<String>,
 }
 
 /// Parses a reference `LEDGER_ID:SEQ:LEAF_HASH` (the leaf hash in hex).
@@ -89,6 +95,33 @@ impl EntryInput {
             e = e.with_issuer(Oid::parse(&s)?);
         }
         e.refs = self.refs.iter().map(|r| parse_ref(r)).collect::<Result<_, _>>()?;
+        e.signature = match (self.issuer_key, self.issuer_signature) {
+            (None, None) => None,
+            (Some(k), Some(s)) => {
+                let bad = |what: &str| ImportLineError::Signature(format!("{what} is not hex"));
+                let public_key =
+                    <[u8; 32]>::try_from(hex::decode(k.trim()).map_err(|_| bad("issuer_key"))?)
+                        .map_err(|_| {
+                            ImportLineError::Signature(
+                                "issuer_key must be 32 bytes (64 hex digits)".into(),
+                            )
+                        })?;
+                let signature = <[u8; 64]>::try_from(
+                    hex::decode(s.trim()).map_err(|_| bad("issuer_signature"))?,
+                )
+                .map_err(|_| {
+                    ImportLineError::Signature(
+                        "issuer_signature must be 64 bytes (128 hex digits)".into(),
+                    )
+                })?;
+                Some(crate::IssuerSignature { public_key, signature })
+            }
+            _ => {
+                return Err(ImportLineError::Signature(
+                    "give both issuer_key and issuer_signature, or neither".into(),
+                ));
+            }
+        };
         e.validate(max_payload)?;
         Ok(e)
     }
@@ -115,6 +148,9 @@ pub enum ImportLineError {
     /// A reference that does not parse.
     #[error("reference {0}")]
     Ref(String),
+    /// Issuer signature fields that do not parse.
+    #[error("issuer signature: {0}")]
+    Signature(String),
 }
 
 /// Parses and validates one import line.

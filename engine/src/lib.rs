@@ -71,7 +71,7 @@ pub use ids::{LedgerId, LogIndex, TreeSize};
 pub use ledger::{AuxTable, Durability, KeyValue, Ledger, LedgerBuilder, PendingAppend, Receipt};
 #[cfg(feature = "storage")]
 pub use log::{Durable, Filter, Head, Log, Query, QueryPage, Shape, StoredEntry};
-pub use record::{Entry, EntryRef, Name, NewEntry, Oid};
+pub use record::{Entry, EntryRef, IssuerSignature, Name, NewEntry, Oid};
 pub use store::keys::IndexKind;
 
 /// Internals for the fuzz targets (built with `--cfg fuzzing`); not API.

@@ -108,7 +108,9 @@ impl Service {
                     issuer: e.issuer,
                     payload: None,
                     payload_b64: None,
-                    refs: Vec::new(),
+                    refs: e.refs,
+                    issuer_key: e.issuer_key.map(hex::encode),
+                    issuer_signature: e.issuer_signature.map(hex::encode),
                 };
                 input
                     .into_entry_with_payload(e.payload, max)

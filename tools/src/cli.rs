@@ -100,6 +100,10 @@ pub(crate) enum Command {
         /// Entries per group.
         #[arg(long, default_value_t = 1000)]
         batch: usize,
+        /// Sign every line that carries no issuer signature with this issuer key file
+        /// (`onoal key new FILE` makes one).
+        #[arg(long)]
+        issuer_key: Option<PathBuf>,
     },
     /// Print the entry at SEQ.
     Get {
@@ -185,6 +189,12 @@ pub(crate) enum Command {
     Ref {
         #[command(subcommand)]
         what: RefCommand,
+    },
+    /// Issuer keys: Ed25519 keys that sign entries (`append --issuer-key`), separate from the
+    /// ledger's own key.
+    Key {
+        #[command(subcommand)]
+        what: KeyCommand,
     },
     /// Simulate a mesh in memory: the real DHT and peer-record cores of N nodes, virtual
     /// time, seeded latency, loss, churn and a partition; prints what lookups achieved.
@@ -357,6 +367,24 @@ pub(crate) enum ProofCommand {
 }
 
 #[derive(Subcommand, Debug)]
+pub(crate) enum KeyCommand {
+    /// Write a fresh issuer key to FILE (mode 0600; refuses to overwrite) and print its public
+    /// key.
+    New {
+        /// Where to write it.
+        file: PathBuf,
+        /// A name recorded in the file, e.g. the issuer's OID.
+        #[arg(long, default_value = "issuer")]
+        name: String,
+    },
+    /// Print the public key of an issuer key file.
+    Show {
+        /// The key file.
+        file: PathBuf,
+    },
+}
+
+#[derive(Subcommand, Debug)]
 pub(crate) enum RefCommand {
     /// Verify the references of entry SEQ of this ledger: each against a checkpoint signed by
     /// the referenced ledger's key (from a local replica, or through the mesh); exits 1 unless
@@ -385,6 +413,35 @@ pub(crate) enum RemoteCommand {
         /// next_cursor of the previous page.
         #[arg(long)]
         cursor: Option<String>,
+    },
+    /// The seed's proof verification: ask the ledger TO to check its entry SEQ against the
+    /// fields given; its answer is a statement signed by its ledger key carrying the inclusion
+    /// proof, verified here. Exits 0 on `match`, 1 on `mismatch` or `not_found`.
+    Verify {
+        /// The ledger to ask: its id or its OID (default: the ledger of `--proof`).
+        #[arg(long, required_unless_present = "proof")]
+        to: Option<String>,
+        /// The entry's seq (default: the entry of `--proof`).
+        #[arg(long, required_unless_present = "proof")]
+        seq: Option<u64>,
+        /// Take the ledger, seq and leaf hash from a proof file (`onoal proof export`).
+        #[arg(long)]
+        proof: Option<PathBuf>,
+        /// The entry's leaf hash (hex); lets a ledger confirm an entry this one may not read.
+        #[arg(long)]
+        leaf_hash: Option<String>,
+        /// The subject OID it must have.
+        #[arg(long)]
+        subject: Option<String>,
+        /// The issuer OID it must have.
+        #[arg(long)]
+        issuer: Option<String>,
+        /// The entry type it must have.
+        #[arg(long = "type")]
+        entry_type: Option<String>,
+        /// The issuer public key (hex, `onoal key show`) that must have signed it.
+        #[arg(long)]
+        issuer_key: Option<String>,
     },
 }
 
@@ -626,6 +683,10 @@ pub(crate) struct AppendArgs {
     /// `onoal ref check SEQ` verifies them.
     #[arg(long = "ref")]
     pub(crate) refs: Vec<String>,
+    /// Sign the entry with this issuer key file (`onoal key new FILE` makes one); the key never
+    /// leaves this process, the node checks the signature on append.
+    #[arg(long)]
+    pub(crate) issuer_key: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -805,6 +866,7 @@ pub(crate) fn command_name(c: &Command) -> &'static str {
         Command::Route { .. } => "route",
         Command::Remote { .. } => "remote",
         Command::Ref { .. } => "ref",
+        Command::Key { .. } => "key",
         Command::Messages { .. } => "messages",
         Command::Demo { .. } => "demo",
         Command::Serve(_) => "serve",

@@ -93,7 +93,10 @@ fn run(cli: &Cli) -> Result<ExitCode> {
     match &cli.command {
         Command::Init { oid, ledger_id } => cmd::ledger::init(cli, oid, ledger_id.as_deref())?,
         Command::Append(a) => cmd::ledger::append(cli, a)?,
-        Command::Import { file, ack, batch } => cmd::import::run(cli, file, *ack, (*batch).max(1))?,
+        Command::Import { file, ack, batch, issuer_key } => {
+            cmd::import::run(cli, file, *ack, (*batch).max(1), issuer_key.as_deref())?;
+        }
+        Command::Key { what } => cmd::ledger::key(cli, what)?,
         Command::Get { seq } => cmd::ledger::get(cli, *seq)?,
         Command::Query(q) => cmd::ledger::query(cli, q)?,
         Command::Checkpoint { size } => cmd::ledger::checkpoint(cli, *size)?,
@@ -116,6 +119,33 @@ fn run(cli: &Cli) -> Result<ExitCode> {
         }
         Command::Remote { what: RemoteCommand::Query { to, filter, limit, cursor } } => {
             cmd::mesh::remote_query(cli, to, filter, *limit, cursor.as_deref())?;
+        }
+        Command::Remote {
+            what:
+                RemoteCommand::Verify {
+                    to,
+                    seq,
+                    proof,
+                    leaf_hash,
+                    subject,
+                    issuer,
+                    entry_type,
+                    issuer_key,
+                },
+        } => {
+            let mut body = onoal_mesh::http::RemoteVerifyBody {
+                to: to.clone().unwrap_or_default(),
+                seq: seq.unwrap_or_default(),
+                leaf_hash: leaf_hash.clone(),
+                subject: subject.clone(),
+                issuer: issuer.clone(),
+                entry_type: entry_type.clone(),
+                issuer_key: issuer_key.clone(),
+            };
+            if let Some(file) = proof {
+                cmd::mesh::fill_from_proof(&mut body, file, to.is_some(), seq.is_some())?;
+            }
+            return cmd::mesh::remote_verify(cli, &body);
         }
         Command::Messages { status, limit } => cmd::mesh::messages(cli, status.as_deref(), *limit)?,
         Command::Discover { id, oid, timeout_ms } => {

@@ -157,6 +157,7 @@ fn check_leaf_tile(
         if entry.seq != seq {
             return Err(VerifyError::SeqMismatch { seq, found: entry.seq });
         }
+        entry.content.check_issuer_signature().map_err(|_| VerifyError::IssuerSignature { seq })?;
         index_sum = index_sum.wrapping_add(digest.entry(seq, &entry.content));
         prevs.push(entry.prev_hash);
         hashes.push(leaf_hash(v));

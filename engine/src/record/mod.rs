@@ -198,6 +198,16 @@ impl NewEntry {
         if self.refs.len() > MAX_REFS {
             return Err(InvalidInput::TooManyRefs { count: self.refs.len() });
         }
+        self.check_issuer_signature()
+    }
+
+    /// Checks the issuer signature, if the entry carries one (an unsigned entry passes).
+    /// Replicas, audits and cross-ledger answers call this on every entry they receive or
+    /// read, since a source could sign a checkpoint over entries it never validated.
+    ///
+    /// # Errors
+    /// [`InvalidInput::BadIssuerSignature`].
+    pub fn check_issuer_signature(&self) -> Result<(), InvalidInput> {
         if let Some(sig) = &self.signature {
             let key = VerifyingKey::from_bytes(&sig.public_key)
                 .map_err(|_| InvalidInput::BadIssuerSignature)?;

@@ -38,6 +38,12 @@ pub enum BundleError {
         /// Decoder message.
         reason: String,
     },
+    /// An entry carries an issuer signature that does not verify over its content.
+    #[error("entry {seq} carries an issuer signature that does not verify over its content")]
+    BadIssuerSignature {
+        /// Position in the log.
+        seq: u64,
+    },
     /// An entry claims another seq than its position.
     #[error("entry at {seq} claims seq {found}")]
     SeqMismatch {
@@ -233,6 +239,10 @@ pub fn verify_range(
         if entry.seq != seq {
             return Err(BundleError::SeqMismatch { seq, found: entry.seq });
         }
+        entry
+            .content
+            .check_issuer_signature()
+            .map_err(|_| BundleError::BadIssuerSignature { seq })?;
         // The leaf data holds the payload; the decoded copy is not needed past here (commits
         // index by stream, type, subject and issuer), so it is not kept twice in memory.
         entry.content.payload = Vec::new();
@@ -352,6 +362,44 @@ mod tests {
         assert_eq!(range_len(3, 2, 10), None);
         assert_eq!(range_len(0, 3, 10), None);
         assert_eq!(range_len(0, 512, 1000), None);
+    }
+
+    #[test]
+    fn a_bundle_whose_issuer_signature_fails_is_refused_though_its_tree_is_sound() {
+        use crate::checkpoint::Checkpoint;
+        use crate::record::{Name, NewEntry};
+        let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
+        let make = |tamper: bool| {
+            let mut prev = Hash::ZERO;
+            let mut leaves = Vec::new();
+            for seq in 0..4u64 {
+                let mut content = NewEntry::new(
+                    Name::stream("s").unwrap(),
+                    Name::entry_type("t").unwrap(),
+                    vec![seq as u8; 3],
+                )
+                .sign(&key);
+                if tamper && seq == 2 {
+                    // Signed, then changed: a source that signs a checkpoint over it anyway.
+                    content.payload = b"changed".to_vec();
+                }
+                let e = Entry { seq, timestamp_ms: 1, content, prev_hash: prev };
+                let data = e.leaf_data();
+                prev = leaf_hash(&data);
+                leaves.push(data);
+            }
+            let hashes: Vec<Hash> = leaves.iter().map(|l| leaf_hash(l)).collect();
+            let mut tree = merkle::tests::MemTree::new(hashes);
+            let root = merkle::root(4, &mut tree.fetch()).unwrap();
+            (leaves, Checkpoint { origin: "o".into(), size: 4, root, extensions: vec![] })
+        };
+        let (leaves, cp) = make(false);
+        assert!(verify_range(&cp, 0, 4, leaves, &[]).is_ok());
+        let (leaves, cp) = make(true);
+        assert_eq!(
+            verify_range(&cp, 0, 4, leaves, &[]).err(),
+            Some(BundleError::BadIssuerSignature { seq: 2 })
+        );
     }
 
     #[test]

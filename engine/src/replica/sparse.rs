@@ -53,6 +53,10 @@ impl ReplicaWriter {
                     reason: format!("(position {i} of the page) {e}"),
                 })?;
                 let seq = entry.seq;
+                entry
+                    .content
+                    .check_issuer_signature()
+                    .map_err(|_| BundleError::BadIssuerSignature { seq })?;
                 let h = leaf_hash(&p.leaf_data);
                 merkle::verify_inclusion(seq, cp.size, &h, &p.proof, &cp.root).map_err(|e| {
                     BundleError::RootMismatch {

@@ -38,6 +38,13 @@ pub struct EntryView {
     /// References to entries of other ledgers, `LEDGER_ID:SEQ:LEAF_HASH`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub refs: Vec<String>,
+    /// The issuer's Ed25519 public key (hex), when the entry is issuer-signed; the signature
+    /// was checked before this view was made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer_key: Option<String>,
+    /// The issuer's signature over the content (hex).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer_signature: Option<String>,
 }
 
 impl From<&StoredEntry> for EntryView {
@@ -59,6 +66,8 @@ impl From<&StoredEntry> for EntryView {
                 .iter()
                 .map(|r| format!("{}:{}:{}", r.ledger_id, r.seq, r.leaf_hash.to_hex()))
                 .collect(),
+            issuer_key: c.signature.map(|s| hex::encode(s.public_key)),
+            issuer_signature: c.signature.map(|s| hex::encode(s.signature)),
         }
     }
 }
@@ -623,6 +632,9 @@ impl ProofFile {
         if EntryView::from(&stored) != self.entry {
             return Err("the entry's fields do not match its leaf data".into());
         }
+        stored.entry.content.check_issuer_signature().map_err(|_| {
+            "the entry's issuer signature does not verify over its content".to_owned()
+        })?;
         let proof = self
             .inclusion_proof
             .iter()

@@ -82,6 +82,10 @@ pub(crate) struct EntryInputSchema {
     payload_b64: Option<String>,
     /// References to entries of other ledgers, each `LEDGER_ID:SEQ:LEAF_HASH`.
     refs: Option<Vec<String>>,
+    /// The issuer's Ed25519 public key, hex (with issuer_signature).
+    issuer_key: Option<String>,
+    /// The issuer's signature over the content (docs/format.md), hex; checked on append.
+    issuer_signature: Option<String>,
 }
 
 fn parse_entries(

@@ -13,6 +13,8 @@ use utoipa::ToSchema;
 
 use onoal_engine::{Filter, LedgerId};
 
+use crate::proto::routed::{Checks, Expectation, Verdict};
+
 use super::error::{ApiError, ErrorBody};
 use super::ledger::parse_ledger_id;
 use super::{AppState, blocking};
@@ -910,6 +912,163 @@ pub(crate) async fn query(
     let answer =
         node.remote_query(&to, filter, cursor, limit).await.map_err(|e| remote_error(&e))?;
     Ok(Json(RemoteQueryView::from(&answer)))
+}
+
+/// A proof verification (the seed's PVP): which entry of which ledger, and what to check.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RemoteVerifyBody {
+    /// The ledger to ask: its id or its OID.
+    pub to: String,
+    /// The entry's seq in that ledger.
+    pub seq: u64,
+    /// The entry's leaf hash (hex), e.g. from a proof file; needed when this ledger may not
+    /// read the entry's stream.
+    pub leaf_hash: Option<String>,
+    /// The subject OID it must have.
+    pub subject: Option<String>,
+    /// The issuer OID it must have.
+    pub issuer: Option<String>,
+    /// The entry type it must have.
+    #[serde(rename = "type")]
+    pub entry_type: Option<String>,
+    /// The issuer public key (hex) its issuer signature must be made with.
+    pub issuer_key: Option<String>,
+}
+
+impl RemoteVerifyBody {
+    /// The destination and the expectation, checked.
+    ///
+    /// # Errors
+    /// A message for the user.
+    pub fn parse(&self) -> Result<(crate::routing::Destination, Expectation), String> {
+        let to = parse_destination(&self.to)?;
+        let leaf_hash = self
+            .leaf_hash
+            .as_deref()
+            .map(|h| {
+                onoal_engine::Hash::from_hex(h.trim())
+                    .ok_or_else(|| format!("leaf hash {h:?} is not 64 hex digits"))
+            })
+            .transpose()?;
+        let oid = |o: &Option<String>| {
+            o.as_deref()
+                .map(|s| onoal_engine::Oid::parse(s).map(|o| o.as_str().to_owned()))
+                .transpose()
+                .map_err(|e| e.to_string())
+        };
+        let entry_type = self
+            .entry_type
+            .as_deref()
+            .map(|t| onoal_engine::Name::entry_type(t).map(|n| n.as_str().to_owned()))
+            .transpose()
+            .map_err(|e| e.to_string())?;
+        let issuer_key = self
+            .issuer_key
+            .as_deref()
+            .map(|k| {
+                hex::decode(k.trim()).ok().and_then(|b| <[u8; 32]>::try_from(b).ok()).ok_or_else(
+                    || format!("issuer key {k:?} is not 64 hex digits (an Ed25519 public key)"),
+                )
+            })
+            .transpose()?;
+        let expect = Expectation {
+            leaf_hash,
+            subject: oid(&self.subject)?,
+            issuer: oid(&self.issuer)?,
+            entry_type,
+            issuer_key,
+        };
+        Ok((to, expect))
+    }
+}
+
+/// A verified answer to a proof verification.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct RemoteVerifyView {
+    /// The ledger that stated it.
+    pub ledger_id: String,
+    /// Its OID.
+    pub oid: String,
+    /// Where this node got the key it verified with: `pinned` or `record`.
+    pub key_source: String,
+    /// The entry asked about.
+    pub seq: u64,
+    /// `match`, `mismatch` or `not_found`, as the ledger signed it.
+    pub verdict: Verdict,
+    /// Field by field: `null` when not asked, else whether it matched.
+    pub checks: Checks,
+    /// The entry's leaf hash, proven in `checkpoint` (absent when not found or withheld).
+    pub leaf_hash: Option<String>,
+    /// The entry, when this node may read it (then every check was re-done here from it).
+    pub entry: Option<crate::control::views::EntryView>,
+    /// `entry` when this node re-derived the checks from the entry itself, `statement` when it
+    /// rests on the ledger's signed statement (the entry was not shown).
+    pub checked_by: String,
+    /// Always true: an answer whose signature, proof or checks do not hold is an error.
+    pub verified: bool,
+    /// The signed statement, base64 (postcard; docs/protocol.md), evidence to keep.
+    pub statement_b64: String,
+    /// Its Ed25519 signature by the ledger's key, hex.
+    pub signature: String,
+    /// The tree size the proof is for.
+    pub tree_size: u64,
+    /// The ledger's signed checkpoint note.
+    pub checkpoint: String,
+    /// The ledgers it travelled.
+    pub path: Vec<String>,
+    /// Hops the request made.
+    pub hops: usize,
+    /// Round trip, ms.
+    pub latency_ms: u32,
+}
+
+impl From<&crate::net::routed::RemoteVerification> for RemoteVerifyView {
+    fn from(v: &crate::net::routed::RemoteVerification) -> Self {
+        use base64::Engine as _;
+        let s = &v.verified.statement;
+        Self {
+            ledger_id: v.target.ledger.to_string(),
+            oid: v.target.oid.clone(),
+            key_source: v.target.key_source.to_owned(),
+            seq: s.seq,
+            verdict: s.verdict,
+            checks: s.checks,
+            leaf_hash: s.leaf_hash.map(|h| h.to_hex()),
+            entry: v.verified.entry.as_ref().map(crate::control::views::EntryView::from),
+            checked_by: if v.verified.entry.is_some() { "entry" } else { "statement" }.to_owned(),
+            verified: true,
+            statement_b64: base64::engine::general_purpose::STANDARD
+                .encode(&v.verified.statement_bytes),
+            signature: hex::encode(&v.verified.signature),
+            tree_size: v.verified.checkpoint.checkpoint.size,
+            checkpoint: v.verified.checkpoint.note.clone(),
+            hops: v.path.len().saturating_sub(1),
+            path: v.path.clone(),
+            latency_ms: v.latency_ms,
+        }
+    }
+}
+
+/// Asks another ledger to verify one of its entries against a subject, issuer, type, issuer key
+/// or leaf hash (the seed's proof verification), routed and sealed like `/mesh/query`; its
+/// answer is a statement signed by its ledger key that carries the inclusion proof in its
+/// signed checkpoint, checked here before it is returned. A `mismatch` is still a 200: the
+/// verdict is the answer.
+#[utoipa::path(post, path = "/mesh/verify", tag = "mesh", request_body = RemoteVerifyBody,
+    responses((status = 200, body = RemoteVerifyView), (status = 400, body = ErrorBody),
+              (status = 403, description = "Refused: the entry is not visible and no leaf hash was given", body = ErrorBody),
+              (status = 404, description = "Unknown ledger or no route", body = ErrorBody),
+              (status = 502, description = "An answer that does not verify", body = ErrorBody),
+              (status = 504, description = "No answer in time", body = ErrorBody)))]
+pub(crate) async fn verify(
+    State(state): State<AppState>,
+    Body(body): Body<RemoteVerifyBody>,
+) -> Result<Json<RemoteVerifyView>, ApiError> {
+    let (to, expect) = body.parse().map_err(ApiError::bad_request)?;
+    let node = state.control.node().clone();
+    let answer = node.remote_verify(&to, body.seq, expect).await.map_err(|e| remote_error(&e))?;
+    Ok(Json(RemoteVerifyView::from(&answer)))
 }
 
 /// How this node trusts one ledger, and why.

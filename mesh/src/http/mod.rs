@@ -37,9 +37,9 @@ pub use mesh::{
     ConnectRequest, ConnectionList, ConnectionView, DisconnectRequest, Disconnected,
     DiscoverParams, DiscoverResult, DiscoveryView, FollowList, MemberRequest, MessageList,
     MessageParams, MessageView, PeerList, RefCheckList, RemoteQueryBody, RemoteQueryView,
-    RouteView, SwimMemberView, SyncAnswer, SyncRequest, Topology, TopologyEdge, TopologyNode,
-    TrustAnchor, TrustList, TrustSet, TrustShow, Unfollowed, VisibilitySet, VisibilityShow,
-    message_list, parse_destination,
+    RemoteVerifyBody, RemoteVerifyView, RouteView, SwimMemberView, SyncAnswer, SyncRequest,
+    Topology, TopologyEdge, TopologyNode, TrustAnchor, TrustList, TrustSet, TrustShow, Unfollowed,
+    VisibilitySet, VisibilityShow, message_list, parse_destination,
 };
 pub use openapi::openapi_json;
 
@@ -145,6 +145,7 @@ pub fn router(control: Control, config: &HttpConfig) -> Router {
         .route("/mesh/connections", get(mesh::connections).post(mesh::connect_member))
         .route("/mesh/connections/{ledger_id}", delete(mesh::disconnect_member))
         .route("/mesh/query", post(mesh::query))
+        .route("/mesh/verify", post(mesh::verify))
         .route("/mesh/refs/{seq}", get(mesh::refs))
         .route("/mesh/sync", post(mesh::sync))
         .route("/mesh/follows", get(mesh::follows))

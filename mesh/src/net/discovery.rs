@@ -1373,7 +1373,10 @@ impl ProtocolHandler for MeshHandler {
                 }
             };
             d.counters.messages_accepted.fetch_add(1, Ordering::Relaxed);
-            if matches!(message.kind, MessageType::QueryRequest | MessageType::ReferenceCheck) {
+            if matches!(
+                message.kind,
+                MessageType::QueryRequest | MessageType::ReferenceCheck | MessageType::ProofVerify
+            ) {
                 return super::routed::handle(inner.clone(), peer, message).await.encode();
             }
             d.membership.lock().heard(&message.from.ledger_id, message.timestamp_ms, now_ms());

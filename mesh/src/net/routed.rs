@@ -29,8 +29,9 @@ use crate::proto::cert::LedgerCertificate;
 use crate::proto::envelope::{Destination as Addressed, MeshMessage, MeshReply, MessageType};
 use crate::proto::message::{ErrorCode, Request, Response};
 use crate::proto::routed::{
-    AnswerError, MAX_ANSWER_BYTES, MAX_QUERY_ENTRIES, MAX_QUERY_ENTRY_BYTES, RoutedAnswer,
-    RoutedRequest, VerifiedPage, verify_query,
+    AnswerError, Checks, Expectation, MAX_ANSWER_BYTES, MAX_QUERY_ENTRIES, MAX_QUERY_ENTRY_BYTES,
+    RoutedAnswer, RoutedRequest, Verdict, VerifiedPage, VerifiedStatement, VerifyStatement,
+    verify_query, verify_statement,
 };
 use crate::proto::serve::{self, Decision};
 use crate::routing::forward::{Dropped, Forward, Routed};
@@ -170,6 +171,33 @@ pub struct RemoteQuery {
     pub latency_ms: u32,
 }
 
+/// A verified answer to a proof verification.
+#[derive(Debug)]
+pub struct RemoteVerification {
+    /// Whom it asked.
+    pub target: Target,
+    /// The verified statement.
+    pub verified: VerifiedStatement,
+    /// The ledgers it travelled (as in [`RemoteQuery`]).
+    pub path: Vec<String>,
+    /// The next hop the answer came through.
+    pub via: LedgerId,
+    /// How the first hop was chosen.
+    pub strategy: Strategy,
+    /// Round trip, ms.
+    pub latency_ms: u32,
+}
+
+/// Any verified routed answer.
+struct Answered<T> {
+    target: Target,
+    value: T,
+    path: Vec<String>,
+    via: LedgerId,
+    strategy: Strategy,
+    latency_ms: u32,
+}
+
 /// What a next hop gave back.
 enum HopOutcome {
     Answer(Vec<u8>),
@@ -210,6 +238,15 @@ impl Node {
         if let Some(t) = self.blocking(move || known_target(&node, &dest)).await.ok().flatten() {
             return Ok(t);
         }
+        // A pin whose OID this node has not learnt yet (never synced): say hello to learn it
+        // from its certificate.
+        if self.hello_unnamed_pins(to).await {
+            let (node, dest) = (self.clone(), to.clone());
+            if let Some(t) = self.blocking(move || known_target(&node, &dest)).await.ok().flatten()
+            {
+                return Ok(t);
+            }
+        }
         let deadline = Duration::from_secs(3);
         match to {
             Destination::Ledger(id) => {
@@ -230,6 +267,27 @@ impl Node {
     }
 
     /// Where to reach `ledger`: a pinned address, else its record's QUIC endpoint.
+    /// Exchanges certificates with the pinned peers whose OID is unknown (the one `to` names,
+    /// or up to 8 when `to` is an OID), which records their OIDs; whether any answered.
+    async fn hello_unnamed_pins(&self, to: &Destination) -> bool {
+        let Ok(pins) = self.inner.peers.list() else { return false };
+        let unnamed: Vec<LedgerId> = pins
+            .iter()
+            .filter(|p| p.oid.is_none() && !p.addresses.is_empty())
+            .filter(|p| match to {
+                Destination::Ledger(id) => p.ledger_id == *id,
+                Destination::Oid(_) => true,
+            })
+            .map(|p| p.ledger_id)
+            .take(8)
+            .collect();
+        let hellos = unnamed.iter().filter_map(|id| self.contact_of(id)).map(|(peer, addr)| {
+            let node = self.clone();
+            async move { node.connect(addr, peer).await.is_ok() }
+        });
+        futures_util::future::join_all(hellos).await.into_iter().any(|ok| ok)
+    }
+
     fn contact_of(&self, ledger: &LedgerId) -> Option<(PeerId, SocketAddr)> {
         use std::net::ToSocketAddrs as _;
         if let Ok(Some(p)) = self.inner.peers.get(ledger) {
@@ -426,6 +484,63 @@ impl Node {
         filter: Filter,
         cursor: u64,
     ) -> Result<RemoteQuery, RemoteError> {
+        let check = |verifier: &NoteVerifier, _: &Target, answer| {
+            verify_query(verifier, &filter, cursor, answer).map(|page| {
+                let path = page.path.clone();
+                (page, path)
+            })
+        };
+        let a = self.remote_call_checked(to, request, kind, check).await?;
+        Ok(RemoteQuery {
+            target: a.target,
+            page: a.value,
+            path: a.path,
+            via: a.via,
+            strategy: a.strategy,
+            latency_ms: a.latency_ms,
+        })
+    }
+
+    /// The seed's proof verification: asks the ledger `to` names to check its entry `seq`
+    /// against `expect` and verifies its signed statement (signature, question, checkpoint,
+    /// inclusion proof, and every check against the entry when it is shown).
+    ///
+    /// # Errors
+    /// [`RemoteError`].
+    pub async fn remote_verify(
+        &self,
+        to: &Destination,
+        seq: u64,
+        expect: Expectation,
+    ) -> Result<RemoteVerification, RemoteError> {
+        let request = RoutedRequest::Verify { seq: LogIndex(seq), expect: expect.clone() };
+        let check = |verifier: &NoteVerifier, target: &Target, answer| {
+            let key = VerifyingKey::from_bytes(&target.key).map_err(|_| AnswerError::Malformed)?;
+            verify_statement(verifier, &key, target.ledger, seq, &expect, answer).map(|v| {
+                let path = v.path.clone();
+                (v, path)
+            })
+        };
+        let a = self.remote_call_checked(to, request, MessageType::ProofVerify, check).await?;
+        Ok(RemoteVerification {
+            target: a.target,
+            verified: a.value,
+            path: a.path,
+            via: a.via,
+            strategy: a.strategy,
+            latency_ms: a.latency_ms,
+        })
+    }
+
+    /// Sends `request` as a routed message of `kind`, and returns the first answer that opens
+    /// and passes `check` (which also returns the relay path the destination saw).
+    async fn remote_call_checked<T>(
+        &self,
+        to: &Destination,
+        request: RoutedRequest,
+        kind: MessageType,
+        check: impl Fn(&NoteVerifier, &Target, RoutedAnswer) -> Result<(T, Vec<[u8; 32]>), AnswerError>,
+    ) -> Result<Answered<T>, RemoteError> {
         let target = self.resolve_target(to).await?;
         let (reply_key, message, strategy, hops) = self.originate(&target, &request, kind).await?;
         bump(&self.inner.routed.originated);
@@ -478,20 +593,14 @@ impl Node {
                         self.route_outcome_hops(target.ledger, hop, true, 1, latency_ms);
                         return Err(RemoteError::Refused { to: to_name, code, message });
                     }
-                    Ok(answer) => match verify_query(&verifier, &filter, cursor, answer) {
-                        Ok(page) => {
-                            let relays = u32::try_from(page.path.len()).unwrap_or(u32::MAX);
-                            self.route_outcome_hops(
-                                target.ledger,
-                                hop,
-                                true,
-                                relays + 1,
-                                latency_ms,
-                            );
-                            let path = self.path_names(&page.path, &target);
-                            return Ok(RemoteQuery {
+                    Ok(answer) => match check(&verifier, &target, answer) {
+                        Ok((value, relays)) => {
+                            let hops = u32::try_from(relays.len()).unwrap_or(u32::MAX);
+                            self.route_outcome_hops(target.ledger, hop, true, hops + 1, latency_ms);
+                            let path = self.path_names(&relays, &target);
+                            return Ok(Answered {
                                 target,
-                                page,
+                                value,
                                 path,
                                 via: hop,
                                 strategy,
@@ -782,18 +891,18 @@ fn answer_call(
             let size = note.lines().nth(1).and_then(|l| l.parse::<u64>().ok()).unwrap_or(0);
             Ok((note, size))
         }
-        Response::Error { code, message } => Err(RoutedAnswer::Refused { code, message }),
-        _ => Err(RoutedAnswer::Refused {
-            code: ErrorCode::BadRequest,
-            message: "this ledger has no signed checkpoint yet; ask again after its next checkpoint (`onoal checkpoint`)".into(),
-        }),
+        Response::Error { code, message } => Err((code, message)),
+        _ => Err((
+            ErrorCode::BadRequest,
+            "this ledger has no signed checkpoint yet; ask again after its next checkpoint (`onoal checkpoint`)".to_owned(),
+        )),
     }
     };
     match call.request {
         RoutedRequest::Query { filter, cursor, limit } => {
             let (note, size) = match newest() {
                 Ok(n) => n,
-                Err(refused) => return refused,
+                Err((code, message)) => return RoutedAnswer::Refused { code, message },
             };
             let request = Request::Entries {
                 ledger: me,
@@ -817,7 +926,7 @@ fn answer_call(
         RoutedRequest::Entry { seq } => {
             let (note, size) = match newest() {
                 Ok(n) => n,
-                Err(refused) => return refused,
+                Err((code, message)) => return RoutedAnswer::Refused { code, message },
             };
             if seq.0 >= size {
                 return RoutedAnswer::Query { note, entries: Vec::new(), next_cursor: None, path };
@@ -842,6 +951,99 @@ fn answer_call(
             let entry = crate::proto::ProvenEntryWire { leaf_data, proof };
             RoutedAnswer::Query { note, entries: vec![entry], next_cursor: None, path }
         }
+        RoutedRequest::Verify { seq, expect } => {
+            let (note, _) = match newest() {
+                Ok(n) => n,
+                Err((code, message)) => return RoutedAnswer::Refused { code, message },
+            };
+            let readable = |stream: &str| {
+                let scope = crate::trust::visibility::Scope::Stream(stream);
+                inner.trust.admits(&me, reader.as_ref(), scope, now)
+            };
+            answer_verify(inner, note, seq.0, expect, readable, path, now)
+        }
+    }
+}
+
+/// The destination's answer to a proof verification of its entry `seq`: a statement about its
+/// newest checkpoint (`note`), signed by its ledger key. The entry is shown when `readable`
+/// admits its stream; otherwise the statement is made only for an asker who names the entry's
+/// leaf hash (it confirms, and shows nothing).
+fn answer_verify(
+    inner: &Inner,
+    note: String,
+    seq: u64,
+    expect: Expectation,
+    readable: impl Fn(&str) -> Result<(), crate::trust::visibility::Refused>,
+    path: Vec<[u8; 32]>,
+    now: u64,
+) -> RoutedAnswer {
+    use ed25519_dalek::Signer as _;
+    let internal = |message: String| RoutedAnswer::Refused { code: ErrorCode::Internal, message };
+    let me = inner.ledger.identity();
+    let cp = match onoal_engine::SignedCheckpoint::open(&me.verifier(), note.as_bytes()) {
+        Ok(c) => c.checkpoint,
+        Err(e) => return internal(e.to_string()),
+    };
+    let mut statement = VerifyStatement {
+        ledger_id: me.ledger_id,
+        seq,
+        expect,
+        tree_size: cp.size,
+        root: cp.root,
+        leaf_hash: None,
+        checks: Checks::default(),
+        verdict: Verdict::NotFound,
+        time_ms: now,
+    };
+    let (mut proof, mut leaf_data) = (Vec::new(), None);
+    if seq < cp.size {
+        let log = inner.ledger.log();
+        let read = log.entry(seq).map_err(|e| e.to_string()).and_then(|e| {
+            let p = log.inclusion_proof(seq, cp.size).map_err(|e| e.to_string())?;
+            Ok((e, p))
+        });
+        let (stored, p) = match read {
+            Ok(r) => r,
+            Err(e) => return internal(e),
+        };
+        let checks = Checks::of(&stored.entry, &stored.leaf_hash, &statement.expect);
+        match readable(stored.entry.content.stream.as_str()) {
+            Ok(()) => {
+                statement.leaf_hash = Some(stored.leaf_hash);
+                statement.checks = checks;
+                (proof, leaf_data) = (p, Some(stored.leaf_data));
+            }
+            Err(refused) => match statement.expect.leaf_hash {
+                None => {
+                    return RoutedAnswer::Refused {
+                        code: ErrorCode::NotVisible,
+                        message: format!(
+                            "{refused}; to have this ledger confirm the entry without showing it, give its leaf hash (`--leaf-hash`, or `--proof FILE`)"
+                        ),
+                    };
+                }
+                Some(h) if h == stored.leaf_hash => {
+                    statement.leaf_hash = Some(h);
+                    statement.checks = checks;
+                    proof = p;
+                }
+                Some(_) => {
+                    statement.checks = Checks { leaf_hash: Some(false), ..Checks::default() };
+                }
+            },
+        }
+        statement.verdict =
+            if statement.checks.passed() { Verdict::Match } else { Verdict::Mismatch };
+    }
+    let signature = inner.secret.signing_key().sign(&statement.signing_bytes()).to_bytes().to_vec();
+    RoutedAnswer::Verification {
+        note,
+        statement: statement.encode(),
+        signature,
+        proof,
+        leaf_data,
+        path,
     }
 }
 

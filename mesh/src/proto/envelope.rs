@@ -118,6 +118,7 @@ impl MessageType {
                 | Self::TopologyUpdate
                 | Self::QueryRequest
                 | Self::ReferenceCheck
+                | Self::ProofVerify
         )
     }
 }

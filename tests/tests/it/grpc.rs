@@ -23,6 +23,7 @@ fn group(round: u64, n: u64) -> pb::AppendRequest {
                 subject: None,
                 issuer: None,
                 payload: format!("round {round} entry {i}").into_bytes(),
+                ..pb::NewEntry::default()
             })
             .collect(),
     }

@@ -16,6 +16,7 @@ mod ledger_ops;
 mod limits;
 mod malicious;
 mod open_errors;
+mod proof_verify;
 mod proofs;
 mod queries;
 mod remote_query;

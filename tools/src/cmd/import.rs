@@ -68,7 +68,14 @@ fn read_text_line<'b>(
     std::str::from_utf8(buf).map(Some).map_err(|_| anyhow!("the line is not UTF-8 text"))
 }
 
-pub(crate) fn run(cli: &Cli, file: &str, ack: bool, batch: usize) -> Result<()> {
+pub(crate) fn run(
+    cli: &Cli,
+    file: &str,
+    ack: bool,
+    batch: usize,
+    issuer_key: Option<&std::path::Path>,
+) -> Result<()> {
+    let issuer = issuer_key.map(crate::cmd::ledger::read_issuer_key).transpose()?;
     let mut input: Box<dyn BufRead> = if file == "-" {
         Box::new(std::io::stdin().lock())
     } else {
@@ -77,7 +84,7 @@ pub(crate) fn run(cli: &Cli, file: &str, ack: bool, batch: usize) -> Result<()> 
         ))
     };
     if let Some(node) = running_node(cli)? {
-        return run_through(cli, &node, &mut *input, ack, batch);
+        return run_through(cli, &node, &mut *input, ack, batch, issuer.as_ref());
     }
     let ledger = open_write(cli)?;
     let max_payload = ledger.max_payload_bytes();
@@ -135,6 +142,10 @@ pub(crate) fn run(cli: &Cli, file: &str, ack: bool, batch: usize) -> Result<()> 
                     Ok(None) => break,
                     Ok(Some(text)) if text.trim().is_empty() => continue,
                     Ok(Some(text)) => onoal_engine::import::parse_line(text, max_payload)
+                        .map(|e| match &issuer {
+                            Some(k) if e.signature.is_none() => e.sign(k.signing_key()),
+                            _ => e,
+                        })
                         .map_err(anyhow::Error::from),
                     Err(e) => Err(e),
                 };
@@ -214,6 +225,7 @@ fn run_through(
     input: &mut dyn BufRead,
     ack: bool,
     batch: usize,
+    issuer: Option<&onoal_engine::identity::SecretKey>,
 ) -> Result<()> {
     let status: StatusView = node.get("/status")?;
     let max_payload = status.max_payload_bytes;
@@ -246,9 +258,7 @@ fn run_through(
         let checked = match read_text_line(input, &mut buf, max) {
             Ok(None) => break,
             Ok(Some(text)) if text.trim().is_empty() => continue,
-            Ok(Some(text)) => onoal_engine::import::parse_line(text, max_payload)
-                .map(|_| text)
-                .map_err(anyhow::Error::from),
+            Ok(Some(text)) => signed_line(text, max_payload, issuer),
             Err(e) => Err(e),
         };
         match checked {
@@ -286,4 +296,22 @@ fn run_through(
     let checkpoint = checkpoint
         .with_context(|| format!("{appended_text}, but signing a checkpoint of them failed"))?;
     print_imported(cli, ack, &acked, checkpoint.size, checkpoint.size)
+}
+
+/// Checks one import line and, with an issuer key and no signature on the line, returns it
+/// signed (as JSON with `issuer_key` and `issuer_signature`); else the line as it was.
+fn signed_line<'t>(
+    text: &'t str,
+    max_payload: usize,
+    issuer: Option<&onoal_engine::identity::SecretKey>,
+) -> Result<std::borrow::Cow<'t, str>> {
+    let entry = onoal_engine::import::parse_line(text, max_payload)?;
+    match issuer {
+        Some(key) if entry.signature.is_none() => {
+            let mut input: onoal_engine::import::EntryInput = serde_json::from_str(text)?;
+            crate::cmd::ledger::sign_input(&mut input, entry, key);
+            Ok(std::borrow::Cow::Owned(serde_json::to_string(&input)?))
+        }
+        _ => Ok(std::borrow::Cow::Borrowed(text)),
+    }
 }

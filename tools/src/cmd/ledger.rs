@@ -15,7 +15,7 @@ use onoal_mesh::control::views::{
     AppendView, CheckpointView, ConsistencyProofView, EntryView, InclusionProofView, QueryPageView,
 };
 
-use crate::cli::{AppendArgs, Cli, ProveCommand, QueryArgs};
+use crate::cli::{AppendArgs, Cli, KeyCommand, ProveCommand, QueryArgs};
 use crate::client::{NodeClient, running_node};
 use crate::output::{print, print_value};
 
@@ -154,6 +154,9 @@ pub(crate) fn append(cli: &Cli, a: &AppendArgs) -> Result<()> {
         new_entry(&a.stream, &a.entry_type, a.subject.as_deref(), a.issuer.as_deref(), payload)?;
     entry.refs =
         a.refs.iter().map(|r| onoal_engine::import::parse_ref(r)).collect::<Result<_, _>>()?;
+    if let Some(path) = &a.issuer_key {
+        entry = entry.sign(read_issuer_key(path)?.signing_key());
+    }
     entry.validate(ledger.max_payload_bytes())?;
     let r = ledger.append(entry)?;
     // Sign what was appended before exiting, so it does not wait for the next writer.
@@ -190,7 +193,10 @@ fn append_through(cli: &Cli, node: &NodeClient, a: &AppendArgs) -> Result<()> {
         (None, None) => bail!("give --payload or --payload-file"),
     }
     // Checked here too, so a bad field reads as it does without a node.
-    input.clone().into_entry(status.max_payload_bytes)?;
+    let entry = input.clone().into_entry(status.max_payload_bytes)?;
+    if let Some(path) = &a.issuer_key {
+        sign_input(&mut input, entry, &read_issuer_key(path)?);
+    }
     let appended: AppendView =
         node.post("/ledger/entries", &json!({ "entries": [input] }), Duration::from_secs(60))?;
     let r = appended.receipts.first().ok_or_else(|| anyhow!("the node acknowledged no entry"))?;
@@ -199,6 +205,52 @@ fn append_through(cli: &Cli, node: &NodeClient, a: &AppendArgs) -> Result<()> {
             || format!("appended seq {}, but signing a checkpoint of it failed", r.seq),
         )?;
     print_appended(cli, r.seq, &r.leaf_hash, cp.size);
+    Ok(())
+}
+
+/// Reads an issuer key file (the format of the ledger's own key file).
+pub(crate) fn read_issuer_key(path: &std::path::Path) -> Result<onoal_engine::identity::SecretKey> {
+    onoal_engine::identity::SecretKey::read_file(path).with_context(|| {
+        format!("cannot use {} as an issuer key; `onoal key new FILE` makes one", path.display())
+    })
+}
+
+/// Signs `entry` (built from `input`) with `key` and puts the signature into `input`, so a node
+/// receives the signature and never the key.
+pub(crate) fn sign_input(
+    input: &mut EntryInput,
+    entry: NewEntry,
+    key: &onoal_engine::identity::SecretKey,
+) {
+    let sig = entry.sign(key.signing_key()).signature.expect("sign sets the signature");
+    input.issuer_key = Some(hex::encode(sig.public_key));
+    input.issuer_signature = Some(hex::encode(sig.signature));
+}
+
+/// `onoal key new` and `onoal key show`.
+pub(crate) fn key(cli: &Cli, what: &KeyCommand) -> Result<()> {
+    let (path, key) = match what {
+        KeyCommand::New { file, name } => {
+            if file.exists() {
+                bail!(
+                    "{} exists; an issuer key is never overwritten (entries signed with it would lose their signer); choose another file",
+                    file.display()
+                );
+            }
+            if name.is_empty() || name.contains(['+', ' ', '\n']) {
+                bail!("--name must be non-empty without '+', spaces or newlines, e.g. oid:acme:hr");
+            }
+            let key = onoal_engine::identity::SecretKey::generate()?;
+            key.write_file(file, name)
+                .with_context(|| format!("cannot write {}", file.display()))?;
+            (file, key)
+        }
+        KeyCommand::Show { file } => (file, read_issuer_key(file)?),
+    };
+    let public_key = hex::encode(key.public().as_bytes());
+    print(cli, json!({"file": path.display().to_string(), "public_key": public_key}), || {
+        format!("issuer key {}\npublic key {public_key}", path.display())
+    });
     Ok(())
 }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{Context as _, Result, anyhow, bail};
 use onoal_engine::identity::{SecretKey, key_path};
 use onoal_engine::{Filter, Ledger, LedgerId};
-use onoal_mesh::control::views::{self, PeerView, SyncSummaryView};
+use onoal_mesh::control::views::{self, PeerView, ProofFile, SyncSummaryView};
 use onoal_mesh::http::{DiscoverResult, MessageList, PeerList, Topology, message_list};
 use onoal_mesh::peer::PeerStore;
 use onoal_mesh::{Node, NodeConfig, SyncMode, SyncSummary};
@@ -654,6 +654,84 @@ pub(crate) fn remote_query(
         out
     });
     Ok(())
+}
+
+/// Takes the ledger, seq and leaf hash of a proof file into `body` (what the command line gave
+/// wins; a leaf hash that differs from the file's is an error).
+pub(crate) fn fill_from_proof(
+    body: &mut onoal_mesh::http::RemoteVerifyBody,
+    file: &std::path::Path,
+    to_given: bool,
+    seq_given: bool,
+) -> Result<()> {
+    let text = std::fs::read_to_string(file)
+        .with_context(|| format!("cannot read proof file {}", file.display()))?;
+    let proof: ProofFile = serde_json::from_str(&text).with_context(|| {
+        format!("{} is not a proof file of `onoal proof export`", file.display())
+    })?;
+    if !to_given {
+        body.to = proof.ledger_id.clone();
+    }
+    if !seq_given {
+        body.seq = proof.seq;
+    }
+    match &body.leaf_hash {
+        Some(h) if !h.eq_ignore_ascii_case(&proof.entry.leaf_hash) => bail!(
+            "--leaf-hash {h} differs from the proof file's {}; give one of them",
+            proof.entry.leaf_hash
+        ),
+        _ if body.seq == proof.seq => body.leaf_hash = Some(proof.entry.leaf_hash.clone()),
+        _ => {}
+    }
+    Ok(())
+}
+
+/// `onoal remote verify`: exit 0 on `match`, 1 otherwise.
+pub(crate) fn remote_verify(
+    cli: &Cli,
+    body: &onoal_mesh::http::RemoteVerifyBody,
+) -> Result<ExitCode> {
+    let (dest, expect) = body.parse().map_err(|e| anyhow!(e))?;
+    let view: onoal_mesh::http::RemoteVerifyView = match running_node(cli)? {
+        Some(node) => node.post("/mesh/verify", body, Duration::from_secs(60))?,
+        None => {
+            let ledger = open_for_mesh(cli, "ask across the mesh", cli.durability())?;
+            let rt = runtime()?;
+            rt.block_on(async {
+                let node = load_node(cli, ledger, "127.0.0.1:0", NodeConfig::default())?;
+                let answer = node.remote_verify(&dest, body.seq, expect).await;
+                node.close().await;
+                let answer = answer.map_err(|e| anyhow!(e))?;
+                Ok::<_, anyhow::Error>(onoal_mesh::http::RemoteVerifyView::from(&answer))
+            })?
+        }
+    };
+    let verdict = serde_json::to_value(view.verdict)?.as_str().unwrap_or_default().to_owned();
+    print(cli, json!(view), || {
+        let mut out = format!(
+            "{verdict}: entry {} of {} ({}), stated and signed by it over its checkpoint of size {}; checked by {} ({} hops: {})",
+            view.seq,
+            view.oid,
+            view.ledger_id,
+            view.tree_size,
+            view.checked_by,
+            view.hops,
+            view.path.join(" -> ")
+        );
+        let c = serde_json::to_value(view.checks).unwrap_or_default();
+        if let Some(map) = c.as_object() {
+            for (field, ok) in map.iter().filter(|(_, v)| !v.is_null()) {
+                let mark = if ok.as_bool() == Some(true) { "ok" } else { "DIFFERS" };
+                out.push_str(&format!("\n  {field:<17} {mark}"));
+            }
+        }
+        out
+    });
+    Ok(if view.verdict == onoal_mesh::proto::routed::Verdict::Match {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 pub(crate) fn topology(cli: &Cli, dot: bool, svg: Option<&std::path::Path>) -> Result<()> {

@@ -143,7 +143,7 @@ fn old_ids_leave_the_cache_once_outside_the_window() {
 }
 
 #[test]
-fn every_type_has_the_seeds_name_and_six_are_supported_now() {
+fn every_type_has_the_seeds_name_and_seven_are_supported_now() {
     let names: Vec<&str> = MessageType::ALL.iter().map(|t| t.as_str()).collect();
     assert_eq!(names.len(), 14);
     assert!(names.contains(&"reference_response") && names.contains(&"topology_update"));
@@ -155,6 +155,7 @@ fn every_type_has_the_seeds_name_and_six_are_supported_now() {
             "peer_announce",
             "peer_discover",
             "query_request",
+            "proof_verify",
             "reference_check",
             "heartbeat",
             "topology_update"

@@ -1,0 +1,203 @@
+//! The seed's proof verification and issuer signatures between `onoal` processes: org A issues
+//! an issuer-signed attestation; org B asks A, through the mesh, to verify it against subject,
+//! issuer, type and issuer key, and checks A's signed statement and its proof. A private entry
+//! is confirmed only to an asker who names its leaf hash (from a proof file), never shown.
+
+use std::time::Duration;
+
+use onoal_tests::node::{Serve, init, pin};
+use onoal_tests::{onoal, run, run_json};
+use serde_json::{Value, json};
+
+const SUBJECT: &str = "oid:onoal:org:a:emp:42";
+const ISSUER: &str = "oid:onoal:org:a:hr";
+
+fn post(url: &str, body: &Value) -> (u16, Value) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(60)))
+        .build()
+        .into();
+    let mut r = agent.post(url).send_json(body).unwrap();
+    let text = r.body_mut().read_to_string().unwrap();
+    (r.status().as_u16(), serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+fn stdout_json(out: &std::process::Output) -> Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
+        panic!(
+            "not JSON: {} / {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+#[test]
+fn an_issuer_signed_attestation_is_verified_by_its_ledger_through_the_mesh() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = |n: &str| tmp.path().join(n);
+    let a = init(&d("a"), "oid:onoal:org:a");
+    init(&d("b"), "oid:onoal:org:b");
+    let key_file = tmp.path().join("hr.key");
+    let other_key = tmp.path().join("other.key");
+    let key = run_json(onoal(&d("a")).args(["key", "new"]).arg(&key_file).args(["--name", ISSUER]));
+    let public = key["public_key"].as_str().unwrap().to_owned();
+    let other = run_json(onoal(&d("a")).args(["key", "new"]).arg(&other_key))["public_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_ne!(public, other);
+    // An issuer key is never overwritten; a file that is no key is refused with the way out.
+    let out = run(onoal(&d("a")).args(["key", "new"]).arg(&key_file));
+    assert!(
+        !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("never overwritten")
+    );
+    assert_eq!(
+        run_json(onoal(&d("a")).args(["key", "show"]).arg(&key_file))["public_key"],
+        json!(public)
+    );
+    let junk = tmp.path().join("junk.key");
+    std::fs::write(&junk, "not a key\n").unwrap();
+    let out = run(onoal(&d("a"))
+        .args(["append", "--stream", "x", "--type", "t", "--payload", "p", "--issuer-key"])
+        .arg(&junk));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("onoal key new"), "{err}");
+
+    // Seq 0: the attestation, signed by the issuer key at append; seq 1: a private entry,
+    // signed by import.
+    let appended = run_json(
+        onoal(&d("a"))
+            .args(["append", "--stream", "attestations", "--type", "employment.attested"])
+            .args(["--subject", SUBJECT, "--issuer", ISSUER, "--payload", "employed since 2024"])
+            .arg("--issuer-key")
+            .arg(&key_file),
+    );
+    assert_eq!(appended["seq"], 0);
+    let lines = tmp.path().join("private.jsonl");
+    std::fs::write(
+        &lines,
+        format!("{{\"stream\":\"hr-private\",\"type\":\"salary.set\",\"subject\":\"{SUBJECT}\",\"payload\":\"5000\"}}\n"),
+    )
+    .unwrap();
+    let out = run(onoal(&d("a")).arg("import").arg(&lines).arg("--issuer-key").arg(&key_file));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for seq in ["0", "1"] {
+        let e = run_json(onoal(&d("a")).args(["get", seq]));
+        assert_eq!(e["issuer_key"], json!(public), "{e}");
+        assert_eq!(e["issuer_signature"].as_str().map(str::len), Some(128), "{e}");
+    }
+    // The whole log audits, signatures included.
+    assert!(run(onoal(&d("a")).arg("verify")).status.success());
+    run_json(onoal(&d("a")).args(["stream", "visibility", "attestations", "public"]));
+    let out = run(onoal(&d("a")).args(["proof", "export", "1"]));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let proof_file = tmp.path().join("private-proof.json");
+    std::fs::write(&proof_file, &out.stdout).unwrap();
+
+    let served = Serve::start(&d("a"), 0, &[]);
+    pin(&d("b"), &a, served.1);
+    let verify =
+        |args: &[&str]| run(onoal(&d("b")).args(["remote", "verify", "--json"]).args(args));
+
+    // Every field as issued: match, re-checked here from the entry A showed.
+    let out = verify(&[
+        "--to",
+        &a.id,
+        "--seq",
+        "0",
+        "--subject",
+        SUBJECT,
+        "--issuer",
+        ISSUER,
+        "--type",
+        "employment.attested",
+        "--issuer-key",
+        &public,
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let v = stdout_json(&out);
+    assert_eq!(
+        (v["verdict"].as_str(), v["checked_by"].as_str()),
+        (Some("match"), Some("entry")),
+        "{v}"
+    );
+    assert_eq!(
+        v["checks"],
+        json!({"leaf_hash": null, "subject": true, "issuer": true, "type": true, "issuer_key": true, "issuer_signature": true}),
+        "{v}"
+    );
+    assert_eq!((v["verified"].as_bool(), v["entry"]["seq"].as_u64()), (Some(true), Some(0)), "{v}");
+    assert_eq!(
+        (v["key_source"].as_str(), v["tree_size"].as_u64()),
+        (Some("pinned"), Some(2)),
+        "{v}"
+    );
+    assert!(v["statement_b64"].as_str().is_some_and(|s| s.len() > 40), "{v}");
+
+    // A field that differs, another issuer key, an entry beyond the tree: exit 1, said why.
+    let out = verify(&["--to", &a.id, "--seq", "0", "--subject", "oid:onoal:org:a:emp:43"]);
+    let v = stdout_json(&out);
+    assert_eq!((out.status.code(), v["verdict"].as_str()), (Some(1), Some("mismatch")), "{v}");
+    assert_eq!(v["checks"]["subject"], false, "{v}");
+    let out = verify(&["--to", &a.id, "--seq", "0", "--issuer-key", &other]);
+    let v = stdout_json(&out);
+    assert_eq!(
+        (v["verdict"].as_str(), v["checks"]["issuer_key"].as_bool()),
+        (Some("mismatch"), Some(false)),
+        "{v}"
+    );
+    let out = verify(&["--to", "oid:onoal:org:a", "--seq", "99", "--subject", SUBJECT]);
+    let v = stdout_json(&out);
+    assert_eq!((out.status.code(), v["verdict"].as_str()), (Some(1), Some("not_found")), "{v}");
+
+    // The private entry: refused without its leaf hash; confirmed, unseen, with a proof file.
+    let out = verify(&["--to", &a.id, "--seq", "1", "--subject", SUBJECT]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("leaf hash"), "{err}");
+    let pf = proof_file.to_str().unwrap();
+    let out = verify(&[
+        "--proof",
+        pf,
+        "--subject",
+        SUBJECT,
+        "--type",
+        "salary.set",
+        "--issuer-key",
+        &public,
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let v = stdout_json(&out);
+    assert_eq!(
+        (v["verdict"].as_str(), v["checked_by"].as_str()),
+        (Some("match"), Some("statement")),
+        "{v}"
+    );
+    assert_eq!(
+        (v["entry"].is_null(), v["checks"]["leaf_hash"].as_bool()),
+        (true, Some(true)),
+        "{v}"
+    );
+    let wrong = "ab".repeat(32);
+    let out = verify(&["--to", &a.id, "--seq", "1", "--leaf-hash", &wrong, "--subject", SUBJECT]);
+    let v = stdout_json(&out);
+    assert_eq!((out.status.code(), v["verdict"].as_str()), (Some(1), Some("mismatch")), "{v}");
+    assert_eq!((v["leaf_hash"].is_null(), v["checks"]["subject"].is_null()), (true, true), "{v}");
+    let out = verify(&["--proof", pf, "--leaf-hash", &wrong]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("differs from the proof file"));
+
+    // The same through B's HTTP API.
+    let b = Serve::start(&d("b"), 0, &[]);
+    let (status, v) = post(
+        &format!("{}/mesh/verify", b.url()),
+        &json!({"to": a.id, "seq": 0, "type": "employment.attested"}),
+    );
+    assert_eq!((status, v["verdict"].as_str()), (200, Some("match")), "{v}");
+    let (status, v) = post(
+        &format!("{}/mesh/verify", b.url()),
+        &json!({"to": a.id, "seq": 0, "leaf_hash": "zz"}),
+    );
+    assert_eq!(status, 400, "{v}");
+    drop((b, served));
+}
