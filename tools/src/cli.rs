@@ -393,6 +393,14 @@ pub(crate) enum RefCommand {
         /// The entry.
         seq: u64,
     },
+    /// The recorded reference checks (`serve --verify-refs` records one per new entry with
+    /// references; `ref check` records one too), newest entry first; exits 1 when any did not
+    /// all verify.
+    List {
+        /// Most records.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -614,6 +622,10 @@ pub(crate) struct ServeArgs {
     /// records still spread through the links, and routed queries travel hop by hop over them.
     #[arg(long)]
     pub(crate) links_only: bool,
+    /// Check the references of every new entry once it is durable (the seed's afterAppend hook)
+    /// and record the outcome (`onoal ref list`, `GET /mesh/refs`).
+    #[arg(long)]
+    pub(crate) verify_refs: bool,
 }
 
 /// `onoal registry ...`

@@ -111,6 +111,9 @@ fn run(cli: &Cli) -> Result<ExitCode> {
         Command::Topology { dot, svg } => cmd::mesh::topology(cli, *dot, svg.as_deref())?,
         Command::Route { to } => cmd::mesh::route(cli, to)?,
         Command::Ref { what: RefCommand::Check { seq } } => return cmd::mesh::ref_check(cli, *seq),
+        Command::Ref { what: RefCommand::List { limit } } => {
+            return cmd::mesh::ref_list(cli, *limit);
+        }
         Command::Proof { what: ProofCommand::Export { seq } } => {
             cmd::ledger::proof_export(cli, *seq)?
         }

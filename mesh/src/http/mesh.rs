@@ -888,9 +888,41 @@ pub(crate) async fn refs(
     Path(seq): Path<u64>,
 ) -> Result<Json<RefCheckList>, ApiError> {
     let node = state.control.node().clone();
-    let refs = node.check_refs(seq).await.map_err(|e| ApiError::not_found(e.to_string()))?;
-    let all_verified = refs.iter().all(|r| r.status == "verified");
-    Ok(Json(RefCheckList { seq, refs, all_verified }))
+    let r =
+        node.check_and_record_refs(seq).await.map_err(|e| ApiError::not_found(e.to_string()))?;
+    Ok(Json(RefCheckList { seq, refs: r.refs, all_verified: r.all_verified }))
+}
+
+/// `GET /mesh/refs` parameters.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub(crate) struct RefListParams {
+    /// Most records (default 100, at most 10000).
+    pub(crate) limit: Option<usize>,
+}
+
+/// The recorded reference checks, newest entry first: one per entry with references checked
+/// by `serve --verify-refs` after it became durable, or by `GET /mesh/refs/{seq}`.
+#[utoipa::path(get, path = "/mesh/refs", tag = "mesh", params(RefListParams),
+    responses((status = 200, body = Vec<crate::net::ref_verifier::RefCheckRecord>), (status = 400, body = ErrorBody)))]
+pub(crate) async fn ref_records(
+    State(state): State<AppState>,
+    Query(p): Query<RefListParams>,
+) -> Result<Json<Vec<crate::net::ref_verifier::RefCheckRecord>>, ApiError> {
+    let limit = p.limit.unwrap_or(100);
+    if !(1..=10_000).contains(&limit) {
+        return Err(ApiError::bad_request(format!(
+            "limit {limit} is out of range; give 1 to 10000"
+        )));
+    }
+    let node = state.control.node().clone();
+    let ledger = node.ledger().clone();
+    let records = tokio::task::spawn_blocking(move || {
+        crate::net::ref_verifier::ref_check_records(&ledger, limit)
+    })
+    .await
+    .map_err(|e| ApiError::internal(e.to_string()))?
+    .map_err(ApiError::internal)?;
+    Ok(Json(records))
 }
 
 /// Asks another ledger, anywhere in the mesh and addressed by id or OID, for entries (the

@@ -146,6 +146,7 @@ pub fn router(control: Control, config: &HttpConfig) -> Router {
         .route("/mesh/connections/{ledger_id}", delete(mesh::disconnect_member))
         .route("/mesh/query", post(mesh::query))
         .route("/mesh/verify", post(mesh::verify))
+        .route("/mesh/refs", get(mesh::ref_records))
         .route("/mesh/refs/{seq}", get(mesh::refs))
         .route("/mesh/sync", post(mesh::sync))
         .route("/mesh/follows", get(mesh::follows))

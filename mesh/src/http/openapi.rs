@@ -13,7 +13,7 @@ use super::{ledger, mesh, tlog, watch};
         ledger::sign_checkpoint, ledger::checkpoint_sizes, ledger::checkpoint_at,
         ledger::inclusion, ledger::consistency, ledger::start_verify, ledger::verify_job,
         ledger::replicas, ledger::forks, ledger::drop_fork, ledger::drop_replica, watch::watch,
-        mesh::peers, mesh::connect, mesh::disconnect, mesh::topology, mesh::discover, mesh::discovery, mesh::messages, mesh::connections, mesh::connect_member, mesh::disconnect_member, mesh::query, mesh::verify, mesh::refs, mesh::sync,
+        mesh::peers, mesh::connect, mesh::disconnect, mesh::topology, mesh::discover, mesh::discovery, mesh::messages, mesh::connections, mesh::connect_member, mesh::disconnect_member, mesh::query, mesh::verify, mesh::refs, mesh::ref_records, mesh::sync,
         mesh::follows, mesh::unfollow, mesh::trust, mesh::trust_set, mesh::trust_show, mesh::trust_anchor_add, mesh::trust_anchor_remove, mesh::visibility, mesh::visibility_set, mesh::trust_path, mesh::route,
         tlog::checkpoint, tlog::tile,
     ),

@@ -356,7 +356,10 @@ impl Node {
         // Rows from before this start: unfinished ones fail (their sender is gone).
         match self.inner.ledger.aux_scan(AuxTable::Messages) {
             Ok(stored) => {
-                let rows = stored.iter().filter_map(|(_, v)| OutboxRow::decode(v));
+                let rows = stored
+                    .iter()
+                    .filter(|(k, _)| !super::ref_verifier::is_ref_check_key(k))
+                    .filter_map(|(_, v)| OutboxRow::decode(v));
                 d.outbox.lock().restore(rows, now_ms());
                 self.flush_outbox();
             }

@@ -8,6 +8,7 @@ mod config;
 mod discovery;
 pub mod dns;
 mod error;
+pub mod ref_verifier;
 mod replica_task;
 pub mod routed;
 mod router;

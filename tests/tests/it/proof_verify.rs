@@ -201,3 +201,106 @@ fn an_issuer_signed_attestation_is_verified_by_its_ledger_through_the_mesh() {
     assert_eq!(status, 400, "{v}");
     drop((b, served));
 }
+
+/// Polls `ref list` in `dir` until a record of `seq` appears (or 30 s pass).
+fn recorded(dir: &std::path::Path, seq: u64) -> Value {
+    let started = std::time::Instant::now();
+    loop {
+        let out = run(onoal(dir).args(["ref", "list", "--json"]));
+        let list: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        if let Some(r) = list.as_array().and_then(|l| l.iter().find(|r| r["seq"] == seq)) {
+            return r.clone();
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "no record of {seq}: {list}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn serve_verify_refs_checks_each_new_entry_after_append_and_records_the_outcome() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = |n: &str| tmp.path().join(n);
+    let x = init(&d("x"), "oid:onoal:org:x");
+    let y = init(&d("y"), "oid:onoal:org:y");
+    onoal_tests::node::import(&d("y"), 0, 6);
+    run_json(onoal(&d("y")).args(["stream", "visibility", "s0", "public"]));
+    let ys = Serve::start(&d("y"), 0, &[]);
+    pin(&d("x"), &y, ys.1);
+    let _ = &x;
+    let hash = |seq: u64| -> String {
+        run_json(onoal(&d("y")).args(["get", &seq.to_string()]))["leaf_hash"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let good = format!("{}:3:{}", y.id, hash(3));
+    let bad = format!("{}:3:{}", y.id, hash(0));
+    // Before the hook is on: entry 0 is never checked by it.
+    run_json(onoal(&d("x")).args([
+        "append",
+        "--stream",
+        "c",
+        "--type",
+        "t",
+        "--payload",
+        "0",
+        "--ref",
+        &good,
+    ]));
+
+    let xs = Serve::start_with(&d("x"), 0, &[], &["--verify-refs"]);
+    let append = |payload: &str, refs: &[&str]| -> u64 {
+        let mut c = onoal(&d("x"));
+        c.args(["append", "--stream", "c", "--type", "t", "--payload", payload]);
+        for r in refs {
+            c.args(["--ref", r]);
+        }
+        run_json(&mut c)["seq"].as_u64().unwrap()
+    };
+    let s1 = append("1", &[&good]);
+    let s2 = append("2", &[]);
+    let s3 = append("3", &[&good, &bad]);
+    let r1 = recorded(&d("x"), s1);
+    assert_eq!(
+        (r1["all_verified"].as_bool(), r1["refs"][0]["status"].as_str()),
+        (Some(true), Some("verified")),
+        "{r1}"
+    );
+    let r3 = recorded(&d("x"), s3);
+    assert_eq!(r3["all_verified"], false, "{r3}");
+    assert_eq!(
+        r3["refs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["status"].as_str().unwrap())
+            .collect::<Vec<_>>(),
+        ["verified", "mismatch"],
+        "{r3}"
+    );
+    // Through the API as well; no record for the entry without references, nor for entry 0.
+    let list: Value = ureq::get(format!("{}/mesh/refs", xs.url()))
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_json()
+        .unwrap();
+    let seqs: Vec<u64> =
+        list.as_array().unwrap().iter().map(|r| r["seq"].as_u64().unwrap()).collect();
+    assert_eq!(seqs, [s3, s1], "{list}");
+    assert!(!seqs.contains(&s2) && !seqs.contains(&0));
+    let out = run(onoal(&d("x")).args(["ref", "list"]));
+    assert_eq!(out.status.code(), Some(1), "a failed check makes `ref list` exit 1");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("NOT verified"));
+
+    // After a restart it goes on from where it stopped.
+    xs.stop();
+    let xs = Serve::start_with(&d("x"), 0, &[], &["--verify-refs"]);
+    let s4 = append("4", &[&good]);
+    assert_eq!(recorded(&d("x"), s4)["all_verified"], true);
+    drop((xs, ys));
+    // The records stay readable without a node.
+    let out = run(onoal(&d("x")).args(["ref", "list", "--json"]));
+    let list = stdout_json(&out);
+    assert_eq!((out.status.code(), list.as_array().map(Vec::len)), (Some(1), Some(3)), "{list}");
+}

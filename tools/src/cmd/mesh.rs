@@ -571,11 +571,14 @@ pub(crate) fn ref_check(cli: &Cli, seq: u64) -> Result<ExitCode> {
             let rt = runtime()?;
             rt.block_on(async {
                 let node = load_node(cli, ledger, "127.0.0.1:0", NodeConfig::default())?;
-                let refs = node.check_refs(seq).await;
+                let record = node.check_and_record_refs(seq).await;
                 node.close().await;
-                let refs = refs.map_err(|e| anyhow!(e))?;
-                let all_verified = refs.iter().all(|r| r.status == "verified");
-                Ok::<_, anyhow::Error>(onoal_mesh::http::RefCheckList { seq, refs, all_verified })
+                let r = record.map_err(|e| anyhow!(e))?;
+                Ok::<_, anyhow::Error>(onoal_mesh::http::RefCheckList {
+                    seq,
+                    refs: r.refs,
+                    all_verified: r.all_verified,
+                })
             })?
         }
     };
@@ -597,6 +600,41 @@ pub(crate) fn ref_check(cli: &Cli, seq: u64) -> Result<ExitCode> {
         out.trim_end().to_owned()
     });
     Ok(if list.all_verified { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+/// `onoal ref list`: the recorded reference checks, newest entry first.
+pub(crate) fn ref_list(cli: &Cli, limit: usize) -> Result<ExitCode> {
+    let records: Vec<onoal_mesh::net::ref_verifier::RefCheckRecord> = match running_node(cli)? {
+        Some(node) => node.get(&format!("/mesh/refs?limit={limit}"))?,
+        None => {
+            let ledger = open_read(cli)?;
+            onoal_mesh::net::ref_verifier::ref_check_records(&ledger, limit)
+                .map_err(|e| anyhow!(e))?
+        }
+    };
+    print(cli, json!(records), || {
+        if records.is_empty() {
+            return "no reference checks recorded: `onoal serve --verify-refs` records them for new entries, `onoal ref check SEQ` for one".to_owned();
+        }
+        let mut out = format!("{:>8}  {:<13}  {:>4}  failed\n", "seq", "outcome", "refs");
+        for r in &records {
+            let failed: Vec<String> = r
+                .refs
+                .iter()
+                .filter(|x| x.status != "verified")
+                .map(|x| format!("{} {}:{}", x.status, x.ledger_id, x.seq))
+                .collect();
+            out.push_str(&format!(
+                "{:>8}  {:<13}  {:>4}  {}\n",
+                r.seq,
+                if r.all_verified { "all verified" } else { "NOT verified" },
+                r.refs.len(),
+                failed.join(", ")
+            ));
+        }
+        out.trim_end().to_owned()
+    });
+    Ok(if records.iter().all(|r| r.all_verified) { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
 pub(crate) fn remote_query(

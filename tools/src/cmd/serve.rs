@@ -58,6 +58,7 @@ pub(crate) struct ServeConfig {
     dns_server: Option<String>,
     refresh_interval: Option<u64>,
     links_only: Option<bool>,
+    verify_refs: Option<bool>,
     durability: Option<DurabilityArg>,
     /// `[visibility]`: `default = "trusted:0.4"` and `[visibility.streams]` `name = "private"`;
     /// applied at start (a change is the policy's next signed version).
@@ -141,6 +142,7 @@ pub(crate) fn effective(cli: &Cli, args: &ServeArgs) -> Result<ServeConfig> {
         dns_server: args.dns_server.clone().or(file.dns_server),
         refresh_interval: Some(args.refresh_interval.or(file.refresh_interval).unwrap_or(60)),
         links_only: Some(args.links_only || file.links_only.unwrap_or(false)),
+        verify_refs: Some(args.verify_refs || file.verify_refs.unwrap_or(false)),
         durability: Some(cli.durability.or(file.durability).unwrap_or(DurabilityArg::Sync)),
         visibility: file.visibility,
         routing: file.routing,
@@ -388,6 +390,7 @@ pub(crate) fn run(cli: &Cli, args: &ServeArgs) -> Result<ExitCode> {
             ..DiscoveryConfig::default()
         };
         let server = node.serve_with(discovery);
+        let _ref_verifier = config.verify_refs.unwrap_or(false).then(|| node.spawn_ref_verifier());
         let grpc_server = match grpc {
             None => None,
             Some(g) => Some(GrpcServer::start(control.clone(), g).await.map_err(|e| anyhow!(e))?),
