@@ -59,7 +59,7 @@ pub fn ref_check_records(ledger: &Ledger, limit: usize) -> Result<Vec<RefCheckRe
         .filter(|(k, _)| k.len() == RECORD_PREFIX.len() + 8 && k.starts_with(RECORD_PREFIX))
         .filter_map(|(_, v)| serde_json::from_slice(v).ok())
         .collect();
-    out.sort_by(|a, b| b.seq.cmp(&a.seq));
+    out.sort_by_key(|r| std::cmp::Reverse(r.seq));
     out.truncate(limit);
     Ok(out)
 }
