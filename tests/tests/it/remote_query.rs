@@ -336,6 +336,86 @@ impl EvilRelay {
 }
 
 #[test]
+fn a_tree_of_two_domains_routes_across_the_hubs_by_oid_both_ways() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = |n: &str| tmp.path().join(n);
+    // Two domains, each a hub, an organisation and its departments; only the hubs link the
+    // domains. Every hop on the way is strictly closer in OID space, and no sibling is.
+    let tree = [
+        ("sales", "oid:onoal:org:acme:sales"),
+        ("hr", "oid:onoal:org:acme:hr"),
+        ("acme", "oid:onoal:org:acme"),
+        ("orghub", "oid:onoal:org"),
+        ("govhub", "oid:onoal:gov"),
+        ("city", "oid:onoal:gov:city"),
+        ("tax", "oid:onoal:gov:city:tax"),
+        ("permits", "oid:onoal:gov:city:permits"),
+    ];
+    let at = |name: &str| tree.iter().position(|(n, _)| *n == name).unwrap();
+    let edges = [
+        ("sales", "acme"),
+        ("hr", "acme"),
+        ("acme", "orghub"),
+        ("orghub", "govhub"),
+        ("govhub", "city"),
+        ("city", "tax"),
+        ("city", "permits"),
+    ];
+    let nodes: Vec<Node> = tree.iter().map(|(n, oid)| init(&d(n), oid)).collect();
+    let ports: Vec<u16> = tree.iter().map(|_| free_udp_port()).collect();
+    let mut links: Vec<Vec<usize>> = vec![Vec::new(); tree.len()];
+    for (a, b) in edges {
+        links[at(a)].push(at(b));
+        links[at(b)].push(at(a));
+    }
+    for (i, ls) in links.iter().enumerate() {
+        for &j in ls {
+            pin(&d(tree[i].0), &nodes[j], ports[j]);
+        }
+    }
+    for leaf in ["permits", "hr"] {
+        import(&d(leaf), 0, 6);
+        run_json(onoal(&d(leaf)).args(["stream", "visibility", "s0", "public"]));
+    }
+    let _serves: Vec<Serve> = links
+        .iter()
+        .enumerate()
+        .map(|(i, ls)| {
+            let l: Vec<(&Node, u16)> = ls.iter().map(|&j| (&nodes[j], ports[j])).collect();
+            serve_linked(&d(tree[i].0), ports[i], &l)
+        })
+        .collect();
+    let id = |name: &str| nodes[at(name)].id.clone();
+    for (from, to, via) in [
+        ("sales", "permits", ["sales", "acme", "orghub", "govhub", "city", "permits"]),
+        ("tax", "hr", ["tax", "city", "govhub", "orghub", "acme", "hr"]),
+    ] {
+        let v = query_until_answered(
+            &d(from),
+            &["--to", tree[at(to)].1, "--stream", "s0"],
+            Duration::from_secs(90),
+        );
+        assert_eq!(
+            (v["verified"].as_bool(), v["tree_size"].as_u64()),
+            (Some(true), Some(6)),
+            "{v}"
+        );
+        assert_eq!(v["entries"].as_array().map(Vec::len), Some(2), "{v}");
+        let want: Vec<String> = via.iter().map(|n| id(n)).collect();
+        assert_eq!(v["path"], json!(want), "{from} to {to} through both hubs: {v}");
+        assert_eq!(
+            (v["hops"].as_u64(), v["strategy"].as_str()),
+            (Some(5), Some("oid_prefix")),
+            "{v}"
+        );
+    }
+    // findPath at the first hop now: the route the answer came back through, via the parent.
+    let route = run_json(onoal(&d("sales")).args(["route", "--to", tree[at("permits")].1]));
+    assert_eq!(route["strategy"], "oid_prefix", "{route}");
+    assert_eq!(route["next_hops"], json!([id("acme")]), "{route}");
+}
+
+#[test]
 fn a_relay_that_alters_replays_forges_or_drops_answers_is_caught_and_named() {
     let tmp = tempfile::tempdir().unwrap();
     let d = |n: &str| tmp.path().join(n);
