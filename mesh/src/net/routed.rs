@@ -402,21 +402,14 @@ impl Node {
         from: Option<LedgerId>,
     ) -> Result<(Vec<LedgerId>, Strategy), String> {
         let node = self.clone();
-        let to = routed.to.clone();
         self.blocking(move || {
             let table = node.routing_table()?;
             let config = node.routing_config();
-            let strategy = table.find_path(&to, &config).map_or(Strategy::Flood, |p| p.strategy);
             let decision =
                 node.inner.forwarder.lock().handle(&routed, from, &table, &config, now_ms());
             match decision {
-                Forward::Send { mut to, .. } => {
+                Forward::Send { mut to, strategy, .. } => {
                     to.truncate(FLOOD_FANOUT);
-                    let strategy = if matches!(strategy, Strategy::Direct | Strategy::OidPrefix) {
-                        strategy
-                    } else {
-                        Strategy::Flood
-                    };
                     Ok((to, strategy))
                 }
                 Forward::Deliver => Err("this node is the destination".to_owned()),

@@ -107,8 +107,8 @@ impl MessageType {
     }
 
     /// Whether this version acts on the type. The others are answered "not supported" (the
-    /// reference-check, proof-verification and witness protocols that use them come later;
-    /// trust statements travel over sync as `Request::Trust`).
+    /// `*_response` types travel as replies; sync runs over `onoal-sync/1`; trust statements
+    /// travel over sync as `Request::Trust`).
     pub fn supported(self) -> bool {
         matches!(
             self,

@@ -53,6 +53,8 @@ pub enum Forward {
         to: Vec<LedgerId>,
         /// The message as forwarded.
         message: Routed,
+        /// How the hops were chosen: `Direct` or `OidPrefix` (findPath's hop), else `Flood`.
+        strategy: Strategy,
     },
     /// Drop it.
     Drop(Dropped),
@@ -124,15 +126,16 @@ impl Forwarder {
         }
         let onward = Routed { id: message.id, to: message.to.clone(), ttl: message.ttl - 1, path };
         let fresh = |id: &LedgerId| Some(*id) != from && !onward.path.contains(id);
-        let mut chosen = match table.find_path(&message.to, config) {
+        let (mut chosen, mut strategy) = match table.find_path(&message.to, config) {
             Ok(p) if matches!(p.strategy, Strategy::Direct | Strategy::OidPrefix) => {
-                p.next_hops.into_iter().filter(|h| fresh(h)).collect()
+                (p.next_hops.into_iter().filter(|h| fresh(h)).collect(), p.strategy)
             }
-            _ => Vec::new(),
+            _ => (Vec::new(), Strategy::Flood),
         };
         // A relay cannot look the target up on the origin's behalf: without a next hop it
         // floods, when flooding is on.
         if chosen.is_empty() && config.flood {
+            strategy = Strategy::Flood;
             chosen = table
                 .neighbours()
                 .filter(|n| n.trust >= config.min_trust && fresh(&n.ledger))
@@ -142,7 +145,7 @@ impl Forwarder {
         if chosen.is_empty() {
             return Forward::Drop(Dropped::NoRoute);
         }
-        Forward::Send { to: chosen, message: onward }
+        Forward::Send { to: chosen, message: onward, strategy }
     }
 }
 
@@ -220,7 +223,7 @@ mod tests {
             let (table, fwd) = &mut nodes[at];
             match fwd.handle(&msg, from, table, &config, 1_000) {
                 Forward::Deliver => delivered = true,
-                Forward::Send { to, message } => {
+                Forward::Send { to, message, .. } => {
                     for h in to {
                         queue.push_back((index(&h), Some(id(at as u32)), message.clone()));
                     }
@@ -287,7 +290,7 @@ mod tests {
         // Forwarded: TTL down by one, this node appended, never back to the sender.
         let m = Routed { id: [4; 16], to: Destination::Ledger(id(9)), ttl: 3, path: vec![id(0)] };
         match fwd.handle(&m, Some(id(0)), table, &config, 2) {
-            Forward::Send { to, message } => {
+            Forward::Send { to, message, .. } => {
                 assert!(!to.contains(&id(0)) && !to.is_empty(), "{to:?}");
                 assert_eq!((message.ttl, message.path), (2, vec![id(0), id(1)]));
             }

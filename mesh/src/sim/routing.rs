@@ -221,7 +221,7 @@ fn route(
             Forward::Deliver => {
                 delivered.get_or_insert(hops);
             }
-            Forward::Send { to, message } => {
+            Forward::Send { to, message, .. } => {
                 for h in to {
                     sent += 1;
                     let lost = loss > 0.0 && (mesh.next() % 1_000_000) as f64 / 1e6 < loss;

@@ -484,8 +484,8 @@ fn a_malicious_member_is_dropped_counted_and_never_stored() {
         let reply = evil.send_mesh_bytes(victim_key, victim_addr, &[0xff; 100]).await;
         assert_eq!(reply, Some(MeshReply::Dropped { reason: "malformed".into() }));
         // 8. A type defined for later issues, and a query addressed to no one.
-        let reply = send(msg(MessageType::ProofVerify, Vec::new())).await;
-        assert_eq!(reply, Some(MeshReply::NotSupported { kind: "proof_verify".into() }));
+        let reply = send(msg(MessageType::TrustRequest, Vec::new())).await;
+        assert_eq!(reply, Some(MeshReply::NotSupported { kind: "trust_request".into() }));
         let reply = send(msg(MessageType::QueryRequest, vec![7; 80])).await;
         assert!(
             matches!(&reply, Some(MeshReply::Invalid { reason }) if reason.contains("names a destination")),
