@@ -77,6 +77,7 @@ fn the_dashboard_renders_live_figures_in_a_real_browser() {
     assert!(dom.contains(&a.id[..8]), "{dom}");
     assert!(dom.contains("<circle"), "the topology is drawn: {dom}");
     assert!(dom.contains("DHT nodes "), "the discovery counters are shown: {dom}");
+    assert!(dom.contains("Routed: originated 0, relayed"), "the routed counters are shown: {dom}");
     assert!(!dom.contains("Error:"), "the script reported an error: {dom}");
 
     // A screenshot: a rendered dashboard is far more than a blank page.

@@ -64,6 +64,11 @@ async function refresh() {
       "DHT nodes " + discovery.dht_nodes + ", records held " + discovery.dht_records_held +
       ", messages accepted " + discovery.messages_accepted + ", dropped " + discovery.messages_dropped +
       ", records refused " + discovery.records_refused + ", rate-limited " + discovery.dht_rate_limited;
+    const routed = discovery.routed || {};
+    $("routed-counters").textContent =
+      "Routed: originated " + (routed.originated ?? 0) + ", relayed " + (routed.relayed ?? 0) +
+      ", answered " + (routed.answered ?? 0) + ", rejected " + (routed.rejected ?? 0) +
+      ", unreachable " + (routed.unreachable ?? 0);
     drawTopology(topology);
     $("error").textContent = "";
   } catch (e) {
