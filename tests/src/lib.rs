@@ -169,3 +169,16 @@ impl Rng {
         self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n
     }
 }
+
+/// POSTs `body` as JSON to `url` (60 s at most) and returns the status and the JSON answer
+/// (`null` when the body is not JSON); error statuses are returned, not raised.
+pub fn post_json(url: &str, body: &serde_json::Value) -> (u16, serde_json::Value) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(std::time::Duration::from_secs(60)))
+        .build()
+        .into();
+    let mut r = agent.post(url).send_json(body).unwrap();
+    let text = r.body_mut().read_to_string().unwrap();
+    (r.status().as_u16(), serde_json::from_str(&text).unwrap_or(serde_json::Value::Null))
+}

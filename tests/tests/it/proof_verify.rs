@@ -6,22 +6,11 @@
 use std::time::Duration;
 
 use onoal_tests::node::{Serve, init, pin};
-use onoal_tests::{onoal, run, run_json};
+use onoal_tests::{onoal, post_json, run, run_json};
 use serde_json::{Value, json};
 
 const SUBJECT: &str = "oid:onoal:org:a:emp:42";
 const ISSUER: &str = "oid:onoal:org:a:hr";
-
-fn post(url: &str, body: &Value) -> (u16, Value) {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(60)))
-        .build()
-        .into();
-    let mut r = agent.post(url).send_json(body).unwrap();
-    let text = r.body_mut().read_to_string().unwrap();
-    (r.status().as_u16(), serde_json::from_str(&text).unwrap_or(Value::Null))
-}
 
 fn stdout_json(out: &std::process::Output) -> Value {
     serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
@@ -189,12 +178,12 @@ fn an_issuer_signed_attestation_is_verified_by_its_ledger_through_the_mesh() {
 
     // The same through B's HTTP API.
     let b = Serve::start(&d("b"), 0, &[]);
-    let (status, v) = post(
+    let (status, v) = post_json(
         &format!("{}/mesh/verify", b.url()),
         &json!({"to": a.id, "seq": 0, "type": "employment.attested"}),
     );
     assert_eq!((status, v["verdict"].as_str()), (200, Some("match")), "{v}");
-    let (status, v) = post(
+    let (status, v) = post_json(
         &format!("{}/mesh/verify", b.url()),
         &json!({"to": a.id, "seq": 0, "leaf_hash": "zz"}),
     );

@@ -9,22 +9,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use onoal_tests::node::{Node, Serve, import, init, pin};
-use onoal_tests::{onoal, run, run_json};
+use onoal_tests::{onoal, post_json, run, run_json};
 use serde_json::{Value, json};
 
 fn free_udp_port() -> u16 {
     UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-fn post(url: &str, body: &Value) -> (u16, Value) {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(60)))
-        .build()
-        .into();
-    let mut r = agent.post(url).send_json(body).unwrap();
-    let text = r.body_mut().read_to_string().unwrap();
-    (r.status().as_u16(), serde_json::from_str(&text).unwrap_or(Value::Null))
 }
 
 /// Serves `dir` keeping to its links, with the given neighbours as bootstrap nodes.
@@ -164,17 +153,17 @@ fn a_query_is_routed_by_oid_over_five_hops_verified_paged_refused_and_rerouted()
 
     // The same over HTTP.
     let url = format!("{}/mesh/query", serves[0].as_ref().unwrap().url());
-    let (code, h) = post(&url, &json!({"to": oids[5], "stream": "s0", "limit": 2}));
+    let (code, h) = post_json(&url, &json!({"to": oids[5], "stream": "s0", "limit": 2}));
     assert_eq!(
         (code, h["verified"].as_bool(), h["entries"].as_array().map(Vec::len)),
         (200, Some(true), Some(2)),
         "{h}"
     );
-    let (code, h) = post(&url, &json!({"to": oids[5], "stream": "s1"}));
+    let (code, h) = post_json(&url, &json!({"to": oids[5], "stream": "s1"}));
     assert_eq!((code, h["kind"].as_str()), (403, Some("refused")), "{h}");
-    let (code, _) = post(&url, &json!({"to": oids[5], "limit": 0}));
+    let (code, _) = post_json(&url, &json!({"to": oids[5], "limit": 0}));
     assert_eq!(code, 400);
-    let (code, h) = post(&url, &json!({"to": "oid:onoal:org:nowhere"}));
+    let (code, h) = post_json(&url, &json!({"to": "oid:onoal:org:nowhere"}));
     assert_eq!((code, h["kind"].as_str()), (404, Some("unknown_ledger")), "{h}");
 
     // L2 dies: L1 gets no answer from it and tries its other neighbour, the bypass.
