@@ -60,6 +60,31 @@ pub fn parse_ref(text: &str) -> Result<crate::EntryRef, ImportLineError> {
 }
 
 impl EntryInput {
+    /// The import line of an entry's content (what `onoal export` prints): the payload as text
+    /// when it is UTF-8, else base64; references and the issuer signature kept, so importing it
+    /// gives an entry with the same content (the new ledger assigns seq, time and the chain).
+    pub fn from_entry(e: &NewEntry) -> Self {
+        let (payload, payload_b64) = match std::str::from_utf8(&e.payload) {
+            Ok(text) => (Some(text.to_owned()), None),
+            Err(_) => (None, Some(B64.encode(&e.payload))),
+        };
+        Self {
+            stream: e.stream.as_str().to_owned(),
+            entry_type: e.entry_type.as_str().to_owned(),
+            subject: e.subject.as_ref().map(|o| o.as_str().to_owned()),
+            issuer: e.issuer.as_ref().map(|o| o.as_str().to_owned()),
+            payload,
+            payload_b64,
+            refs: e
+                .refs
+                .iter()
+                .map(|r| format!("{}:{}:{}", r.ledger_id, r.seq, r.leaf_hash.to_hex()))
+                .collect(),
+            issuer_key: e.signature.map(|s| hex::encode(s.public_key)),
+            issuer_signature: e.signature.map(|s| hex::encode(s.signature)),
+        }
+    }
+
     /// Checks every field and builds the entry.
     ///
     /// # Errors
@@ -166,6 +191,29 @@ pub fn parse_line(line: &str, max_payload: usize) -> Result<NewEntry, ImportLine
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_exported_line_imports_as_the_same_content() {
+        let key = ed25519_dalek::SigningKey::from_bytes(&[3; 32]);
+        let r = crate::EntryRef {
+            ledger_id: crate::LedgerId::from_bytes([1; 16]),
+            seq: 7,
+            leaf_hash: crate::Hash([2; 32]),
+        };
+        for payload in [b"text".to_vec(), vec![0xff, 0, 1]] {
+            let mut e = NewEntry::new(
+                Name::stream("s").unwrap(),
+                Name::entry_type("t").unwrap(),
+                payload.clone(),
+            )
+            .with_subject(Oid::parse("oid:a:b").unwrap());
+            e.refs = vec![r];
+            let e = e.sign(&key);
+            let line = serde_json::to_string(&EntryInput::from_entry(&e)).unwrap();
+            assert_eq!(parse_line(&line, 100).unwrap(), e, "{line}");
+            assert_eq!(line.contains("payload_b64"), payload[0] == 0xff, "{line}");
+        }
+    }
 
     #[test]
     fn lines_parse_or_say_why_not() {

@@ -112,6 +112,16 @@ pub(crate) enum Command {
     },
     /// Find entries by stream, type, subject, issuer and time.
     Query(QueryArgs),
+    /// Print the matching entries (all by default) as JSON Lines in the import format, in seq
+    /// order: `onoal export > entries.jsonl`, then `onoal import entries.jsonl` elsewhere gives
+    /// entries with the same content (payload, subject, issuer, refs, issuer signature); the
+    /// importing ledger assigns seq, time and the hash chain.
+    Export {
+        #[command(flatten)]
+        filter: FilterArgs,
+    },
+    /// This ledger at a glance: id, OID, public key, vkey, size, newest checkpoint, replicas.
+    Info,
     /// Print a signed checkpoint (the latest, signing one for the current size if needed).
     Checkpoint {
         /// Print the stored checkpoint of this tree size instead.
@@ -865,6 +875,8 @@ pub(crate) fn command_name(c: &Command) -> &'static str {
         Command::Import { .. } => "import",
         Command::Get { .. } => "get",
         Command::Query(_) => "query",
+        Command::Export { .. } => "export",
+        Command::Info => "info",
         Command::Checkpoint { .. } => "checkpoint",
         Command::Checkpoints => "checkpoints",
         Command::Prove { .. } => "prove",

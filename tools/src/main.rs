@@ -54,6 +54,7 @@ fn check_globals(cli: &Cli) -> Result<()> {
         cli.command,
         Command::Get { .. }
             | Command::Query(_)
+            | Command::Export { .. }
             | Command::Checkpoint { .. }
             | Command::Checkpoints
             | Command::Prove { .. }
@@ -99,6 +100,8 @@ fn run(cli: &Cli) -> Result<ExitCode> {
         Command::Key { what } => cmd::ledger::key(cli, what)?,
         Command::Get { seq } => cmd::ledger::get(cli, *seq)?,
         Command::Query(q) => cmd::ledger::query(cli, q)?,
+        Command::Export { filter } => cmd::ledger::export(cli, filter)?,
+        Command::Info => cmd::ledger::info(cli)?,
         Command::Checkpoint { size } => cmd::ledger::checkpoint(cli, *size)?,
         Command::Prove { what } => cmd::ledger::prove(cli, what)?,
         Command::Verify { require_checkpoint } => {

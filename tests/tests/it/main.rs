@@ -8,6 +8,7 @@ mod dashboard;
 mod directory;
 mod discovery;
 mod disk_full;
+mod export;
 mod faults;
 mod forks;
 mod grpc;

@@ -288,6 +288,75 @@ pub(crate) fn query(cli: &Cli, q: &QueryArgs) -> Result<()> {
     Ok(())
 }
 
+/// `onoal export`: JSON Lines of the import format, every page of the filter in seq order.
+pub(crate) fn export(cli: &Cli, f: &crate::cli::FilterArgs) -> Result<()> {
+    use std::io::Write as _;
+    let filter: onoal_engine::Filter = f.into();
+    filter.validate()?;
+    let (_ledger, log) = read_log(cli)?;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let (mut cursor, mut exported) = (None, 0u64);
+    loop {
+        let query = Query {
+            filter: filter.clone(),
+            cursor: cursor.take(),
+            limit: Some(10_000),
+            max_bytes: None,
+        };
+        let page = log.query(&query)?;
+        for e in &page.entries {
+            serde_json::to_writer(&mut out, &EntryInput::from_entry(&e.entry.content))?;
+            out.write_all(b"\n")?;
+            exported += 1;
+        }
+        match page.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    out.flush().context("cannot write the export")?;
+    if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        eprintln!("exported {exported} entries");
+    }
+    Ok(())
+}
+
+/// `onoal info`.
+pub(crate) fn info(cli: &Cli) -> Result<()> {
+    let ledger = open_read(cli)?;
+    let id = ledger.identity();
+    let head = ledger.head()?;
+    let latest = ledger.log().latest_checkpoint()?;
+    let replicas = ledger.replicas().len();
+    let v = json!({
+        "ledger_id": id.ledger_id.to_string(),
+        "oid": id.oid.as_str(),
+        "public_key": hex::encode(id.public_key.as_bytes()),
+        "vkey": id.verifier().to_vkey(),
+        "tree_size": head.size,
+        "root": head.root.to_hex(),
+        "checkpoint_size": latest.as_ref().map(|c| c.checkpoint.size),
+        "replicas": replicas,
+        "data": cli.data.display().to_string(),
+    });
+    print(cli, v, || {
+        format!(
+            "ledger      {}\noid         {}\npublic key  {}\nvkey        {}\ntree size   {}\ncheckpoint  {}\nreplicas    {replicas}\ndata        {}",
+            id.ledger_id,
+            id.oid,
+            hex::encode(id.public_key.as_bytes()),
+            id.verifier().to_vkey(),
+            head.size,
+            latest.map_or_else(
+                || "none signed yet (`onoal checkpoint` signs one)".to_owned(),
+                |c| c.checkpoint.size.to_string()
+            ),
+            cli.data.display()
+        )
+    });
+    Ok(())
+}
+
 pub(crate) fn checkpoint(cli: &Cli, size: Option<u64>) -> Result<()> {
     let signed = match size {
         Some(n) => read_log(cli)?.1.checkpoint_at(n)?.ok_or(ReadError::NoCheckpoint(n))?,
