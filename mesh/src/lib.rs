@@ -62,6 +62,7 @@ pub mod registry;
 pub mod routing;
 pub mod sim;
 pub mod swim;
+pub mod ticket;
 pub mod tls;
 pub mod trust;
 

@@ -516,13 +516,16 @@ pub(crate) enum AnchorCommand {
 
 #[derive(Subcommand, Debug)]
 pub(crate) enum PeerCommand {
-    /// Pin KEY for the ledger LEDGER_ID reachable at HOST:PORT.
+    /// Pin a peer's key: `peer add TICKET` (the `onoal://…` line `onoal serve` and `onoal info`
+    /// print), or `peer add LEDGER_ID[@HOST:PORT] --key KEY` (no address for a peer that only
+    /// reads from this ledger).
     Add {
-        /// LEDGER_ID@HOST:PORT
+        /// A ticket, or LEDGER_ID[@HOST:PORT].
         spec: String,
-        /// The peer's Ed25519 public key, hex (as `onoal serve` and `onoal init` print it).
+        /// The peer's Ed25519 public key: hex, or the vkey `onoal init` prints (a ticket
+        /// carries it).
         #[arg(long)]
-        key: String,
+        key: Option<String>,
     },
     /// List pinned peers.
     List,

@@ -167,7 +167,7 @@ fn run(cli: &Cli) -> Result<ExitCode> {
             cmd::mesh::restore(cli, from, *accept_loss, *timeout)?;
         }
         Command::Peer { what: PeerCommand::Add { spec, key } } => {
-            cmd::mesh::peer_add(cli, spec, key)?;
+            cmd::mesh::peer_add(cli, spec, key.as_deref())?;
         }
         Command::Peer { what: PeerCommand::List } => cmd::mesh::peer_list(cli)?,
         Command::Trust { what } => cmd::trust::run(cli, what)?,

@@ -27,6 +27,7 @@ mod silent;
 mod sim;
 mod sync;
 mod tamper;
+mod tickets;
 mod torn_wal;
 mod trust;
 mod util;

@@ -328,7 +328,17 @@ pub(crate) fn info(cli: &Cli) -> Result<()> {
     let head = ledger.head()?;
     let latest = ledger.log().latest_checkpoint()?;
     let replicas = ledger.replicas().len();
+    // With a node running, the ticket carries its address; else only the id and key.
+    let address =
+        crate::client::NodeFile::read_running(&cli.data).ok().flatten().map(|n| n.quic_addr);
+    let ticket = onoal_mesh::ticket::Ticket {
+        ledger_id: id.ledger_id,
+        address,
+        public_key: *id.public_key.as_bytes(),
+    }
+    .to_string();
     let v = json!({
+        "ticket": ticket,
         "ledger_id": id.ledger_id.to_string(),
         "oid": id.oid.as_str(),
         "public_key": hex::encode(id.public_key.as_bytes()),
@@ -341,7 +351,7 @@ pub(crate) fn info(cli: &Cli) -> Result<()> {
     });
     print(cli, v, || {
         format!(
-            "ledger      {}\noid         {}\npublic key  {}\nvkey        {}\ntree size   {}\ncheckpoint  {}\nreplicas    {replicas}\ndata        {}",
+            "ledger      {}\noid         {}\npublic key  {}\nvkey        {}\nticket      {ticket}\ntree size   {}\ncheckpoint  {}\nreplicas    {replicas}\ndata        {}",
             id.ledger_id,
             id.oid,
             hex::encode(id.public_key.as_bytes()),

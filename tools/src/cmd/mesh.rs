@@ -63,17 +63,40 @@ pub(crate) fn summary_json(s: &SyncSummary) -> Value {
     json!(SyncSummaryView::from(s))
 }
 
-pub(crate) fn peer_add(cli: &Cli, spec: &str, key: &str) -> Result<()> {
-    let (id, addr) = parse_peer_spec(spec)?;
-    let key_bytes = match onoal_mesh::PeerId::parse_hex(key) {
-        Ok(id) => *id.as_bytes(),
-        Err(onoal_mesh::id::KeyTextError::NotHex32) => bail!(
-            "--key must be the peer's 32-byte Ed25519 public key in hex (64 characters), as `onoal serve` prints it"
-        ),
-        Err(onoal_mesh::id::KeyTextError::Unusable) => bail!(
-            "--key is not a usable Ed25519 public key; copy the key `onoal init` or `onoal serve` printed"
-        ),
+/// A ticket, or `LEDGER_ID[@HOST:PORT]` with `key` (hex or vkey): the ledger, its address and
+/// its key.
+pub(crate) fn parse_peer_with_key(
+    spec: &str,
+    key: Option<&str>,
+) -> Result<(LedgerId, Option<String>, [u8; 32])> {
+    use onoal_mesh::ticket::{Ticket, is_ticket, parse_public_key};
+    let given = key.map(|k| parse_public_key(k).map_err(|e| anyhow!("--key: {e}"))).transpose()?;
+    if is_ticket(spec) {
+        let t: Ticket = spec.parse()?;
+        if let Some(k) = given
+            && k != t.public_key
+        {
+            bail!(
+                "--key {} differs from the ticket's key {}; give one of them",
+                hex::encode(k),
+                hex::encode(t.public_key)
+            );
+        }
+        return Ok((t.ledger_id, t.address, t.public_key));
+    }
+    let (id, addr) = match spec.split_once('@') {
+        Some(_) => parse_peer_spec(spec).map(|(id, a)| (id, Some(a)))?,
+        None => (parse_ledger_id(spec)?, None),
     };
+    let key = given.ok_or_else(|| {
+        anyhow!("give the peer's key with --key KEY, or paste its ticket (onoal://…, as `onoal serve` prints it) instead of {spec}")
+    })?;
+    Ok((id, addr, key))
+}
+
+pub(crate) fn peer_add(cli: &Cli, spec: &str, key: Option<&str>) -> Result<()> {
+    let (id, addr, key_bytes) = parse_peer_with_key(spec, key)?;
+    let key = &hex::encode(key_bytes);
     let addresses = if let Some(node) = running_node(cli)? {
         let body = json!({"ledger_id": id.to_string(), "public_key": key, "address": addr});
         let peer: PeerView = node.post("/mesh/connect", &body, Duration::from_secs(60))?;
@@ -83,7 +106,7 @@ pub(crate) fn peer_add(cli: &Cli, spec: &str, key: &str) -> Result<()> {
         if id == ledger.identity().ledger_id {
             bail!("{id} is this ledger; pin other ledgers");
         }
-        PeerStore::open(Arc::new(ledger))?.pin(id, key_bytes, Some(addr))?.addresses
+        PeerStore::open(Arc::new(ledger))?.pin(id, key_bytes, addr)?.addresses
     };
     let v = json!({
         "ledger_id": id.to_string(),
@@ -91,6 +114,20 @@ pub(crate) fn peer_add(cli: &Cli, spec: &str, key: &str) -> Result<()> {
         "addresses": addresses,
     });
     print(cli, v, || format!("pinned {id} with key {key}"));
+    Ok(())
+}
+
+/// Pins a ticket's key before a sync (through the running node, or in the data directory).
+fn peer_add_quietly(cli: &Cli, t: &onoal_mesh::ticket::Ticket) -> Result<()> {
+    let key = hex::encode(t.public_key);
+    if let Some(node) = running_node(cli)? {
+        let body =
+            json!({"ledger_id": t.ledger_id.to_string(), "public_key": key, "address": t.address});
+        let _: PeerView = node.post("/mesh/connect", &body, Duration::from_secs(60))?;
+    } else {
+        let ledger = open_for_mesh(cli, "pin a peer", cli.durability())?;
+        PeerStore::open(Arc::new(ledger))?.pin(t.ledger_id, t.public_key, t.address.clone())?;
+    }
     Ok(())
 }
 
@@ -300,7 +337,16 @@ pub(crate) fn sync(
     timeout_secs: f64,
     filter: &Filter,
 ) -> Result<ExitCode> {
-    let id = parse_ledger_id(ledger_id)?;
+    // A ticket pins its key (as `peer add` would) and gives the address.
+    let (id, from) = if onoal_mesh::ticket::is_ticket(ledger_id) {
+        let t: onoal_mesh::ticket::Ticket = ledger_id.parse()?;
+        peer_add_quietly(cli, &t)?;
+        let from = from.map(str::to_owned).or(t.address);
+        (t.ledger_id, from)
+    } else {
+        (parse_ledger_id(ledger_id)?, from.map(str::to_owned))
+    };
+    let from = from.as_deref();
     let config = NodeConfig::default().request_timeout(timeout(timeout_secs)?);
     if !filter.is_empty() && (follow || mode != SyncMode::Incremental) {
         bail!("a filtered sync (--stream, --type, ...) takes neither --follow nor --mode");

@@ -413,19 +413,26 @@ pub(crate) fn run(cli: &Cli, args: &ServeArgs) -> Result<ExitCode> {
             control.follow(id, Some(addr))?;
         }
         let id = node.ledger().identity().clone();
+        // The address others should dial: the advertised one as the user wrote it, else ours.
+        let ticket = onoal_mesh::ticket::Ticket {
+            ledger_id: id.ledger_id,
+            address: Some(config.advertise.clone().unwrap_or_else(|| addr.to_string())),
+            public_key: *id.public_key.as_bytes(),
+        };
         let dashboard = http_addr.map(|a| format!("{}://{a}/", if tls { "https" } else { "http" }));
         let v = json!({
             "ledger_id": id.ledger_id.to_string(),
             "oid": id.oid.as_str(),
             "public_key": hex::encode(id.public_key.as_bytes()),
             "addr": addr.to_string(),
+            "ticket": ticket.to_string(),
             "http_addr": http_addr.map(|a| a.to_string()),
             "grpc_addr": grpc_addr.map(|a| a.to_string()),
             "dashboard": dashboard,
         });
         print(cli, v, || {
             let mut s = format!(
-                "serving ledger {} ({})\npublic key {}\nQUIC on {addr}",
+                "serving ledger {} ({})\npublic key {}\nQUIC on {addr}\nticket {ticket} (`onoal peer add TICKET` pins this ledger)",
                 id.ledger_id,
                 id.oid,
                 hex::encode(id.public_key.as_bytes())

@@ -1,0 +1,73 @@
+//! One string to connect: `onoal serve` and `onoal info` print a ticket
+//! (`onoal://LEDGER_ID@HOST:PORT#KEY`) that `peer add` and `sync` take; `peer add` also takes
+//! the vkey `init` prints, and a peer without an address.
+
+use onoal_tests::node::{Serve, import, init, pin};
+use onoal_tests::{onoal, run, run_json};
+
+#[test]
+fn a_ticket_from_serve_pins_and_syncs_and_keys_come_as_hex_or_vkey() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = |n: &str| tmp.path().join(n);
+    let a = init(&d("a"), "oid:onoal:org:a");
+    let c = init(&d("c"), "oid:onoal:org:c");
+    import(&d("a"), 0, 5);
+    let served = Serve::start(&d("a"), 0, &[]);
+    let ticket = served.3["ticket"].as_str().unwrap().to_owned();
+    assert_eq!(ticket, format!("onoal://{}@127.0.0.1:{}#{}", a.id, served.1, a.key));
+    let info = run_json(onoal(&d("a")).arg("info"));
+    assert_eq!(info["ticket"], ticket.as_str(), "info shows the running node's ticket: {info}");
+    pin(&d("a"), &c, 1); // A serves C its whole log.
+
+    // B pins A from the ticket alone; C syncs A from the ticket alone.
+    run_json(onoal(&d("b")).args(["init", "--oid", "oid:onoal:org:b"]));
+    run_json(onoal(&d("b")).args(["peer", "add", &ticket]));
+    let peers = run_json(onoal(&d("b")).args(["peer", "list"]));
+    let pinned = &peers["peers"][0];
+    assert_eq!(
+        (pinned["ledger_id"].as_str(), pinned["public_key"].as_str()),
+        (Some(a.id.as_str()), Some(a.key.as_str())),
+        "{peers}"
+    );
+    assert_eq!(pinned["addresses"][0], format!("127.0.0.1:{}", served.1), "{peers}");
+    let out = run(onoal(&d("c")).args(["sync", &ticket, "--json"]));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let replicas = run_json(onoal(&d("c")).args(["replicas"]));
+    assert!(replicas.to_string().contains(&a.id), "{replicas}");
+    assert!(run(onoal(&d("c")).args(["verify", "--ledger", &a.id])).status.success());
+
+    // The vkey `init` printed, and no address: a peer that only reads from B.
+    let e = run_json(onoal(&d("e")).args(["init", "--oid", "oid:onoal:org:e"]));
+    run_json(onoal(&d("b")).args([
+        "peer",
+        "add",
+        e["ledger_id"].as_str().unwrap(),
+        "--key",
+        e["vkey"].as_str().unwrap(),
+    ]));
+    let peers = run_json(onoal(&d("b")).args(["peer", "list"]));
+    let row = peers["peers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["ledger_id"] == e["ledger_id"])
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (row["public_key"].clone(), row["addresses"].as_array().map(Vec::len)),
+        (e["public_key"].clone(), Some(0)),
+        "{row}"
+    );
+
+    // What is refused, and why.
+    let bad = |args: &[&str], want: &str| {
+        let out = run(onoal(&d("b")).args(["peer", "add"]).args(args));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains(want), "{args:?}: {err}");
+    };
+    bad(&[&a.id], "paste its ticket");
+    bad(&[&format!("onoal://{}#{}", a.id, "00".repeat(32))], "not a usable Ed25519 key");
+    bad(&[&ticket, "--key", &c.key], "differs from the ticket's key");
+    bad(&[&format!("onoal://{}@nohost#{}", a.id, a.key)], "HOST:PORT");
+    drop(served);
+}
