@@ -106,6 +106,18 @@ impl std::fmt::Debug for PeerStore {
     }
 }
 
+/// The pinned peers of `ledger` (ids and, when learnt, OIDs), read without a [`PeerStore`]
+/// (for naming ledgers from a read-only handle). Damaged rows are skipped.
+pub fn pinned_names(ledger: &Ledger) -> Vec<(LedgerId, Option<String>)> {
+    ledger
+        .aux_scan(AuxTable::Peers)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|(k, v)| decode(k, v).ok())
+        .map(|r| (r.ledger_id, r.oid))
+        .collect()
+}
+
 fn decode(key: &[u8], value: &[u8]) -> Result<PeerRecord, PeerError> {
     postcard::from_bytes(value).map_err(|e| PeerError::Damaged {
         ledger_id: LedgerId::from_slice(key).map_or_else(|| hex::encode(key), |id| id.to_string()),

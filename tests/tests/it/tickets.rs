@@ -69,5 +69,27 @@ fn a_ticket_from_serve_pins_and_syncs_and_keys_come_as_hex_or_vkey() {
     bad(&[&format!("onoal://{}#{}", a.id, "00".repeat(32))], "not a usable Ed25519 key");
     bad(&[&ticket, "--key", &c.key], "differs from the ticket's key");
     bad(&[&format!("onoal://{}@nohost#{}", a.id, a.key)], "HOST:PORT");
+
+    // Known ledgers are named by a unique id prefix or by OID wherever an id is taken.
+    for name in [&a.id[..8], "oid:onoal:org:a"] {
+        let out = run(onoal(&d("c")).args(["verify", "--ledger", name]));
+        assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let ids = ["abcd1111-0000-4000-8000-000000000001", "abcd2222-0000-4000-8000-000000000002"];
+    for (id, key) in ids.iter().zip([a.key.as_str(), e["public_key"].as_str().unwrap()]) {
+        run_json(onoal(&d("b")).args(["peer", "add", id, "--key", key]));
+    }
+    let trust = |name: &str| run(onoal(&d("b")).args(["trust", "set", name, "0.7"]));
+    let out = trust("abcd");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("names 2 ledgers") && err.contains(ids[1]),
+        "{err}"
+    );
+    assert!(trust("abcd2").status.success());
+    let shown = run_json(onoal(&d("b")).args(["trust", "show", ids[1]]));
+    assert_eq!(shown["direct_level"], 0.7, "{shown}");
+    let out = trust("oid:onoal:org:nobody");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no ledger known here"));
     drop(served);
 }

@@ -69,7 +69,7 @@ pub(crate) fn read_log(cli: &Cli) -> Result<(Ledger, Log)> {
     let log = match &cli.ledger {
         None => ledger.log().clone(),
         Some(id) => {
-            let id = crate::cmd::mesh::parse_ledger_id(id)?;
+            let id = crate::cmd::mesh::resolve_in(&ledger, id)?;
             ledger.log_of(&id).or_else(|| ledger.sparse_replica(&id)).ok_or_else(|| {
                 anyhow!("no replica of {id} here; sync it first: onoal sync {id} --from HOST:PORT")
             })?

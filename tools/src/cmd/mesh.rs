@@ -34,6 +34,65 @@ pub(crate) fn parse_ledger_id(s: &str) -> Result<LedgerId> {
     s.parse::<LedgerId>().map_err(|_| anyhow!("{s:?} is not a ledger id (UUID)"))
 }
 
+/// A ledger this data directory knows, named by its id, a unique prefix of it (4 or more
+/// characters), or its OID: the ledger itself, its replicas and its pinned peers.
+pub(crate) fn resolve_ledger_id(cli: &Cli, text: &str) -> Result<LedgerId> {
+    if let Ok(id) = text.parse::<LedgerId>() {
+        return Ok(id);
+    }
+    let ledger = open_read(cli)?;
+    resolve_in(&ledger, text)
+}
+
+/// As [`resolve_ledger_id`], with the ledger open.
+pub(crate) fn resolve_in(ledger: &Ledger, text: &str) -> Result<LedgerId> {
+    if let Ok(id) = text.parse::<LedgerId>() {
+        return Ok(id);
+    }
+    let own = ledger.identity();
+    let mut known: Vec<(LedgerId, Option<String>)> =
+        vec![(own.ledger_id, Some(own.oid.as_str().to_owned()))];
+    for log in ledger.replicas() {
+        let id = log.identity();
+        known.push((id.ledger_id, Some(id.oid.as_str().to_owned())));
+    }
+    known.extend(onoal_mesh::peer::pinned_names(ledger));
+    known.sort_by_key(|(id, _)| *id);
+    known.dedup_by(|a, b| {
+        let same = a.0 == b.0;
+        if same && b.1.is_none() {
+            b.1 = a.1.take();
+        }
+        same
+    });
+    let text = text.trim();
+    let hits: Vec<&(LedgerId, Option<String>)> = if text.starts_with("oid:") {
+        known.iter().filter(|(_, oid)| oid.as_deref() == Some(text)).collect()
+    } else {
+        let prefix = text.to_ascii_lowercase();
+        if prefix.len() < 4 || !prefix.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
+            bail!(
+                "{text:?} is not a ledger id (UUID), a prefix of one (4 or more hex digits) or an OID"
+            );
+        }
+        known.iter().filter(|(id, _)| id.to_string().starts_with(&prefix)).collect()
+    };
+    match hits.as_slice() {
+        [(id, _)] => Ok(*id),
+        [] => bail!(
+            "no ledger known here is named {text:?} (this ledger, its replicas and pinned peers: `onoal peer list`, `onoal replicas`)"
+        ),
+        many => bail!(
+            "{text:?} names {} ledgers here ({}); give more of the id",
+            many.len(),
+            many.iter()
+                .map(|(id, oid)| format!("{id} {}", oid.as_deref().unwrap_or("?")))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
 pub(crate) fn open_for_mesh(
     cli: &Cli,
     what: &str,
@@ -132,7 +191,7 @@ fn peer_add_quietly(cli: &Cli, t: &onoal_mesh::ticket::Ticket) -> Result<()> {
 }
 
 pub(crate) fn peer_remove(cli: &Cli, ledger_id: &str) -> Result<()> {
-    let id = parse_ledger_id(ledger_id)?;
+    let id = resolve_ledger_id(cli, ledger_id)?;
     let removed = if let Some(node) = running_node(cli)? {
         let body = json!({"ledger_id": id.to_string()});
         let d: onoal_mesh::http::Disconnected =
@@ -166,7 +225,7 @@ fn membership_node(cli: &Cli, what: &str) -> Result<crate::client::NodeClient> {
 }
 
 pub(crate) fn peer_connect(cli: &Cli, ledger_id: &str, timeout_ms: u64) -> Result<()> {
-    let id = parse_ledger_id(ledger_id)?;
+    let id = resolve_ledger_id(cli, ledger_id)?;
     if !(100..=30_000).contains(&timeout_ms) {
         bail!("--timeout-ms {timeout_ms} is out of range: give 100 to 30000");
     }
@@ -182,7 +241,7 @@ pub(crate) fn peer_connect(cli: &Cli, ledger_id: &str, timeout_ms: u64) -> Resul
 }
 
 pub(crate) fn peer_disconnect(cli: &Cli, ledger_id: &str) -> Result<()> {
-    let id = parse_ledger_id(ledger_id)?;
+    let id = resolve_ledger_id(cli, ledger_id)?;
     let node = membership_node(cli, "peer disconnect")?;
     let d: onoal_mesh::http::Disconnected = node.delete(&format!("/mesh/connections/{id}"))?;
     print(cli, json!(d), || {
@@ -277,7 +336,7 @@ pub(crate) fn forks(cli: &Cli, drop: Option<&str>) -> Result<()> {
 
 /// `replicas drop` (any replica, confirmed) and `forks drop` (a forked one only).
 pub(crate) fn drop_replica(cli: &Cli, id: &str, yes: bool, only_forked: bool) -> Result<()> {
-    let id = parse_ledger_id(id)?;
+    let id = resolve_ledger_id(cli, id)?;
     if !yes {
         if !std::io::stdin().is_terminal() {
             bail!(
@@ -344,7 +403,7 @@ pub(crate) fn sync(
         let from = from.map(str::to_owned).or(t.address);
         (t.ledger_id, from)
     } else {
-        (parse_ledger_id(ledger_id)?, from.map(str::to_owned))
+        (resolve_ledger_id(cli, ledger_id)?, from.map(str::to_owned))
     };
     let from = from.as_deref();
     let config = NodeConfig::default().request_timeout(timeout(timeout_secs)?);

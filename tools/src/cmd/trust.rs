@@ -14,12 +14,12 @@ use serde_json::json;
 use crate::cli::{AnchorCommand, Cli, StreamCommand, TrustCommand};
 use crate::client::running_node;
 use crate::cmd::ledger::open_write_with;
-use crate::cmd::mesh::parse_ledger_id;
+use crate::cmd::mesh::resolve_ledger_id;
 use crate::output::print;
 
 pub(crate) fn run(cli: &Cli, what: &TrustCommand) -> Result<()> {
     if let TrustCommand::Path { from, to } = what {
-        let (from, to) = (parse_ledger_id(from)?, parse_ledger_id(to)?);
+        let (from, to) = (resolve_ledger_id(cli, from)?, resolve_ledger_id(cli, to)?);
         if let Some(node) = running_node(cli)? {
             let shown: TrustShow = node.get(&format!("/mesh/trust/path/{from}/{to}"))?;
             return show_one(cli, &shown);
@@ -34,7 +34,7 @@ pub(crate) fn run(cli: &Cli, what: &TrustCommand) -> Result<()> {
         | TrustCommand::Show { ledger_id }
         | TrustCommand::Anchor { what: AnchorCommand::Add { ledger_id } }
         | TrustCommand::Anchor { what: AnchorCommand::Remove { ledger_id } } => {
-            Some(parse_ledger_id(ledger_id)?)
+            Some(resolve_ledger_id(cli, ledger_id)?)
         }
         TrustCommand::List | TrustCommand::Path { .. } => None,
     };
