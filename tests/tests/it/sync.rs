@@ -216,11 +216,11 @@ fn mesh_user_errors_are_clear() {
     let dir = tmp.path().join("a");
     init(&dir, "oid:onoal:test:a");
     let err = run_fail(onoal(&dir).args(["peer", "add", "not-a-spec", "--key", "00"]));
-    assert!(err.contains("LEDGER_ID@HOST:PORT"), "{err}");
+    assert!(err.contains("LEDGER_ID[@HOST:PORT]") && err.contains("ticket"), "{err}");
     let id = "6d0829cf-2068-4bfe-8a8f-1e8c598c66e2";
     let err =
         run_fail(onoal(&dir).args(["peer", "add", &format!("{id}@127.0.0.1:1"), "--key", "abcd"]));
-    assert!(err.contains("64 characters"), "{err}");
+    assert!(err.contains("64 hex digits"), "{err}");
     let err = run_fail(onoal(&dir).args(["sync", id]));
     assert!(err.contains("not pinned") && err.contains("onoal peer add"), "{err}");
     let err = run_fail(onoal(&dir).args(["get", "0", "--ledger", id]));

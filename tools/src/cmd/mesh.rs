@@ -129,10 +129,10 @@ pub(crate) fn parse_peer_with_key(
     key: Option<&str>,
 ) -> Result<(LedgerId, Option<String>, [u8; 32])> {
     use onoal_mesh::ticket::{Ticket, is_ticket, parse_public_key};
-    let given = key.map(|k| parse_public_key(k).map_err(|e| anyhow!("--key: {e}"))).transpose()?;
+    let given = || key.map(|k| parse_public_key(k).map_err(|e| anyhow!("--key: {e}"))).transpose();
     if is_ticket(spec) {
         let t: Ticket = spec.parse()?;
-        if let Some(k) = given
+        if let Some(k) = given()?
             && k != t.public_key
         {
             bail!(
@@ -145,9 +145,14 @@ pub(crate) fn parse_peer_with_key(
     }
     let (id, addr) = match spec.split_once('@') {
         Some(_) => parse_peer_spec(spec).map(|(id, a)| (id, Some(a)))?,
-        None => (parse_ledger_id(spec)?, None),
+        None => (
+            spec.parse::<LedgerId>().map_err(|_| {
+                anyhow!("{spec:?} is not a ticket (onoal://…) or LEDGER_ID[@HOST:PORT]")
+            })?,
+            None,
+        ),
     };
-    let key = given.ok_or_else(|| {
+    let key = given()?.ok_or_else(|| {
         anyhow!("give the peer's key with --key KEY, or paste its ticket (onoal://…, as `onoal serve` prints it) instead of {spec}")
     })?;
     Ok((id, addr, key))
