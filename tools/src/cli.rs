@@ -526,6 +526,10 @@ pub(crate) enum PeerCommand {
         /// carries it).
         #[arg(long)]
         key: Option<String>,
+        /// Replace the key pinned for this ledger (refused otherwise, as ssh refuses a changed
+        /// host key); the old key stays in the peer's history (`peer list`).
+        #[arg(long)]
+        replace_key: bool,
     },
     /// List pinned peers.
     List,

@@ -166,8 +166,8 @@ fn run(cli: &Cli) -> Result<ExitCode> {
         Command::Restore { from, accept_loss, timeout } => {
             cmd::mesh::restore(cli, from, *accept_loss, *timeout)?;
         }
-        Command::Peer { what: PeerCommand::Add { spec, key } } => {
-            cmd::mesh::peer_add(cli, spec, key.as_deref())?;
+        Command::Peer { what: PeerCommand::Add { spec, key, replace_key } } => {
+            cmd::mesh::peer_add(cli, spec, key.as_deref(), *replace_key)?;
         }
         Command::Peer { what: PeerCommand::List } => cmd::mesh::peer_list(cli)?,
         Command::Trust { what } => cmd::trust::run(cli, what)?,

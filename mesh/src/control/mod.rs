@@ -288,16 +288,30 @@ impl Control {
     }
 
     /// Pins `key` for `id` (replacing the address list's head with `address`); served at once.
+    /// Another key pinned for `id` is refused unless `replace_key` (then it is kept in the
+    /// record's history and logged at warn level).
     ///
     /// # Errors
-    /// Storage errors.
+    /// Storage errors, [`PeerError::KeyChanged`].
     pub fn pin(
         &self,
         id: LedgerId,
         key: [u8; 32],
         address: Option<String>,
+        replace_key: bool,
     ) -> Result<PeerRecord, ControlError> {
-        let record = self.inner.node.peers().pin(id, key, address)?;
+        let peers = self.inner.node.peers();
+        let record = if replace_key {
+            let old = peers.key_of(&id);
+            let record = peers.replace_key(id, key, address, now_ms())?;
+            if let Some(old) = old.filter(|o| *o != key) {
+                tracing::warn!(ledger = %id, old_key = %hex::encode(old), new_key = %hex::encode(key),
+                    "pinned key replaced by the operator");
+            }
+            record
+        } else {
+            peers.pin(id, key, address)?
+        };
         self.peer_event(id, "pinned", Some(hex::encode(key)));
         Ok(record)
     }

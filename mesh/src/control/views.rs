@@ -230,6 +230,18 @@ pub struct PeerView {
     pub source: String,
     /// This node's trust in it, derived (a pin alone: 0.5).
     pub trust: Option<f64>,
+    /// Keys pinned before the current one, oldest first (`peer add --replace-key`).
+    #[serde(default)]
+    pub replaced_keys: Vec<ReplacedKeyView>,
+}
+
+/// A key that was pinned until the operator replaced it.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct ReplacedKeyView {
+    /// The old key (hex).
+    pub public_key: String,
+    /// When it was replaced (ms since the epoch).
+    pub replaced_at_ms: u64,
 }
 
 impl PeerView {
@@ -345,6 +357,14 @@ impl From<&PeerRecord> for PeerView {
                 .collect(),
             source: "manual".into(),
             trust: None,
+            replaced_keys: p
+                .replaced_keys
+                .iter()
+                .map(|k| ReplacedKeyView {
+                    public_key: hex::encode(k.public_key),
+                    replaced_at_ms: k.replaced_at_ms,
+                })
+                .collect(),
         }
     }
 }

@@ -91,7 +91,14 @@ impl From<ReplicaError> for ApiError {
 
 impl From<PeerError> for ApiError {
     fn from(e: PeerError) -> Self {
-        Self::internal(e.to_string())
+        match e {
+            PeerError::KeyChanged { .. } => {
+                Self::new(StatusCode::CONFLICT, "key_changed", e.to_string()).hint(
+                    "pass \"replace_key\": true once the ledger's operator confirmed the new key",
+                )
+            }
+            _ => Self::internal(e.to_string()),
+        }
     }
 }
 

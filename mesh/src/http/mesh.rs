@@ -521,6 +521,10 @@ pub struct ConnectRequest {
     /// Also follow it (sync now and whenever it signs a newer checkpoint).
     #[serde(default)]
     pub follow: bool,
+    /// Replace the key pinned for this ledger (refused with 409 `key_changed` otherwise); the
+    /// old key stays in the record's history.
+    #[serde(default)]
+    pub replace_key: bool,
 }
 
 pub(crate) fn parse_key(hex_key: &str) -> Result<[u8; 32], ApiError> {
@@ -555,7 +559,7 @@ pub(crate) async fn connect(
     }
     let control = state.control.clone();
     let address = r.address.clone();
-    let record = blocking(move || Ok(control.pin(id, key, address)?)).await?;
+    let record = blocking(move || Ok(control.pin(id, key, address, r.replace_key)?)).await?;
     if r.follow {
         state.control.follow(id, None)?;
     }

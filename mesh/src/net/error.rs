@@ -25,7 +25,7 @@ pub enum SyncError {
     UnknownSource(String),
     /// The server presented another key than the one pinned.
     #[error(
-        "refused the connection to {addr}: it presented key {found}, but {expected} is pinned for it; if the peer's key really changed, pin the new one with onoal peer add"
+        "refused the connection to {addr}: it presented key {found}, but {expected} is pinned for it; if its operator confirms the key changed, pin the new one: onoal peer add LEDGER_ID@{addr} --key NEW_KEY --replace-key"
     )]
     KeyMismatch {
         /// Address dialled.

@@ -37,6 +37,49 @@ pub struct PeerRecord {
     pub misbehaviour: Vec<MisbehaviourReport>,
     /// All violations ever seen.
     pub misbehaviour_count: u64,
+    /// Keys pinned before this one, oldest first (`peer add --replace-key` keeps them).
+    pub replaced_keys: Vec<ReplacedKey>,
+}
+
+/// A key that was pinned for a ledger until the operator replaced it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplacedKey {
+    /// The old key.
+    pub public_key: [u8; 32],
+    /// When it was replaced (ms since the epoch).
+    pub replaced_at_ms: u64,
+}
+
+/// The record layout before `replaced_keys` (postcard is not self-describing: a record
+/// written by an older version decodes only as this).
+#[derive(Deserialize)]
+struct PeerRecordV1 {
+    ledger_id: LedgerId,
+    public_key: [u8; 32],
+    oid: Option<String>,
+    addresses: Vec<String>,
+    certificate: Option<LedgerCertificate>,
+    capabilities: Vec<String>,
+    last_seen_ms: u64,
+    misbehaviour: Vec<MisbehaviourReport>,
+    misbehaviour_count: u64,
+}
+
+impl From<PeerRecordV1> for PeerRecord {
+    fn from(r: PeerRecordV1) -> Self {
+        Self {
+            ledger_id: r.ledger_id,
+            public_key: r.public_key,
+            oid: r.oid,
+            addresses: r.addresses,
+            certificate: r.certificate,
+            capabilities: r.capabilities,
+            last_seen_ms: r.last_seen_ms,
+            misbehaviour: r.misbehaviour,
+            misbehaviour_count: r.misbehaviour_count,
+            replaced_keys: Vec::new(),
+        }
+    }
 }
 
 impl PeerRecord {
@@ -52,6 +95,7 @@ impl PeerRecord {
             last_seen_ms: 0,
             misbehaviour: Vec::new(),
             misbehaviour_count: 0,
+            replaced_keys: Vec::new(),
         }
     }
 
@@ -89,6 +133,20 @@ pub enum PeerError {
         /// Decoder message.
         reason: String,
     },
+    /// The ledger is pinned with another key: replacing it must be asked for.
+    #[error(
+        "{ledger_id} is pinned with key {pinned}, but key {offered} was given. Someone may be \
+         impersonating it, or its operator made a new key: ask them, and only then replace the \
+         pin (`onoal peer add … --replace-key`; the old key stays in the record's history)"
+    )]
+    KeyChanged {
+        /// The ledger.
+        ledger_id: LedgerId,
+        /// The pinned key (hex).
+        pinned: String,
+        /// The key given (hex).
+        offered: String,
+    },
 }
 
 /// The peer table of a ledger, with a key index.
@@ -119,9 +177,15 @@ pub fn pinned_names(ledger: &Ledger) -> Vec<(LedgerId, Option<String>)> {
 }
 
 fn decode(key: &[u8], value: &[u8]) -> Result<PeerRecord, PeerError> {
-    postcard::from_bytes(value).map_err(|e| PeerError::Damaged {
-        ledger_id: LedgerId::from_slice(key).map_or_else(|| hex::encode(key), |id| id.to_string()),
-        reason: e.to_string(),
+    if let Ok((record, [])) = postcard::take_from_bytes::<PeerRecord>(value) {
+        return Ok(record);
+    }
+    postcard::from_bytes::<PeerRecordV1>(value).map(PeerRecord::from).map_err(|e| {
+        PeerError::Damaged {
+            ledger_id: LedgerId::from_slice(key)
+                .map_or_else(|| hex::encode(key), |id| id.to_string()),
+            reason: e.to_string(),
+        }
     })
 }
 
@@ -227,19 +291,61 @@ impl PeerStore {
     }
 
     /// Pins `key` for ledger `id` at `address` (keeps what else is known when the key is the
-    /// same; replaces the record when the key changed, which the operator asked for).
+    /// same). A ledger pinned with another key is refused ([`PeerError::KeyChanged`]): see
+    /// [`Self::replace_key`].
     ///
     /// # Errors
-    /// Storage errors.
+    /// Storage errors, a different pinned key.
     pub fn pin(
         &self,
         id: LedgerId,
         key: [u8; 32],
         address: Option<String>,
     ) -> Result<PeerRecord, PeerError> {
-        let mut record = match self.get(&id)? {
-            Some(r) if r.public_key == key => r,
-            _ => PeerRecord::new(id, key),
+        self.pin_with(id, key, address, None)
+    }
+
+    /// Pins `key` for ledger `id` even when another key is pinned, which the operator asked
+    /// for: the old key goes to the record's history (`replaced_keys`); what was learnt with
+    /// it (certificate, OID, violations) does not carry over, the addresses do.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn replace_key(
+        &self,
+        id: LedgerId,
+        key: [u8; 32],
+        address: Option<String>,
+        now_ms: u64,
+    ) -> Result<PeerRecord, PeerError> {
+        self.pin_with(id, key, address, Some(now_ms))
+    }
+
+    fn pin_with(
+        &self,
+        id: LedgerId,
+        key: [u8; 32],
+        address: Option<String>,
+        replace_at_ms: Option<u64>,
+    ) -> Result<PeerRecord, PeerError> {
+        let mut record = match (self.get(&id)?, replace_at_ms) {
+            (Some(r), _) if r.public_key == key => r,
+            (None, _) => PeerRecord::new(id, key),
+            (Some(old), None) => {
+                return Err(PeerError::KeyChanged {
+                    ledger_id: id,
+                    pinned: hex::encode(old.public_key),
+                    offered: hex::encode(key),
+                });
+            }
+            (Some(old), Some(at_ms)) => {
+                let mut r = PeerRecord::new(id, key);
+                r.addresses = old.addresses;
+                r.replaced_keys = old.replaced_keys;
+                r.replaced_keys
+                    .push(ReplacedKey { public_key: old.public_key, replaced_at_ms: at_ms });
+                r
+            }
         };
         if let Some(a) = address {
             record.addresses.retain(|x| *x != a);
@@ -332,5 +438,98 @@ impl PeerStore {
         if let Err(e) = self.put(&record) {
             tracing::warn!(error = %e, "could not record a peer's misbehaviour");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use ed25519_dalek::SigningKey;
+    use onoal_engine::{AuxTable, Ledger, LedgerId, Oid};
+
+    use super::{PeerError, PeerRecord, PeerStore};
+
+    fn key(seed: u8) -> [u8; 32] {
+        SigningKey::from_bytes(&[seed; 32]).verifying_key().to_bytes()
+    }
+
+    fn store(dir: &std::path::Path) -> PeerStore {
+        let oid = Oid::parse("oid:onoal:test:peers").unwrap();
+        PeerStore::open(Arc::new(Ledger::builder(dir).create(oid).unwrap())).unwrap()
+    }
+
+    #[test]
+    fn another_key_for_a_pinned_ledger_is_refused_unless_replaced_and_history_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let peers = store(dir.path());
+        let id = LedgerId::from_bytes([9; 16]);
+        peers.pin(id, key(1), Some("127.0.0.1:1".into())).unwrap();
+        // The same key again only updates the address.
+        peers.pin(id, key(1), Some("127.0.0.1:2".into())).unwrap();
+        let err = peers.pin(id, key(2), None).unwrap_err();
+        match &err {
+            PeerError::KeyChanged { pinned, offered, .. } => {
+                assert_eq!((pinned, offered), (&hex::encode(key(1)), &hex::encode(key(2))));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(err.to_string().contains("--replace-key"), "{err}");
+        assert_eq!(peers.get(&id).unwrap().unwrap().public_key, key(1), "nothing changed");
+        assert_eq!(peers.ledger_of(&crate::id::PeerId::from_bytes(&key(1)).unwrap()), Some(id));
+
+        let r = peers.replace_key(id, key(2), None, 7_000).unwrap();
+        assert_eq!(r.public_key, key(2));
+        assert_eq!(r.addresses, vec!["127.0.0.1:2".to_owned(), "127.0.0.1:1".to_owned()]);
+        let r = peers.replace_key(id, key(3), None, 8_000).unwrap();
+        let history: Vec<_> =
+            r.replaced_keys.iter().map(|k| (k.public_key, k.replaced_at_ms)).collect();
+        assert_eq!(history, vec![(key(1), 7_000), (key(2), 8_000)]);
+        // The old keys are no longer served; the index follows the new one.
+        assert!(!peers.is_pinned(&crate::id::PeerId::from_bytes(&key(1)).unwrap()));
+        assert_eq!(peers.ledger_of(&crate::id::PeerId::from_bytes(&key(3)).unwrap()), Some(id));
+        assert_eq!(peers.get(&id).unwrap().unwrap(), r);
+    }
+
+    #[test]
+    fn a_record_written_before_the_key_history_still_reads() {
+        #[derive(serde::Serialize)]
+        struct Old {
+            ledger_id: LedgerId,
+            public_key: [u8; 32],
+            oid: Option<String>,
+            addresses: Vec<String>,
+            certificate: Option<crate::proto::LedgerCertificate>,
+            capabilities: Vec<String>,
+            last_seen_ms: u64,
+            misbehaviour: Vec<super::MisbehaviourReport>,
+            misbehaviour_count: u64,
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let peers = store(dir.path());
+        let id = LedgerId::from_bytes([4; 16]);
+        let old = Old {
+            ledger_id: id,
+            public_key: key(5),
+            oid: Some("oid:onoal:org:x".into()),
+            addresses: vec!["h:1".into()],
+            certificate: None,
+            capabilities: vec![],
+            last_seen_ms: 77,
+            misbehaviour: vec![],
+            misbehaviour_count: 3,
+        };
+        let bytes = postcard::to_stdvec(&old).unwrap();
+        peers.ledger().aux_put(AuxTable::Peers, id.as_bytes(), &bytes).unwrap();
+        let mut want = PeerRecord::new(id, key(5));
+        want.oid = old.oid.clone();
+        want.addresses = old.addresses.clone();
+        want.last_seen_ms = 77;
+        want.misbehaviour_count = 3;
+        assert_eq!(peers.get(&id).unwrap(), Some(want));
+        // Garbage is still reported as damage, naming the ledger.
+        peers.ledger().aux_put(AuxTable::Peers, id.as_bytes(), &[0xff; 3]).unwrap();
+        let e = peers.get(&id).unwrap_err().to_string();
+        assert!(e.contains(&id.to_string()) && e.contains("damaged"), "{e}");
     }
 }

@@ -93,3 +93,62 @@ fn a_ticket_from_serve_pins_and_syncs_and_keys_come_as_hex_or_vkey() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("no ledger known here"));
     drop(served);
 }
+
+/// Re-pinning another key for a known ledger is refused (naming both keys) unless
+/// `--replace-key`, with the data directory alone and through a running node; the old keys stay
+/// in the peer's history.
+#[test]
+fn another_key_for_a_pinned_ledger_is_refused_unless_replace_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = |n: &str| tmp.path().join(n);
+    init(&d("b"), "oid:onoal:org:b");
+    let a = init(&d("a"), "oid:onoal:org:a");
+    let impostor = init(&d("x"), "oid:onoal:org:x");
+    let third = init(&d("y"), "oid:onoal:org:y");
+    pin(&d("b"), &a, 7401);
+    let add = |key: &str, extra: &[&str]| {
+        run(onoal(&d("b"))
+            .args(["peer", "add", &format!("{}@127.0.0.1:7402", a.id), "--key", key])
+            .args(extra))
+    };
+    let keys = |expect: &str| {
+        let peers = run_json(onoal(&d("b")).args(["peer", "list"]));
+        let row = &peers["peers"][0];
+        assert_eq!(row["public_key"], expect, "{peers}");
+        row["replaced_keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["public_key"].as_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
+
+    let out = add(&impostor.key, &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    for want in [a.key.as_str(), impostor.key.as_str(), "--replace-key"] {
+        assert!(err.contains(want), "{want} missing: {err}");
+    }
+    assert!(keys(&a.key).is_empty(), "the refused key changed nothing");
+    // The same key again is no change of key.
+    assert!(add(&a.key, &[]).status.success());
+
+    let out = add(&impostor.key, &["--replace-key", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["replaced_key"], a.key.as_str(), "{v}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("WARNING"), "ssh-style warning");
+    assert_eq!(keys(&impostor.key), vec![a.key.clone()]);
+
+    // Through the running node (HTTP 409 key_changed, then the replacement).
+    let served = Serve::start(&d("b"), 0, &[]);
+    let out = add(&third.key, &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains(&impostor.key) && err.contains(&third.key),
+        "{err}"
+    );
+    assert!(add(&third.key, &["--replace-key"]).status.success());
+    assert_eq!(keys(&third.key), vec![a.key.clone(), impostor.key.clone()]);
+    drop(served);
+}

@@ -158,24 +158,44 @@ pub(crate) fn parse_peer_with_key(
     Ok((id, addr, key))
 }
 
-pub(crate) fn peer_add(cli: &Cli, spec: &str, key: Option<&str>) -> Result<()> {
+pub(crate) fn peer_add(cli: &Cli, spec: &str, key: Option<&str>, replace_key: bool) -> Result<()> {
     let (id, addr, key_bytes) = parse_peer_with_key(spec, key)?;
     let key = &hex::encode(key_bytes);
-    let addresses = if let Some(node) = running_node(cli)? {
-        let body = json!({"ledger_id": id.to_string(), "public_key": key, "address": addr});
-        let peer: PeerView = node.post("/mesh/connect", &body, Duration::from_secs(60))?;
-        peer.addresses
+    let started_ms = onoal_engine::time::now_ms();
+    let peer: PeerView = if let Some(node) = running_node(cli)? {
+        let body = json!({"ledger_id": id.to_string(), "public_key": key, "address": addr,
+            "replace_key": replace_key});
+        node.post("/mesh/connect", &body, Duration::from_secs(60))?
     } else {
         let ledger = open_for_mesh(cli, "pin a peer", cli.durability())?;
         if id == ledger.identity().ledger_id {
             bail!("{id} is this ledger; pin other ledgers");
         }
-        PeerStore::open(Arc::new(ledger))?.pin(id, key_bytes, addr)?.addresses
+        let peers = PeerStore::open(Arc::new(ledger))?;
+        let record = if replace_key {
+            peers.replace_key(id, key_bytes, addr, started_ms)?
+        } else {
+            peers.pin(id, key_bytes, addr)?
+        };
+        PeerView::from(&record)
     };
+    // The key this command replaced (a replacement older than the command was not ours).
+    let replaced = peer
+        .replaced_keys
+        .last()
+        .filter(|k| k.replaced_at_ms >= started_ms && replace_key)
+        .map(|k| k.public_key.clone());
+    if let Some(old) = &replaced {
+        eprintln!(
+            "WARNING: the key pinned for {id} changed from {old} to {key}; the old key is kept in \
+             its history (onoal peer list)"
+        );
+    }
     let v = json!({
         "ledger_id": id.to_string(),
         "public_key": key,
-        "addresses": addresses,
+        "addresses": peer.addresses,
+        "replaced_key": replaced,
     });
     print(cli, v, || format!("pinned {id} with key {key}"));
     Ok(())
