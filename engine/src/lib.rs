@@ -57,6 +57,7 @@ pub mod replica;
 pub(crate) mod store;
 pub mod tile;
 pub mod time;
+pub mod tlog_proof;
 pub mod tree;
 
 #[cfg(feature = "storage")]

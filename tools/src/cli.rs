@@ -140,6 +140,22 @@ pub(crate) enum Command {
         #[command(subcommand)]
         what: ProofCommand,
     },
+    /// Check a C2SP tlog-proof (`onoal prove inclusion SEQ --bundle`) offline with only the
+    /// ledger's vkey: exit 0 when it verifies, 1 with the reason. Needs no data directory.
+    ///
+    /// Example: `onoal verify-proof entry-7.tlog-proof --vkey "$(cat ledger.vkey)"`
+    VerifyProof {
+        /// The .tlog-proof file (`-` for stdin).
+        file: PathBuf,
+        /// The ledger's C2SP verifier key (`NAME+KEYID+KEY`, as `onoal init` and `onoal info`
+        /// print it), obtained from the ledger, never from the file.
+        #[arg(long)]
+        vkey: String,
+        /// The logged leaf data, when the proof carries none (its `extra` line) or to check
+        /// that these exact bytes are what was logged.
+        #[arg(long)]
+        leaf_data: Option<PathBuf>,
+    },
     /// Audit the whole ledger: entries, chain, tiles, checkpoints (a replica: also that no
     /// fork was found while syncing it).
     Verify {
@@ -818,10 +834,21 @@ pub(crate) enum BenchCommand {
 #[derive(Subcommand, Debug)]
 pub(crate) enum ProveCommand {
     /// Inclusion proof of entry SEQ in the tree of --size (default: current size).
+    ///
+    /// With --bundle: a C2SP tlog-proof (`c2sp.org/tlog-proof@v1`: the entry's leaf data, its
+    /// index, the inclusion proof and the signed checkpoint) that `onoal verify-proof` — or any
+    /// tlog-proof verifier — checks with only the ledger's vkey:
+    /// `onoal prove inclusion 7 --bundle > entry-7.tlog-proof`.
     Inclusion {
+        /// The entry.
         seq: u64,
+        /// Tree size (with --bundle: a signed size, see `onoal checkpoints`).
         #[arg(long)]
         size: Option<u64>,
+        /// Write a C2SP tlog-proof for a signed size (the newest that holds the entry; this
+        /// ledger signs one when none does yet).
+        #[arg(long)]
+        bundle: bool,
     },
     /// Consistency proof between tree sizes OLD and NEW.
     Consistency { old: u64, new: u64 },
@@ -889,6 +916,7 @@ pub(crate) fn command_name(c: &Command) -> &'static str {
         Command::Prove { .. } => "prove",
         Command::Proof { .. } => "proof",
         Command::Verify { .. } => "verify",
+        Command::VerifyProof { .. } => "verify-proof",
         Command::Bench { .. } => "bench",
         Command::Sim(_) => "sim",
         Command::Registry { .. } => "registry",

@@ -120,6 +120,9 @@ fn run(cli: &Cli) -> Result<ExitCode> {
         Command::Proof { what: ProofCommand::Export { seq } } => {
             cmd::ledger::proof_export(cli, *seq)?
         }
+        Command::VerifyProof { file, vkey, leaf_data } => {
+            return cmd::ledger::verify_tlog_proof(cli, file, vkey, leaf_data.as_deref());
+        }
         Command::Proof { what: ProofCommand::Verify { file, vkey } } => {
             return cmd::ledger::proof_verify(cli, file, vkey);
         }

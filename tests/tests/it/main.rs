@@ -28,6 +28,7 @@ mod sim;
 mod sync;
 mod tamper;
 mod tickets;
+mod tlog_proof;
 mod torn_wal;
 mod trust;
 mod util;

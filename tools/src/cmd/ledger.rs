@@ -374,22 +374,151 @@ pub(crate) fn checkpoint(cli: &Cli, size: Option<u64>) -> Result<()> {
             .1
             .latest_checkpoint()?
             .ok_or_else(|| anyhow!("the replica holds no checkpoint yet; run onoal sync"))?,
-        None => match running_node(cli)? {
-            Some(node) => {
-                let cp: CheckpointView =
-                    node.post("/ledger/checkpoint", &json!({}), Duration::from_secs(60))?;
-                print_checkpoint(cli, &cp);
-                return Ok(());
-            }
-            None => match open_write(cli) {
-                Ok(l) => l.checkpoint_now()?,
-                Err(e) if is_in_use(&e) => open_read(cli)?.checkpoint_now()?,
-                Err(e) => return Err(e),
-            },
-        },
+        None => {
+            print_checkpoint(cli, &sign_checkpoint(cli)?);
+            return Ok(());
+        }
     };
     print_checkpoint(cli, &CheckpointView::from(&signed));
     Ok(())
+}
+
+/// Signs a checkpoint of this ledger's current size (through the running node when there is
+/// one).
+fn sign_checkpoint(cli: &Cli) -> Result<CheckpointView> {
+    Ok(match running_node(cli)? {
+        Some(node) => node.post("/ledger/checkpoint", &json!({}), Duration::from_secs(60))?,
+        None => CheckpointView::from(&match open_write(cli) {
+            Ok(l) => l.checkpoint_now()?,
+            Err(e) if is_in_use(&e) => open_read(cli)?.checkpoint_now()?,
+            Err(e) => return Err(e),
+        }),
+    })
+}
+
+/// A C2SP tlog-proof of entry `seq` in a signed checkpoint: of `size` when given, else the
+/// newest that holds the entry (this ledger signs one when none does).
+fn tlog_bundle(cli: &Cli, seq: u64, size: Option<u64>) -> Result<String> {
+    let (_ledger, mut log) = read_log(cli)?;
+    let newest_holding = |log: &Log| -> Result<Option<onoal_engine::SignedCheckpoint>, ReadError> {
+        Ok(log.latest_checkpoint_at_most(log.durable_size())?.filter(|cp| cp.size > seq))
+    };
+    if seq >= log.durable_size() {
+        bail!("entry {seq} is not in this log (tree size {})", log.durable_size());
+    }
+    let cp = match size {
+        Some(n) => log.checkpoint_at(n)?.ok_or_else(|| {
+            anyhow!("no signed checkpoint of size {n}: list the signed sizes with `onoal checkpoints`, or leave out --size")
+        })?,
+        None => match newest_holding(&log)? {
+            Some(cp) => cp,
+            None if cli.ledger.is_some() => bail!(
+                "the replica holds no signed checkpoint that includes entry {seq}; sync a newer one (onoal sync)"
+            ),
+            None => {
+                sign_checkpoint(cli)?;
+                log = read_log(cli)?.1;
+                newest_holding(&log)?
+                    .ok_or_else(|| anyhow!("signed a checkpoint, but it does not hold entry {seq}"))?
+            }
+        },
+    };
+    if seq >= cp.size {
+        bail!("entry {seq} is not in the signed checkpoint of size {}", cp.size);
+    }
+    let proof = onoal_engine::tlog_proof::TlogProof {
+        extra: Some(log.entry(seq)?.leaf_data),
+        index: seq,
+        hashes: log.inclusion_proof(seq, cp.size)?,
+        checkpoint: cp.note.clone(),
+    };
+    Ok(proof.to_text())
+}
+
+/// `onoal verify-proof`: checks a C2SP tlog-proof with the vkey alone.
+pub(crate) fn verify_tlog_proof(
+    cli: &Cli,
+    path: &std::path::Path,
+    vkey: &str,
+    leaf_data: Option<&std::path::Path>,
+) -> Result<std::process::ExitCode> {
+    use onoal_engine::checkpoint::NoteVerifier;
+    use onoal_engine::tlog_proof::TlogProof;
+    /// Larger than any proof (64 hashes, a checkpoint with cosignatures, a leaf of 16 MiB).
+    const MAX_FILE: u64 = 32 << 20;
+    let text = if path == std::path::Path::new("-") {
+        let mut s = String::new();
+        std::io::Read::read_to_string(
+            &mut std::io::Read::take(std::io::stdin(), MAX_FILE),
+            &mut s,
+        )?;
+        s
+    } else {
+        let len = std::fs::metadata(path)
+            .with_context(|| format!("cannot read the proof file {}", path.display()))?
+            .len();
+        if len > MAX_FILE {
+            bail!("{} is {len} bytes: no tlog-proof is that large", path.display());
+        }
+        std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the proof file {} as text", path.display()))?
+    };
+    let verifier = NoteVerifier::from_vkey(vkey)
+        .map_err(|e| anyhow!("--vkey: {e} (the ledger's vkey, as `onoal info` prints it)"))?;
+    let given = leaf_data
+        .map(|p| {
+            std::fs::read(p).with_context(|| format!("cannot read the leaf data {}", p.display()))
+        })
+        .transpose()?;
+    let mut verdict = json!({"valid": false, "origin": verifier.name()});
+    let outcome = TlogProof::parse(&text).map_err(|e| e.to_string()).and_then(|proof| {
+        verdict["index"] = json!(proof.index);
+        let (cp, data) = proof.verify(&verifier, given.as_deref()).map_err(|e| e.to_string())?;
+        verdict["tree_size"] = json!(cp.size);
+        verdict["root"] = json!(cp.root.to_hex());
+        verdict["leaf_hash"] = json!(onoal_engine::hash::leaf_hash(data).to_hex());
+        if given.is_some() && proof.extra.as_deref().is_some_and(|e| e != data) {
+            verdict["note"] = json!("the leaf data given differs from the file's extra line; the leaf data given is what verified");
+        }
+        // An Onoal entry is shown, and checked as one; other logs' leaves are only proven.
+        if let Ok(entry) = onoal_engine::Entry::decode(data) {
+            if entry.seq != proof.index {
+                return Err(format!(
+                    "the leaf data is entry {} of its ledger, but the proof is for index {}",
+                    entry.seq, proof.index
+                ));
+            }
+            entry.content.check_issuer_signature().map_err(|_| {
+                "the entry's issuer signature does not verify over its content".to_owned()
+            })?;
+            let stored = onoal_engine::StoredEntry {
+                entry,
+                leaf_data: data.to_vec(),
+                leaf_hash: onoal_engine::hash::leaf_hash(data),
+            };
+            verdict["entry"] = json!(EntryView::from(&stored));
+        }
+        Ok(())
+    });
+    let valid = outcome.is_ok();
+    verdict["valid"] = json!(valid);
+    if let Err(why) = &outcome {
+        verdict["reason"] = json!(why);
+    }
+    print(cli, verdict.clone(), || match &outcome {
+        Ok(()) => format!(
+            "valid: index {} is in {}'s signed checkpoint of tree size {}{}",
+            verdict["index"],
+            verifier.name(),
+            verdict["tree_size"],
+            verdict["entry"]["stream"]
+                .as_str()
+                .map(|s| format!(" (entry of stream {s}, type {})", verdict["entry"]["type"]))
+                .unwrap_or_default()
+        ),
+        Err(why) => format!("NOT valid: {why}"),
+    });
+    Ok(if valid { std::process::ExitCode::SUCCESS } else { std::process::ExitCode::from(1) })
 }
 
 fn print_checkpoint(cli: &Cli, cp: &CheckpointView) {
@@ -403,7 +532,13 @@ fn print_checkpoint(cli: &Cli, cp: &CheckpointView) {
 pub(crate) fn prove(cli: &Cli, what: &ProveCommand) -> Result<()> {
     let (_ledger, log) = read_log(cli)?;
     let v = match what {
-        ProveCommand::Inclusion { seq, size } => {
+        ProveCommand::Inclusion { seq, size, bundle: true } => {
+            drop(log);
+            // The file is the C2SP text whatever --json says: it is made to be saved.
+            print!("{}", tlog_bundle(cli, *seq, *size)?);
+            return Ok(());
+        }
+        ProveCommand::Inclusion { seq, size, bundle: false } => {
             json!(InclusionProofView::build(&log, *seq, *size)?)
         }
         ProveCommand::Consistency { old, new } => {
