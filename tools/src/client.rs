@@ -148,10 +148,9 @@ impl NodeClient {
             });
         }
         match body.read_json::<ErrorBody>() {
-            Ok(e) => match e.hint {
-                Some(h) => bail!("{} ({h})", e.error),
-                None => bail!("{}", e.error),
-            },
+            Ok(e) => {
+                Err(crate::output::Failure { kind: e.kind, message: e.error, hint: e.hint }.into())
+            }
             Err(_) => bail!("the running node answered {what} with HTTP {status}"),
         }
     }

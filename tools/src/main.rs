@@ -6,6 +6,14 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::Parser as _;
 
+/// Returns a usage error ([`output::Failure::usage`]): a flag this command does not take, or a
+/// value out of its range.
+macro_rules! usage_bail {
+    ($($arg:tt)*) => {
+        return Err($crate::output::Failure::usage(format!($($arg)*)).into())
+    };
+}
+
 mod cli;
 mod client;
 mod cmd;
@@ -18,12 +26,29 @@ use cli::{
 };
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // A usage error with --json: the JSON object on stdout too; clap prints the rest
+            // (help and version are not errors).
+            if e.use_stderr() && std::env::args().any(|a| a == "--json") {
+                let text = e.to_string();
+                let message = text.lines().next().unwrap_or_default().trim_start_matches("error: ");
+                let hint = "run the command with --help for its arguments";
+                let v = serde_json::json!({"error": {"kind": "usage", "message": message, "hint": hint}});
+                println!("{v}");
+            }
+            e.exit()
+        }
+    };
     install_subscriber(&cli);
     match run(&cli) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {}", output::one_line(&e));
+            if cli.json {
+                println!("{}", output::error_json(&e));
+            }
             ExitCode::from(1)
         }
     }
@@ -63,9 +88,10 @@ fn check_globals(cli: &Cli) -> Result<()> {
             | Command::Watch { .. }
     );
     if cli.ledger.is_some() && !reads_a_log {
-        anyhow::bail!(
+        return Err(output::Failure::usage(format!(
             "--ledger does not apply to `{name}`: it names a replica for get, query, checkpoint, checkpoints, prove, verify and watch; `{name}` works on this ledger itself"
-        );
+        ))
+        .into());
     }
     let writes = matches!(
         cli.command,
@@ -82,9 +108,10 @@ fn check_globals(cli: &Cli) -> Result<()> {
             | Command::Replicas { what: Some(_) }
     ) || matches!(cli.command, Command::Checkpoint { size: None } if cli.ledger.is_none());
     if cli.durability.is_some() && !writes {
-        anyhow::bail!(
+        return Err(output::Failure::usage(format!(
             "--durability does not apply to `{name}`: it only reads; give it to commands that write (append, import, serve, sync, ...)"
-        );
+        ))
+        .into());
     }
     Ok(())
 }

@@ -264,6 +264,26 @@ fn flags_a_command_would_ignore_and_filters_that_can_never_match_are_refused() {
         let err = run_fail(onoal(&data).args(args));
         assert!(err.contains(says), "{args:?}: {err}");
     }
+    // With --json the error is also one JSON object on stdout, with a stable kind.
+    for (args, kind, says) in [
+        (&["get", "0", "--durability", "buffered"][..], "usage", "--durability does not apply"),
+        (&["query", "--limit", "0"][..], "usage", "1..=10000"),
+        (&["query", "--subject", "customer42"][..], "invalid_input", "invalid OID"),
+        (&["get", "9"][..], "out_of_range", "beyond the log"),
+        (&["checkpoint", "--size", "5"][..], "no_checkpoint", "no checkpoint of size 5"),
+    ] {
+        let out = run(onoal(&data).args(args).arg("--json"));
+        // (a value clap refuses exits 2, as usage errors do)
+        assert!(matches!(out.status.code(), Some(1 | 2)), "{args:?}");
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{args:?}: stdout is not one JSON object ({e})"));
+        assert_eq!(v["error"]["kind"], kind, "{args:?}: {v}");
+        assert!(v["error"]["message"].as_str().unwrap().contains(says), "{args:?}: {v}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains(says), "stderr keeps the line");
+    }
+    let out = run(onoal(&tmp.path().join("none")).args(["get", "0", "--json"]));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["error"]["kind"], "not_a_ledger", "{v}");
     assert_eq!(
         run_json(onoal(&data).args(["query", "--stream", "orders"]))["entries"]
             .as_array()

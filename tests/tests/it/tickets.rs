@@ -126,6 +126,9 @@ fn another_key_for_a_pinned_ledger_is_refused_unless_replace_key() {
     let out = add(&impostor.key, &[]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{err}");
+    let v: serde_json::Value =
+        serde_json::from_slice(&add(&impostor.key, &["--json"]).stdout).unwrap();
+    assert_eq!(v["error"]["kind"], "key_changed", "{v}");
     for want in [a.key.as_str(), impostor.key.as_str(), "--replace-key"] {
         assert!(err.contains(want), "{want} missing: {err}");
     }
@@ -148,6 +151,11 @@ fn another_key_for_a_pinned_ledger_is_refused_unless_replace_key() {
         !out.status.success() && err.contains(&impostor.key) && err.contains(&third.key),
         "{err}"
     );
+    let out = add(&third.key, &["--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["error"]["kind"], "key_changed", "the node's kind reaches the CLI: {v}");
+    assert!(v["error"]["hint"].as_str().unwrap().contains("replace_key"), "{v}");
+    assert!(!v["error"]["message"].as_str().unwrap().contains("(pass"), "hint apart: {v}");
     assert!(add(&third.key, &["--replace-key"]).status.success());
     assert_eq!(keys(&third.key), vec![a.key.clone(), impostor.key.clone()]);
     drop(served);

@@ -238,7 +238,9 @@ pub(crate) fn key(cli: &Cli, what: &KeyCommand) -> Result<()> {
                 );
             }
             if name.is_empty() || name.contains(['+', ' ', '\n']) {
-                bail!("--name must be non-empty without '+', spaces or newlines, e.g. oid:acme:hr");
+                usage_bail!(
+                    "--name must be non-empty without '+', spaces or newlines, e.g. oid:acme:hr"
+                );
             }
             let key = onoal_engine::identity::SecretKey::generate()?;
             key.write_file(file, name)

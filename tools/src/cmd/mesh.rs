@@ -135,7 +135,7 @@ pub(crate) fn parse_peer_with_key(
         if let Some(k) = given()?
             && k != t.public_key
         {
-            bail!(
+            usage_bail!(
                 "--key {} differs from the ticket's key {}; give one of them",
                 hex::encode(k),
                 hex::encode(t.public_key)
@@ -226,18 +226,18 @@ pub(crate) fn peer_remove(cli: &Cli, ledger_id: &str) -> Result<()> {
         let ledger = open_for_mesh(cli, "remove a peer", cli.durability())?;
         PeerStore::open(Arc::new(ledger))?.remove(&id)?
     };
-    print(cli, json!({"ledger_id": id.to_string(), "removed": removed}), || {
-        if removed {
-            format!("removed {id}: it is no longer served or synced from (its replica stays)")
-        } else {
-            format!("{id} was not pinned")
+    if !removed {
+        return Err(crate::output::Failure {
+            kind: "not_pinned".into(),
+            message: format!("{id} is not pinned"),
+            hint: Some("onoal peer list shows the pinned peers".into()),
         }
-    });
-    if removed {
-        Ok(())
-    } else {
-        bail!("{id} is not pinned (onoal peer list shows the pinned peers)")
+        .into());
     }
+    print(cli, json!({"ledger_id": id.to_string(), "removed": removed}), || {
+        format!("removed {id}: it is no longer served or synced from (its replica stays)")
+    });
+    Ok(())
 }
 
 fn membership_node(cli: &Cli, what: &str) -> Result<crate::client::NodeClient> {
@@ -252,7 +252,7 @@ fn membership_node(cli: &Cli, what: &str) -> Result<crate::client::NodeClient> {
 pub(crate) fn peer_connect(cli: &Cli, ledger_id: &str, timeout_ms: u64) -> Result<()> {
     let id = resolve_ledger_id(cli, ledger_id)?;
     if !(100..=30_000).contains(&timeout_ms) {
-        bail!("--timeout-ms {timeout_ms} is out of range: give 100 to 30000");
+        usage_bail!("--timeout-ms {timeout_ms} is out of range: give 100 to 30000");
     }
     let node = membership_node(cli, "peer connect")?;
     let body = json!({"ledger_id": id.to_string(), "timeout_ms": timeout_ms});
@@ -303,7 +303,7 @@ pub(crate) fn discover(
     timeout_ms: u64,
 ) -> Result<()> {
     if !(100..=30_000).contains(&timeout_ms) {
-        bail!("--timeout-ms {timeout_ms} is out of range: give 100 to 30000");
+        usage_bail!("--timeout-ms {timeout_ms} is out of range: give 100 to 30000");
     }
     let query = match (id, oid) {
         (Some(id), None) => format!("id={}", parse_ledger_id(id)?),
@@ -407,7 +407,7 @@ fn load_node(cli: &Cli, ledger: Ledger, listen: &str, config: NodeConfig) -> Res
 /// `--timeout SECS` as a deadline: positive and finite.
 fn timeout(secs: f64) -> Result<Duration> {
     if !(secs.is_finite() && secs > 0.0 && secs <= 86_400.0) {
-        bail!("--timeout {secs} is not a number of seconds between 0 and 86400");
+        usage_bail!("--timeout {secs} is not a number of seconds between 0 and 86400");
     }
     Ok(Duration::from_secs_f64(secs))
 }
@@ -844,7 +844,7 @@ pub(crate) fn fill_from_proof(
         body.seq = proof.seq;
     }
     match &body.leaf_hash {
-        Some(h) if !h.eq_ignore_ascii_case(&proof.entry.leaf_hash) => bail!(
+        Some(h) if !h.eq_ignore_ascii_case(&proof.entry.leaf_hash) => usage_bail!(
             "--leaf-hash {h} differs from the proof file's {}; give one of them",
             proof.entry.leaf_hash
         ),

@@ -4,7 +4,7 @@ use std::io::Write as _;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{Context as _, Result, anyhow, bail};
+use anyhow::{Context as _, Result, anyhow};
 use serde_json::json;
 
 use onoal_mesh::http::HttpConfig;
@@ -19,7 +19,7 @@ use crate::output::print;
 pub(crate) fn run(cli: &Cli, what: &RegistryCommand) -> Result<ExitCode> {
     let RegistryCommand::Serve { listen, api_key_file, tls_cert, tls_key, expire_after } = what;
     if !(10..=86_400).contains(expire_after) {
-        bail!("--expire-after {expire_after} is out of range: give 10 to 86400 seconds");
+        usage_bail!("--expire-after {expire_after} is out of range: give 10 to 86400 seconds");
     }
     let addr = listen
         .parse()

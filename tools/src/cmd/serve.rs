@@ -254,19 +254,19 @@ pub(crate) fn run(cli: &Cli, args: &ServeArgs) -> Result<ExitCode> {
     };
     let gossip_interval = match config.gossip_interval.unwrap_or(5) {
         s @ 1..=3600 => Duration::from_secs(s),
-        s => bail!("--gossip-interval {s} is out of range: give 1 to 3600 seconds"),
+        s => usage_bail!("--gossip-interval {s} is out of range: give 1 to 3600 seconds"),
     };
     let heartbeat_interval = match config.heartbeat_interval_ms.unwrap_or(2000) {
         ms @ 100..=600_000 => Duration::from_millis(ms),
-        ms => bail!("--heartbeat-interval-ms {ms} is out of range: give 100 to 600000"),
+        ms => usage_bail!("--heartbeat-interval-ms {ms} is out of range: give 100 to 600000"),
     };
     let heartbeat_misses = match config.heartbeat_misses.unwrap_or(3) {
         n @ 1..=100 => n,
-        n => bail!("--heartbeat-misses {n} is out of range: give 1 to 100"),
+        n => usage_bail!("--heartbeat-misses {n} is out of range: give 1 to 100"),
     };
     let swim_probe = match config.swim_probe_ms.unwrap_or(1000) {
         ms @ 100..=600_000 => Duration::from_millis(ms),
-        ms => bail!("--swim-probe-ms {ms} is out of range: give 100 to 600000"),
+        ms => usage_bail!("--swim-probe-ms {ms} is out of range: give 100 to 600000"),
     };
     let swim = SwimConfig {
         probe_period: swim_probe,
@@ -276,7 +276,7 @@ pub(crate) fn run(cli: &Cli, args: &ServeArgs) -> Result<ExitCode> {
     };
     let refresh_interval = match config.refresh_interval.unwrap_or(60) {
         s @ 1..=86_400 => Duration::from_secs(s),
-        s => bail!("--refresh-interval {s} is out of range: give 1 to 86400 seconds"),
+        s => usage_bail!("--refresh-interval {s} is out of range: give 1 to 86400 seconds"),
     };
     let registry = match &config.registry {
         None => None,
@@ -294,7 +294,7 @@ pub(crate) fn run(cli: &Cli, args: &ServeArgs) -> Result<ExitCode> {
         None => None,
         Some(name) => {
             if name.trim().is_empty() || name.contains(char::is_whitespace) {
-                bail!(
+                usage_bail!(
                     "--dns {name:?} is not a DNS name: give the SRV name, e.g. _onoal._udp.example.org"
                 );
             }

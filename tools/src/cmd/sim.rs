@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Context as _, Result};
 
 use onoal_mesh::sim::{self, SimConfig, SimReport};
 
@@ -18,7 +18,7 @@ fn latency(text: &str) -> Result<(Duration, Duration)> {
         Some((a, b)) if a <= b && b <= 10_000 => {
             Ok((Duration::from_millis(a), Duration::from_millis(b)))
         }
-        _ => bail!(
+        _ => usage_bail!(
             "--latency-ms {text:?} is not a range of milliseconds: give `A..B` with A <= B <= 10000, e.g. `10..100`"
         ),
     }
@@ -26,19 +26,22 @@ fn latency(text: &str) -> Result<(Duration, Duration)> {
 
 pub(crate) fn run(cli: &Cli, args: &SimArgs) -> Result<()> {
     if !(2..=100_000).contains(&args.nodes) {
-        bail!("--nodes {} is out of range: simulate 2 to 100000 nodes", args.nodes);
+        usage_bail!("--nodes {} is out of range: simulate 2 to 100000 nodes", args.nodes);
     }
     if !(0.0..=0.9).contains(&args.churn) {
-        bail!("--churn {} is out of range: give a fraction from 0 to 0.9", args.churn);
+        usage_bail!("--churn {} is out of range: give a fraction from 0 to 0.9", args.churn);
     }
     if !(0.0..=0.5).contains(&args.loss) {
-        bail!("--loss {} is out of range: give a probability from 0 to 0.5", args.loss);
+        usage_bail!("--loss {} is out of range: give a probability from 0 to 0.5", args.loss);
     }
     if !(10..=3600).contains(&args.measure_s) {
-        bail!("--measure-s {} is out of range: give 10 to 3600 virtual seconds", args.measure_s);
+        usage_bail!(
+            "--measure-s {} is out of range: give 10 to 3600 virtual seconds",
+            args.measure_s
+        );
     }
     if args.partition && args.measure_s < 60 {
-        bail!(
+        usage_bail!(
             "--partition needs --measure-s of at least 60 (the split lasts 30 s, recovery is measured after it)"
         );
     }
@@ -49,7 +52,10 @@ pub(crate) fn run(cli: &Cli, args: &SimArgs) -> Result<()> {
         return routing(cli, args);
     }
     if args.members > 64 {
-        bail!("--members {} is out of range: give 0 to 64 (the seed's maxPeers)", args.members);
+        usage_bail!(
+            "--members {} is out of range: give 0 to 64 (the seed's maxPeers)",
+            args.members
+        );
     }
     let config = SimConfig {
         nodes: args.nodes,
@@ -75,7 +81,7 @@ pub(crate) fn run(cli: &Cli, args: &SimArgs) -> Result<()> {
 /// `onoal sim --swim`.
 fn swim(cli: &Cli, args: &SimArgs) -> Result<()> {
     if args.nodes > sim::swim::MAX_SWIM_NODES {
-        bail!(
+        usage_bail!(
             "--nodes {} is out of range with --swim: simulate 2 to {} SWIM nodes (each holds every other, so memory grows with the square)",
             args.nodes,
             sim::swim::MAX_SWIM_NODES
@@ -124,7 +130,7 @@ fn swim(cli: &Cli, args: &SimArgs) -> Result<()> {
 /// `onoal sim --routing`.
 fn routing(cli: &Cli, args: &SimArgs) -> Result<()> {
     if !(1..=100_000).contains(&args.queries) {
-        bail!("--queries {} is out of range: give 1 to 100000", args.queries);
+        usage_bail!("--queries {} is out of range: give 1 to 100000", args.queries);
     }
     let config = sim::routing::RoutingSimConfig {
         nodes: args.nodes,
