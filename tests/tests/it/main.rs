@@ -17,6 +17,7 @@ mod ledger_ops;
 mod limits;
 mod malicious;
 mod open_errors;
+mod packaging;
 mod proof_verify;
 mod proofs;
 mod queries;

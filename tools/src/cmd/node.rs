@@ -12,11 +12,12 @@ use crate::client::{NodeFile, running_node};
 use crate::output::print;
 
 fn no_node(cli: &Cli) -> anyhow::Error {
-    anyhow!(
-        "no node is running on {} (no node.json there); start one with onoal --data {} serve",
-        cli.data.display(),
-        cli.data.display()
-    )
+    crate::output::Failure {
+        kind: "not_running".into(),
+        message: format!("no node is running on {} (no node.json there)", cli.data.display()),
+        hint: Some(format!("start one with onoal --data {} serve", cli.data.display())),
+    }
+    .into()
 }
 
 pub(crate) fn status(cli: &Cli) -> Result<()> {
