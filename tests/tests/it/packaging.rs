@@ -51,7 +51,7 @@ fn the_dockerfile_is_multi_stage_non_root_and_its_health_check_tells_the_truth()
     let from: Vec<&str> = text.lines().filter(|l| l.starts_with("FROM ")).collect();
     assert_eq!(from.len(), 2, "a build stage and a runtime stage: {from:?}");
     assert!(from[0].ends_with(" AS build") && text.contains("COPY --from=build "), "{text}");
-    let user = text.lines().filter_map(|l| l.strip_prefix("USER ")).last();
+    let user = text.lines().filter_map(|l| l.strip_prefix("USER ")).next_back();
     assert!(user.is_some_and(|u| u != "root" && u != "0"), "runs as a non-root user");
     let health = text.lines().skip_while(|l| !l.starts_with("HEALTHCHECK")).nth(1).unwrap_or("");
     assert!(health.contains(r#"CMD ["onoal", "status", "--json"]"#), "{health}");
