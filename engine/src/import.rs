@@ -1,5 +1,5 @@
 //! The JSON Lines import format of `onoal import`, one entry per line:
-//! `{"stream": S, "type": T, "subject"?: OID, "issuer"?: OID, "payload": TEXT | "payload_b64": B64}`.
+//! `{"stream": S, "type": T, "subject"?: OID, "issuer"?: OID, "payload": TEXT | JSON | "payload_b64": B64}`.
 //! Unknown fields are refused, so a typo is an error rather than a silently dropped field.
 
 use base64::Engine as _;
@@ -22,8 +22,9 @@ pub struct EntryInput {
     /// Issuer OID.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub issuer: Option<String>,
-    /// Payload as text (exactly one of `payload` and `payload_b64`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Payload as text (exactly one of `payload` and `payload_b64`). A JSON value other than a
+    /// string (an object, array, number, boolean) is taken as its compact JSON text.
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "payload_text")]
     pub payload: Option<String>,
     /// Payload as standard base64.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -37,6 +38,17 @@ pub struct EntryInput {
     /// The issuer's signature over the entry's content (docs/format.md), hex; checked on append.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub issuer_signature: Option<String>,
+}
+
+/// A payload given as a string is that text; any other JSON value is its compact JSON text
+/// (`"payload": {"id": 1}` stores `{"id":1}`); `null` is no payload.
+fn payload_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    use serde::Deserialize as _;
+    Ok(match serde_json::Value::deserialize(d)? {
+        serde_json::Value::Null => None,
+        serde_json::Value::String(s) => Some(s),
+        other => Some(other.to_string()),
+    })
 }
 
 /// Parses a reference `LEDGER_ID:SEQ:LEAF_HASH` (the leaf hash in hex).
@@ -224,6 +236,25 @@ mod tests {
         assert_eq!(e.subject.unwrap().as_str(), "oid:x");
         assert!(matches!(
             parse_line(r#"{"stream":"s","type":"t"}"#, 10),
+            Err(ImportLineError::Payload)
+        ));
+        // A JSON value as payload is its compact JSON text; null is no payload.
+        for (value, stored) in [
+            (r#"{"id": 1, "tags": ["a", "b"]}"#, r#"{"id":1,"tags":["a","b"]}"#),
+            ("[1, 2]", "[1,2]"),
+            ("42", "42"),
+            ("true", "true"),
+            (r#""text stays text""#, "text stays text"),
+        ] {
+            let line = format!(r#"{{"stream":"s","type":"t","payload":{value}}}"#);
+            assert_eq!(parse_line(&line, 100).unwrap().payload, stored.as_bytes(), "{line}");
+        }
+        assert!(matches!(
+            parse_line(r#"{"stream":"s","type":"t","payload":null}"#, 10),
+            Err(ImportLineError::Payload)
+        ));
+        assert!(matches!(
+            parse_line(r#"{"stream":"s","type":"t","payload":{"a":1},"payload_b64":"AA=="}"#, 10),
             Err(ImportLineError::Payload)
         ));
         assert!(matches!(parse_line(r#"{"stream":"s""#, 10), Err(ImportLineError::Json(_))));

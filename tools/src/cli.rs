@@ -8,23 +8,29 @@ use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 #[command(name = "onoal", version, about = "Onoal: an embedded, sovereign, verifiable ledger")]
 pub(crate) struct Cli {
     /// Data directory of the ledger.
-    #[arg(long, global = true, env = "ONOAL_DATA", default_value = "./onoal-data")]
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        env = "ONOAL_DATA",
+        default_value = "./onoal-data"
+    )]
     pub(crate) data: PathBuf,
     /// Print exactly one JSON object on stdout.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = "Global options")]
     pub(crate) json: bool,
     /// Durability of appends: sync (fsync per group, the default) or buffered (no fsync).
-    #[arg(long, global = true, value_enum)]
+    #[arg(long, global = true, help_heading = "Global options", value_enum)]
     pub(crate) durability: Option<DurabilityArg>,
     /// Read a replica of this ledger (get, query, checkpoint, prove, verify) instead of the
     /// own log.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = "Global options")]
     pub(crate) ledger: Option<String>,
     /// More log output on stderr (-v info, -vv debug, -vvv trace); RUST_LOG overrides.
-    #[arg(short, long, global = true, action = ArgAction::Count)]
+    #[arg(short, long, global = true, help_heading = "Global options", action = ArgAction::Count)]
     pub(crate) verbose: u8,
     /// Errors only on stderr.
-    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    #[arg(short, long, global = true, help_heading = "Global options", conflicts_with = "verbose")]
     pub(crate) quiet: bool,
     #[command(subcommand)]
     pub(crate) command: Command,
@@ -80,6 +86,7 @@ impl From<SyncModeArg> for onoal_mesh::SyncMode {
 #[derive(Subcommand, Debug)]
 pub(crate) enum Command {
     /// Create a new ledger in --data.
+    #[command(after_help = "Example:\n  onoal init --oid oid:onoal:org:myorg")]
     Init {
         /// The ledger's OID, e.g. oid:onoal:org:myorg.
         #[arg(long)]
@@ -89,8 +96,14 @@ pub(crate) enum Command {
         ledger_id: Option<String>,
     },
     /// Append one entry.
+    #[command(
+        after_help = "Example:\n  onoal append --stream orders --type order.created --subject oid:onoal:customer:42 --payload '{\"id\":1}'"
+    )]
     Append(AppendArgs),
     /// Append entries from JSON Lines (a file, or - for standard input).
+    #[command(
+        after_help = "Example:\n  onoal import entries.jsonl   |   producer | onoal import - --ack --json"
+    )]
     Import {
         /// File of JSON Lines, or - for standard input.
         file: String,
@@ -106,36 +119,46 @@ pub(crate) enum Command {
         issuer_key: Option<PathBuf>,
     },
     /// Print the entry at SEQ.
+    #[command(after_help = "Example:\n  onoal get 7 --json")]
     Get {
         /// Sequence number.
         seq: u64,
     },
     /// Find entries by stream, type, subject, issuer and time.
+    #[command(after_help = "Example:\n  onoal query --stream orders --since 1h --limit 100 --json")]
     Query(QueryArgs),
     /// Print the matching entries (all by default) as JSON Lines in the import format, in seq
     /// order: `onoal export > entries.jsonl`, then `onoal import entries.jsonl` elsewhere gives
     /// entries with the same content (payload, subject, issuer, refs, issuer signature); the
     /// importing ledger assigns seq, time and the hash chain.
+    #[command(after_help = "Example:\n  onoal export --stream orders > orders.jsonl")]
     Export {
         #[command(flatten)]
         filter: FilterArgs,
     },
     /// This ledger at a glance: id, OID, public key, vkey, size, newest checkpoint, replicas.
+    #[command(after_help = "Example:\n  onoal info --json")]
     Info,
     /// Print a signed checkpoint (the latest, signing one for the current size if needed).
+    #[command(after_help = "Example:\n  onoal checkpoint   |   onoal checkpoint --size 1000")]
     Checkpoint {
         /// Print the stored checkpoint of this tree size instead.
         #[arg(long)]
         size: Option<u64>,
     },
     /// List the stored checkpoints (size and root), oldest first.
+    #[command(after_help = "Example:\n  onoal checkpoints --json")]
     Checkpoints,
     /// Build a proof.
+    #[command(after_help = "Example:\n  onoal prove inclusion 7 --bundle > entry-7.tlog-proof")]
     Prove {
         #[command(subcommand)]
         what: ProveCommand,
     },
     /// Self-contained proofs others can check with only the ledger's vkey.
+    #[command(
+        after_help = "Example:\n  onoal proof export 7 > proof.json && onoal proof verify proof.json --vkey \"$VKEY\""
+    )]
     Proof {
         #[command(subcommand)]
         what: ProofCommand,
@@ -144,6 +167,7 @@ pub(crate) enum Command {
     /// ledger's vkey: exit 0 when it verifies, 1 with the reason. Needs no data directory.
     ///
     /// Example: `onoal verify-proof entry-7.tlog-proof --vkey "$(cat ledger.vkey)"`
+    #[command(after_help = "Example:\n  onoal verify-proof entry-7.tlog-proof --vkey \"$VKEY\"")]
     VerifyProof {
         /// The .tlog-proof file (`-` for stdin).
         file: PathBuf,
@@ -158,6 +182,9 @@ pub(crate) enum Command {
     },
     /// Audit the whole ledger: entries, chain, tiles, checkpoints (a replica: also that no
     /// fork was found while syncing it).
+    #[command(
+        after_help = "Example:\n  onoal verify --require-checkpoint   |   onoal verify --ledger oid:onoal:org:b"
+    )]
     Verify {
         /// Fail when the ledger holds no signed checkpoint (nothing others could check yet).
         #[arg(long)]
@@ -165,6 +192,7 @@ pub(crate) enum Command {
     },
     /// Find a ledger by id, or the ledgers under an OID prefix: what the running node knows,
     /// then its DHT. Found is not trusted: pin a ledger with `peer add` to sync from it.
+    #[command(after_help = "Example:\n  onoal discover --oid oid:onoal:org --json")]
     Discover {
         /// A ledger id.
         #[arg(long, required_unless_present = "oid", conflicts_with = "oid")]
@@ -179,6 +207,7 @@ pub(crate) enum Command {
     /// The mesh messages this ledger originated and wanted delivered (announces, goodbyes),
     /// newest first, with status pending / sent / delivered / failed, retries and the last
     /// error: from the running node, or from the `messages` table when none runs.
+    #[command(after_help = "Example:\n  onoal messages --json")]
     Messages {
         /// Only this status: pending, sent, delivered or failed.
         #[arg(long)]
@@ -189,6 +218,7 @@ pub(crate) enum Command {
     },
     /// The running node's view of the mesh: itself, pinned and discovered ledgers, replicas,
     /// with each member's state and latency (JSON with --json, Graphviz with --dot, or an SVG).
+    #[command(after_help = "Example:\n  onoal topology --json")]
     Topology {
         /// Print Graphviz DOT.
         #[arg(long, conflicts_with = "svg")]
@@ -200,6 +230,7 @@ pub(crate) enum Command {
     /// Where a message to a ledger or an OID would go, and why: a direct peer, an OID-prefix
     /// path (a sub-organisation's parent, a peer of the same domain, a hub), a DHT lookup, or
     /// flooding (the running node's view, or the pinned peers when none runs).
+    #[command(after_help = "Example:\n  onoal route --to oid:onoal:gov:b --json")]
     Route {
         /// A ledger id or an OID (oid:onoal:org:b).
         #[arg(long)]
@@ -207,37 +238,46 @@ pub(crate) enum Command {
     },
     /// Ask other ledgers across the mesh (routed by OID, sealed end to end, every answer
     /// verified against the ledger's key before it is printed).
+    #[command(
+        after_help = "Example:\n  onoal remote query --to oid:onoal:gov:b --stream s0 --json"
+    )]
     Remote {
         #[command(subcommand)]
         what: RemoteCommand,
     },
     /// Cross-ledger references of this ledger's entries (`append --ref`).
+    #[command(after_help = "Example:\n  onoal ref check 12 --json")]
     Ref {
         #[command(subcommand)]
         what: RefCommand,
     },
     /// Issuer keys: Ed25519 keys that sign entries (`append --issuer-key`), separate from the
     /// ledger's own key.
+    #[command(after_help = "Example:\n  onoal key new hr.key --name oid:onoal:org:myorg:hr")]
     Key {
         #[command(subcommand)]
         what: KeyCommand,
     },
     /// Simulate a mesh in memory: the real DHT and peer-record cores of N nodes, virtual
     /// time, seeded latency, loss, churn and a partition; prints what lookups achieved.
+    #[command(after_help = "Example:\n  onoal sim --nodes 10000 --churn 0.1 --loss 0.01 --json")]
     Sim(SimArgs),
     /// A registry where ledgers register their signed records and look each other up
     /// (`onoal serve --registry URL`).
+    #[command(after_help = "Example:\n  onoal registry serve --listen 127.0.0.1:7490")]
     Registry {
         #[command(subcommand)]
         what: RegistryCommand,
     },
     /// Measure a workload next to its baseline (same run); see docs/performance.md.
+    #[command(after_help = "Example:\n  onoal bench append --entries 1000000")]
     Bench {
         #[command(subcommand)]
         what: BenchCommand,
     },
     /// Run the demo: three ledgers on loopback (child processes) append, sync each other's
     /// logs over QUIC, verify the replicas, and print a summary.
+    #[command(after_help = "Example:\n  onoal demo   |   onoal demo --keep")]
     Demo {
         /// Entries each ledger appends.
         #[arg(long, default_value_t = 100_000)]
@@ -250,11 +290,16 @@ pub(crate) enum Command {
     /// Run the node: serve the own log and replicas to pinned peers over QUIC, serve the HTTP
     /// API and dashboard, and follow the ledgers given with --follow, until SIGINT/SIGTERM.
     /// Every flag can also live in a TOML file (--config); flags override it.
+    #[command(
+        after_help = "Example:\n  onoal serve --listen 0.0.0.0:7400 --follow LEDGER_ID@host:7400"
+    )]
     Serve(Box<ServeArgs>),
     /// Show the running node: uptime, size, peers, replicas, follows (needs `onoal serve`).
+    #[command(after_help = "Example:\n  onoal status --json")]
     Status,
     /// Print the running node's live feed: one line per entry, checkpoint, replica sync and
     /// peer change (tail -f style; JSON Lines with --json).
+    #[command(after_help = "Example:\n  onoal watch --stream orders --json")]
     Watch {
         /// Only entries of this stream.
         #[arg(long)]
@@ -264,29 +309,41 @@ pub(crate) enum Command {
         from: Option<u64>,
     },
     /// Print a shell completion script: onoal completions bash > /etc/bash_completion.d/onoal
+    #[command(after_help = "Example:\n  onoal completions bash > /etc/bash_completion.d/onoal")]
     Completions {
         /// bash, zsh, fish, elvish or powershell.
         shell: clap_complete::Shell,
     },
     /// Print the man page (roff): onoal man > onoal.1
+    #[command(after_help = "Example:\n  onoal man > onoal.1")]
     Man,
     /// Pin and list peers.
+    #[command(
+        after_help = "Example:\n  onoal peer add onoal://LEDGER_ID@host:7400#KEY   |   onoal peer list"
+    )]
     Peer {
         #[command(subcommand)]
         what: PeerCommand,
     },
     /// Whom this ledger trusts: set a level, make anchors, and see the level derived for any
     /// ledger with the path it comes from (direct, chain, web of trust).
+    #[command(
+        after_help = "Example:\n  onoal trust set oid:onoal:org:b 0.8   |   onoal trust show oid:onoal:org:b"
+    )]
     Trust {
         #[command(subcommand)]
         what: TrustCommand,
     },
     /// Who may read this ledger's streams (served to peers, and by relays holding a replica).
+    #[command(after_help = "Example:\n  onoal stream visibility orders trusted:0.7")]
     Stream {
         #[command(subcommand)]
         what: StreamCommand,
     },
     /// Sync the replica of LEDGER_ID from a pinned peer, verifying everything received.
+    #[command(
+        after_help = "Example:\n  onoal sync onoal://LEDGER_ID@host:7400#KEY   |   onoal sync oid:onoal:org:b --follow"
+    )]
     Sync {
         /// Ledger to replicate.
         ledger_id: String,
@@ -310,6 +367,7 @@ pub(crate) enum Command {
     /// Rebuild this ledger's lost entries from a peer's verified replica (when opening or
     /// `onoal verify` reports entries lost): everything is checked against checkpoints signed
     /// by this ledger's own key before it is written.
+    #[command(after_help = "Example:\n  onoal restore --from LEDGER_ID@host:7400")]
     Restore {
         /// The pinned peer that holds a replica of this ledger: LEDGER_ID@HOST:PORT.
         #[arg(long)]
@@ -323,11 +381,15 @@ pub(crate) enum Command {
         timeout: f64,
     },
     /// List replicas and their sync state, or drop one.
+    #[command(
+        after_help = "Example:\n  onoal replicas   |   onoal replicas drop oid:onoal:org:b --yes"
+    )]
     Replicas {
         #[command(subcommand)]
         what: Option<ReplicasCommand>,
     },
     /// List forks found while syncing (both checkpoints as evidence), or drop a forked replica.
+    #[command(after_help = "Example:\n  onoal forks   |   onoal forks drop LEDGER_ID")]
     Forks {
         #[command(subcommand)]
         what: Option<ForksCommand>,
@@ -349,12 +411,18 @@ pub(crate) struct FilterArgs {
     /// Only entries by this issuer OID.
     #[arg(long)]
     pub(crate) issuer: Option<String>,
-    /// Only entries at or after this time, ms since the epoch (inclusive).
-    #[arg(long)]
+    /// Only entries at or after this time (inclusive): ms since the epoch, RFC 3339
+    /// (2026-12-03T10:00:00Z), or a duration back from now (90s, 15m, 1h, 7d, 2w).
+    #[arg(long, value_parser = time_arg)]
     pub(crate) since: Option<u64>,
-    /// Only entries at or before this time, ms since the epoch (inclusive).
-    #[arg(long)]
+    /// Only entries at or before this time (inclusive), written as for --since.
+    #[arg(long, value_parser = time_arg)]
     pub(crate) until: Option<u64>,
+}
+
+/// A time on the command line: ms since the epoch, RFC 3339, or a duration back from now.
+fn time_arg(text: &str) -> Result<u64, String> {
+    onoal_engine::time::parse_time(text, onoal_engine::time::now_ms()).map_err(|e| e.to_string())
 }
 
 impl From<&FilterArgs> for onoal_engine::Filter {
@@ -940,5 +1008,70 @@ pub(crate) fn command_name(c: &Command) -> &'static str {
         Command::Restore { .. } => "restore",
         Command::Replicas { .. } => "replicas",
         Command::Forks { .. } => "forks",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory as _, Parser as _};
+
+    use super::Cli;
+
+    /// Words of a shell command line (quotes removed), up to a redirection or pipe.
+    fn words(line: &str) -> Vec<String> {
+        let (mut out, mut word, mut quote, mut started) = (Vec::new(), String::new(), None, false);
+        for c in line.chars() {
+            match (quote, c) {
+                (Some(q), c) if c == q => quote = None,
+                (Some(_), c) => word.push(c),
+                (None, '\'' | '"') => {
+                    quote = Some(c);
+                    started = true;
+                }
+                (None, ' ') => {
+                    if started || !word.is_empty() {
+                        out.push(std::mem::take(&mut word));
+                    }
+                    started = false;
+                }
+                (None, c) => word.push(c),
+            }
+        }
+        if started || !word.is_empty() {
+            out.push(word);
+        }
+        let end =
+            out.iter().position(|w| matches!(w.as_str(), ">" | "|" | "&&")).unwrap_or(out.len());
+        out.truncate(end);
+        out
+    }
+
+    #[test]
+    fn every_command_has_an_example_and_every_example_parses() {
+        let cli = Cli::command();
+        for sub in cli.get_subcommands() {
+            let help = sub.get_after_help().map(ToString::to_string).unwrap_or_default();
+            let example = help
+                .strip_prefix("Example:\n  ")
+                .unwrap_or_else(|| panic!("`onoal {}` has no example", sub.get_name()));
+            for line in example.split("   |   ").flat_map(|l| l.split(" && ")) {
+                let line = line.trim_start_matches("producer | ");
+                let args = words(line);
+                assert_eq!(args[0], "onoal", "{line}");
+                if let Err(e) = Cli::try_parse_from(&args) {
+                    panic!("the example `{line}` does not parse: {e}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn globals_are_apart_from_a_command_s_own_flags() {
+        let mut cli = Cli::command();
+        cli.build();
+        let help = cli.find_subcommand_mut("get").unwrap().render_help().to_string();
+        let (own, globals) = help.split_once("Global options:").expect("a globals section");
+        assert!(own.contains("<SEQ>") && !own.contains("--durability"), "{help}");
+        assert!(globals.contains("--data") && globals.contains("--json"), "{help}");
     }
 }

@@ -140,3 +140,192 @@ pub(crate) fn error_json(e: &anyhow::Error) -> Value {
     };
     serde_json::json!({"error": {"kind": kind, "message": message, "hint": hint}})
 }
+
+/// A plain-text table: a header row, then the rows, columns padded to their widest cell (the
+/// last column is not padded). Width counts characters, not bytes.
+pub(crate) fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: &mut dyn Iterator<Item = &str>| {
+        let mut s = String::new();
+        for (i, (cell, w)) in cells.zip(&widths).enumerate() {
+            if i + 1 == widths.len() {
+                s.push_str(cell);
+            } else {
+                s.push_str(cell);
+                s.push_str(&" ".repeat(w - cell.chars().count() + 2));
+            }
+        }
+        s.trim_end().to_owned()
+    };
+    let mut out = line(&mut headers.iter().copied());
+    for row in rows {
+        out.push('\n');
+        out.push_str(&line(&mut row.iter().map(String::as_str)));
+    }
+    out
+}
+
+/// How long ago `then_ms` was, for people: `12s ago`, `5m ago`, `3h ago`, `2d ago`; `never`
+/// for 0.
+pub(crate) fn ago(then_ms: u64, now_ms: u64) -> String {
+    if then_ms == 0 {
+        return "never".into();
+    }
+    let s = now_ms.saturating_sub(then_ms) / 1000;
+    match s {
+        0..60 => format!("{s}s ago"),
+        60..3600 => format!("{}m ago", s / 60),
+        3600..86_400 => format!("{}h ago", s / 3600),
+        _ => format!("{}d ago", s / 86_400),
+    }
+}
+
+/// A count for people: `950`, `12.3k`, `4.56M`.
+pub(crate) fn count(n: u64) -> String {
+    #[allow(clippy::cast_precision_loss)] // for display only
+    let f = n as f64;
+    match n {
+        0..10_000 => n.to_string(),
+        10_000..1_000_000 => format!("{:.1}k", f / 1e3),
+        _ => format!("{:.2}M", f / 1e6),
+    }
+}
+
+/// A progress bar on stderr when it is a terminal and the output is not `--json` (hidden
+/// otherwise, so it never mixes into what a script reads). `Some(len)` counts `unit` (`bytes`
+/// shows sizes and a byte rate) with a rate and an ETA; `None` is a spinner with a rate.
+pub(crate) fn progress(
+    cli: &Cli,
+    len: Option<u64>,
+    unit: &str,
+    what: &str,
+) -> indicatif::ProgressBar {
+    use std::io::IsTerminal as _;
+    if !std::io::stderr().is_terminal() || cli.json {
+        return indicatif::ProgressBar::hidden();
+    }
+    let template = match (len, unit) {
+        (Some(_), "bytes") => {
+            "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}".to_owned()
+        }
+        (Some(_), _) => format!(
+            "{{msg}} [{{bar:30}}] {{human_pos}}/{{human_len}} {unit} {{per_sec}} ETA {{eta}}"
+        ),
+        (None, "") => "{spinner} {msg} {elapsed}".to_owned(),
+        (None, _) => format!("{{spinner}} {{msg}} {{human_pos}} {unit} {{per_sec}} {{elapsed}}"),
+    };
+    let bar = len.map_or_else(indicatif::ProgressBar::new_spinner, indicatif::ProgressBar::new);
+    if let Ok(style) = indicatif::ProgressStyle::with_template(&template) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_message(what.to_owned());
+    if len.is_none() {
+        bar.enable_steady_tick(std::time::Duration::from_millis(120));
+    }
+    bar
+}
+
+/// A JSON report for people: one row per leaf (`path  value`), numbers in human units and
+/// floats rounded, instead of indented JSON.
+pub(crate) fn flat_table(value: &Value) -> String {
+    fn walk(path: &str, v: &Value, rows: &mut Vec<Vec<String>>) {
+        match v {
+            Value::Object(m) => {
+                for (k, v) in m {
+                    let p = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+                    walk(&p, v, rows);
+                }
+            }
+            Value::Array(a) if a.iter().any(|x| x.is_object() || x.is_array()) => {
+                for (i, v) in a.iter().enumerate() {
+                    walk(&format!("{path}[{i}]"), v, rows);
+                }
+            }
+            _ => rows.push(vec![path.to_owned(), human_value(v)]),
+        }
+    }
+    let mut rows = Vec::new();
+    walk("", value, &mut rows);
+    table(&["FIGURE", "VALUE"], &rows)
+}
+
+/// A scalar for people: integers in human units, floats to 3 significant digits.
+fn human_value(v: &Value) -> String {
+    match v {
+        Value::Number(n) if n.is_u64() => count(n.as_u64().unwrap_or(0)),
+        Value::Number(n) => {
+            let f = n.as_f64().unwrap_or(0.0);
+            match f.abs() {
+                0.0 => "0".into(),
+                x if x >= 1e6 => format!("{:.2}M", f / 1e6),
+                x if x >= 1e4 => format!("{:.1}k", f / 1e3),
+                x if x >= 100.0 => format!("{f:.0}"),
+                x if x >= 1.0 => format!("{f:.2}"),
+                _ => format!("{f:.3}"),
+            }
+        }
+        Value::String(s) => s.clone(),
+        Value::Null => "-".into(),
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_pad_columns_to_the_widest_cell() {
+        let t = table(
+            &["ID", "SIZE", "NOTE"],
+            &[
+                vec!["a".into(), "12".into(), "x".into()],
+                vec!["long-id".into(), "3".into(), "".into()],
+            ],
+        );
+        assert_eq!(t, "ID       SIZE  NOTE\na        12    x\nlong-id  3");
+        assert_eq!(table(&["ÄB", "C"], &[vec!["é".into(), "d".into()]]), "ÄB  C\né   d");
+    }
+
+    #[test]
+    fn reports_flatten_to_rows_with_rounded_numbers() {
+        let v = serde_json::json!({"workload": "append", "entries_per_s": 512_345.678,
+            "baseline": {"raw_per_s": 900_000.0, "ratio": 0.569_1}, "p99_ms": [1.234_5, 2.0],
+            "runs": [{"n": 12_000}]});
+        let t = flat_table(&v);
+        let rows: Vec<(String, String)> = t
+            .lines()
+            .map(|l| {
+                let (k, v) = l.split_once(' ').unwrap();
+                (k.to_owned(), v.trim().to_owned())
+            })
+            .collect();
+        for (k, want) in [
+            ("workload", "append"),
+            ("entries_per_s", "512.3k"),
+            ("baseline.raw_per_s", "900.0k"),
+            ("baseline.ratio", "0.569"),
+            ("p99_ms", "[1.2345,2.0]"),
+            ("runs[0].n", "12.0k"),
+        ] {
+            assert!(rows.contains(&(k.to_owned(), want.to_owned())), "{k}:\n{t}");
+        }
+    }
+
+    #[test]
+    fn human_units() {
+        assert_eq!(ago(0, 5), "never");
+        assert_eq!(ago(1_000, 13_500), "12s ago");
+        assert_eq!(ago(1, 7_200_001), "2h ago");
+        assert_eq!(ago(10_000, 5_000), "0s ago", "a clock behind is not negative");
+        assert_eq!(
+            (count(950), count(12_345), count(4_560_000)),
+            ("950".into(), "12.3k".into(), "4.56M".into())
+        );
+    }
+}

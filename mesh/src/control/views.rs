@@ -18,6 +18,9 @@ pub struct EntryView {
     pub seq: u64,
     /// Time the ledger assigned, ms since the epoch.
     pub timestamp_ms: u64,
+    /// The same time, RFC 3339 in UTC (derived from `timestamp_ms`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub time: String,
     /// Stream name.
     pub stream: String,
     /// Entry type.
@@ -27,8 +30,12 @@ pub struct EntryView {
     pub subject: Option<String>,
     /// Issuer OID.
     pub issuer: Option<String>,
-    /// The payload, standard base64.
-    pub payload_b64: String,
+    /// The payload as text, when it is UTF-8 (exactly one of `payload` and `payload_b64`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload: Option<String>,
+    /// The payload, standard base64, when it is not UTF-8.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload_b64: Option<String>,
     /// Leaf hash of entry seq-1 (hex; zeros for seq 0).
     pub prev_hash: String,
     /// RFC 9162 leaf hash (hex).
@@ -47,17 +54,46 @@ pub struct EntryView {
     pub issuer_signature: Option<String>,
 }
 
+impl EntryView {
+    /// The payload's bytes (from `payload` or `payload_b64`); `None` when neither or both are
+    /// given, or the base64 does not decode.
+    pub fn payload_bytes(&self) -> Option<Vec<u8>> {
+        match (&self.payload, &self.payload_b64) {
+            (Some(t), None) => Some(t.clone().into_bytes()),
+            (None, Some(b)) => B64.decode(b).ok(),
+            _ => None,
+        }
+    }
+
+    /// Whether this view (as read from a file, perhaps written by an older version: base64
+    /// payloads, no `time`) shows exactly the entry `derived` was made from.
+    pub fn shows_same_entry_as(&self, derived: &Self) -> bool {
+        let mut shown = self.clone();
+        if shown.payload_bytes().is_none() || shown.payload_bytes() != derived.payload_bytes() {
+            return false;
+        }
+        shown.payload.clone_from(&derived.payload);
+        shown.payload_b64.clone_from(&derived.payload_b64);
+        if shown.time.is_empty() {
+            shown.time.clone_from(&derived.time);
+        }
+        shown == *derived
+    }
+}
+
 impl From<&StoredEntry> for EntryView {
     fn from(e: &StoredEntry) -> Self {
         let c = &e.entry.content;
         Self {
             seq: e.entry.seq,
             timestamp_ms: e.entry.timestamp_ms,
+            time: onoal_engine::time::rfc3339(e.entry.timestamp_ms),
             stream: c.stream.as_str().to_owned(),
             entry_type: c.entry_type.as_str().to_owned(),
             subject: c.subject.as_ref().map(|o| o.as_str().to_owned()),
             issuer: c.issuer.as_ref().map(|o| o.as_str().to_owned()),
-            payload_b64: B64.encode(&c.payload),
+            payload: std::str::from_utf8(&c.payload).ok().map(str::to_owned),
+            payload_b64: std::str::from_utf8(&c.payload).is_err().then(|| B64.encode(&c.payload)),
             prev_hash: e.entry.prev_hash.to_hex(),
             leaf_hash: e.leaf_hash.to_hex(),
             leaf_data_b64: B64.encode(&e.leaf_data),
@@ -649,7 +685,7 @@ impl ProofFile {
         if stored.entry.seq != self.seq {
             return Err(format!("the leaf data is entry {}, not {}", stored.entry.seq, self.seq));
         }
-        if EntryView::from(&stored) != self.entry {
+        if !self.entry.shows_same_entry_as(&EntryView::from(&stored)) {
             return Err("the entry's fields do not match its leaf data".into());
         }
         stored.entry.content.check_issuer_signature().map_err(|_| {
@@ -665,5 +701,53 @@ impl ProofFile {
                 format!("the inclusion proof does not lead to the checkpoint's root: {e}")
             })?;
         Ok(verifier.name().to_owned())
+    }
+}
+
+#[cfg(test)]
+mod entry_view_tests {
+    use super::*;
+
+    fn view(payload: &[u8]) -> EntryView {
+        EntryView {
+            seq: 3,
+            timestamp_ms: 1_764_720_000_000,
+            time: onoal_engine::time::rfc3339(1_764_720_000_000),
+            stream: "s".into(),
+            entry_type: "t".into(),
+            subject: None,
+            issuer: None,
+            payload: std::str::from_utf8(payload).ok().map(str::to_owned),
+            payload_b64: std::str::from_utf8(payload).is_err().then(|| B64.encode(payload)),
+            prev_hash: "00".repeat(32),
+            leaf_hash: "11".repeat(32),
+            leaf_data_b64: String::new(),
+            refs: vec![],
+            issuer_key: None,
+            issuer_signature: None,
+        }
+    }
+
+    #[test]
+    fn an_older_view_with_base64_and_no_time_shows_the_same_entry_and_lies_do_not() {
+        let derived = view(b"hello");
+        assert_eq!(derived.time, "2025-12-03T00:00:00.000Z");
+        let mut old = derived.clone();
+        old.payload = None;
+        old.payload_b64 = Some(B64.encode(b"hello"));
+        old.time = String::new();
+        assert!(old.shows_same_entry_as(&derived));
+        assert!(derived.shows_same_entry_as(&derived));
+        let mut lie = old.clone();
+        lie.payload_b64 = Some(B64.encode(b"hellO"));
+        assert!(!lie.shows_same_entry_as(&derived));
+        let mut lie = derived.clone();
+        lie.time = "2000-01-01T00:00:00.000Z".into();
+        assert!(!lie.shows_same_entry_as(&derived));
+        let mut both = derived.clone();
+        both.payload_b64 = Some(B64.encode(b"hello"));
+        assert!(!both.shows_same_entry_as(&derived), "exactly one payload field");
+        let bytes = view(&[0xff, 0]);
+        assert_eq!((bytes.payload.as_deref(), bytes.payload_b64.as_deref()), (None, Some("/wA=")));
     }
 }

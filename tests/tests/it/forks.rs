@@ -24,6 +24,10 @@ fn kinds(record: &Value) -> Vec<String> {
 }
 
 fn fork_of(dir: &Path, id: &str) -> Value {
+    // For people: the two notes side by side, the differing lines marked.
+    let human = String::from_utf8(run(onoal(dir).arg("forks")).stdout).unwrap();
+    assert!(human.contains(&format!("FORK of {id}")), "{human}");
+    assert!(human.contains("held (verified before)") && human.contains('≠'), "{human}");
     let forks = run_json(onoal(dir).arg("forks"));
     forks["forks"].as_array().unwrap().iter().find(|f| f["ledger_id"] == id).cloned().unwrap()
 }

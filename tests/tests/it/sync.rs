@@ -7,7 +7,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use onoal_tests::node::terminate;
-use onoal_tests::{onoal, run_fail, run_json};
+use onoal_tests::{onoal, run, run_fail, run_json};
 use serde_json::Value;
 
 pub(crate) use onoal_tests::node::{Node, Serve, import, init, pin, replica};
@@ -200,14 +200,46 @@ fn the_demo_runs_three_nodes_that_sync_and_audit_each_other() {
     let v = run_json(onoal(Path::new("/nonexistent-unused")).args(["demo", "--entries", "3000"]));
     assert_eq!(v["entries_synced"], 18_000);
     assert_eq!(v["cross_ledger_proof_verified"], true);
+    assert_eq!(
+        (v["wrong_key_refused"].as_bool(), v["tampered_proof_refused"].as_bool()),
+        (Some(true), Some(true))
+    );
+    // The restarted node fetched only what it missed: 1000 entries, from where it stopped.
+    assert_eq!(
+        (v["resumed_from"].as_u64(), v["resumed_entries"].as_u64()),
+        (Some(3020), Some(1000)),
+        "{v}"
+    );
     let ledgers = v["ledgers"].as_array().unwrap();
     assert_eq!(ledgers.len(), 3);
     for l in ledgers {
-        assert_eq!(l["entries"], 3000);
+        // alpha appended 20 live and 1000 more while gamma was down.
+        let alpha = if l["ledger"] == "alpha" { 4020 } else { 3000 };
+        assert_eq!(l["entries"], alpha, "{l}");
         for r in l["replicas"].as_array().unwrap() {
-            assert_eq!((r["entries"].as_u64(), r["verified"].as_bool()), (Some(3000), Some(true)));
+            let want = if r["of"] == "alpha" { 4020 } else { 3000 };
+            assert_eq!(
+                (r["entries"].as_u64(), r["verified"].as_bool()),
+                (Some(want), Some(true)),
+                "{r}"
+            );
         }
     }
+    // For people: a tutorial, each command shown, and nothing else leaks into it.
+    let out = run(onoal(Path::new("/nonexistent-unused")).args(["demo", "--entries", "300"]));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for want in [
+        "$ onoal --data alpha init",
+        "$ onoal --data beta serve",
+        "presented key",
+        "valid: index 150",
+        "NOT valid",
+        "resumed at entry 320",
+    ] {
+        assert!(text.contains(want), "{want} missing:\n{text}");
+    }
+    assert!(!text.contains('\u{1b}') && !text.contains("WARN"), "no bars or logs leak:\n{text}");
 }
 
 #[test]

@@ -34,6 +34,9 @@ fn a_ticket_from_serve_pins_and_syncs_and_keys_come_as_hex_or_vkey() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let replicas = run_json(onoal(&d("c")).args(["replicas"]));
     assert!(replicas.to_string().contains(&a.id), "{replicas}");
+    let human = String::from_utf8(run(onoal(&d("c")).args(["replicas"])).stdout).unwrap();
+    assert!(human.starts_with("LEDGER") && human.contains(&format!("{}  oid:onoal:org:a", a.id)));
+    assert!(human.trim_end().ends_with("1 replicas"), "{human}");
     assert!(run(onoal(&d("c")).args(["verify", "--ledger", &a.id])).status.success());
 
     // The vkey `init` printed, and no address: a peer that only reads from B.
@@ -158,5 +161,11 @@ fn another_key_for_a_pinned_ledger_is_refused_unless_replace_key() {
     assert!(!v["error"]["message"].as_str().unwrap().contains("(pass"), "hint apart: {v}");
     assert!(add(&third.key, &["--replace-key"]).status.success());
     assert_eq!(keys(&third.key), vec![a.key.clone(), impostor.key.clone()]);
+    // For people: a table, one row per peer, with the count of replaced keys.
+    let human = String::from_utf8(run(onoal(&d("b")).args(["peer", "list"])).stdout).unwrap();
+    let lines: Vec<&str> = human.lines().collect();
+    assert!(lines[0].starts_with("LEDGER") && lines[0].contains("OLD KEYS"), "{human}");
+    assert!(lines[1].starts_with(&a.id) && lines[1].trim_end().ends_with(" 2"), "{human}");
+    assert!(lines[1].contains("127.0.0.1:7402 (+1)"), "{human}");
     drop(served);
 }

@@ -5,6 +5,7 @@ use anyhow::{Result, anyhow};
 use crate::cli::{BenchCommand, Cli};
 
 pub(crate) fn run(cli: &Cli, what: &BenchCommand) -> Result<()> {
+    let running = crate::output::progress(cli, None, "", &format!("running {}", name(what)));
     let report = match what {
         BenchCommand::Append { entries, payload, batch, writers } => {
             onoal_benches::append(&onoal_benches::AppendParams {
@@ -32,11 +33,28 @@ pub(crate) fn run(cli: &Cli, what: &BenchCommand) -> Result<()> {
         BenchCommand::Trust { nodes, edges, seed } => onoal_benches::trust(*nodes, *edges, *seed),
         BenchCommand::Route { hops, queries } => onoal_benches::route(hops, *queries),
     }
-    .map_err(|e| anyhow!("benchmark failed: {e}"))?;
+    .map_err(|e| anyhow!("benchmark failed: {e}"));
+    running.finish_and_clear();
+    let report = report?;
     if cli.json {
         println!("{report}");
     } else {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        println!("{}", crate::output::flat_table(&report));
     }
     Ok(())
+}
+
+/// The workload's name, for the progress line.
+fn name(what: &BenchCommand) -> &'static str {
+    match what {
+        BenchCommand::Append { .. } => "the append benchmark",
+        BenchCommand::Proof { .. } => "the proof benchmark",
+        BenchCommand::Verify { .. } => "the audit benchmark",
+        BenchCommand::Sync { .. } => "the sync benchmark (two nodes on loopback)",
+        BenchCommand::Http(_) => "the HTTP benchmark",
+        BenchCommand::Grpc(_) => "the gRPC benchmark",
+        BenchCommand::Open { .. } => "the reopen benchmark",
+        BenchCommand::Trust { .. } => "the trust benchmark",
+        BenchCommand::Route { .. } => "the routing benchmark (a line of nodes)",
+    }
 }

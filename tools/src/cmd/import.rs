@@ -5,7 +5,7 @@
 //! UTF-8, too long, malformed) stops the import: every valid line before it is appended,
 //! nothing after it is read, and the message names the line and the seqs appended.
 
-use std::io::{BufRead, IsTerminal as _, Read as _, Write as _};
+use std::io::{BufRead, Read as _, Write as _};
 
 use anyhow::{Context as _, Result, anyhow, bail};
 use onoal_engine::{NewEntry, PendingAppend};
@@ -76,23 +76,32 @@ pub(crate) fn run(
     issuer_key: Option<&std::path::Path>,
 ) -> Result<()> {
     let issuer = issuer_key.map(crate::cmd::ledger::read_issuer_key).transpose()?;
-    let mut input: Box<dyn BufRead> = if file == "-" {
-        Box::new(std::io::stdin().lock())
+    // A file shows bytes read of its size (rate, ETA) and the entries appended; stdin a spinner.
+    let (mut input, bar): (Box<dyn BufRead>, _) = if file == "-" {
+        let bar = if ack {
+            indicatif::ProgressBar::hidden()
+        } else {
+            crate::output::progress(cli, None, "entries", "importing")
+        };
+        (Box::new(std::io::stdin().lock()), bar)
     } else {
-        Box::new(std::io::BufReader::new(
-            std::fs::File::open(file).with_context(|| format!("cannot open {file}"))?,
-        ))
+        let f = std::fs::File::open(file).with_context(|| format!("cannot open {file}"))?;
+        let len = f.metadata().map(|m| m.len()).ok();
+        let bar = if ack {
+            indicatif::ProgressBar::hidden()
+        } else {
+            crate::output::progress(cli, len, "bytes", "importing")
+        };
+        (Box::new(std::io::BufReader::new(bar.wrap_read(f))), bar)
     };
+    let by_bytes = file != "-";
     if let Some(node) = running_node(cli)? {
-        return run_through(cli, &node, &mut *input, ack, batch, issuer.as_ref());
+        let done = run_through(cli, &node, &mut *input, ack, batch, issuer.as_ref());
+        bar.finish_and_clear();
+        return done;
     }
     let ledger = open_write(cli)?;
     let max_payload = ledger.max_payload_bytes();
-    let bar = if std::io::stderr().is_terminal() && !ack {
-        indicatif::ProgressBar::new_spinner().with_message("importing")
-    } else {
-        indicatif::ProgressBar::hidden()
-    };
     // The reader parses and submits groups; the acker waits for each group in order and
     // prints its ack as soon as it is durable. Up to IN_FLIGHT groups are in flight, so parsing
     // overlaps hashing and fsync.
@@ -114,9 +123,13 @@ pub(crate) fn run(
                             a.first_seq.get_or_insert(f.seq);
                             a.last_seq = Some(l.seq);
                             a.appended += receipts.len() as u64;
-                            bar.set_position(a.appended);
+                            if by_bytes {
+                                bar.set_message(format!("importing: {} entries", a.appended));
+                            } else {
+                                bar.set_position(a.appended);
+                            }
                             if ack {
-                                let _ = writeln!(stdout, "acked {}", l.seq);
+                                let _ = writeln!(stdout, "{}", ack_line(cli.json, l.seq));
                                 let _ = stdout.flush();
                             }
                         }
@@ -190,6 +203,12 @@ pub(crate) fn run(
     print_imported(cli, ack, &acked, tree_size, checkpoint.size)
 }
 
+/// One acknowledgement: `acked SEQ`, or with `--json` the JSON Lines record
+/// `{"type":"ack","seq":SEQ}` (the summary that ends the stream has `"type":"summary"`).
+fn ack_line(json: bool, seq: u64) -> String {
+    if json { json!({"type": "ack", "seq": seq}).to_string() } else { format!("acked {seq}") }
+}
+
 fn print_imported(
     cli: &Cli,
     ack: bool,
@@ -198,6 +217,7 @@ fn print_imported(
     checkpoint_size: u64,
 ) -> Result<()> {
     let v = json!({
+        "type": "summary",
         "appended": acked.appended,
         "first_seq": acked.first_seq,
         "last_seq": acked.last_seq,
@@ -245,7 +265,7 @@ fn run_through(
             acked.last_seq = Some(l.seq);
             acked.appended += a.receipts.len() as u64;
             if ack {
-                writeln!(stdout, "acked {}", l.seq)?;
+                writeln!(stdout, "{}", ack_line(cli.json, l.seq))?;
                 stdout.flush()?;
             }
         }

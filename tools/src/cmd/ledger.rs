@@ -515,7 +515,10 @@ pub(crate) fn verify_tlog_proof(
             verdict["tree_size"],
             verdict["entry"]["stream"]
                 .as_str()
-                .map(|s| format!(" (entry of stream {s}, type {})", verdict["entry"]["type"]))
+                .map(|s| {
+                    let t = verdict["entry"]["type"].as_str().unwrap_or("?");
+                    format!(" (entry of stream {s}, type {t})")
+                })
                 .unwrap_or_default()
         ),
         Err(why) => format!("NOT valid: {why}"),

@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use crate::cli::Cli;
 use crate::client::running_node;
 use crate::cmd::ledger::{is_in_use, open_read, open_write_with};
-use crate::output::{one_line, print, print_value};
+use crate::output::{one_line, print};
 
 /// `LEDGER_ID@HOST:PORT`.
 pub(crate) fn parse_peer_spec(spec: &str) -> Result<(LedgerId, String)> {
@@ -283,16 +283,54 @@ pub(crate) fn peer_disconnect(cli: &Cli, ledger_id: &str) -> Result<()> {
 
 pub(crate) fn peer_list(cli: &Cli) -> Result<()> {
     // A running node also knows what discovery found; without one, the pinned peers.
-    if let Some(node) = running_node(cli)? {
-        let list: PeerList = node.get("/mesh/peers")?;
-        print_value(cli, &json!(list));
-        return Ok(());
-    }
-    let ledger = open_read(cli)?;
-    let peers = PeerStore::open(Arc::new(ledger))?.list()?;
-    let list: Vec<PeerView> = peers.iter().map(PeerView::from).collect();
-    print_value(cli, &json!({ "peers": list, "discovered": [] }));
+    let list: PeerList = if let Some(node) = running_node(cli)? {
+        node.get("/mesh/peers")?
+    } else {
+        let ledger = open_read(cli)?;
+        let peers = PeerStore::open(Arc::new(ledger))?.list()?;
+        PeerList { peers: peers.iter().map(PeerView::from).collect(), discovered: Vec::new() }
+    };
+    print(cli, json!(list), || peer_table(&list.peers, list.discovered.len()));
     Ok(())
+}
+
+/// `peer list` for people: one row per pinned peer.
+fn peer_table(peers: &[PeerView], discovered: usize) -> String {
+    use crate::output::{ago, table};
+    let now = onoal_engine::time::now_ms();
+    let rows: Vec<Vec<String>> = peers
+        .iter()
+        .map(|p| {
+            let address = match p.addresses.as_slice() {
+                [] => "-".to_owned(),
+                [one] => one.clone(),
+                [first, rest @ ..] => format!("{first} (+{})", rest.len()),
+            };
+            vec![
+                p.ledger_id.clone(),
+                p.oid.clone().unwrap_or_else(|| "-".into()),
+                address,
+                ago(p.last_seen_ms, now),
+                p.trust.map_or_else(|| "-".into(), |t| format!("{t:.2}")),
+                p.misbehaviour_count.to_string(),
+                format!("{}…", &p.public_key[..16.min(p.public_key.len())]),
+                if p.replaced_keys.is_empty() {
+                    "-".into()
+                } else {
+                    p.replaced_keys.len().to_string()
+                },
+            ]
+        })
+        .collect();
+    let mut out = table(
+        &["LEDGER", "OID", "ADDRESS", "LAST SEEN", "TRUST", "VIOLATIONS", "KEY", "OLD KEYS"],
+        &rows,
+    );
+    out.push_str(&format!("\n{} pinned", peers.len()));
+    if discovered > 0 {
+        out.push_str(&format!("; {discovered} discovered, not pinned (--json lists them)"));
+    }
+    out
 }
 
 /// `onoal discover`: through the running node's API (the DHT lives in the node).
@@ -346,7 +384,25 @@ pub(crate) fn discover(
 
 pub(crate) fn replicas(cli: &Cli) -> Result<()> {
     let ledger = open_read(cli)?;
-    print_value(cli, &json!({ "replicas": views::replicas(&ledger)? }));
+    let list = views::replicas(&ledger)?;
+    print(cli, json!({ "replicas": list }), || {
+        let rows: Vec<Vec<String>> = list
+            .iter()
+            .map(|r| {
+                vec![
+                    r.ledger_id.clone(),
+                    r.oid.clone(),
+                    r.kind.clone(),
+                    crate::output::count(r.size),
+                    r.checkpoint_size.map_or_else(|| "-".into(), crate::output::count),
+                    r.status.clone().unwrap_or_else(|| "-".into()),
+                    r.last_error.clone().unwrap_or_default(),
+                ]
+            })
+            .collect();
+        let headers = ["LEDGER", "OID", "KIND", "ENTRIES", "CHECKPOINT", "STATUS", "LAST ERROR"];
+        format!("{}\n{} replicas", crate::output::table(&headers, &rows), list.len())
+    });
     Ok(())
 }
 
@@ -355,8 +411,46 @@ pub(crate) fn forks(cli: &Cli, drop: Option<&str>) -> Result<()> {
         return drop_replica(cli, id, true, true);
     }
     let ledger = open_read(cli)?;
-    print_value(cli, &json!({ "forks": views::forks(&ledger)? }));
+    let forks = views::forks(&ledger)?;
+    print(cli, json!({ "forks": forks }), || {
+        if forks.is_empty() {
+            return "no forks: no replica's source was caught signing two histories".into();
+        }
+        let mut out = String::new();
+        for f in &forks {
+            out.push_str(&format!(
+                "FORK of {} (found {}): {}\n",
+                f.ledger_id,
+                onoal_engine::time::rfc3339(f.detected_ms),
+                f.reason
+            ));
+            out.push_str(&side_by_side(
+                ("held (verified before)", &f.held_checkpoint),
+                ("received (conflicting)", &f.received_checkpoint),
+            ));
+            out.push_str(&format!(
+                "drop it with `onoal forks drop {}` once the evidence is kept (--json has it all)\n\n",
+                f.ledger_id
+            ));
+        }
+        out.trim_end().to_owned()
+    });
     Ok(())
+}
+
+/// Two notes in two columns, with a marker on the lines that differ.
+fn side_by_side(left: (&str, &str), right: (&str, &str)) -> String {
+    let l: Vec<&str> = left.1.lines().collect();
+    let r: Vec<&str> = right.1.lines().collect();
+    let width = l.iter().chain([&left.0]).map(|s| s.chars().count()).max().unwrap_or(0);
+    let mut out = format!("    {:width$}   {}\n", left.0, right.0);
+    for i in 0..l.len().max(r.len()) {
+        let (a, b) = (l.get(i).copied().unwrap_or(""), r.get(i).copied().unwrap_or(""));
+        let mark = if a == b { ' ' } else { '≠' };
+        let pad = width - a.chars().count();
+        out.push_str(&format!("  {mark} {a}{}   {b}\n", " ".repeat(pad)));
+    }
+    out
 }
 
 /// `replicas drop` (any replica, confirmed) and `forks drop` (a forked one only).
@@ -443,15 +537,13 @@ pub(crate) fn sync(
     let rt = runtime()?;
     rt.block_on(async {
         let node = load_node(cli, ledger, "127.0.0.1:0", config)?;
-        let bar = if std::io::stderr().is_terminal() && !cli.json {
-            indicatif::ProgressBar::new(0)
-        } else {
-            indicatif::ProgressBar::hidden()
-        };
+        let bar = crate::output::progress(cli, Some(0), "entries", "syncing");
         if follow {
             let json = cli.json;
             let on_sync = move |s: &SyncSummary| {
-                let v = summary_json(s);
+                // JSON Lines: each record says what it is.
+                let mut v = summary_json(s);
+                v["type"] = json!("synced");
                 let mut out = std::io::stdout().lock();
                 let _ = if json {
                     writeln!(out, "{v}")
@@ -497,11 +589,7 @@ pub(crate) fn restore(cli: &Cli, from: &str, accept_loss: bool, timeout_secs: f6
     let summary = rt.block_on(async {
         let key = SecretKey::read_file(&key_path(&cli.data))?;
         let node = Node::bind(ledger.clone(), key, "127.0.0.1:0".parse()?, config)?;
-        let bar = if std::io::stderr().is_terminal() && !cli.json {
-            indicatif::ProgressBar::new(0)
-        } else {
-            indicatif::ProgressBar::hidden()
-        };
+        let bar = crate::output::progress(cli, Some(0), "entries", "syncing");
         let show = |p: onoal_mesh::SyncProgress| {
             bar.set_length(p.target);
             bar.set_position(p.held);

@@ -1,7 +1,6 @@
 //! `onoal verify`: the full audit, with progress on a terminal; exit 1 with the evidence when
 //! anything is off.
 
-use std::io::IsTerminal as _;
 use std::process::ExitCode;
 
 use anyhow::Result;
@@ -49,11 +48,7 @@ pub(crate) fn run(cli: &Cli, require_checkpoint: bool) -> Result<ExitCode> {
         }
     }
     let total = ledger.head()?.size;
-    let bar = if std::io::stderr().is_terminal() && !cli.json {
-        indicatif::ProgressBar::new(total)
-    } else {
-        indicatif::ProgressBar::hidden()
-    };
+    let bar = crate::output::progress(cli, Some(total), "entries", "verifying");
     let started = std::time::Instant::now();
     let result = ledger.verify(&|p| bar.set_position(p.entries_done));
     // Entries beyond the newest signed checkpoint are sound here but checkable by no one else.
