@@ -15,6 +15,8 @@ use crate::proto::{LedgerCertificate, PeerMisbehaved};
 
 /// Most misbehaviour reports kept per peer (the count keeps growing).
 const KEPT_REPORTS: usize = 32;
+/// Most addresses kept per peer: the one the operator gave first, then the newest dialled.
+const KEPT_ADDRESSES: usize = 4;
 
 /// What this ledger knows about another ledger.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -347,9 +349,10 @@ impl PeerStore {
                 r
             }
         };
+        // An address the operator gives replaces what was known (the peer moved); one the
+        // node dialled successfully is added by `learn`.
         if let Some(a) = address {
-            record.addresses.retain(|x| *x != a);
-            record.addresses.insert(0, a);
+            record.addresses = vec![a];
         }
         self.put(&record)?;
         Ok(record)
@@ -377,6 +380,9 @@ impl PeerStore {
                 && !record.addresses.contains(&a)
             {
                 record.addresses.push(a);
+                if record.addresses.len() > KEPT_ADDRESSES {
+                    record.addresses.remove(1);
+                }
             }
             if let Err(e) = self.put(&record) {
                 tracing::warn!(error = %e, "could not store a peer's certificate");
@@ -480,7 +486,7 @@ mod tests {
 
         let r = peers.replace_key(id, key(2), None, 7_000).unwrap();
         assert_eq!(r.public_key, key(2));
-        assert_eq!(r.addresses, vec!["127.0.0.1:2".to_owned(), "127.0.0.1:1".to_owned()]);
+        assert_eq!(r.addresses, vec!["127.0.0.1:2".to_owned()], "a given address replaces");
         let r = peers.replace_key(id, key(3), None, 8_000).unwrap();
         let history: Vec<_> =
             r.replaced_keys.iter().map(|k| (k.public_key, k.replaced_at_ms)).collect();
@@ -489,6 +495,31 @@ mod tests {
         assert!(!peers.is_pinned(&crate::id::PeerId::from_bytes(&key(1)).unwrap()));
         assert_eq!(peers.ledger_of(&crate::id::PeerId::from_bytes(&key(3)).unwrap()), Some(id));
         assert_eq!(peers.get(&id).unwrap().unwrap(), r);
+    }
+
+    #[test]
+    fn dialled_addresses_are_kept_up_to_a_bound_and_a_given_one_replaces_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let peers = store(dir.path());
+        let id = LedgerId::from_bytes([6; 16]);
+        peers.pin(id, key(1), Some("given:1".into())).unwrap();
+        let cert = crate::proto::LedgerCertificate {
+            ledger_id: id,
+            oid: "oid:onoal:org:x".into(),
+            public_key: key(1),
+            issued_ms: 0,
+            expires_ms: u64::MAX,
+            signature: vec![],
+        };
+        for port in 2..9 {
+            peers.learn(&cert, Some(format!("dialled:{port}")), "onoal/sync", 5);
+            peers.learn(&cert, Some(format!("dialled:{port}")), "onoal/sync", 5);
+        }
+        let r = peers.get(&id).unwrap().unwrap();
+        assert_eq!(r.addresses, ["given:1", "dialled:6", "dialled:7", "dialled:8"]);
+        assert_eq!(r.oid.as_deref(), Some("oid:onoal:org:x"));
+        peers.pin(id, key(1), Some("moved:9".into())).unwrap();
+        assert_eq!(peers.get(&id).unwrap().unwrap().addresses, ["moved:9"]);
     }
 
     #[test]
