@@ -959,5 +959,5 @@ fn large_entries_sync_in_bounded_memory() {
     assert!(receiver < RSS_BOUND_MIB, "the receiver grew to {receiver} MiB");
     assert!(server < RSS_BOUND_MIB, "the server grew to {server} MiB");
     let r = onoal_tests::node::replica(&b_dir, &a.id).unwrap();
-    assert_eq!(r["size"], 300);
+    assert_eq!(r["tree_size"], 300);
 }

@@ -103,7 +103,7 @@ fn held(m: &Member, origin: &Member) -> Result<u64> {
     Ok(v["replicas"]
         .as_array()
         .and_then(|r| r.iter().find(|x| x["ledger_id"] == origin.id.as_str()))
-        .and_then(|x| x["size"].as_u64())
+        .and_then(|x| x["tree_size"].as_u64())
         .unwrap_or(0))
 }
 

@@ -49,6 +49,7 @@ pub enum Event {
         /// The log.
         ledger_id: String,
         /// Its size.
+        #[serde(rename = "tree_size", alias = "size")]
         size: u64,
     },
     /// A sync of a replica finished.

@@ -148,6 +148,7 @@ pub struct AppendView {
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 pub struct CheckpointView {
     /// Tree size.
+    #[serde(rename = "tree_size", alias = "size")]
     pub size: u64,
     /// Root hash (hex).
     pub root: String,
@@ -414,7 +415,8 @@ pub struct ReplicaView {
     pub kind: String,
     /// The ledger's OID.
     pub oid: String,
-    /// Entries held.
+    /// Entries held (the tree size of the held log).
+    #[serde(rename = "tree_size", alias = "size")]
     pub size: u64,
     /// Root of the held tree (hex).
     pub root: String,

@@ -336,7 +336,7 @@ fn checkpoints_are_listed_and_verify_says_what_no_checkpoint_covers() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|c| c["size"].as_u64().unwrap())
+        .map(|c| c["tree_size"].as_u64().unwrap())
         .collect();
     assert_eq!(sizes.last(), Some(&1), "{list}");
     let err = run_fail(onoal(&data).args(["checkpoint", "--size", "99"]));

@@ -81,7 +81,7 @@ fn a_rewritten_origin_is_a_fork_for_followers_ahead_and_behind_and_relays_are_no
     let out = sync_from(&d("rw"), &a, &a, serve.1);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     serve.stop();
-    let size = |n: &str| crate::sync::replica(&d(n), &a.id).unwrap()["size"].as_u64().unwrap();
+    let size = |n: &str| crate::sync::replica(&d(n), &a.id).unwrap()["tree_size"].as_u64().unwrap();
     assert_eq!(
         (size("f1"), size("f2"), size("rw"), size("rh")),
         (300_000, 309_000, 307_010, 309_000)

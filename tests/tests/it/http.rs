@@ -103,8 +103,8 @@ fn every_ledger_route_answers_and_each_error_class_is_json() {
 
     // Checkpoints and proofs; the proof checks out against the signed root.
     let (s, cp) = post(&format!("{url}/ledger/checkpoint"), &json!({}));
-    assert_eq!((s, cp["size"].as_u64()), (200, Some(5)), "{cp}");
-    assert_eq!(get(&format!("{url}/ledger/checkpoint")).1["size"], 5);
+    assert_eq!((s, cp["tree_size"].as_u64()), (200, Some(5)), "{cp}");
+    assert_eq!(get(&format!("{url}/ledger/checkpoint")).1["tree_size"], 5);
     assert_eq!(get(&format!("{url}/ledger/checkpoints/5")).1["root"], cp["root"]);
     assert!(
         get(&format!("{url}/ledger/checkpoints")).1["sizes"]
@@ -343,7 +343,7 @@ fn the_cli_drives_a_running_node() {
     .unwrap();
     let err = run_fail(onoal(&a_dir).arg("import").arg(&file));
     assert!(err.contains("line 2") && err.contains("seqs 303 to 303"), "{err}");
-    assert_eq!(run_json(onoal(&a_dir).args(["checkpoint"]))["size"], 304);
+    assert_eq!(run_json(onoal(&a_dir).args(["checkpoint"]))["tree_size"], 304);
 
     // Peers and sync through B's node: pin A, sync, follow, see it in status; remove.
     pin(&b_dir, &a, serve_a.1);
@@ -552,7 +552,7 @@ fn the_feed_sends_every_entry_in_order_across_a_burst() {
                 assert_eq!(e["seq"].as_u64(), Some(next), "no gap, no repeat: {e}");
                 next += 1;
             }
-            "checkpoint" => assert!(e["size"].as_u64().is_some(), "{e}"),
+            "checkpoint" => assert!(e["tree_size"].as_u64().is_some(), "{e}"),
             other => panic!("unexpected event {other}: {e}"),
         }
     }
@@ -658,7 +658,7 @@ fn the_tile_api_serves_a_log_standard_clients_can_verify() {
     let (a, b) = (init(&a_dir, "oid:onoal:test:a"), init(&b_dir, "oid:onoal:test:b"));
     import(&a_dir, 0, 600);
     let vkey = run_json(onoal(&a_dir).args(["checkpoint"]));
-    assert_eq!(vkey["size"], 600);
+    assert_eq!(vkey["tree_size"], 600);
     let serve_a = Serve::start(&a_dir, 0, &[]);
     let a_vkey = {
         let st = get(&format!("{}/status", serve_a.url())).1;
@@ -862,7 +862,7 @@ fn mesh_routes_pin_sync_and_refuse_with_json_errors() {
         "bad_request",
     );
     // The replica stays after the peer goes.
-    assert_eq!(get(&format!("{ub}/ledger/replicas")).1["replicas"][0]["size"], 50);
+    assert_eq!(get(&format!("{ub}/ledger/replicas")).1["replicas"][0]["tree_size"], 50);
     serve_b.stop();
     serve_a.stop();
 }

@@ -259,7 +259,7 @@ fn case(mode: Evil, expect: &str, kind: &str) {
     if matches!(mode, Evil::Fork | Evil::BadConsistencyProof) {
         hold_honest_300(&h, &b_dir);
     }
-    let held_before = replica(&b_dir, &a.id).and_then(|r| r["size"].as_u64()).unwrap_or(0);
+    let held_before = replica(&b_dir, &a.id).and_then(|r| r["tree_size"].as_u64()).unwrap_or(0);
     let cp_before = replica(&b_dir, &a.id).and_then(|r| r["checkpoint_size"].as_u64());
 
     let (rt, port) =
@@ -278,7 +278,7 @@ fn case(mode: Evil, expect: &str, kind: &str) {
     // Nothing of the violation was written.
     let after = replica(&b_dir, &a.id);
     assert_eq!(
-        after.as_ref().and_then(|r| r["size"].as_u64()).unwrap_or(0),
+        after.as_ref().and_then(|r| r["tree_size"].as_u64()).unwrap_or(0),
         held_before,
         "{mode:?}"
     );
@@ -378,7 +378,11 @@ fn a_full_sync_replaces_the_replica_only_once_the_new_data_verified() {
     assert!(err.contains("bad bundle"), "{err}");
     // The replica is as it was, and still verifies.
     let r = replica(&b_dir, &a.id).unwrap();
-    assert_eq!((r["size"].as_u64(), r["checkpoint_size"].as_u64()), (Some(300), Some(300)), "{r}");
+    assert_eq!(
+        (r["tree_size"].as_u64(), r["checkpoint_size"].as_u64()),
+        (Some(300), Some(300)),
+        "{r}"
+    );
     assert_eq!(run_json(onoal(&b_dir).args(["verify", "--ledger", &a.id]))["ok"], true);
 }
 

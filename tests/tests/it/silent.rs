@@ -188,7 +188,7 @@ fn idle_followers_cost_their_source_no_cpu() {
     // Every follower holds the 300 entries (then it long-polls).
     let deadline = Instant::now() + Duration::from_secs(60);
     for (dir, _) in &followers {
-        while crate::sync::replica(dir, &a.id).and_then(|r| r["size"].as_u64()) != Some(300) {
+        while crate::sync::replica(dir, &a.id).and_then(|r| r["tree_size"].as_u64()) != Some(300) {
             assert!(Instant::now() < deadline, "a follower did not sync");
             std::thread::sleep(Duration::from_millis(100));
         }

@@ -98,7 +98,7 @@ fn a_killed_sync_resumes_without_refetching_committed_bundles() {
             onoal(&b_dir).args(["sync", &a.id, "--json"]).stdout(Stdio::null()).spawn().unwrap();
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            let size = replica(&b_dir, &a.id).and_then(|r| r["size"].as_u64()).unwrap_or(0);
+            let size = replica(&b_dir, &a.id).and_then(|r| r["tree_size"].as_u64()).unwrap_or(0);
             if size > 0 || Instant::now() > deadline || child.try_wait().unwrap().is_some() {
                 break;
             }
@@ -106,7 +106,7 @@ fn a_killed_sync_resumes_without_refetching_committed_bundles() {
         }
         let _ = child.kill();
         child.wait().unwrap();
-        held_at_kill = replica(&b_dir, &a.id).and_then(|r| r["size"].as_u64()).unwrap_or(0);
+        held_at_kill = replica(&b_dir, &a.id).and_then(|r| r["tree_size"].as_u64()).unwrap_or(0);
         if held_at_kill > 0 && held_at_kill < N {
             break;
         }
@@ -192,7 +192,7 @@ fn a_follower_reconnects_after_the_source_restarts_and_catches_up() {
     terminate(&mut follower);
     assert!(caught_up, "the follower did not catch up to 1200 after the source restarted");
     serve_a.stop();
-    assert_eq!(replica(&b_dir, &a.id).unwrap()["size"], 1200);
+    assert_eq!(replica(&b_dir, &a.id).unwrap()["tree_size"], 1200);
 }
 
 #[test]
@@ -278,7 +278,7 @@ fn filtered_sync_keeps_matching_entries_with_proofs_in_a_sparse_replica() {
     let s = run_json(onoal(&b_dir).args(["sync", &a.id, "--stream", "s1"]));
     assert_eq!((s["entries"].as_u64(), s["checkpoint_size"].as_u64()), (Some(1000), Some(3000)));
     let r = replica(&b_dir, &a.id).unwrap();
-    assert_eq!((r["kind"].as_str(), r["size"].as_u64()), (Some("sparse"), Some(1000)));
+    assert_eq!((r["kind"].as_str(), r["tree_size"].as_u64()), (Some("sparse"), Some(1000)));
 
     // Reads on the sparse replica answer as the source does for what it holds.
     let q = ["query", "--stream", "s1", "--limit", "10000"];

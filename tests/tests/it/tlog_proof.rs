@@ -21,7 +21,12 @@ fn a_tlog_proof_verifies_with_the_vkey_alone_and_every_change_is_caught() {
     import(&d("a"), 0, 7); // import signs a checkpoint of size 7
     import(&d("a"), 7, 2);
     let sizes = |v: serde_json::Value| -> Vec<u64> {
-        v["checkpoints"].as_array().unwrap().iter().map(|c| c["size"].as_u64().unwrap()).collect()
+        v["checkpoints"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["tree_size"].as_u64().unwrap())
+            .collect()
     };
     assert_eq!(sizes(run_json(onoal(&d("a")).arg("checkpoints"))), vec![7, 9]);
     // The newest signed size that holds the entry.

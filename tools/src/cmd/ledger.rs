@@ -598,15 +598,15 @@ pub(crate) fn checkpoints(cli: &Cli) -> Result<()> {
     let mut list = Vec::new();
     for size in log.checkpoint_sizes()? {
         if let Some(cp) = log.checkpoint_at(size)? {
-            list.push(json!({"size": cp.size, "root": cp.root.to_hex()}));
+            list.push(json!({"tree_size": cp.size, "root": cp.root.to_hex()}));
         }
     }
     print(cli, json!({ "checkpoints": list }), || {
-        let mut s = format!("{:>12}  root\n", "size");
+        let mut s = format!("{:>12}  root\n", "tree_size");
         for c in &list {
             s.push_str(&format!(
                 "{:>12}  {}\n",
-                c["size"].as_u64().unwrap_or(0),
+                c["tree_size"].as_u64().unwrap_or(0),
                 c["root"].as_str().unwrap_or("")
             ));
         }

@@ -49,8 +49,8 @@ async function refresh() {
     }
     lastSize = status.tree_size; lastTime = now;
     fill("replicas", replicas.replicas.map((r) => {
-      const lag = r.checkpoint_size == null ? "" : Math.max(0, r.checkpoint_size - r.size);
-      return [short(r.ledger_id), r.kind, r.size.toLocaleString(), r.checkpoint_size ?? "", lag, r.status ?? ""];
+      const lag = r.checkpoint_size == null ? "" : Math.max(0, r.checkpoint_size - r.tree_size);
+      return [short(r.ledger_id), r.kind, r.tree_size.toLocaleString(), r.checkpoint_size ?? "", lag, r.status ?? ""];
     }));
     fill("peers", peers.peers.map((p) => {
       const m = document.createElement("span");
@@ -128,7 +128,7 @@ function connectFeed() {
     const e = JSON.parse(m.data);
     let what = e.type;
     if (e.type === "entry") what = "entry " + e.seq + " " + e.stream + "/" + e.entry_type;
-    else if (e.type === "checkpoint") what = "checkpoint " + e.size;
+    else if (e.type === "checkpoint") what = "checkpoint " + e.tree_size;
     else if (e.type === "replica") what = "replica " + short(e.ledger_id) + " " + e.from_size + " -> " + e.to_size;
     else if (e.type === "peer") what = "peer " + short(e.ledger_id) + " " + e.state;
     events.prepend(row([new Date().toLocaleTimeString(), what]));
