@@ -551,7 +551,9 @@ pub(crate) enum RemoteCommand {
 pub(crate) enum TrustCommand {
     /// Trust LEDGER_ID at LEVEL (0 to 1), e.g. `onoal trust set ID 0.8 --reason audited`.
     Set {
+        /// The ledger: its id, a unique id prefix (4+ hex digits) or its OID.
         ledger_id: String,
+        /// Trust from 0 (none) to 1 (full).
         level: f64,
         /// Why (kept with the level).
         #[arg(long)]
@@ -561,12 +563,20 @@ pub(crate) enum TrustCommand {
         expires_in_s: Option<u64>,
     },
     /// The level derived for LEDGER_ID, the path it comes from, and this ledger's own row.
-    Show { ledger_id: String },
+    Show {
+        /// The ledger: its id, a unique id prefix (4+ hex digits) or its OID.
+        ledger_id: String,
+    },
     /// Every ledger trusted (directly, as an anchor, or through them), best first.
     List,
     /// How FROM trusts TO as far as this ledger knows (its own decisions, and the signed
     /// statements it holds): the best path and each hop.
-    Path { from: String, to: String },
+    Path {
+        /// The ledger whose trust is followed (id, prefix or OID).
+        from: String,
+        /// The ledger trusted (id, prefix or OID).
+        to: String,
+    },
     /// Trust anchors: trusted at 1.0, and the start of chains.
     Anchor {
         #[command(subcommand)]
@@ -593,9 +603,15 @@ pub(crate) enum StreamCommand {
 #[derive(Subcommand, Debug)]
 pub(crate) enum AnchorCommand {
     /// Make LEDGER_ID an anchor.
-    Add { ledger_id: String },
+    Add {
+        /// The ledger: its id, a unique id prefix (4+ hex digits) or its OID.
+        ledger_id: String,
+    },
     /// Stop treating LEDGER_ID as an anchor.
-    Remove { ledger_id: String },
+    Remove {
+        /// The ledger: its id, a unique id prefix (4+ hex digits) or its OID.
+        ledger_id: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -757,7 +773,10 @@ pub(crate) enum RegistryCommand {
 pub(crate) enum ForksCommand {
     /// Delete the forked replica of LEDGER_ID (and its fork evidence); the next sync starts
     /// afresh. A replica that has not forked is refused: use `onoal replicas drop`.
-    Drop { ledger_id: String },
+    Drop {
+        /// The ledger: its id, a unique id prefix (4+ hex digits) or its OID.
+        ledger_id: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -765,6 +784,7 @@ pub(crate) enum ReplicasCommand {
     /// Delete the replica of LEDGER_ID (its entries and sync state); the next sync starts
     /// afresh. Asks for confirmation on a terminal; elsewhere needs --yes.
     Drop {
+        /// The ledger: its id, a unique id prefix (4+ hex digits) or its OID.
         ledger_id: String,
         /// Do not ask.
         #[arg(long)]
@@ -817,6 +837,7 @@ pub(crate) struct QueryArgs {
 /// `bench http` and `bench grpc`.
 #[derive(Args, Debug)]
 pub(crate) struct ApiBenchArgs {
+    /// Entries in the ledger the workload runs on.
     #[arg(long, default_value_t = 200_000)]
     pub(crate) entries: u64,
     /// Payload bytes per entry.
@@ -831,6 +852,7 @@ pub(crate) struct ApiBenchArgs {
 pub(crate) enum BenchCommand {
     /// Append throughput and latency vs raw RocksDB WriteBatch puts (durability: --durability).
     Append {
+        /// Entries in the ledger the workload runs on.
         #[arg(long, default_value_t = 1_000_000)]
         entries: u64,
         /// Payload bytes per entry.
@@ -845,6 +867,7 @@ pub(crate) enum BenchCommand {
     },
     /// Inclusion and consistency proof generation and verification vs the hashing limit.
     Proof {
+        /// Entries in the ledger the workload runs on.
         #[arg(long, default_value_t = 1_000_000)]
         entries: u64,
         /// Proofs to generate.
@@ -856,13 +879,16 @@ pub(crate) enum BenchCommand {
     },
     /// Full audit throughput vs SHA-256 of the same leaf bytes on all cores.
     Verify {
+        /// Entries in the ledger the workload runs on.
         #[arg(long, default_value_t = 1_000_000)]
         entries: u64,
+        /// Reuse (or build) the ledger in this directory instead of a temporary one.
         #[arg(long)]
         dir: Option<PathBuf>,
     },
     /// Full sync of N entries between two nodes on loopback vs raw quinn and raw RocksDB.
     Sync {
+        /// Entries in the ledger the workload runs on.
         #[arg(long, default_value_t = 1_000_000)]
         entries: u64,
     },
@@ -873,10 +899,13 @@ pub(crate) enum BenchCommand {
     /// Web of trust from one ledger to all others over a random trust graph (depth 6, one
     /// core) vs a breadth-first walk of the same edges.
     Trust {
+        /// Ledgers in the trust graph.
         #[arg(long, default_value_t = 10_000)]
         nodes: usize,
+        /// Trust statements (edges) between them, drawn at random.
         #[arg(long, default_value_t = 100_000)]
         edges: usize,
+        /// Seed of the random graph (the same seed, the same graph).
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
@@ -892,8 +921,10 @@ pub(crate) enum BenchCommand {
     },
     /// Reopen time vs a raw RocksDB open of the same directory.
     Open {
+        /// Entries in the ledger the workload runs on.
         #[arg(long, default_value_t = 1_000_000)]
         entries: u64,
+        /// Reuse (or build) the ledger in this directory instead of a temporary one.
         #[arg(long)]
         dir: Option<PathBuf>,
     },
@@ -919,7 +950,12 @@ pub(crate) enum ProveCommand {
         bundle: bool,
     },
     /// Consistency proof between tree sizes OLD and NEW.
-    Consistency { old: u64, new: u64 },
+    Consistency {
+        /// The older tree size.
+        old: u64,
+        /// The newer tree size.
+        new: u64,
+    },
 }
 
 /// `onoal sim`.
@@ -1070,7 +1106,11 @@ mod tests {
         fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
             for arg in cmd.get_arguments() {
                 let id = arg.get_id().as_str();
-                if arg.get_help().is_none() && arg.get_long_help().is_none() && id != "help" && id != "version" {
+                if arg.get_help().is_none()
+                    && arg.get_long_help().is_none()
+                    && id != "help"
+                    && id != "version"
+                {
                     missing.push(format!("{path} {id}"));
                 }
             }
