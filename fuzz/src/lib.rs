@@ -11,3 +11,16 @@ pub mod id;
 pub mod swim;
 
 pub mod proto;
+
+/// The note verifier the fuzz targets check against: key seed 42, name `oid:onoal:fuzz`.
+pub fn note_verifier() -> &'static onoal_engine::checkpoint::NoteVerifier {
+    static V: std::sync::OnceLock<onoal_engine::checkpoint::NoteVerifier> =
+        std::sync::OnceLock::new();
+    V.get_or_init(|| {
+        let key = onoal_engine::identity::SecretKey::from_seed(&[42; 32]);
+        onoal_engine::checkpoint::NoteSigner::new("oid:onoal:fuzz", key.signing_key().clone())
+            .unwrap()
+            .verifier()
+            .clone()
+    })
+}
