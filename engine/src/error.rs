@@ -219,6 +219,9 @@ pub enum ReadError {
         "the ledger is open read-only and has no checkpoint of its current size yet; the writing process signs one within its checkpoint interval"
     )]
     ReadOnly,
+    /// An argument the caller gave is not acceptable (the message says which and why).
+    #[error("{0}")]
+    InvalidInput(String),
 }
 
 impl From<crate::store::StoreError> for ReadError {

@@ -40,6 +40,7 @@
 pub mod audit;
 pub mod chain;
 pub mod checkpoint;
+pub mod cosignature;
 #[cfg(feature = "storage")]
 pub mod error;
 pub mod hash;

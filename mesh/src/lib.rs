@@ -65,6 +65,7 @@ pub mod swim;
 pub mod ticket;
 pub mod tls;
 pub mod trust;
+pub mod witness;
 
 pub use id::{LedgerId, PeerId};
 pub use net::{Node, NodeConfig, SyncError, SyncMode, SyncProgress, SyncSummary};

@@ -140,11 +140,17 @@ pub(crate) enum Command {
     #[command(after_help = "Example:\n  onoal info --json")]
     Info,
     /// Print a signed checkpoint (the latest, signing one for the current size if needed).
-    #[command(after_help = "Example:\n  onoal checkpoint   |   onoal checkpoint --size 1000")]
+    #[command(
+        after_help = "Example:\n  onoal checkpoint   |   onoal checkpoint --size 1000   |   onoal checkpoint --cosigned"
+    )]
     Checkpoint {
         /// Print the stored checkpoint of this tree size instead.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "cosigned")]
         size: Option<u64>,
+        /// Print the newest checkpoint that carries witness cosignatures (`serve --witness`),
+        /// with their signature lines.
+        #[arg(long)]
+        cosigned: bool,
     },
     /// List the stored checkpoints (size and root), oldest first.
     #[command(after_help = "Example:\n  onoal checkpoints --json")]
@@ -179,6 +185,13 @@ pub(crate) enum Command {
         /// that these exact bytes are what was logged.
         #[arg(long)]
         leaf_data: Option<PathBuf>,
+        /// A witness whose cosignature on the proof's checkpoint counts (its C2SP vkey, as
+        /// `onoal witness info` prints it; repeatable).
+        #[arg(long, value_name = "VKEY")]
+        witness_vkey: Vec<String>,
+        /// Valid cosignatures of --witness-vkey witnesses required [default: all given].
+        #[arg(long, value_name = "K")]
+        quorum: Option<usize>,
     },
     /// Audit the whole ledger: entries, chain, tiles, checkpoints (a replica: also that no
     /// fork was found while syncing it).
@@ -363,6 +376,10 @@ pub(crate) enum Command {
         /// into a sparse replica.
         #[command(flatten)]
         filter: FilterArgs,
+        /// Accept checkpoints of this ledger (now and in later syncs) only with K cosignatures
+        /// of the witnesses the node trusts (`serve --trust-witness VKEY`); 0 lifts it.
+        #[arg(long, value_name = "K")]
+        require_witnesses: Option<usize>,
     },
     /// Rebuild this ledger's lost entries from a peer's verified replica (when opening or
     /// `onoal verify` reports entries lost): everything is checked against checkpoints signed
@@ -394,6 +411,21 @@ pub(crate) enum Command {
         #[command(subcommand)]
         what: Option<ForksCommand>,
     },
+    /// This node as a witness (C2SP tlog-witness): its cosigning key, the logs it witnessed,
+    /// the split views it caught, and this ledger's own witnesses.
+    #[command(after_help = "Example:\n  onoal witness info --json")]
+    Witness {
+        #[command(subcommand)]
+        what: WitnessCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum WitnessCommand {
+    /// Print the witness's name and vkey (give the vkey to those who should trust its
+    /// cosignatures: `serve --trust-witness`, `verify-proof --witness-vkey`), and with a
+    /// running node what it witnessed and caught.
+    Info,
 }
 
 /// Which entries (all given must match): `query`, and a filtered `sync`.
@@ -743,6 +775,25 @@ pub(crate) struct ServeArgs {
     /// and record the outcome (`onoal ref list`, `GET /mesh/refs`).
     #[arg(long)]
     pub(crate) verify_refs: bool,
+    /// Send each new checkpoint of this ledger to this witness (a pinned LEDGER_ID; repeatable)
+    /// and keep the cosignatures it returns with the checkpoint.
+    #[arg(long)]
+    pub(crate) witness: Vec<String>,
+    /// Serve (publish) only checkpoints cosigned by at least K of the --witness ledgers
+    /// [default: 0, every checkpoint is served].
+    #[arg(long, value_name = "K")]
+    pub(crate) witness_quorum: Option<usize>,
+    /// Also witness this non-Onoal log, named by its C2SP verifier key (repeatable); pinned
+    /// ledgers are witnessed anyway.
+    #[arg(long, value_name = "VKEY")]
+    pub(crate) witness_log: Vec<String>,
+    /// Trust this witness's cosignatures (its C2SP vkey, from `onoal witness info`; repeatable).
+    #[arg(long, value_name = "VKEY")]
+    pub(crate) trust_witness: Vec<String>,
+    /// Accept a checkpoint of any ledger only with K cosignatures of --trust-witness witnesses
+    /// [default: 0]; `onoal sync --require-witnesses K` sets it per ledger.
+    #[arg(long, value_name = "K")]
+    pub(crate) require_witnesses: Option<usize>,
 }
 
 /// `onoal registry ...`
@@ -1017,6 +1068,7 @@ pub(crate) fn command_name(c: &Command) -> &'static str {
         Command::Info => "info",
         Command::Checkpoint { .. } => "checkpoint",
         Command::Checkpoints => "checkpoints",
+        Command::Witness { .. } => "witness",
         Command::Prove { .. } => "prove",
         Command::Proof { .. } => "proof",
         Command::Verify { .. } => "verify",

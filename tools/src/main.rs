@@ -106,7 +106,7 @@ fn check_globals(cli: &Cli) -> Result<()> {
             | Command::Stream { .. }
             | Command::Forks { what: Some(_) }
             | Command::Replicas { what: Some(_) }
-    ) || matches!(cli.command, Command::Checkpoint { size: None } if cli.ledger.is_none());
+    ) || matches!(cli.command, Command::Checkpoint { size: None, cosigned: false } if cli.ledger.is_none());
     if cli.durability.is_some() && !writes {
         return Err(output::Failure::usage(format!(
             "--durability does not apply to `{name}`: it only reads; give it to commands that write (append, import, serve, sync, ...)"
@@ -129,7 +129,7 @@ fn run(cli: &Cli) -> Result<ExitCode> {
         Command::Query(q) => cmd::ledger::query(cli, q)?,
         Command::Export { filter } => cmd::ledger::export(cli, filter)?,
         Command::Info => cmd::ledger::info(cli)?,
-        Command::Checkpoint { size } => cmd::ledger::checkpoint(cli, *size)?,
+        Command::Checkpoint { size, cosigned } => cmd::ledger::checkpoint(cli, *size, *cosigned)?,
         Command::Prove { what } => cmd::ledger::prove(cli, what)?,
         Command::Verify { require_checkpoint } => {
             return cmd::verify::run(cli, *require_checkpoint);
@@ -147,8 +147,15 @@ fn run(cli: &Cli) -> Result<ExitCode> {
         Command::Proof { what: ProofCommand::Export { seq } } => {
             cmd::ledger::proof_export(cli, *seq)?
         }
-        Command::VerifyProof { file, vkey, leaf_data } => {
-            return cmd::ledger::verify_tlog_proof(cli, file, vkey, leaf_data.as_deref());
+        Command::VerifyProof { file, vkey, leaf_data, witness_vkey, quorum } => {
+            return cmd::ledger::verify_tlog_proof(
+                cli,
+                file,
+                vkey,
+                leaf_data.as_deref(),
+                witness_vkey,
+                *quorum,
+            );
         }
         Command::Proof { what: ProofCommand::Verify { file, vkey } } => {
             return cmd::ledger::proof_verify(cli, file, vkey);
@@ -211,21 +218,22 @@ fn run(cli: &Cli) -> Result<ExitCode> {
         Command::Peer { what: PeerCommand::Remove { ledger_id } } => {
             cmd::mesh::peer_remove(cli, ledger_id)?;
         }
-        Command::Sync { ledger_id, from, mode, follow, timeout, filter } => {
-            return cmd::mesh::sync(
-                cli,
-                ledger_id,
-                from.as_deref(),
-                (*mode).into(),
-                *follow,
-                *timeout,
-                &filter.into(),
-            );
+        Command::Sync { ledger_id, from, mode, follow, timeout, filter, require_witnesses } => {
+            let filter = filter.into();
+            let how = cmd::mesh::SyncHow {
+                mode: (*mode).into(),
+                follow: *follow,
+                timeout_secs: *timeout,
+                filter: &filter,
+                require_witnesses: *require_witnesses,
+            };
+            return cmd::mesh::sync(cli, ledger_id, from.as_deref(), how);
         }
         Command::Replicas { what: None } => cmd::mesh::replicas(cli)?,
         Command::Replicas { what: Some(ReplicasCommand::Drop { ledger_id, yes }) } => {
             cmd::mesh::drop_replica(cli, ledger_id, *yes, false)?;
         }
+        Command::Witness { what: cli::WitnessCommand::Info } => cmd::witness::info(cli)?,
         Command::Forks { what } => cmd::mesh::forks(
             cli,
             what.as_ref().map(|ForksCommand::Drop { ledger_id }| ledger_id.as_str()),

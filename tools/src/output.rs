@@ -104,6 +104,7 @@ pub(crate) fn classify(e: &anyhow::Error) -> (String, Option<String>) {
                 ReadError::NotHeld { .. } => "not_held",
                 ReadError::Proof(_) => "proof",
                 ReadError::ReadOnly => "read_only",
+                ReadError::InvalidInput(_) => "invalid_input",
                 _ => "storage",
             }
         } else if let Some(a) = cause.downcast_ref::<AppendError>() {

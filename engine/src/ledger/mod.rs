@@ -97,6 +97,8 @@ pub enum AuxTable {
     Trust,
     /// Originated messages.
     Messages,
+    /// What this node witnessed (the newest checkpoint cosigned per log, fork evidence).
+    Witness,
 }
 
 impl AuxTable {
@@ -107,6 +109,7 @@ impl AuxTable {
             Self::Routing => Cf::Routing,
             Self::Trust => Cf::Trust,
             Self::Messages => Cf::Messages,
+            Self::Witness => Cf::Witness,
         }
     }
 }
@@ -522,6 +525,9 @@ impl Ledger {
     /// # Errors
     /// Storage errors.
     pub fn aux_get(&self, table: AuxTable, key: &[u8]) -> Result<Option<Vec<u8>>, ReadError> {
+        if !self.store.has(table.cf()) {
+            return Ok(None); // a read-only open of a database older than the table
+        }
         Ok(self.store.get(table.cf(), key)?)
     }
 
@@ -560,6 +566,9 @@ impl Ledger {
     /// Storage errors.
     pub fn aux_scan(&self, table: AuxTable) -> Result<Vec<KeyValue>, ReadError> {
         let mut out = Vec::new();
+        if !self.store.has(table.cf()) {
+            return Ok(out);
+        }
         self.store.visit(None, table.cf(), &[], None, |k, v| {
             out.push((k.to_vec(), v.to_vec()));
             Ok::<_, StoreError>(true)

@@ -330,6 +330,59 @@ impl Log {
         }
     }
 
+    /// Adds witness cosignature lines (C2SP `cosignature/v1`, checked by the caller) to the
+    /// stored checkpoint of `size`, fsynced: it is then served with them, and a replica keeps
+    /// what it received. A line by a witness already there replaces its older one. The note must
+    /// still open with the log's key. Callers serialise the calls for one log (read, add,
+    /// write). Returns the new note, `None` when no checkpoint of `size` is stored.
+    ///
+    /// # Errors
+    /// A line that is not a signature line; a read-only ledger; storage errors.
+    pub fn add_cosignatures(
+        &self,
+        size: u64,
+        lines: &[String],
+    ) -> Result<Option<SignedCheckpoint>, ReadError> {
+        let Some(held) = self.checkpoint_at(size)? else { return Ok(None) };
+        let note = crate::cosignature::add_signatures(&held.note, lines)
+            .map_err(|e| ReadError::InvalidInput(e.to_string()))?;
+        let cosigned = self.parse_note(note.as_bytes())?;
+        if cosigned.checkpoint != held.checkpoint {
+            return Err(ReadError::InvalidInput("the cosigned note changed the checkpoint".into()));
+        }
+        let mut batch = crate::store::Batch::default();
+        self.store.put(
+            &mut batch,
+            Cf::Checkpoints,
+            &keys::checkpoint_key(self.state.number, size),
+            note.as_bytes(),
+        );
+        self.store.write(batch, true)?;
+        Ok(Some(cosigned))
+    }
+
+    /// The newest stored checkpoint of at most `at_most` leaves whose note carries signatures
+    /// besides the log's own (witness cosignatures, which [`Self::add_cosignatures`] checked
+    /// before adding), looking back over at most `lookback` checkpoints.
+    ///
+    /// # Errors
+    /// Storage errors or a damaged note.
+    pub fn latest_cosigned_checkpoint(
+        &self,
+        at_most: u64,
+        lookback: usize,
+    ) -> Result<Option<SignedCheckpoint>, ReadError> {
+        let sizes = self.checkpoint_sizes()?;
+        for size in sizes.into_iter().rev().filter(|s| *s <= at_most).take(lookback) {
+            if let Some(cp) = self.checkpoint_at(size)?
+                && crate::cosignature::split_note(&cp.note).is_ok_and(|(_, l)| l.len() > 1)
+            {
+                return Ok(Some(cp));
+            }
+        }
+        Ok(None)
+    }
+
     /// The stored checkpoint with the largest size.
     ///
     /// # Errors

@@ -31,6 +31,8 @@ pub(crate) enum Cf {
     Messages,
     /// Replica sync records and sparse replicas' stored proofs.
     SyncState,
+    /// What this node witnessed: per log, the newest checkpoint it cosigned; fork evidence.
+    Witness,
 }
 
 impl Cf {
@@ -40,7 +42,7 @@ impl Cf {
     }
 
     /// Every column family, in creation order.
-    pub(crate) const ALL: [Self; 11] = [
+    pub(crate) const ALL: [Self; 12] = [
         Self::Meta,
         Self::Entries,
         Self::Tiles,
@@ -52,6 +54,7 @@ impl Cf {
         Self::Trust,
         Self::Messages,
         Self::SyncState,
+        Self::Witness,
     ];
 
     /// The RocksDB name.
@@ -68,6 +71,7 @@ impl Cf {
             Self::Routing => "routing",
             Self::Trust => "trust",
             Self::Messages => "messages",
+            Self::Witness => "witness",
         }
     }
 }

@@ -161,8 +161,12 @@ mod imp {
             opts.set_db_write_buffer_size(WRITE_BUFFER_BYTES);
             opts.set_max_background_jobs(2);
             opts.set_keep_log_file_num(4);
+            // A read-only open of a database written by an older version opens the families it
+            // has; reads of a family it lacks see it empty (see `Store::has`).
+            let existing = if read_only { DB::list_cf(&opts, path).ok() } else { None };
             let cfs: Vec<ColumnFamilyDescriptor> = Cf::ALL
                 .into_iter()
+                .filter(|cf| existing.as_ref().is_none_or(|e| e.iter().any(|n| n == cf.name())))
                 .map(|cf| ColumnFamilyDescriptor::new(cf.name(), cf_opts(cf)))
                 .collect();
             let db = if read_only {
@@ -175,6 +179,11 @@ mod imp {
                 #[cfg(feature = "__internal-fault-injection")]
                 injected_failures: parking_lot::Mutex::new((0, Vec::new())),
             })
+        }
+
+        /// Whether the database has `cf` (only a read-only open of an older database lacks one).
+        pub(crate) fn has(&self, cf: Cf) -> bool {
+            self.db.cf_handle(cf.name()).is_some()
         }
 
         fn cf(&self, cf: Cf) -> &ColumnFamily {

@@ -154,11 +154,25 @@ pub struct CheckpointView {
     pub root: String,
     /// The C2SP signed note, verbatim.
     pub note: String,
+    /// Key names of the other signatures on the note: the witnesses that cosigned it (their
+    /// lines were checked when they were added).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cosigned_by: Vec<String>,
 }
 
 impl From<&SignedCheckpoint> for CheckpointView {
     fn from(c: &SignedCheckpoint) -> Self {
-        Self { size: c.size, root: c.root.to_hex(), note: c.note.clone() }
+        let cosigned_by = onoal_engine::cosignature::split_note(&c.note)
+            .map(|(_, lines)| {
+                lines
+                    .iter()
+                    .filter_map(|l| l.strip_prefix("\u{2014} ")?.split_once(' ').map(|(n, _)| n))
+                    .filter(|n| *n != c.origin)
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default();
+        Self { size: c.size, root: c.root.to_hex(), note: c.note.clone(), cosigned_by }
     }
 }
 

@@ -74,9 +74,10 @@ impl From<ReadError> for ApiError {
             ReadError::BadCursor(_) => {
                 Self::bad_request(message).hint("pass the next_cursor of a previous page")
             }
-            ReadError::Sparse(_) | ReadError::SparseProofSize { .. } | ReadError::Proof(_) => {
-                Self::bad_request(message)
-            }
+            ReadError::Sparse(_)
+            | ReadError::SparseProofSize { .. }
+            | ReadError::Proof(_)
+            | ReadError::InvalidInput(_) => Self::bad_request(message),
             ReadError::ReadOnly => Self::new(StatusCode::CONFLICT, "read_only", message),
             _ => Self::internal(message).hint("run `onoal verify` on the node's data directory"),
         }
@@ -122,6 +123,8 @@ impl From<SyncError> for ApiError {
             SyncError::KeyMismatch { .. } | SyncError::PeerMisbehaved { .. } => {
                 Self::new(StatusCode::BAD_GATEWAY, "peer_misbehaved", message)
             }
+            SyncError::Uncosigned(_) => Self::new(StatusCode::CONFLICT, "uncosigned", message)
+                .hint("the source must publish checkpoints its witnesses cosigned, or lower --require-witnesses"),
             SyncError::Replica(ReplicaError::Fork { .. }) => {
                 Self::new(StatusCode::CONFLICT, "fork", message)
                     .hint("GET /ledger/forks shows the evidence")

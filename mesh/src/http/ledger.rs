@@ -238,14 +238,37 @@ pub(crate) async fn get_entry(
     Ok(Json(EntryView::from(&e)))
 }
 
-/// The newest stored checkpoint.
-#[utoipa::path(get, path = "/ledger/checkpoint", tag = "ledger", params(LedgerParam),
+/// Which checkpoint: of the own log or a replica; any, or one witnesses cosigned.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct LatestParams {
+    /// Read the replica of this ledger instead of the own log.
+    pub(crate) ledger: Option<String>,
+    /// The newest checkpoint that carries witness cosignatures.
+    pub(crate) cosigned: Option<bool>,
+}
+
+/// How far back `?cosigned=true` looks for a cosigned checkpoint.
+const COSIGNED_LOOKBACK: usize = 4096;
+
+/// The newest stored checkpoint (`?cosigned=true`: the newest carrying witness cosignatures).
+#[utoipa::path(get, path = "/ledger/checkpoint", tag = "ledger", params(LatestParams),
     responses((status = 200, body = CheckpointView), (status = 404, body = ErrorBody)))]
 pub(crate) async fn latest_checkpoint(
     State(state): State<AppState>,
-    Query(p): Query<LedgerParam>,
+    Query(p): Query<LatestParams>,
 ) -> Result<Json<CheckpointView>, ApiError> {
     let log = log_of(&state, p.ledger.as_deref())?;
+    if p.cosigned == Some(true) {
+        let cp = blocking(move || Ok(log.latest_cosigned_checkpoint(u64::MAX, COSIGNED_LOOKBACK)?))
+        .await?
+        .ok_or_else(|| {
+            ApiError::not_found("no stored checkpoint carries witness cosignatures").hint(
+                "name witnesses when starting the node: onoal serve --witness LEDGER_ID (and pin them)",
+            )
+        })?;
+        return Ok(Json(CheckpointView::from(&cp)));
+    }
     let cp = blocking(move || Ok(log.latest_checkpoint()?)).await?.ok_or_else(|| {
         ApiError::not_found("no checkpoint is stored yet").hint("POST /ledger/checkpoint signs one")
     })?;

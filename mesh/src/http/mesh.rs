@@ -1392,6 +1392,9 @@ pub struct SyncRequest {
     pub since: Option<u64>,
     /// Only entries at or before this time (ms).
     pub until: Option<u64>,
+    /// Accept checkpoints of this ledger (now and later) only with this many cosignatures of
+    /// the witnesses the node trusts (`serve --trust-witness`); 0 lifts the requirement.
+    pub require_witnesses: Option<usize>,
 }
 
 /// The answer to a sync request: a summary, or that following started.
@@ -1433,6 +1436,11 @@ pub(crate) async fn sync(
         until_ms: r.until,
     };
     filter.validate().map_err(|e| ApiError::bad_request(e.to_string()))?;
+    if let Some(k) = r.require_witnesses {
+        state.control.node().require_witnesses(id, k).map_err(|e| {
+            ApiError::bad_request(e).hint("start the node with --trust-witness VKEY per witness")
+        })?;
+    }
     if !filter.is_empty() && (r.follow || mode != SyncMode::Incremental) {
         return Err(ApiError::bad_request(
             "a filtered sync (stream, type, ...) takes neither follow nor mode",

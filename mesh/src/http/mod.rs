@@ -18,6 +18,7 @@ mod mesh;
 mod openapi;
 mod tlog;
 mod watch;
+mod witness;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -159,6 +160,9 @@ pub fn router(control: Control, config: &HttpConfig) -> Router {
         .route("/mesh/trust/anchors/{ledger_id}", delete(mesh::trust_anchor_remove))
         .route("/mesh/trust/{ledger_id}", get(mesh::trust_show))
         .route("/tlog/{ledger}/checkpoint", get(tlog::checkpoint))
+        .route("/witness", get(witness::info))
+        .route("/witness/add-checkpoint", post(witness::add_checkpoint))
+        .route("/witness/{origin_hash}/checkpoint", get(witness::checkpoint))
         .route("/tlog/{ledger}/tile/{*path}", get(tlog::tile))
         .route("/", get(dashboard::index))
         .route("/dashboard.js", get(dashboard::script))
@@ -214,7 +218,10 @@ pub(crate) fn same_secret(a: &[u8], b: &[u8]) -> bool {
 async fn authorize(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let Some(token) = &state.token else { return next.run(request).await };
     let path = request.uri().path();
-    if matches!(path, "/health" | "/" | "/dashboard.js") {
+    // C2SP witnesses answer anyone: they check the checkpoint's signature, not the caller.
+    let c2sp_witness = path == "/witness/add-checkpoint"
+        || (path.starts_with("/witness/") && path.ends_with("/checkpoint"));
+    if matches!(path, "/health" | "/" | "/dashboard.js") || c2sp_witness {
         return next.run(request).await;
     }
     let from_header = request

@@ -2,7 +2,7 @@
 
 use utoipa::OpenApi;
 
-use super::{ledger, mesh, tlog, watch};
+use super::{ledger, mesh, tlog, watch, witness};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -16,12 +16,14 @@ use super::{ledger, mesh, tlog, watch};
         mesh::peers, mesh::connect, mesh::disconnect, mesh::topology, mesh::discover, mesh::discovery, mesh::messages, mesh::connections, mesh::connect_member, mesh::disconnect_member, mesh::query, mesh::verify, mesh::refs, mesh::ref_records, mesh::sync,
         mesh::follows, mesh::unfollow, mesh::trust, mesh::trust_set, mesh::trust_show, mesh::trust_anchor_add, mesh::trust_anchor_remove, mesh::visibility, mesh::visibility_set, mesh::trust_path, mesh::route,
         tlog::checkpoint, tlog::tile,
+        witness::info, witness::add_checkpoint, witness::checkpoint,
     ),
     modifiers(&BearerAuth),
     tags((name = "node", description = "Health, metrics, status"),
          (name = "ledger", description = "The own log and replicas"),
          (name = "mesh", description = "Peers, sync, topology (the seed's /mesh routes)"),
-         (name = "tlog", description = "C2SP tlog-tiles read API")),
+         (name = "tlog", description = "C2SP tlog-tiles read API"),
+         (name = "witness", description = "C2SP tlog-witness: cosigning other logs' checkpoints")),
 )]
 struct ApiDoc;
 

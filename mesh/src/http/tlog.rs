@@ -107,7 +107,9 @@ pub(crate) async fn checkpoint(
     Path(ledger): Path<String>,
 ) -> Result<Response, ApiError> {
     let log = full_log(&state, &ledger)?;
-    let note = blocking(move || Ok(log.latest_checkpoint_at_most(log.durable_size())?))
+    // A log whose witnesses must cosign first serves only checkpoints carrying the quorum.
+    let cap = state.control.node().published_cap(&log.identity().ledger_id).unwrap_or(u64::MAX);
+    let note = blocking(move || Ok(log.latest_checkpoint_at_most(log.durable_size().min(cap))?))
         .await?
         .ok_or_else(|| ApiError::not_found("no checkpoint is stored yet"))?;
     Ok((

@@ -79,6 +79,9 @@ pub enum SyncError {
     /// Local storage or setup failed.
     #[error("{0}")]
     Local(String),
+    /// The source's checkpoint lacks the witness cosignatures this node requires.
+    #[error("{0}")]
+    Uncosigned(String),
 }
 
 impl SyncError {

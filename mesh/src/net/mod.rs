@@ -17,6 +17,7 @@ mod server;
 mod stream;
 mod sync_driver;
 mod sync_pump;
+mod witness;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -31,6 +32,9 @@ pub use config::NodeConfig;
 pub use discovery::{DiscoveryConfig, DiscoveryStatus, MemberError};
 pub use error::SyncError;
 pub use sync_driver::{SyncMode, SyncProgress, SyncSummary};
+pub use witness::{
+    CRASH_ENV, OwnWitnesses, WitnessAnswer, WitnessInfo, WitnessStatus, WitnessedView,
+};
 
 use onoal_engine::identity::SecretKey;
 use onoal_engine::replica::ReplicaError;
@@ -70,6 +74,12 @@ pub(crate) struct Inner {
     forwarder: Mutex<crate::routing::forward::Forwarder>,
     /// What happened to routed messages here.
     routed: routed::Counters,
+    /// The witness side, once enabled.
+    witness: std::sync::OnceLock<Arc<witness::WitnessService>>,
+    /// The own log's witnesses, once started.
+    log_witnessing: std::sync::OnceLock<Arc<witness::LogWitnessing>>,
+    /// Cosignatures required of the checkpoints this node accepts.
+    witness_policy: witness::PolicyLock,
 }
 
 impl Inner {
@@ -164,6 +174,9 @@ impl Node {
             routing: Mutex::new(crate::routing::RoutingConfig::default()),
             forwarder: Mutex::new(crate::routing::forward::Forwarder::new(ledger_id, oid.as_str())),
             routed: routed::Counters::default(),
+            witness: std::sync::OnceLock::new(),
+            log_witnessing: std::sync::OnceLock::new(),
+            witness_policy: witness::PolicyLock::default(),
         };
         Ok(Self { inner: Arc::new(inner) })
     }
@@ -365,6 +378,7 @@ impl Node {
                 SyncError::TimedOut { addr, request: kind, after }
             }
             SessionError::Transport(reason) => SyncError::Connect { addr, reason },
+            e @ SessionError::Uncosigned { .. } => SyncError::Uncosigned(e.to_string()),
             // Handled inside the session (narrower bundles); it never ends one.
             e @ (SessionError::TooLarge { .. } | SessionError::Deferred) => {
                 SyncError::Local(e.to_string())

@@ -19,9 +19,19 @@ use crate::proto::sync::{AcceptVerdict, SessionError};
 
 /// Work for the replica task, in session order.
 pub(super) enum Job {
-    Accept { note: String, consistency: Vec<Hash>, light: bool },
-    CheckFork { note: String },
-    CheckForkProof { old_root: Hash, proof: Vec<Hash> },
+    Accept {
+        note: String,
+        consistency: Vec<Hash>,
+        light: bool,
+        policy: Option<Arc<onoal_engine::cosignature::Cosigners>>,
+    },
+    CheckFork {
+        note: String,
+    },
+    CheckForkProof {
+        old_root: Hash,
+        proof: Vec<Hash>,
+    },
     Commit(Vec<VerifiedBundle>),
     CommitPage(Vec<ProvenEntryWire>),
 }
@@ -49,8 +59,11 @@ impl ReplicaTask {
         let handle = tokio::task::spawn_blocking(move || {
             while let Some(job) = rx.blocking_recv() {
                 let d = match job {
-                    Job::Accept { note, consistency, light } => {
-                        let v = apply::accept(&mut writer, &note, &consistency, light);
+                    Job::Accept { note, consistency, light, policy } => {
+                        let v = match policy.as_deref().map(|p| apply::cosigned(p, &note)) {
+                            Some(Err(refused)) => AcceptVerdict::Refused(refused),
+                            _ => apply::accept(&mut writer, &note, &consistency, light),
+                        };
                         let cp = writer.checkpoint().map(|c| Arc::new(c.checkpoint.clone()));
                         Done::Accepted(v, cp)
                     }

@@ -870,7 +870,7 @@ fn answer_call(
             Decision::Execute(plan) => {
                 serve::execute(&inner.ledger, &inner.peers, &inner.trust, plan).response().clone()
             }
-            Decision::Wait { .. } => Response::Error {
+            Decision::Wait { .. } | Decision::Witness(_) => Response::Error {
                 code: ErrorCode::BadRequest,
                 message: "not a routed request".into(),
             },

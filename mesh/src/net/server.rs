@@ -29,9 +29,9 @@ use tracing::Instrument as _;
 
 use onoal_engine::time::now_ms;
 
-use super::Inner;
 use super::router::ProtocolHandler;
 use super::stream::read_frame;
+use super::{Inner, Node};
 use crate::id::PeerId;
 use crate::proto::serve::{self, Answer, Decision, Plan, WaitCheck};
 use crate::proto::sync::SessionError;
@@ -385,6 +385,13 @@ async fn answer_request(
             let answer = execute(inner, plan).await;
             write_answer(&mut send, answer).await
         }
+        Decision::Witness(request) => {
+            let node = Node { inner: inner.clone() };
+            let answer = node.witness_add_checkpoint(request).await;
+            let vkey = node.witness_verifier().map(|v| v.to_vkey()).unwrap_or_default();
+            let r = Response::Witness { status: answer.status, body: answer.body, vkey };
+            write_answer(&mut send, r.into()).await
+        }
         Decision::Wait { plan, have, wait } => {
             if !inner.limits.start_wait(client) {
                 let busy = Response::Error {
@@ -406,8 +413,9 @@ async fn answer_request(
 
 async fn execute(inner: &Arc<Inner>, plan: Plan) -> Answer {
     let inner2 = inner.clone();
+    let published = Node { inner: inner.clone() }.published_cap(&plan.ledger());
     tokio::task::spawn_blocking(move || {
-        serve::execute(&inner2.ledger, &inner2.peers, &inner2.trust, plan)
+        serve::execute_capped(&inner2.ledger, &inner2.peers, &inner2.trust, plan, published)
     })
     .await
     .unwrap_or_else(|e| {
@@ -424,6 +432,14 @@ async fn wait_for_checkpoint(
     wait: Duration,
 ) {
     let Some(log) = inner.ledger.log_of(&ledger) else { return };
+    // A log whose witnesses must cosign first: wait for a newer published size.
+    if let Some(mut published) = (Node { inner: inner.clone() }).published_watch()
+        && ledger == inner.ledger.identity().ledger_id
+    {
+        let _ =
+            tokio::time::timeout(wait, published.wait_for(|p| p.is_some_and(|p| p > have))).await;
+        return;
+    }
     let mut rx = inner.watch(&log);
     let deadline = tokio::time::Instant::now() + wait;
     let mut check = WaitCheck::Read;

@@ -403,7 +403,7 @@ impl Node {
     }
 
     /// Where to sync `ledger_id` from: `from`, or its pinned address; with the key to expect.
-    async fn source(
+    pub(super) async fn source(
         &self,
         ledger_id: LedgerId,
         from: Option<&str>,

@@ -40,6 +40,7 @@ impl Node {
         progress: &(dyn Fn(SyncProgress) + Send + Sync),
     ) -> Result<(ReplicaWriter, Result<(u64, u64), SyncError>), SyncError> {
         let ledger = writer.log().identity().ledger_id;
+        let policy = self.witness_policy_for(&ledger);
         let held = TreeSize(writer.held());
         let have = TreeSize(writer.checkpoint().map_or(0, |c| c.size));
         let c = &self.inner.config;
@@ -88,7 +89,7 @@ impl Node {
             while let Some(event) = session.poll_event() {
                 let sent = match event {
                     Event::AcceptCheckpoint { note, consistency } => {
-                        task.send(Job::Accept { note, consistency, light })
+                        task.send(Job::Accept { note, consistency, light, policy: policy.clone() })
                     }
                     Event::CheckFork { note } => task.send(Job::CheckFork { note }),
                     Event::CheckForkProof { old_root, proof } => {

@@ -100,6 +100,18 @@ pub enum Request {
         /// Ledger id.
         ledger: LedgerId,
     },
+    /// C2SP tlog-witness `add-checkpoint`: cosign `note` (a checkpoint of the client's log),
+    /// consistent with the size `old` the client believes the server cosigned last.
+    AddCheckpoint {
+        /// The size the client believes the witness holds (0: none).
+        old: TreeSize,
+        /// The client's tree's root at `old` (lets a refusal prove a split view).
+        old_root: Option<Hash>,
+        /// RFC 9162 consistency proof from `old` to the checkpoint.
+        proof: Vec<Hash>,
+        /// The signed checkpoint note.
+        note: String,
+    },
 }
 
 impl Request {
@@ -116,6 +128,7 @@ impl Request {
             Self::Consistency { .. } => "Consistency",
             Self::Range { .. } => "Range",
             Self::Trust { .. } => "Trust",
+            Self::AddCheckpoint { .. } => "AddCheckpoint",
         }
     }
 }
@@ -201,6 +214,16 @@ pub enum Response {
         #[serde(with = "serde_bytes")]
         statements: Vec<u8>,
     },
+    /// The answer to [`Request::AddCheckpoint`], as C2SP's HTTP has it.
+    Witness {
+        /// 200 (cosigned), 400, 403, 404, 409 (another size held), 422 (inconsistent).
+        status: u16,
+        /// 200: cosignature lines; 409: the size held and a newline; otherwise the reason.
+        body: String,
+        /// The witness's cosigning key (C2SP vkey): the channel is authenticated by the
+        /// witness's ledger key, so the client learns the cosigning key from it.
+        vkey: String,
+    },
 }
 
 impl Response {
@@ -216,6 +239,7 @@ impl Response {
             Self::Error { .. } => "Error",
             Self::Consistency { .. } => "Consistency",
             Self::Trust { .. } => "Trust",
+            Self::Witness { .. } => "Witness",
         }
     }
 }

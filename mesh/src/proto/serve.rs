@@ -42,6 +42,8 @@ pub enum Decision {
         /// Longest wait.
         wait: Duration,
     },
+    /// A witness request: the driver's witness decides ([`crate::witness::decide`]).
+    Witness(crate::witness::AddCheckpoint),
 }
 
 /// Engine reads that answer a request.
@@ -290,6 +292,14 @@ impl ServeCore {
                 Decision::Execute(Plan::Consistency { ledger, old: old.0, new: new.0 })
             }
             Request::Trust { ledger } => Decision::Execute(Plan::Trust { ledger }),
+            Request::AddCheckpoint { old, old_root, proof, note } => {
+                Decision::Witness(crate::witness::AddCheckpoint {
+                    old: old.0,
+                    proof,
+                    old_root,
+                    note,
+                })
+            }
             Request::Entries { ledger, size, filter, cursor, limit } => {
                 Decision::Execute(Plan::Entries {
                     ledger,
@@ -307,7 +317,8 @@ impl ServeCore {
     /// server's own certificate).
     fn scope_of<'r>(&self, request: &'r Request) -> Option<(LedgerId, Scope<'r>)> {
         match request {
-            Request::Hello { .. } => None,
+            // A witness checks the note's signature itself; anyone may ask (C2SP).
+            Request::Hello { .. } | Request::AddCheckpoint { .. } => None,
             Request::Certificate { ledger } if *ledger == self.certificate.ledger_id => None,
             Request::Certificate { ledger }
             | Request::Checkpoint { ledger, .. }
@@ -353,6 +364,18 @@ pub fn newer_checkpoint(log: &Log, have: u64) -> bool {
 
 /// Runs `plan` over the ledger's reads (blocking). Never fails: errors become refusals.
 pub fn execute(ledger: &Ledger, peers: &PeerStore, trust: &TrustStore, plan: Plan) -> Answer {
+    execute_capped(ledger, peers, trust, plan, None)
+}
+
+/// [`execute`], serving checkpoints of at most `published` leaves (a log whose witnesses must
+/// cosign first: only checkpoints carrying the quorum are served).
+pub fn execute_capped(
+    ledger: &Ledger,
+    peers: &PeerStore,
+    trust: &TrustStore,
+    plan: Plan,
+    published: Option<u64>,
+) -> Answer {
     let internal = |e: String| Answer::from(refuse(ErrorCode::Internal, e));
     let with_log = |id: LedgerId, f: &dyn Fn(&Log) -> Answer| match ledger.log_of(&id) {
         Some(log) => f(&log),
@@ -369,9 +392,9 @@ pub fn execute(ledger: &Ledger, peers: &PeerStore, trust: &TrustStore, plan: Pla
             _ => refuse(ErrorCode::UnknownLedger, format!("no ledger {id} here")).into(),
         },
         Plan::Trust { ledger: id } => trust_response(trust, id).into(),
-        Plan::Checkpoint { ledger: id, have } => {
-            with_log(id, &|log| checkpoint_response(log, have).map_or_else(internal, Answer::from))
-        }
+        Plan::Checkpoint { ledger: id, have } => with_log(id, &|log| {
+            checkpoint_response(log, have, published).map_or_else(internal, Answer::from)
+        }),
         Plan::CheckpointAt { ledger: id, size } => {
             with_log(id, &|log| match log.checkpoint_at(size) {
                 Ok(Some(cp)) => {
@@ -463,10 +486,10 @@ fn entries_page(
     Ok(Response::Entries { entries, next_cursor: next_cursor.map(onoal_engine::LogIndex) })
 }
 
-fn checkpoint_response(log: &Log, have: u64) -> Result<Response, String> {
+fn checkpoint_response(log: &Log, have: u64, published: Option<u64>) -> Result<Response, String> {
     // The durable size, not the head: proofs are served up to it, and a checkpoint written with
     // the group being acknowledged right now may not be provable for a moment.
-    let served = log.durable_size();
+    let served = log.durable_size().min(published.unwrap_or(u64::MAX));
     let Some(cp) = log.latest_checkpoint_at_most(served).map_err(|e| e.to_string())? else {
         return Ok(Response::NoCheckpoint);
     };

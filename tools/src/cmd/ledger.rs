@@ -369,7 +369,20 @@ pub(crate) fn info(cli: &Cli) -> Result<()> {
     Ok(())
 }
 
-pub(crate) fn checkpoint(cli: &Cli, size: Option<u64>) -> Result<()> {
+/// How far back `checkpoint --cosigned` and `prove --bundle` look for a cosigned checkpoint.
+const COSIGNED_LOOKBACK: usize = 4096;
+
+pub(crate) fn checkpoint(cli: &Cli, size: Option<u64>, cosigned: bool) -> Result<()> {
+    if cosigned {
+        let (_ledger, log) = read_log(cli)?;
+        let cp = log.latest_cosigned_checkpoint(u64::MAX, COSIGNED_LOOKBACK)?.ok_or_else(|| {
+            anyhow!(
+                "no stored checkpoint carries witness cosignatures: name witnesses when starting the node (onoal serve --witness LEDGER_ID), or sync from a ledger that has them"
+            )
+        })?;
+        print_checkpoint(cli, &CheckpointView::from(&cp));
+        return Ok(());
+    }
     let signed = match size {
         Some(n) => read_log(cli)?.1.checkpoint_at(n)?.ok_or(ReadError::NoCheckpoint(n))?,
         None if cli.ledger.is_some() => read_log(cli)?
@@ -402,8 +415,15 @@ fn sign_checkpoint(cli: &Cli) -> Result<CheckpointView> {
 /// newest that holds the entry (this ledger signs one when none does).
 fn tlog_bundle(cli: &Cli, seq: u64, size: Option<u64>) -> Result<String> {
     let (_ledger, mut log) = read_log(cli)?;
+    // The newest checkpoint holding the entry that witnesses cosigned, else the newest.
     let newest_holding = |log: &Log| -> Result<Option<onoal_engine::SignedCheckpoint>, ReadError> {
-        Ok(log.latest_checkpoint_at_most(log.durable_size())?.filter(|cp| cp.size > seq))
+        let durable = log.durable_size();
+        if let Some(cp) =
+            log.latest_cosigned_checkpoint(durable, COSIGNED_LOOKBACK)?.filter(|cp| cp.size > seq)
+        {
+            return Ok(Some(cp));
+        }
+        Ok(log.latest_checkpoint_at_most(durable)?.filter(|cp| cp.size > seq))
     };
     if seq >= log.durable_size() {
         bail!("entry {seq} is not in this log (tree size {})", log.durable_size());
@@ -443,6 +463,8 @@ pub(crate) fn verify_tlog_proof(
     path: &std::path::Path,
     vkey: &str,
     leaf_data: Option<&std::path::Path>,
+    witness_vkeys: &[String],
+    quorum: Option<usize>,
 ) -> Result<std::process::ExitCode> {
     use onoal_engine::checkpoint::NoteVerifier;
     use onoal_engine::tlog_proof::TlogProof;
@@ -467,6 +489,22 @@ pub(crate) fn verify_tlog_proof(
     };
     let verifier = NoteVerifier::from_vkey(vkey)
         .map_err(|e| anyhow!("--vkey: {e} (the ledger's vkey, as `onoal info` prints it)"))?;
+    let witnesses = witness_vkeys
+        .iter()
+        .map(|v| {
+            onoal_engine::cosignature::CosignatureVerifier::from_vkey(v).map_err(|e| {
+                anyhow!("--witness-vkey {v:?}: {e} (a witness's vkey, as `onoal witness info` prints it)")
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let quorum = quorum.unwrap_or(witnesses.len());
+    if quorum > witnesses.len() {
+        usage_bail!(
+            "--quorum {quorum} needs at least {quorum} --witness-vkey keys; {} given",
+            witnesses.len()
+        );
+    }
+    let policy = onoal_engine::cosignature::Cosigners { witnesses, quorum };
     let given = leaf_data
         .map(|p| {
             std::fs::read(p).with_context(|| format!("cannot read the leaf data {}", p.display()))
@@ -478,6 +516,18 @@ pub(crate) fn verify_tlog_proof(
         let (cp, data) = proof.verify(&verifier, given.as_deref()).map_err(|e| e.to_string())?;
         verdict["tree_size"] = json!(cp.size);
         verdict["root"] = json!(cp.root.to_hex());
+        if !policy.witnesses.is_empty() {
+            let (met, by) = policy.check(&proof.checkpoint).map_err(|e| e.to_string())?;
+            verdict["cosigned_by"] = json!(by);
+            if !met {
+                return Err(format!(
+                    "the checkpoint carries {} of the {} witness cosignatures required (by: {})",
+                    by.len(),
+                    policy.quorum,
+                    if by.is_empty() { "none".to_owned() } else { by.join(", ") }
+                ));
+            }
+        }
         verdict["leaf_hash"] = json!(onoal_engine::hash::leaf_hash(data).to_hex());
         if given.is_some() && proof.extra.as_deref().is_some_and(|e| e != data) {
             verdict["note"] = json!("the leaf data given differs from the file's extra line; the leaf data given is what verified");
@@ -509,10 +559,17 @@ pub(crate) fn verify_tlog_proof(
     }
     print(cli, verdict.clone(), || match &outcome {
         Ok(()) => format!(
-            "valid: index {} is in {}'s signed checkpoint of tree size {}{}",
+            "valid: index {} is in {}'s signed checkpoint of tree size {}{}{}",
             verdict["index"],
             verifier.name(),
             verdict["tree_size"],
+            verdict["cosigned_by"]
+                .as_array()
+                .map(|by| format!(
+                    ", cosigned by {}",
+                    by.iter().filter_map(|n| n.as_str()).collect::<Vec<_>>().join(", ")
+                ))
+                .unwrap_or_default(),
             verdict["entry"]["stream"]
                 .as_str()
                 .map(|s| {

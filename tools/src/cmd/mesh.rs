@@ -506,15 +506,23 @@ fn timeout(secs: f64) -> Result<Duration> {
     Ok(Duration::from_secs_f64(secs))
 }
 
+/// How `onoal sync` syncs.
+#[derive(Clone, Copy)]
+pub(crate) struct SyncHow<'a> {
+    pub(crate) mode: SyncMode,
+    pub(crate) follow: bool,
+    pub(crate) timeout_secs: f64,
+    pub(crate) filter: &'a Filter,
+    pub(crate) require_witnesses: Option<usize>,
+}
+
 pub(crate) fn sync(
     cli: &Cli,
     ledger_id: &str,
     from: Option<&str>,
-    mode: SyncMode,
-    follow: bool,
-    timeout_secs: f64,
-    filter: &Filter,
+    how: SyncHow<'_>,
 ) -> Result<ExitCode> {
+    let SyncHow { mode, follow, timeout_secs, filter, require_witnesses } = how;
     // A ticket pins its key (as `peer add` would) and gives the address.
     let (id, from) = if onoal_mesh::ticket::is_ticket(ledger_id) {
         let t: onoal_mesh::ticket::Ticket = ledger_id.parse()?;
@@ -531,7 +539,12 @@ pub(crate) fn sync(
     }
     filter.validate()?;
     if let Some(node) = running_node(cli)? {
-        return sync_through(cli, &node, id, from, mode, follow, filter);
+        return sync_through(cli, &node, id, from, how);
+    }
+    if require_witnesses.is_some() {
+        usage_bail!(
+            "--require-witnesses needs the running node (onoal serve --trust-witness VKEY ...): the witnesses it trusts are its settings"
+        );
     }
     let ledger = open_for_mesh(cli, "sync", cli.durability())?;
     let rt = runtime()?;
@@ -656,10 +669,9 @@ fn sync_through(
     node: &crate::client::NodeClient,
     id: LedgerId,
     from: Option<&str>,
-    mode: SyncMode,
-    follow: bool,
-    filter: &Filter,
+    how: SyncHow<'_>,
 ) -> Result<ExitCode> {
+    let SyncHow { mode, follow, filter, require_witnesses, .. } = how;
     let mode = match mode {
         SyncMode::Full => "full",
         SyncMode::Incremental => "incremental",
@@ -676,6 +688,7 @@ fn sync_through(
         "issuer": filter.issuer,
         "since": filter.since_ms,
         "until": filter.until_ms,
+        "require_witnesses": require_witnesses,
     });
     // A long sync is bounded by the node's own request deadlines; this is the outer bound.
     let answer: onoal_mesh::http::SyncAnswer =

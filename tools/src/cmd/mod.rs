@@ -10,3 +10,4 @@ pub(crate) mod serve;
 pub(crate) mod sim;
 pub(crate) mod trust;
 pub(crate) mod verify;
+pub(crate) mod witness;

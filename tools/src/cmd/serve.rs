@@ -59,6 +59,11 @@ pub(crate) struct ServeConfig {
     refresh_interval: Option<u64>,
     links_only: Option<bool>,
     verify_refs: Option<bool>,
+    witness: Option<Vec<String>>,
+    witness_quorum: Option<usize>,
+    witness_log: Option<Vec<String>>,
+    trust_witness: Option<Vec<String>>,
+    require_witnesses: Option<usize>,
     durability: Option<DurabilityArg>,
     /// `[visibility]`: `default = "trusted:0.4"` and `[visibility.streams]` `name = "private"`;
     /// applied at start (a change is the policy's next signed version).
@@ -143,11 +148,101 @@ pub(crate) fn effective(cli: &Cli, args: &ServeArgs) -> Result<ServeConfig> {
         refresh_interval: Some(args.refresh_interval.or(file.refresh_interval).unwrap_or(60)),
         links_only: Some(args.links_only || file.links_only.unwrap_or(false)),
         verify_refs: Some(args.verify_refs || file.verify_refs.unwrap_or(false)),
+        witness: Some(merged(file.witness, &args.witness)),
+        witness_quorum: Some(args.witness_quorum.or(file.witness_quorum).unwrap_or(0)),
+        witness_log: Some(merged(file.witness_log, &args.witness_log)),
+        trust_witness: Some(merged(file.trust_witness, &args.trust_witness)),
+        require_witnesses: Some(args.require_witnesses.or(file.require_witnesses).unwrap_or(0)),
         durability: Some(cli.durability.or(file.durability).unwrap_or(DurabilityArg::Sync)),
         visibility: file.visibility,
         routing: file.routing,
     })
 }
+
+/// The file's list, then the flags'.
+fn merged(file: Option<Vec<String>>, flags: &[String]) -> Vec<String> {
+    let mut v = file.unwrap_or_default();
+    v.extend(flags.iter().cloned());
+    v
+}
+
+/// What `serve` witnesses, and what it asks of witnesses.
+struct Witnessing {
+    witnesses: Vec<LedgerId>,
+    quorum: usize,
+    extra_logs: Vec<onoal_engine::checkpoint::NoteVerifier>,
+    trusted: Vec<onoal_engine::cosignature::CosignatureVerifier>,
+    required: usize,
+}
+
+fn witnessing(config: &ServeConfig) -> Result<Witnessing> {
+    let witnesses = config
+        .witness
+        .iter()
+        .flatten()
+        .map(|w| {
+            w.parse::<LedgerId>().map_err(|_| {
+                anyhow!("--witness {w:?} is not a ledger id (UUID); pin the witness first (onoal peer add) and name it by its id")
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let quorum = config.witness_quorum.unwrap_or(0);
+    if quorum > witnesses.len() {
+        usage_bail!(
+            "--witness-quorum {quorum} needs at least {quorum} --witness ledgers; {} given",
+            witnesses.len()
+        );
+    }
+    let extra_logs = config
+        .witness_log
+        .iter()
+        .flatten()
+        .map(|v| {
+            onoal_engine::checkpoint::NoteVerifier::from_vkey(v)
+                .map_err(|e| anyhow!("--witness-log {v:?}: {e}"))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let trusted = config
+        .trust_witness
+        .iter()
+        .flatten()
+        .map(|v| {
+            onoal_engine::cosignature::CosignatureVerifier::from_vkey(v)
+                .map_err(|e| anyhow!("--trust-witness {v:?}: {e}"))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let required = config.require_witnesses.unwrap_or(0);
+    if required > trusted.len() {
+        usage_bail!(
+            "--require-witnesses {required} needs at least {required} --trust-witness keys; {} given",
+            trusted.len()
+        );
+    }
+    Ok(Witnessing { witnesses, quorum, extra_logs, trusted, required })
+}
+
+/// The node's witness key (`witness.key` in the data directory, created on first use): a key of
+/// its own, as C2SP asks, named `<ledger OID>/witness`.
+pub(crate) fn witness_cosigner(
+    data: &Path,
+    oid: &str,
+) -> Result<onoal_engine::cosignature::Cosigner> {
+    let path = data.join(WITNESS_KEY_FILE);
+    let name = format!("{oid}/witness");
+    let key = if path.exists() {
+        SecretKey::read_file(&path)?
+    } else {
+        let key = SecretKey::generate().context("cannot generate a witness key")?;
+        key.write_file(&path, &name)
+            .with_context(|| format!("cannot write the witness key {}", path.display()))?;
+        key
+    };
+    onoal_engine::cosignature::Cosigner::new(&name, key.signing_key().clone())
+        .map_err(|e| anyhow!("witness key name {name:?}: {e}"))
+}
+
+/// The witness key's file in a data directory.
+pub(crate) const WITNESS_KEY_FILE: &str = "witness.key";
 
 /// `HOST:PORT` (a name is resolved) or `IP:PORT`.
 fn resolve(flag: &str, addr: &str) -> Result<SocketAddr> {
@@ -237,6 +332,7 @@ pub(crate) fn run(cli: &Cli, args: &ServeArgs) -> Result<ExitCode> {
     let bootstrap = bootstrap_nodes(&config)?;
     let visibility = config.visibility.as_ref().map(VisibilityConfig::changes).transpose()?;
     let routing = config.routing.clone().unwrap_or_default();
+    let witnessing = witnessing(&config)?;
     if !(1..=32).contains(&routing.ttl)
         || routing.max_distance == 0
         || !(0.0..=1.0).contains(&routing.min_trust)
@@ -357,6 +453,19 @@ pub(crate) fn run(cli: &Cli, args: &ServeArgs) -> Result<ExitCode> {
             }
         }
         node.set_routing_config(routing);
+        let cosigner = witness_cosigner(&cli.data, node.ledger().identity().oid.as_str())?;
+        node.enable_witness(cosigner, witnessing.extra_logs).map_err(|e| anyhow!(e))?;
+        if !witnessing.trusted.is_empty() {
+            node.set_witness_policy(onoal_engine::cosignature::Cosigners {
+                witnesses: witnessing.trusted,
+                quorum: witnessing.required,
+            });
+        }
+        for w in &witnessing.witnesses {
+            if node.peers().get(w)?.is_none() {
+                bail!("--witness {w}: pin it first: onoal peer add {w}@HOST:PORT --key HEX");
+            }
+        }
         let control = Control::new(node.clone());
         for (id, addr) in &follows {
             let record = node.peers().get(id)?.ok_or_else(|| {
@@ -390,6 +499,10 @@ pub(crate) fn run(cli: &Cli, args: &ServeArgs) -> Result<ExitCode> {
             ..DiscoveryConfig::default()
         };
         let server = node.serve_with(discovery);
+        if !witnessing.witnesses.is_empty() {
+            node.start_witnessing(witnessing.witnesses, witnessing.quorum)
+                .map_err(|e| anyhow!(e))?;
+        }
         let _ref_verifier = config.verify_refs.unwrap_or(false).then(|| node.spawn_ref_verifier());
         let grpc_server = match grpc {
             None => None,

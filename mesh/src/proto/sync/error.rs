@@ -45,6 +45,20 @@ pub enum SessionError {
         /// The deadline it missed.
         after: Duration,
     },
+    /// The checkpoint lacks the cosignatures this node requires (not a violation: the
+    /// source's witnesses may not have cosigned yet, or the source has none).
+    #[error(
+        "the checkpoint of size {size} carries {} of the {need} witness cosignatures required (by: {}); the source must publish checkpoints its witnesses cosigned (onoal serve --witness ID --witness-quorum K)",
+        have.len(), if have.is_empty() { "none".to_owned() } else { have.join(", ") }
+    )]
+    Uncosigned {
+        /// Checkpoint size.
+        size: u64,
+        /// Trusted witnesses that cosigned it.
+        have: Vec<String>,
+        /// Required.
+        need: usize,
+    },
     /// The local replica refused (a fork recorded earlier, busy, storage).
     #[error(transparent)]
     Replica(ReplicaError),

@@ -54,6 +54,27 @@ pub fn accept(
     }
 }
 
+/// A follower's witness policy on a received checkpoint: `Ok` when `note` carries the
+/// quorum of cosignatures by trusted witnesses.
+///
+/// # Errors
+/// Too few cosignatures ([`SessionError::Uncosigned`]); a bad cosignature by a trusted witness
+/// is the peer's violation (the note was changed).
+pub fn cosigned(
+    policy: &onoal_engine::cosignature::Cosigners,
+    note: &str,
+) -> Result<(), SessionError> {
+    match policy.check(note) {
+        Ok((true, _)) => Ok(()),
+        Ok((false, by)) => Err(SessionError::Uncosigned {
+            size: note.lines().nth(1).and_then(|l| l.parse().ok()).unwrap_or(0),
+            have: by,
+            need: policy.quorum,
+        }),
+        Err(e) => Err(SessionError::Misbehaved(PeerMisbehaved::BadSignature(e.to_string()))),
+    }
+}
+
 /// [`super::Event::CheckFork`]: compares the source's checkpoint of the held size with the
 /// held one; a fork's evidence is stored.
 ///
