@@ -170,6 +170,36 @@ impl Rng {
     }
 }
 
+/// POSTs `body` as text to `url` (60 s at most): status, content type, body.
+pub fn post_text(url: &str, body: &str) -> (u16, String, String) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(std::time::Duration::from_secs(60)))
+        .build()
+        .into();
+    let mut r = agent.post(url).content_type("text/plain").send(body).unwrap();
+    let content_type = r
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let text = r.body_mut().read_to_string().unwrap();
+    (r.status().as_u16(), content_type, text)
+}
+
+/// GETs `url` (60 s at most): status and body text.
+pub fn get_text(url: &str) -> (u16, String) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(std::time::Duration::from_secs(60)))
+        .build()
+        .into();
+    let mut r = agent.get(url).call().unwrap();
+    let text = r.body_mut().read_to_string().unwrap();
+    (r.status().as_u16(), text)
+}
+
 /// POSTs `body` as JSON to `url` (60 s at most) and returns the status and the JSON answer
 /// (`null` when the body is not JSON); error statuses are returned, not raised.
 pub fn post_json(url: &str, body: &serde_json::Value) -> (u16, serde_json::Value) {

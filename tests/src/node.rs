@@ -71,7 +71,19 @@ impl Serve {
 
     /// As [`Self::start`], with more `serve` arguments.
     pub fn start_with(dir: &Path, port: u16, follow: &[String], extra: &[&str]) -> Self {
+        Self::start_env(dir, port, follow, extra, &[])
+    }
+
+    /// As [`Self::start_with`], with environment variables for the process.
+    pub fn start_env(
+        dir: &Path,
+        port: u16,
+        follow: &[String],
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
         let mut cmd = onoal(dir);
+        cmd.envs(env.iter().copied());
         cmd.args(["serve", "--json", "--listen", &format!("127.0.0.1:{port}")]);
         cmd.args(["--http", "127.0.0.1:0"]);
         cmd.args(extra);
@@ -109,6 +121,18 @@ impl Serve {
     pub fn kill(mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
+    }
+
+    /// Waits up to `within` for the process to exit by itself; true when it did.
+    pub fn exited_within(&mut self, within: Duration) -> bool {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if self.0.try_wait().unwrap().is_some() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
     }
 }
 

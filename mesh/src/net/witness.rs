@@ -216,11 +216,17 @@ impl Node {
         }
     }
 
-    /// Stores split-view evidence (best effort: the refusal stands either way).
+    /// Stores split-view evidence (best effort: the refusal stands either way), once per
+    /// conflicting note: a log that retries the same checkpoint adds nothing.
     pub(crate) fn keep_evidence(&self, e: &SplitEvidence) {
         let mut key = vec![EVIDENCE_PREFIX];
         key.extend_from_slice(&origin_hash(&e.origin).0);
-        key.extend_from_slice(&e.detected_ms.to_be_bytes());
+        key.extend_from_slice(&onoal_engine::hash::sha256(&[e.received.as_bytes()]).0[..8]);
+        if let Ok(Some(old)) = self.inner.ledger.aux_get(AuxTable::Witness, &key)
+            && postcard::from_bytes::<SplitEvidence>(&old).is_ok_and(|o| o.proven || !e.proven)
+        {
+            return;
+        }
         let bytes = postcard::to_stdvec(e).unwrap_or_default();
         if let Err(err) = self.inner.ledger.aux_put(AuxTable::Witness, &key, &bytes) {
             tracing::error!(error = %err, "cannot store split-view evidence");
@@ -371,7 +377,7 @@ impl Node {
     }
 
     /// Asks every witness to cosign `cp` at once; stores the lines; publishes on a quorum.
-    /// True when every witness cosigned.
+    /// True when no witness needs asking again for this checkpoint.
     async fn witness_round(
         &self,
         w: &Arc<LogWitnessing>,
@@ -406,10 +412,12 @@ impl Node {
                         s.latency_ms = Some(took.as_secs_f64() * 1000.0);
                         s.last_error = None;
                     }
-                    Err(e) => {
-                        all = false;
-                        tracing::warn!(witness = %id.fmt_short(), error = %e, size = cp.size, "witness did not cosign");
-                        s.last_error = Some(e);
+                    Err(Failed { reason, retry }) => {
+                        // A refusal of this very checkpoint (400, 403, 422) stands; asking
+                        // again changes nothing until the next checkpoint.
+                        all &= !retry;
+                        tracing::warn!(witness = %id.fmt_short(), error = %reason, size = cp.size, "witness did not cosign");
+                        s.last_error = Some(reason);
                     }
                 }
             }
@@ -445,38 +453,41 @@ impl Node {
         witness: LedgerId,
         client: &mut WitnessClient,
         cp: &SignedCheckpoint,
-    ) -> Result<(String, String), String> {
+    ) -> Result<(String, String), Failed> {
         let conn = match &client.conn {
             Some(c) if c.close_reason().is_none() => c.clone(),
             _ => {
-                let (addr, key) = self.source(witness, None).await.map_err(|e| e.to_string())?;
-                let c = self.connect(addr, key).await.map_err(|e| e.to_string())?;
+                let (addr, key) = self.source(witness, None).await.map_err(Failed::retry)?;
+                let c = self.connect(addr, key).await.map_err(Failed::retry)?;
                 client.conn = Some(c.clone());
                 c
             }
         };
         // At most: the size we believe, then the size the witness says it holds.
         for _ in 0..2 {
-            let request = self.add_checkpoint_request(client.known_size, cp).await?;
+            let request =
+                self.add_checkpoint_request(client.known_size, cp).await.map_err(Failed::retry)?;
             let c = &self.inner.config;
             let response = stream::request(&conn, &request, c.max_frame, c.request_timeout)
                 .await
                 .map_err(|e| {
                 client.conn = None;
-                e.to_string()
+                Failed::retry(e)
             })?;
             let Response::Witness { status, body, vkey } = response else {
-                return Err(format!("the witness answered {}", response.kind()));
+                return Err(Failed::retry(format!("the witness answered {}", response.kind())));
             };
             match status {
                 200 => {
                     let verifier = CosignatureVerifier::from_vkey(&vkey)
-                        .map_err(|e| format!("the witness's key: {e}"))?;
-                    let (note_body, _) = split_note(&cp.note).map_err(|e| e.to_string())?;
+                        .map_err(|e| Failed::retry(format!("the witness's key: {e}")))?;
+                    let (note_body, _) = split_note(&cp.note).map_err(Failed::retry)?;
                     let line = body
                         .lines()
-                        .find(|l| matches!(verifier.verify_line(note_body, l), Ok(Some(_))));
-                    let line = line.ok_or("the witness's answer holds no valid cosignature")?;
+                        .find(|l| matches!(verifier.verify_line(note_body, l), Ok(Some(_))))
+                        .ok_or_else(|| {
+                            Failed::retry("the witness's answer holds no valid cosignature")
+                        })?;
                     client.known_size = cp.size;
                     return Ok((format!("{line}\n"), vkey));
                 }
@@ -484,22 +495,27 @@ impl Node {
                     let size: u64 = body
                         .trim()
                         .parse()
-                        .map_err(|_| format!("a 409 with a bad size {body:?}"))?;
+                        .map_err(|_| Failed::retry(format!("a 409 with a bad size {body:?}")))?;
                     if size > cp.size {
-                        return Err(format!(
+                        return Err(Failed::retry(format!(
                             "the witness cosigned size {size} of this log, more than its newest checkpoint {}: was the ledger restored from an older copy?",
                             cp.size
-                        ));
+                        )));
                     }
                     if size == client.known_size {
-                        return Err(format!("the witness keeps answering 409 at size {size}"));
+                        return Err(Failed::retry(format!(
+                            "the witness keeps answering 409 at size {size}"
+                        )));
                     }
                     client.known_size = size;
                 }
-                s => return Err(format!("refused ({s}): {}", body.trim())),
+                s => {
+                    let reason = format!("refused ({s}): {}", body.trim());
+                    return Err(Failed { reason, retry: !matches!(s, 400 | 403 | 422) });
+                }
             }
         }
-        Err("the witness's size changed during the request; the next round retries".into())
+        Err(Failed::retry("the witness's size changed during the request; the next round retries"))
     }
 
     async fn add_checkpoint_request(
@@ -560,6 +576,18 @@ impl Node {
             }
             None => (default.quorum > 0).then_some(default),
         }
+    }
+}
+
+/// Why a witness did not cosign, and whether asking again may help.
+struct Failed {
+    reason: String,
+    retry: bool,
+}
+
+impl Failed {
+    fn retry(reason: impl ToString) -> Self {
+        Self { reason: reason.to_string(), retry: true }
     }
 }
 

@@ -34,3 +34,4 @@ mod torn_wal;
 mod trust;
 mod util;
 mod visibility;
+mod witness;
