@@ -134,7 +134,7 @@ fn a_log_publishes_cosigned_checkpoints_and_followers_and_proofs_require_them() 
         let out = run(onoal(&d("nowhere"))
             .arg("verify-proof")
             .arg(&file)
-            .args(["--vkey", &run_json(onoal(&d("log")).arg("info"))["vkey"].as_str().unwrap()])
+            .args(["--vkey", run_json(onoal(&d("log")).arg("info"))["vkey"].as_str().unwrap()])
             .args(["--json"])
             .args(extra));
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
