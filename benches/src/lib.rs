@@ -21,9 +21,11 @@ pub type BenchResult<T> = Result<T, String>;
 mod api;
 mod route;
 mod sync;
+mod witness;
 pub use api::{grpc, http};
 pub use route::route;
 pub use sync::sync;
+pub use witness::witness;
 
 fn err(e: impl std::fmt::Display) -> String {
     e.to_string()

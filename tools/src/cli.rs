@@ -970,6 +970,17 @@ pub(crate) enum BenchCommand {
         #[arg(long, default_value_t = 200)]
         queries: usize,
     },
+    /// Witnesses: cosignatures per second of one witness (its decision on one core vs the
+    /// signature floor; durable through a node vs one fsynced write) and the checkpoint-to-
+    /// quorum latency with W witnesses on loopback.
+    Witness {
+        /// Checkpoints of the log the witness cosigns.
+        #[arg(long, default_value_t = 2000)]
+        checkpoints: usize,
+        /// Witnesses (quorum: all of them) for the latency.
+        #[arg(long, default_value_t = 3)]
+        witnesses: usize,
+    },
     /// Reopen time vs a raw RocksDB open of the same directory.
     Open {
         /// Entries in the ledger the workload runs on.

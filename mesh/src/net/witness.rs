@@ -315,7 +315,7 @@ impl Node {
     }
 
     /// A receiver of the published size, when a quorum gates the own log's checkpoints.
-    pub(crate) fn published_watch(&self) -> Option<watch::Receiver<Option<u64>>> {
+    pub fn published_watch(&self) -> Option<watch::Receiver<Option<u64>>> {
         self.inner.log_witnessing.get().filter(|w| w.quorum > 0).map(|w| w.published.subscribe())
     }
 

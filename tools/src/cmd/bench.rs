@@ -32,6 +32,9 @@ pub(crate) fn run(cli: &Cli, what: &BenchCommand) -> Result<()> {
         BenchCommand::Open { entries, dir } => onoal_benches::open(*entries, dir.as_deref()),
         BenchCommand::Trust { nodes, edges, seed } => onoal_benches::trust(*nodes, *edges, *seed),
         BenchCommand::Route { hops, queries } => onoal_benches::route(hops, *queries),
+        BenchCommand::Witness { checkpoints, witnesses } => {
+            onoal_benches::witness(*checkpoints, *witnesses)
+        }
     }
     .map_err(|e| anyhow!("benchmark failed: {e}"));
     running.finish_and_clear();
@@ -56,5 +59,6 @@ fn name(what: &BenchCommand) -> &'static str {
         BenchCommand::Open { .. } => "the reopen benchmark",
         BenchCommand::Trust { .. } => "the trust benchmark",
         BenchCommand::Route { .. } => "the routing benchmark (a line of nodes)",
+        BenchCommand::Witness { .. } => "the witness benchmark",
     }
 }
