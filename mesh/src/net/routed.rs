@@ -870,10 +870,12 @@ fn answer_call(
             Decision::Execute(plan) => {
                 serve::execute(&inner.ledger, &inner.peers, &inner.trust, plan).response().clone()
             }
-            Decision::Wait { .. } | Decision::Witness(_) => Response::Error {
-                code: ErrorCode::BadRequest,
-                message: "not a routed request".into(),
-            },
+            Decision::Wait { .. } | Decision::Witness(_) | Decision::Evidence(_) => {
+                Response::Error {
+                    code: ErrorCode::BadRequest,
+                    message: "not a routed request".into(),
+                }
+            }
         }
     };
     let me = inner.ledger.identity().ledger_id;

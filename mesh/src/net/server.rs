@@ -385,6 +385,15 @@ async fn answer_request(
             let answer = execute(inner, plan).await;
             write_answer(&mut send, answer).await
         }
+        Decision::Evidence(bytes) => {
+            let node = Node { inner: inner.clone() };
+            let (status, body) = match node.take_evidence(bytes).await {
+                Ok(m) => (200, m),
+                Err(m) => (400, m),
+            };
+            let r = Response::Witness { status, body, vkey: String::new() };
+            write_answer(&mut send, r.into()).await
+        }
         Decision::Witness(request) => {
             let node = Node { inner: inner.clone() };
             let answer = node.witness_add_checkpoint(request).await;

@@ -208,7 +208,6 @@ impl Node {
             Verdict::Conflict { size } => WitnessAnswer { status: 409, body: format!("{size}\n") },
             Verdict::Refused { status, reason, evidence } => {
                 if let Some(e) = evidence {
-                    tracing::warn!(origin = %e.origin, reason = %e.reason, proven = e.proven, "split view: refused to cosign, evidence kept");
                     self.keep_evidence(&e);
                 }
                 WitnessAnswer { status, body: format!("{reason}\n") }
@@ -216,8 +215,64 @@ impl Node {
         }
     }
 
+    /// Checks split-view evidence a peer sent with the log's pinned key (a pinned ledger whose
+    /// OID is the origin, or whose OID is not known yet: the evidence then shows that key
+    /// signed both notes), keeps it, and passes it on when it is new here. Only proven
+    /// evidence is taken: nobody can be framed with two notes that do not conflict.
+    ///
+    /// # Errors
+    /// Why it was not taken.
+    pub async fn take_evidence(&self, bytes: Vec<u8>) -> Result<String, String> {
+        let node = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let e: SplitEvidence =
+                postcard::from_bytes(&bytes).map_err(|e| format!("undecodable evidence: {e}"))?;
+            let peers = node.inner.peers.list().map_err(|e| e.to_string())?;
+            let reason = peers
+                .iter()
+                .filter(|p| p.oid.as_deref().is_none_or(|o| o == e.origin))
+                .filter_map(|p| {
+                    let key = ed25519_dalek::VerifyingKey::from_bytes(&p.public_key).ok()?;
+                    let v = NoteVerifier::new(&e.origin, key).ok()?;
+                    e.check(&v).ok()
+                })
+                .next()
+                .ok_or_else(|| {
+                    format!(
+                        "the evidence about {} proves nothing with any key pinned here",
+                        e.origin
+                    )
+                })?;
+            let e = SplitEvidence { proven: true, reason: reason.clone(), ..e };
+            node.keep_evidence(&e);
+            Ok(reason)
+        })
+        .await
+        .map_err(|e| e.to_string())?
+    }
+
+    /// Sends proven evidence to every pinned peer with an address (best effort, in the
+    /// background, each within the request timeout).
+    fn spread_evidence(&self, e: &SplitEvidence) {
+        let Ok(bytes) = postcard::to_stdvec(e) else { return };
+        let Ok(peers) = self.inner.peers.list() else { return };
+        for p in peers.into_iter().filter(|p| !p.addresses.is_empty()) {
+            let (node, bytes) = (self.clone(), bytes.clone());
+            tokio::spawn(async move {
+                let Ok((addr, key)) = node.source(p.ledger_id, None).await else { return };
+                let Ok(conn) = node.connect(addr, key).await else { return };
+                let c = &node.inner.config;
+                let request = Request::Evidence { evidence: bytes };
+                let answer = stream::request(&conn, &request, c.max_frame, c.request_timeout).await;
+                tracing::debug!(peer = %p.ledger_id.fmt_short(), ?answer, "split-view evidence sent");
+                conn.close(quinn::VarInt::from_u32(0), b"done");
+            });
+        }
+    }
+
     /// Stores split-view evidence (best effort: the refusal stands either way), once per
-    /// conflicting note: a log that retries the same checkpoint adds nothing.
+    /// conflicting note: a log that retries the same checkpoint adds nothing. New proven
+    /// evidence is passed on to the pinned peers.
     pub(crate) fn keep_evidence(&self, e: &SplitEvidence) {
         let mut key = vec![EVIDENCE_PREFIX];
         key.extend_from_slice(&origin_hash(&e.origin).0);
@@ -230,6 +285,18 @@ impl Node {
         let bytes = postcard::to_stdvec(e).unwrap_or_default();
         if let Err(err) = self.inner.ledger.aux_put(AuxTable::Witness, &key, &bytes) {
             tracing::error!(error = %err, "cannot store split-view evidence");
+            return;
+        }
+        if e.proven {
+            tracing::warn!(origin = %e.origin, reason = %e.reason, "split view of a log: proven evidence kept and passed on");
+        } else {
+            tracing::warn!(origin = %e.origin, reason = %e.reason, "a checkpoint the log could not prove consistent with the cosigned one: kept, not proven");
+        }
+        if e.proven
+            && let Ok(handle) = tokio::runtime::Handle::try_current()
+        {
+            let _in = handle.enter();
+            self.spread_evidence(e);
         }
     }
 

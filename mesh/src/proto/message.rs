@@ -112,6 +112,13 @@ pub enum Request {
         /// The signed checkpoint note.
         note: String,
     },
+    /// Proven split-view evidence a witness caught (postcard `SplitEvidence`): the receiver
+    /// checks it with the log's pinned key, keeps it, and passes it on to its own peers once.
+    Evidence {
+        /// postcard bytes of the evidence.
+        #[serde(with = "serde_bytes")]
+        evidence: Vec<u8>,
+    },
 }
 
 impl Request {
@@ -129,6 +136,7 @@ impl Request {
             Self::Range { .. } => "Range",
             Self::Trust { .. } => "Trust",
             Self::AddCheckpoint { .. } => "AddCheckpoint",
+            Self::Evidence { .. } => "Evidence",
         }
     }
 }

@@ -44,6 +44,8 @@ pub enum Decision {
     },
     /// A witness request: the driver's witness decides ([`crate::witness::decide`]).
     Witness(crate::witness::AddCheckpoint),
+    /// Split-view evidence from a peer: the driver checks and keeps it.
+    Evidence(Vec<u8>),
 }
 
 /// Engine reads that answer a request.
@@ -292,6 +294,7 @@ impl ServeCore {
                 Decision::Execute(Plan::Consistency { ledger, old: old.0, new: new.0 })
             }
             Request::Trust { ledger } => Decision::Execute(Plan::Trust { ledger }),
+            Request::Evidence { evidence } => Decision::Evidence(evidence),
             Request::AddCheckpoint { old, old_root, proof, note } => {
                 Decision::Witness(crate::witness::AddCheckpoint {
                     old: old.0,
@@ -318,7 +321,9 @@ impl ServeCore {
     fn scope_of<'r>(&self, request: &'r Request) -> Option<(LedgerId, Scope<'r>)> {
         match request {
             // A witness checks the note's signature itself; anyone may ask (C2SP).
-            Request::Hello { .. } | Request::AddCheckpoint { .. } => None,
+            Request::Hello { .. } | Request::AddCheckpoint { .. } | Request::Evidence { .. } => {
+                None
+            }
             Request::Certificate { ledger } if *ledger == self.certificate.ledger_id => None,
             Request::Certificate { ledger }
             | Request::Checkpoint { ledger, .. }

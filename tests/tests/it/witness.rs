@@ -188,6 +188,12 @@ fn a_log_showing_two_histories_is_refused_by_its_witness_with_proven_evidence() 
     import(&d("b"), 1000, 120);
     let w = init(&d("w"), "oid:onoal:org:w");
     let vw = witness_vkey(&d("w"));
+    // A bystander that knows the log's key and is known to the witness: it learns of the
+    // split from the witness, and checks the evidence itself.
+    let by = init(&d("by"), "oid:onoal:org:bystander");
+    pin(&d("by"), &log, 1);
+    let sby = Serve::start(&d("by"), 0, &[]);
+    pin(&d("w"), &by, sby.1);
     let sw = Serve::start(&d("w"), 0, &[]);
     pin(&d("w"), &log, 1);
     for side in ["a", "b"] {
@@ -209,6 +215,12 @@ fn a_log_showing_two_histories_is_refused_by_its_witness_with_proven_evidence() 
     );
     assert!(evidence["held"].as_str().unwrap().starts_with("oid:onoal:org:two-faced\n100\n"));
     assert!(evidence["received"].as_str().unwrap().starts_with("oid:onoal:org:two-faced\n120\n"));
+    let told = eventually("the bystander's copy of the evidence", || {
+        let info = witness_info(&d("by"));
+        info["evidence"].as_array().filter(|e| !e.is_empty()).map(|e| e[0].clone())
+    });
+    assert_eq!(told["proven"], true);
+    assert_eq!(told["received"], evidence["received"]);
     // The witness still holds a's history; b publishes nothing and says why.
     let w_state = witness_info(&d("w"));
     assert_eq!(w_state["witnessed"][0]["tree_size"], 100);
@@ -235,7 +247,7 @@ fn a_log_showing_two_histories_is_refused_by_its_witness_with_proven_evidence() 
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
     let held = v["to_size"].as_u64().unwrap_or(0);
     assert_eq!(held, 0, "b's uncosigned history never reached its follower: {v}");
-    drop((sa, sb, sw, sfa, sfb));
+    drop((sa, sb, sw, sfa, sfb, sby));
 }
 
 #[test]
@@ -340,4 +352,29 @@ fn the_c2sp_http_interface_answers_with_the_specs_status_codes() {
     let (status, _, body) = post_text(&url, &format!("old 20\n{lines}\n{note25}"));
     assert_eq!(status, 200, "{body}");
     drop(sw);
+}
+
+#[test]
+fn the_witness_benchmark_reports_its_figures_with_their_baselines() {
+    let tmp = tempfile::tempdir().unwrap();
+    let v = run_json(onoal(&tmp.path().join("unused")).args([
+        "bench",
+        "witness",
+        "--checkpoints",
+        "30",
+        "--witnesses",
+        "2",
+    ]));
+    for field in [
+        "cosign_per_s_one_core",
+        "baseline_signature_floor_per_s",
+        "ratio_to_floor",
+        "cosign_durable_per_s",
+        "baseline_fsynced_write_per_s",
+        "checkpoint_to_quorum_p50_ms",
+        "checkpoint_to_quorum_p99_ms",
+    ] {
+        assert!(v[field].as_f64().is_some_and(|x| x > 0.0), "{field}: {v}");
+    }
+    assert_eq!((v["checkpoints"].as_u64(), v["witnesses"].as_u64()), (Some(30), Some(2)));
 }

@@ -282,7 +282,9 @@ impl Sim {
                     Decision::Wait { plan, have, wait } => {
                         node.waits.push((from, stream, plan, have, now + wait))
                     }
-                    Decision::Witness(_) => panic!("the sync simulation sends no witness requests"),
+                    Decision::Witness(_) | Decision::Evidence(_) => {
+                        panic!("the sync simulation sends no witness requests")
+                    }
                 }
             }
             Msg::Answer { stream, response, frames } => self.answered(to, stream, response, frames),
