@@ -224,3 +224,118 @@ fn request_bodies_parse_as_c2sp_writes_them() {
     }
     assert!(AddCheckpoint::parse(&[0xff, 0xfe]).is_err());
 }
+
+/// At scale, sans I/O: 60 logs (every third shows two histories under one key), 12 witnesses
+/// with persisted state, logs submitting in a random order, and answers lost after the state
+/// was persisted (a witness crashed before answering; the log never learns the size). No
+/// witness ever holds (or cosigns) a checkpoint of the second history after one of the first,
+/// and every two-faced log that asked a witness for both histories is caught with proven
+/// evidence.
+#[test]
+fn many_logs_and_witnesses_in_random_order_never_cosign_two_histories() {
+    let mut rng = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move |n: u64| {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng % n
+    };
+    const LOGS: usize = 60;
+    const WITNESSES: usize = 12;
+    let witnesses: Vec<Cosigner> = (0..WITNESSES)
+        .map(|i| {
+            Cosigner::new(&format!("w{i}"), SigningKey::from_bytes(&[100 + i as u8; 32])).unwrap()
+        })
+        .collect();
+    struct Log {
+        origin: String,
+        signer: NoteSigner,
+        histories: Vec<History>,
+        /// Per witness: the size the log believes it holds.
+        known: Vec<u64>,
+        /// Per witness: which history it last sent.
+        sent: Vec<Option<usize>>,
+    }
+    let mut logs: Vec<Log> = (0..LOGS)
+        .map(|i| {
+            let origin = format!("oid:onoal:sim:l{i}");
+            let signer =
+                NoteSigner::new(&origin, SigningKey::from_bytes(&[(i % 250) as u8 + 1; 32]))
+                    .unwrap();
+            let two_faced = i % 3 == 0;
+            let histories = (0..if two_faced { 2 } else { 1 })
+                .map(|h| History::new((i * 2 + h) as u8, 64))
+                .collect();
+            Log {
+                origin,
+                signer,
+                histories,
+                known: vec![0; WITNESSES],
+                sent: vec![None; WITNESSES],
+            }
+        })
+        .collect();
+    // Persisted witness state per (witness, log): (size, root, history) — the history tag only
+    // for the assertions.
+    let mut held: Vec<Vec<Option<(WitnessedLog, usize)>>> = vec![vec![None; LOGS]; WITNESSES];
+    let mut caught = vec![vec![false; LOGS]; WITNESSES];
+    let mut size = vec![1u64; LOGS];
+    for _ in 0..20_000 {
+        let (l, w) = (next(LOGS as u64) as usize, next(WITNESSES as u64) as usize);
+        let log = &mut logs[l];
+        size[l] = (size[l] + next(3)).min(64);
+        let h = next(log.histories.len() as u64) as usize;
+        let hist = &log.histories[h];
+        let s = size[l].max(log.known[w]);
+        let old = log.known[w];
+        let note = log.signer.sign(&Checkpoint {
+            origin: log.origin.clone(),
+            size: s,
+            root: hist.root(s),
+            extensions: vec![],
+        });
+        let request = AddCheckpoint {
+            old,
+            proof: if old == 0 || old == s { vec![] } else { hist.proof(old, s) },
+            old_root: (old > 0).then(|| hist.root(old)),
+            note,
+        };
+        let key = log.signer.verifier().clone();
+        let state = held[w][l].as_ref().map(|(s, _)| s.clone());
+        match decide(&request, Some(&key), state.as_ref(), &witnesses[w], 1_000) {
+            Verdict::Cosign { state: new, line } => {
+                if let Some((old_state, old_h)) = &held[w][l] {
+                    assert_eq!(
+                        *old_h, h,
+                        "witness {w} cosigned history {h} of log {l} after history {old_h} (sizes {} -> {})",
+                        old_state.size, new.size
+                    );
+                    assert!(new.size >= old_state.size, "a witness went back in size");
+                }
+                held[w][l] = Some((new.clone(), h));
+                // One answer in ten is lost after the state was persisted (a crash).
+                if next(10) != 0 {
+                    log.known[w] = new.size;
+                    let v = witnesses[w].verifier();
+                    let (body, _) = split_note(&request.note).unwrap();
+                    assert!(matches!(v.verify_line(body, &line), Ok(Some(_))));
+                }
+                log.sent[w] = Some(h);
+            }
+            Verdict::Conflict { size } => log.known[w] = size,
+            Verdict::Refused { status, evidence, .. } => {
+                assert_eq!(status, 422, "an honest request refused");
+                let e = evidence.expect("a refusal after a cosignature carries evidence");
+                assert!(e.proven, "the log sent its own root: proven");
+                assert!(e.check(&key).is_ok());
+                assert_ne!(held[w][l].as_ref().map(|(_, hh)| *hh), Some(h));
+                caught[w][l] = true;
+            }
+        }
+    }
+    // Every two-faced log was caught by some witness; no honest log ever was.
+    for (l, log) in logs.iter().enumerate() {
+        let any = (0..WITNESSES).any(|w| caught[w][l]);
+        assert_eq!(any, log.histories.len() == 2, "log {l}");
+    }
+}
