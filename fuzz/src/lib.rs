@@ -12,6 +12,19 @@ pub mod swim;
 
 pub mod proto;
 
+#[path = "../../mesh/src/witness/mod.rs"]
+pub mod witness;
+
+/// The witness key the fuzz targets cosign with: seed 43.
+pub fn cosigner() -> &'static onoal_engine::cosignature::Cosigner {
+    static C: std::sync::OnceLock<onoal_engine::cosignature::Cosigner> = std::sync::OnceLock::new();
+    C.get_or_init(|| {
+        let key = onoal_engine::identity::SecretKey::from_seed(&[43; 32]);
+        onoal_engine::cosignature::Cosigner::new("oid:onoal:fuzz/witness", key.signing_key().clone())
+            .unwrap()
+    })
+}
+
 /// The note verifier the fuzz targets check against: key seed 42, name `oid:onoal:fuzz`.
 pub fn note_verifier() -> &'static onoal_engine::checkpoint::NoteVerifier {
     static V: std::sync::OnceLock<onoal_engine::checkpoint::NoteVerifier> =

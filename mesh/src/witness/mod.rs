@@ -22,7 +22,6 @@ use onoal_engine::checkpoint::{CheckpointError, NoteVerifier};
 use onoal_engine::cosignature::{Cosigner, add_signatures, split_note};
 use onoal_engine::hash::{Hash, empty_root, sha256};
 use onoal_engine::merkle::verify_consistency;
-use onoal_engine::replica::ForkProof;
 
 #[cfg(test)]
 mod tests;
@@ -128,7 +127,7 @@ pub struct SplitEvidence {
     /// different roots, or `proof` shows the received tree has another root at the held size.
     pub proven: bool,
     /// The received tree's root at the held size and a consistency proof from it.
-    pub proof: Option<ForkProof>,
+    pub proof: Option<SplitProof>,
     /// When it was found (ms since the epoch).
     pub detected_ms: u64,
 }
@@ -166,6 +165,20 @@ impl SplitEvidence {
             large.size, p.old_root, small.size, small.root
         ))
     }
+}
+
+/// The received tree at the held size: its root there (not the held one) and an RFC 9162
+/// consistency proof from it to the received checkpoint's root.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SplitProof {
+    /// The smaller size.
+    pub old_size: u64,
+    /// The larger tree's root at the smaller size.
+    pub old_root: Hash,
+    /// The larger size.
+    pub new_size: u64,
+    /// Consistency proof from `old_root` to the larger checkpoint's root.
+    pub consistency: Vec<Hash>,
 }
 
 /// A witness's answer, as C2SP's HTTP status codes.
@@ -250,7 +263,7 @@ pub fn decide(
     if cp.size == 0 && cp.root != empty_root() {
         return refused(422, "a checkpoint of size 0 must have the empty tree's root");
     }
-    let inconsistent = |reason: String, proof: Option<ForkProof>, proven: bool| {
+    let inconsistent = |reason: String, proof: Option<SplitProof>, proven: bool| {
         let evidence = held.map(|h| SplitEvidence {
             origin: origin.to_owned(),
             held: h.note.clone(),
@@ -285,7 +298,7 @@ pub fn decide(
                 let proof = request.old_root.filter(|r| *r != h.root).and_then(|old_root| {
                     verify_consistency(h.size, cp.size, &old_root, &cp.root, &request.proof)
                         .ok()
-                        .map(|()| ForkProof {
+                        .map(|()| SplitProof {
                             old_size: h.size,
                             old_root,
                             new_size: cp.size,

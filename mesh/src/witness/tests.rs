@@ -188,7 +188,7 @@ fn a_split_view_is_refused_with_evidence_anyone_can_check() {
     let honest = SplitEvidence {
         held: note(&a, 16),
         received: note(&a, 40),
-        proof: Some(ForkProof {
+        proof: Some(SplitProof {
             old_size: 16,
             old_root: Hash([3; 32]),
             new_size: 40,
