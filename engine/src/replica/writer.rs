@@ -189,6 +189,35 @@ impl ReplicaWriter {
         self.forked(received, reason)
     }
 
+    /// Records a split view another node proved (a witness's evidence: two notes signed by
+    /// this ledger's key that no append-only log can both have produced, checked by the caller
+    /// with the pinned key): the replica stops syncing, as after a fork found here. Nothing is
+    /// recorded when the replica already forked.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn record_split_view(
+        &mut self,
+        held: &str,
+        received: &str,
+        reason: String,
+        proof: Option<ForkProof>,
+    ) -> Result<(), ReplicaError> {
+        if self.record.status == SyncStatus::Forked {
+            return Ok(());
+        }
+        self.record.status = SyncStatus::Forked;
+        self.record.last_error = Some(reason.clone());
+        self.record.fork = Some(ForkEvidence {
+            held: held.to_owned(),
+            received: received.to_owned(),
+            reason,
+            detected_ms: now_ms(),
+            proof,
+        });
+        self.write(Batch::default())
+    }
+
     fn forked(&mut self, received: &str, reason: String) -> ReplicaError {
         self.forked_with(received, reason, None)
     }

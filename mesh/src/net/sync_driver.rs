@@ -315,6 +315,16 @@ impl Node {
         if records.iter().flatten().any(|r| r.status == SyncStatus::Forked) {
             return Err(ReplicaError::Forked(ledger_id).into());
         }
+        let node = self.clone();
+        if let Some(reason) = self.blocking(move || node.proven_split_view(ledger_id)).await? {
+            return Err(ReplicaError::Fork {
+                ledger_id,
+                reason: format!(
+                    "a witness proved that it shows two histories ({reason}); `onoal witness info` shows the evidence"
+                ),
+            }
+            .into());
+        }
         Ok(())
     }
 

@@ -209,6 +209,13 @@ impl Node {
             Verdict::Refused { status, reason, evidence } => {
                 if let Some(e) = evidence {
                     self.keep_evidence(&e);
+                    // A replica of the log held here stops syncing too.
+                    let pinned = self.inner.peers.list().ok().and_then(|l| {
+                        l.into_iter().find(|p| p.oid.as_deref() == Some(e.origin.as_str()))
+                    });
+                    if let Some(p) = pinned.filter(|_| e.proven) {
+                        self.stop_replica_of(p.ledger_id, &e);
+                    }
                 }
                 WitnessAnswer { status, body: format!("{reason}\n") }
             }
@@ -228,13 +235,13 @@ impl Node {
             let e: SplitEvidence =
                 postcard::from_bytes(&bytes).map_err(|e| format!("undecodable evidence: {e}"))?;
             let peers = node.inner.peers.list().map_err(|e| e.to_string())?;
-            let reason = peers
+            let (reason, ledger_id) = peers
                 .iter()
                 .filter(|p| p.oid.as_deref().is_none_or(|o| o == e.origin))
                 .filter_map(|p| {
                     let key = ed25519_dalek::VerifyingKey::from_bytes(&p.public_key).ok()?;
                     let v = NoteVerifier::new(&e.origin, key).ok()?;
-                    e.check(&v).ok()
+                    e.check(&v).ok().map(|r| (r, p.ledger_id))
                 })
                 .next()
                 .ok_or_else(|| {
@@ -245,10 +252,52 @@ impl Node {
                 })?;
             let e = SplitEvidence { proven: true, reason: reason.clone(), ..e };
             node.keep_evidence(&e);
+            node.stop_replica_of(ledger_id, &e);
             Ok(reason)
         })
         .await
         .map_err(|e| e.to_string())?
+    }
+
+    /// The reason of proven split-view evidence held here against `ledger_id` (checked again
+    /// with its pinned key), if any: such a ledger is not synced (blocking: a table scan).
+    ///
+    /// Any evidence whose notes the ledger's pinned key signed counts, whatever origin they
+    /// name (the OID may not be known yet): that key signed two conflicting notes.
+    pub fn proven_split_view(&self, ledger_id: LedgerId) -> Option<String> {
+        let record = self.inner.peers.get(&ledger_id).ok()??;
+        let key = ed25519_dalek::VerifyingKey::from_bytes(&record.public_key).ok()?;
+        let rows = self.inner.ledger.aux_scan(AuxTable::Witness).ok()?;
+        rows.iter()
+            .filter(|(k, _)| k.first() == Some(&EVIDENCE_PREFIX))
+            .filter_map(|(_, v)| postcard::from_bytes::<SplitEvidence>(v).ok())
+            .filter(|e| e.proven)
+            .find_map(|e| e.check(&NoteVerifier::new(&e.origin, key).ok()?).ok())
+    }
+
+    /// A replica of a ledger proven to show two histories stops syncing: it is marked forked
+    /// with the evidence (best effort: a sync holding the replica's writer right now keeps it).
+    fn stop_replica_of(&self, ledger_id: LedgerId, e: &SplitEvidence) {
+        let ledger = &self.inner.ledger;
+        let Some(replica) = ledger.replica(&ledger_id) else { return };
+        let proof = e.proof.as_ref().map(|p| onoal_engine::replica::ForkProof {
+            old_size: p.old_size,
+            old_root: p.old_root,
+            new_size: p.new_size,
+            consistency: p.consistency.clone(),
+        });
+        let reason = format!("a witness proved a split view: {}", e.reason);
+        let done = ledger
+            .replica_writer(replica.identity())
+            .and_then(|mut w| w.record_split_view(&e.held, &e.received, reason, proof));
+        match done {
+            Ok(()) => {
+                tracing::warn!(ledger = %ledger_id, "replica marked forked: a proven split view")
+            }
+            Err(err) => {
+                tracing::warn!(ledger = %ledger_id, error = %err, "could not mark the replica forked")
+            }
+        }
     }
 
     /// Sends proven evidence to every pinned peer with an address (best effort, in the

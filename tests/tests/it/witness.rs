@@ -247,6 +247,24 @@ fn a_log_showing_two_histories_is_refused_by_its_witness_with_proven_evidence() 
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
     let held = v["to_size"].as_u64().unwrap_or(0);
     assert_eq!(held, 0, "b's uncosigned history never reached its follower: {v}");
+
+    // The bystander, which learned of the split from the witness, refuses to sync the ledger
+    // at all; a follower holding a replica is marked forked when the evidence reaches it.
+    pin(&d("a"), &by, 1);
+    pin(&d("by"), &log, sa.1);
+    let out = run(onoal(&d("by")).args(["sync", &log.id, "--json"]));
+    assert!(!out.status.success());
+    let err: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(err["error"]["kind"], "fork", "{err}");
+    assert!(err["error"]["message"].as_str().unwrap().contains("two histories"), "{err}");
+    // fa holds a's replica; the witness tells it (pinned with an address) on the next split:
+    // b retries only a new checkpoint, so replay the evidence to fa through the witness.
+    pin(&d("w"), &fa, sfa.1);
+    import(&d("b"), 1120, 3); // a new checkpoint of b's history: refused again, evidence sent
+    eventually("fa's replica marked forked", || {
+        let forks = run_json(onoal(&d("fa")).arg("forks"));
+        forks["forks"].as_array().filter(|f| !f.is_empty()).map(|_| ())
+    });
     drop((sa, sb, sw, sfa, sfb, sby));
 }
 
