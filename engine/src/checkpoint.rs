@@ -152,24 +152,8 @@ impl NoteVerifier {
     /// # Errors
     /// [`CheckpointError::MalformedKey`] when any part is wrong or the key id does not match.
     pub fn from_vkey(vkey: &str) -> Result<Self, CheckpointError> {
-        let mut parts = vkey.trim().splitn(3, '+');
-        let (Some(name), Some(id_hex), Some(key_b64)) = (parts.next(), parts.next(), parts.next())
-        else {
-            return Err(CheckpointError::MalformedKey("expected three '+'-separated parts"));
-        };
-        let mut id = [0u8; 4];
-        if id_hex.len() != 8 || hex::decode_to_slice(id_hex, &mut id).is_err() {
-            return Err(CheckpointError::MalformedKey("key id is not 8 hex digits"));
-        }
-        let raw = B64.decode(key_b64).map_err(|_| CheckpointError::MalformedKey("bad base64"))?;
-        let Some((&ALG_ED25519, key_bytes)) = raw.split_first() else {
-            return Err(CheckpointError::MalformedKey("not an Ed25519 key (type byte 0x01)"));
-        };
-        let key_bytes: [u8; 32] = key_bytes
-            .try_into()
-            .map_err(|_| CheckpointError::MalformedKey("public key is not 32 bytes"))?;
-        let key = VerifyingKey::from_bytes(&key_bytes)
-            .map_err(|_| CheckpointError::MalformedKey("public key is not a valid point"))?;
+        let (name, id, key) = parse_vkey(vkey, ALG_ED25519, "not an Ed25519 key (type byte 0x01)")
+            .map_err(CheckpointError::MalformedKey)?;
         let verifier = Self::new(name, key)?;
         if verifier.key_id != id {
             return Err(CheckpointError::MalformedKey("key id does not match name and key"));
@@ -252,6 +236,34 @@ impl NoteVerifier {
         }
         Ok(checkpoint)
     }
+}
+
+/// Splits a C2SP verifier key `<name>+<8 hex key id>+<base64(alg || 32-byte Ed25519 key)>` of
+/// signature type `alg` into its name, key id and key; the caller checks the key id, whose
+/// derivation depends on the type. `wrong_type` is the error for another type byte.
+pub(crate) fn parse_vkey<'a>(
+    vkey: &'a str,
+    alg: u8,
+    wrong_type: &'static str,
+) -> Result<(&'a str, [u8; 4], VerifyingKey), &'static str> {
+    let mut parts = vkey.trim().splitn(3, '+');
+    let (Some(name), Some(id_hex), Some(key_b64)) = (parts.next(), parts.next(), parts.next())
+    else {
+        return Err("expected three '+'-separated parts");
+    };
+    let mut id = [0u8; 4];
+    if id_hex.len() != 8 || hex::decode_to_slice(id_hex, &mut id).is_err() {
+        return Err("key id is not 8 hex digits");
+    }
+    let raw = B64.decode(key_b64).map_err(|_| "bad base64")?;
+    let key_bytes = match raw.split_first() {
+        Some((&a, rest)) if a == alg => rest,
+        _ => return Err(wrong_type),
+    };
+    let key_bytes: [u8; 32] = key_bytes.try_into().map_err(|_| "public key is not 32 bytes")?;
+    let key =
+        VerifyingKey::from_bytes(&key_bytes).map_err(|_| "public key is not a valid point")?;
+    Ok((name, id, key))
 }
 
 fn parse_body(body: &str) -> Result<Checkpoint, CheckpointError> {

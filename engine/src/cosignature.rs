@@ -140,26 +140,12 @@ impl CosignatureVerifier {
     /// # Errors
     /// [`CosignatureError::MalformedKey`] when any part is wrong or the key id does not match.
     pub fn from_vkey(vkey: &str) -> Result<Self, CosignatureError> {
-        let mut parts = vkey.trim().splitn(3, '+');
-        let (Some(name), Some(id_hex), Some(key_b64)) = (parts.next(), parts.next(), parts.next())
-        else {
-            return Err(CosignatureError::MalformedKey("expected three '+'-separated parts"));
-        };
-        let mut id = [0u8; 4];
-        if id_hex.len() != 8 || hex::decode_to_slice(id_hex, &mut id).is_err() {
-            return Err(CosignatureError::MalformedKey("key id is not 8 hex digits"));
-        }
-        let raw = B64.decode(key_b64).map_err(|_| CosignatureError::MalformedKey("bad base64"))?;
-        let Some((&ALG_COSIGNATURE_V1, key_bytes)) = raw.split_first() else {
-            return Err(CosignatureError::MalformedKey(
-                "not an Ed25519 cosignature key (type byte 0x04); a log's key (0x01) cannot cosign",
-            ));
-        };
-        let key_bytes: [u8; 32] = key_bytes
-            .try_into()
-            .map_err(|_| CosignatureError::MalformedKey("public key is not 32 bytes"))?;
-        let key = VerifyingKey::from_bytes(&key_bytes)
-            .map_err(|_| CosignatureError::MalformedKey("public key is not a valid point"))?;
+        let (name, id, key) = crate::checkpoint::parse_vkey(
+            vkey,
+            ALG_COSIGNATURE_V1,
+            "not an Ed25519 cosignature key (type byte 0x04); a log's key (0x01) cannot cosign",
+        )
+        .map_err(CosignatureError::MalformedKey)?;
         let verifier = Self::new(name, key)?;
         if verifier.key_id != id {
             return Err(CosignatureError::MalformedKey("key id does not match name and key"));
