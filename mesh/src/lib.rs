@@ -64,6 +64,7 @@ pub mod sim;
 pub mod swim;
 pub mod ticket;
 pub mod tls;
+pub mod transfer;
 pub mod trust;
 pub mod witness;
 
