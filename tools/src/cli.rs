@@ -418,6 +418,69 @@ pub(crate) enum Command {
         #[command(subcommand)]
         what: WitnessCommand,
     },
+    /// Mint tokens of an asset on this ledger (an entry of the stream `tokens`).
+    #[command(after_help = "Example:\n  onoal mint --asset eur --amount 1000")]
+    Mint {
+        /// The asset's id (letters, digits, `-_.:`).
+        #[arg(long)]
+        asset: String,
+        /// How many.
+        #[arg(long)]
+        amount: u64,
+    },
+    /// Balances per asset, derived from this ledger's token entries: available, locked by
+    /// outgoing transfers, incoming (reserved), minted, received, sent.
+    #[command(after_help = "Example:\n  onoal balance --json")]
+    Balance {
+        /// Only this asset.
+        #[arg(long)]
+        asset: Option<String>,
+    },
+    /// Two-phase token transfers to other ledgers (lock, reserve, commit, credit, confirm;
+    /// each step an entry whose reference to the other ledger's step is checked by proof).
+    #[command(
+        after_help = "Examples:\n  onoal transfer start --to oid:onoal:org:bob --asset eur --amount 10\n  onoal transfer status ID --json\n  onoal transfer list"
+    )]
+    Transfer {
+        #[command(subcommand)]
+        what: TransferCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum TransferCommand {
+    /// Start a transfer through the running node and follow it until this ledger is done;
+    /// fails (`transfer_aborted`) when it ends unlocked.
+    Start {
+        /// The destination: an OID or a ledger id.
+        #[arg(long)]
+        to: String,
+        /// The asset.
+        #[arg(long)]
+        asset: String,
+        /// The amount.
+        #[arg(long)]
+        amount: u64,
+        /// The transfer's id [default: a fresh UUID].
+        #[arg(long)]
+        id: Option<String>,
+        /// Seconds to wait for the destination's reservation before unlocking.
+        #[arg(long, default_value_t = 30)]
+        timeout: u64,
+        /// Return once the lock is written (follow it with `transfer status`).
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// One transfer: this ledger's steps and phase, and the other ledger's, verified by proof.
+    Status {
+        /// The transfer's id.
+        id: String,
+        /// Do not ask the other ledger.
+        #[arg(long)]
+        local: bool,
+    },
+    /// Every transfer of this ledger.
+    List,
 }
 
 #[derive(Subcommand, Debug)]
@@ -1107,6 +1170,9 @@ pub(crate) fn command_name(c: &Command) -> &'static str {
         Command::Restore { .. } => "restore",
         Command::Replicas { .. } => "replicas",
         Command::Forks { .. } => "forks",
+        Command::Mint { .. } => "mint",
+        Command::Balance { .. } => "balance",
+        Command::Transfer { .. } => "transfer",
     }
 }
 

@@ -234,6 +234,23 @@ fn run(cli: &Cli) -> Result<ExitCode> {
             cmd::mesh::drop_replica(cli, ledger_id, *yes, false)?;
         }
         Command::Witness { what: cli::WitnessCommand::Info } => cmd::witness::info(cli)?,
+        Command::Mint { asset, amount } => cmd::transfer::mint(cli, asset, *amount)?,
+        Command::Balance { asset } => cmd::transfer::balance(cli, asset.as_deref())?,
+        Command::Transfer { what } => match what {
+            cli::TransferCommand::Start { to, asset, amount, id, timeout, no_wait } => {
+                let s = cmd::transfer::Start {
+                    to,
+                    asset,
+                    amount: *amount,
+                    id: id.as_deref(),
+                    timeout_secs: *timeout,
+                    no_wait: *no_wait,
+                };
+                cmd::transfer::start(cli, &s)?;
+            }
+            cli::TransferCommand::Status { id, local } => cmd::transfer::status(cli, id, *local)?,
+            cli::TransferCommand::List => cmd::transfer::list(cli)?,
+        },
         Command::Forks { what } => cmd::mesh::forks(
             cli,
             what.as_ref().map(|ForksCommand::Drop { ledger_id }| ledger_id.as_str()),

@@ -158,6 +158,14 @@ pub(crate) async fn append(
     let max_payload = state.control.node().ledger().max_payload_bytes();
     let entries = parse_entries(&headers, &body, max_payload)?;
     drop(body);
+    // The token stream is written by the transfer desk only (its book follows its own writes).
+    if entries.iter().any(|e| e.stream.as_str() == crate::transfer::STREAM) {
+        return Err(ApiError::bad_request(format!(
+            "the stream {} is written by transfers and mints only",
+            crate::transfer::STREAM
+        ))
+        .hint("onoal mint / onoal transfer start (POST /tokens/mint, POST /transfers)"));
+    }
     let (receipts, tree_size) = state.control.append(entries).await?;
     Ok(Json(AppendView {
         receipts: receipts

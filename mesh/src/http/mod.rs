@@ -17,6 +17,7 @@ pub(crate) mod listen;
 mod mesh;
 mod openapi;
 mod tlog;
+mod transfer;
 mod watch;
 mod witness;
 
@@ -159,6 +160,10 @@ pub fn router(control: Control, config: &HttpConfig) -> Router {
         .route("/mesh/trust/path/{from}/{to}", get(mesh::trust_path))
         .route("/mesh/trust/anchors/{ledger_id}", delete(mesh::trust_anchor_remove))
         .route("/mesh/trust/{ledger_id}", get(mesh::trust_show))
+        .route("/transfers", post(transfer::start).get(transfer::list))
+        .route("/transfers/{id}", get(transfer::status))
+        .route("/balance", get(transfer::balance))
+        .route("/tokens/mint", post(transfer::mint))
         .route("/tlog/{ledger}/checkpoint", get(tlog::checkpoint))
         .route("/witness", get(witness::info))
         .route("/witness/add-checkpoint", post(witness::add_checkpoint))

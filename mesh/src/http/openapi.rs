@@ -2,7 +2,7 @@
 
 use utoipa::OpenApi;
 
-use super::{ledger, mesh, tlog, watch, witness};
+use super::{ledger, mesh, tlog, transfer, watch, witness};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -17,13 +17,15 @@ use super::{ledger, mesh, tlog, watch, witness};
         mesh::follows, mesh::unfollow, mesh::trust, mesh::trust_set, mesh::trust_show, mesh::trust_anchor_add, mesh::trust_anchor_remove, mesh::visibility, mesh::visibility_set, mesh::trust_path, mesh::route,
         tlog::checkpoint, tlog::tile,
         witness::info, witness::add_checkpoint, witness::checkpoint,
+        transfer::start, transfer::list, transfer::status, transfer::balance, transfer::mint,
     ),
     modifiers(&BearerAuth),
     tags((name = "node", description = "Health, metrics, status"),
          (name = "ledger", description = "The own log and replicas"),
          (name = "mesh", description = "Peers, sync, topology (the seed's /mesh routes)"),
          (name = "tlog", description = "C2SP tlog-tiles read API"),
-         (name = "witness", description = "C2SP tlog-witness: cosigning other logs' checkpoints")),
+         (name = "witness", description = "C2SP tlog-witness: cosigning other logs' checkpoints"),
+         (name = "transfers", description = "Two-phase token transfers between ledgers, balances")),
 )]
 struct ApiDoc;
 

@@ -17,6 +17,7 @@ mod server;
 mod stream;
 mod sync_driver;
 mod sync_pump;
+mod transfer;
 mod witness;
 
 use std::collections::HashMap;
@@ -32,6 +33,7 @@ pub use config::NodeConfig;
 pub use discovery::{DiscoveryConfig, DiscoveryStatus, MemberError};
 pub use error::SyncError;
 pub use sync_driver::{SyncMode, SyncProgress, SyncSummary};
+pub use transfer::{PeerSide, StepView, TransferError, TransferView};
 pub use witness::{
     CRASH_ENV, OwnWitnesses, WitnessAnswer, WitnessInfo, WitnessStatus, WitnessedView,
 };
@@ -80,6 +82,8 @@ pub(crate) struct Inner {
     log_witnessing: std::sync::OnceLock<Arc<witness::LogWitnessing>>,
     /// Cosignatures required of the checkpoints this node accepts.
     witness_policy: witness::PolicyLock,
+    /// The transfer side, once started.
+    transfers: std::sync::OnceLock<Arc<transfer::TransferDesk>>,
 }
 
 impl Inner {
@@ -177,6 +181,7 @@ impl Node {
             witness: std::sync::OnceLock::new(),
             log_witnessing: std::sync::OnceLock::new(),
             witness_policy: witness::PolicyLock::default(),
+            transfers: std::sync::OnceLock::new(),
         };
         Ok(Self { inner: Arc::new(inner) })
     }

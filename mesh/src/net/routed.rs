@@ -189,13 +189,13 @@ pub struct RemoteVerification {
 }
 
 /// Any verified routed answer.
-struct Answered<T> {
-    target: Target,
-    value: T,
-    path: Vec<String>,
-    via: LedgerId,
-    strategy: Strategy,
-    latency_ms: u32,
+pub(super) struct Answered<T> {
+    pub(super) target: Target,
+    pub(super) value: T,
+    pub(super) path: Vec<String>,
+    pub(super) via: LedgerId,
+    pub(super) strategy: Strategy,
+    pub(super) latency_ms: u32,
 }
 
 /// What a next hop gave back.
@@ -527,7 +527,7 @@ impl Node {
 
     /// Sends `request` as a routed message of `kind`, and returns the first answer that opens
     /// and passes `check` (which also returns the relay path the destination saw).
-    async fn remote_call_checked<T>(
+    pub(super) async fn remote_call_checked<T>(
         &self,
         to: &Destination,
         request: RoutedRequest,
@@ -848,12 +848,12 @@ fn answer_call(
     path: Vec<[u8; 32]>,
 ) -> RoutedAnswer {
     let now = now_ms();
-    let reader = call
+    let asker = call
         .certificate
         .verify(now)
         .ok()
-        .filter(|i| i.public_key.as_bytes() == key && i.ledger_id == claimed)
-        .map(|i| i.ledger_id);
+        .filter(|i| i.public_key.as_bytes() == key && i.ledger_id == claimed);
+    let reader = asker.as_ref().map(|i| i.ledger_id);
     let pinned = inner.peers.pinned_keys().iter().any(|(_, k)| k == key);
     let client = PeerId::from_bytes(key);
     let Some(client) = client else {
@@ -945,6 +945,9 @@ fn answer_call(
             }
             let entry = crate::proto::ProvenEntryWire { leaf_data, proof };
             RoutedAnswer::Query { note, entries: vec![entry], next_cursor: None, path }
+        }
+        RoutedRequest::Transfer { source, transfer, note, steps } => {
+            super::transfer::answer(inner, asker.as_ref(), (source, transfer), &note, steps, path)
         }
         RoutedRequest::Verify { seq, expect } => {
             let (note, _) = match newest() {

@@ -57,6 +57,20 @@ pub enum RoutedRequest {
         /// What the asker expects of it.
         expect: Expectation,
     },
+    /// A step of a two-phase token transfer (docs/protocol.md, "Transfers"): the asker's
+    /// steps of transfer `transfer` of ledger `source`, each with its inclusion proof in the
+    /// asker's checkpoint `note`. The destination takes its next step, if any, and answers
+    /// with its own steps of that transfer as a `Query` page. No steps (and no note): only asks.
+    Transfer {
+        /// The ledger that started the transfer (ids are its to choose).
+        source: LedgerId,
+        /// The transfer's id.
+        transfer: String,
+        /// The asker's checkpoint, a signed note (empty when `steps` is).
+        note: String,
+        /// The asker's steps of the transfer, in seq order.
+        steps: Vec<ProvenEntryWire>,
+    },
 }
 
 /// What a proof verification compares; each field given must match the entry.

@@ -702,5 +702,34 @@ impl Book {
     }
 }
 
+/// Reads the token entries of a ledger's own log into a book (entries the book does not take,
+/// such as a second step of one kind, are logged and skipped).
+///
+/// # Errors
+/// The log cannot be read.
+pub fn load_book(ledger: &onoal_engine::Ledger) -> Result<Book, String> {
+    let mut book = Book::new(ledger.identity().ledger_id);
+    let filter = onoal_engine::Filter { stream: Some(STREAM.to_owned()), ..Default::default() };
+    let mut cursor = None;
+    loop {
+        let query = onoal_engine::Query {
+            filter: filter.clone(),
+            cursor,
+            limit: Some(10_000),
+            max_bytes: None,
+        };
+        let page = ledger.query(&query).map_err(|e| e.to_string())?;
+        for e in &page.entries {
+            if let Err(why) = book.apply(&e.entry, e.leaf_hash) {
+                tracing::warn!(seq = e.entry.seq, %why, "a token entry the book does not take");
+            }
+        }
+        match page.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => return Ok(book),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests;

@@ -31,6 +31,7 @@ mod tamper;
 mod tickets;
 mod tlog_proof;
 mod torn_wal;
+mod transfer;
 mod trust;
 mod util;
 mod visibility;

@@ -8,6 +8,7 @@ pub(crate) mod node;
 pub(crate) mod registry;
 pub(crate) mod serve;
 pub(crate) mod sim;
+pub(crate) mod transfer;
 pub(crate) mod trust;
 pub(crate) mod verify;
 pub(crate) mod witness;

@@ -11,7 +11,7 @@ use crate::cli::Cli;
 use crate::client::{NodeFile, running_node};
 use crate::output::print;
 
-fn no_node(cli: &Cli) -> anyhow::Error {
+pub(crate) fn no_node(cli: &Cli) -> anyhow::Error {
     crate::output::Failure {
         kind: "not_running".into(),
         message: format!("no node is running on {} (no node.json there)", cli.data.display()),

@@ -455,6 +455,7 @@ pub(crate) fn run(cli: &Cli, args: &ServeArgs) -> Result<ExitCode> {
         node.set_routing_config(routing);
         let cosigner = witness_cosigner(&cli.data, node.ledger().identity().oid.as_str())?;
         node.enable_witness(cosigner, witnessing.extra_logs).map_err(|e| anyhow!(e))?;
+        node.start_transfers().await.map_err(|e| anyhow!("cannot start transfers: {e}"))?;
         if !witnessing.trusted.is_empty() {
             node.set_witness_policy(onoal_engine::cosignature::Cosigners {
                 witnesses: witnessing.trusted,
