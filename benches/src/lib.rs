@@ -21,10 +21,12 @@ pub type BenchResult<T> = Result<T, String>;
 mod api;
 mod route;
 mod sync;
+mod transfer;
 mod witness;
 pub use api::{grpc, http};
 pub use route::route;
 pub use sync::sync;
+pub use transfer::transfer;
 pub use witness::witness;
 
 fn err(e: impl std::fmt::Display) -> String {

@@ -1044,6 +1044,17 @@ pub(crate) enum BenchCommand {
         #[arg(long, default_value_t = 3)]
         witnesses: usize,
     },
+    /// Two-phase transfers between two nodes on loopback: completed transfers per second one
+    /// at a time (p50/p99 latency) and with --concurrency in flight, vs the floor of five
+    /// appends in sequence (the steps' critical path) in the same durability.
+    Transfer {
+        /// Transfers per phase.
+        #[arg(long, default_value_t = 500)]
+        transfers: usize,
+        /// Transfers in flight in the concurrent phase.
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+    },
     /// Reopen time vs a raw RocksDB open of the same directory.
     Open {
         /// Entries in the ledger the workload runs on.

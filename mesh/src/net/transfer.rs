@@ -543,7 +543,12 @@ impl Node {
         timeout: Duration,
     ) -> Result<TransferView, TransferError> {
         let desk = self.desk()?;
-        let target = self.resolve_target(to).await?;
+        // A ledger id is enough to write the lock (the exchanges resolve it, and a destination
+        // that is down until the deadline ends in an unlock); an OID must be resolved first.
+        let to_ledger = match to {
+            Destination::Ledger(id) => *id,
+            Destination::Oid(_) => self.resolve_target(to).await?.ledger,
+        };
         let id = id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
         let me = self.inner.ledger.identity().ledger_id;
         let key = (me, id.clone());
@@ -555,7 +560,7 @@ impl Node {
             .blocking(move || {
                 let mut book = d.book.lock();
                 let lock = book
-                    .lock(&id, &asset, amount, target.ledger, deadline)
+                    .lock(&id, &asset, amount, to_ledger, deadline)
                     .map_err(|e| TransferError::Invalid(e.to_string()))?;
                 take(&ledger, &mut book, &lock).map_err(TransferError::Local)?;
                 let t = book.get(&k).ok_or_else(|| TransferError::NotFound(id.clone()))?;

@@ -35,6 +35,9 @@ pub(crate) fn run(cli: &Cli, what: &BenchCommand) -> Result<()> {
         BenchCommand::Witness { checkpoints, witnesses } => {
             onoal_benches::witness(*checkpoints, *witnesses)
         }
+        BenchCommand::Transfer { transfers, concurrency } => {
+            onoal_benches::transfer(*transfers, *concurrency, cli.durability())
+        }
     }
     .map_err(|e| anyhow!("benchmark failed: {e}"));
     running.finish_and_clear();
@@ -60,5 +63,6 @@ fn name(what: &BenchCommand) -> &'static str {
         BenchCommand::Trust { .. } => "the trust benchmark",
         BenchCommand::Route { .. } => "the routing benchmark (a line of nodes)",
         BenchCommand::Witness { .. } => "the witness benchmark",
+        BenchCommand::Transfer { .. } => "the transfer benchmark (two nodes on loopback)",
     }
 }
