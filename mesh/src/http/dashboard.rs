@@ -1,6 +1,6 @@
 //! The dashboard at `/`: one HTML page and one script, embedded in the binary (no CDN, no
 //! build step). The script reads the API (`/status`, `/ledger/replicas`, `/mesh/peers`,
-//! `/mesh/topology`) and the WebSocket feed, with the token from the page's `#token=` fragment
+//! `/mesh/topology`, `/witness`, `/balance`, `/transfers`) and the WebSocket feed, with the token from the page's `#token=` fragment
 //! when the node has one.
 
 use axum::http::header;

@@ -77,7 +77,7 @@ pub(crate) async fn start(
 pub(crate) async fn list(
     State(state): State<AppState>,
 ) -> Result<Json<Vec<TransferView>>, ApiError> {
-    state.control.node().transfer_list().map(Json).map_err(|e| api_error(&e))
+    state.control.node().transfer_list().await.map(Json).map_err(|e| api_error(&e))
 }
 
 /// `GET /transfers/{id}` parameters.
@@ -107,7 +107,7 @@ pub(crate) async fn status(
 #[utoipa::path(get, path = "/balance", tag = "transfers",
     responses((status = 200, body = Vec<Balance>), (status = 404, body = ErrorBody)))]
 pub(crate) async fn balance(State(state): State<AppState>) -> Result<Json<Vec<Balance>>, ApiError> {
-    state.control.node().balances().map(Json).map_err(|e| api_error(&e))
+    state.control.node().balances().await.map(Json).map_err(|e| api_error(&e))
 }
 
 /// `POST /tokens/mint`.
@@ -140,6 +140,7 @@ pub(crate) async fn mint(
     let seq = node.mint(&body.asset, body.amount).await.map_err(|e| api_error(&e))?;
     let balance = node
         .balances()
+        .await
         .map_err(|e| api_error(&e))?
         .into_iter()
         .find(|b| b.asset == body.asset)

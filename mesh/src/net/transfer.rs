@@ -584,12 +584,17 @@ impl Node {
     ) -> Result<TransferView, TransferError> {
         let desk = self.desk()?;
         let me = self.inner.ledger.identity().ledger_id;
-        let found = {
-            let book = desk.book.lock();
-            let mut hits = book.find(id);
-            hits.sort_by_key(|(k, _)| k.0 != me);
-            hits.first().map(|(k, t)| ((*k).clone(), view(&desk, k, t)))
-        };
+        let (d, wanted) = (desk.clone(), id.to_owned());
+        // The book lock may be held across a step's append: never wait for it on the runtime.
+        let found = self
+            .blocking(move || {
+                let book = d.book.lock();
+                let mut hits = book.find(&wanted);
+                hits.sort_by_key(|(k, _)| k.0 != me);
+                hits.first().map(|(k, t)| ((*k).clone(), view(&d, k, t)))
+            })
+            .await
+            .map_err(|e| TransferError::Local(e.to_string()))?;
         let Some((key, mut shown)) = found else {
             return Err(TransferError::NotFound(id.to_owned()));
         };
@@ -634,20 +639,27 @@ impl Node {
     ///
     /// # Errors
     /// [`TransferError::Disabled`].
-    pub fn transfer_list(&self) -> Result<Vec<TransferView>, TransferError> {
+    pub async fn transfer_list(&self) -> Result<Vec<TransferView>, TransferError> {
         let desk = self.desk()?;
-        let book = desk.book.lock();
-        let mut all: Vec<TransferView> = book.all().map(|(k, t)| view(&desk, k, t)).collect();
-        all.sort_by_key(|v| std::cmp::Reverse(v.steps.first().map_or(0, |s| s.time_ms)));
-        Ok(all)
+        self.blocking(move || {
+            let book = desk.book.lock();
+            let mut all: Vec<TransferView> = book.all().map(|(k, t)| view(&desk, k, t)).collect();
+            all.sort_by_key(|v| std::cmp::Reverse(v.steps.first().map_or(0, |s| s.time_ms)));
+            all
+        })
+        .await
+        .map_err(|e| TransferError::Local(e.to_string()))
     }
 
     /// Balances per asset, from the token entries.
     ///
     /// # Errors
     /// [`TransferError::Disabled`].
-    pub fn balances(&self) -> Result<Vec<Balance>, TransferError> {
-        Ok(self.desk()?.book.lock().balances())
+    pub async fn balances(&self) -> Result<Vec<Balance>, TransferError> {
+        let desk = self.desk()?;
+        self.blocking(move || desk.book.lock().balances())
+            .await
+            .map_err(|e| TransferError::Local(e.to_string()))
     }
 
     /// Mints `amount` of `asset` on this ledger; the entry's seq.

@@ -58,6 +58,12 @@ fn the_dashboard_renders_live_figures_in_a_real_browser() {
     pin(&b_dir, &a, serve_a.1);
     pin(&a_dir, &b, serve_b.1);
     onoal_tests::run_json(onoal(&b_dir).args(["sync", &a.id]));
+    // A transfer from A to B: B's tokens panel shows what it received.
+    onoal_tests::run_json(onoal(&a_dir).args(["mint", "--asset", "eur", "--amount", "50"]));
+    let t = onoal_tests::run_json(
+        onoal(&a_dir).args(["transfer", "start", "--to", &b.id, "--asset", "eur", "--amount", "7"]),
+    );
+    assert_eq!(t["outcome"], "committed", "{t}");
     let url = format!("{}/", serve_b.url());
 
     // The DOM after the script ran: B's id, and figures read from the API.
@@ -77,7 +83,13 @@ fn the_dashboard_renders_live_figures_in_a_real_browser() {
     assert!(dom.contains(&a.id[..8]), "{dom}");
     assert!(dom.contains("<circle"), "the topology is drawn: {dom}");
     assert!(dom.contains("DHT nodes "), "the discovery counters are shown: {dom}");
-    assert!(dom.contains("Routed: originated 0, relayed"), "the routed counters are shown: {dom}");
+    assert!(dom.contains("Routed: originated "), "the routed counters are shown: {dom}");
+    assert!(
+        dom.contains("<td>eur</td><td>7</td><td>0</td><td>0</td><td>7</td><td>0</td>"),
+        "B's balance in the tokens panel: {dom}"
+    );
+    assert!(dom.contains("<td>destination</td><td>7 eur</td><td>credited</td>"), "{dom}");
+    assert!(dom.contains("Witness oid:onoal:test:b/witness"), "the witness panel: {dom}");
     assert!(!dom.contains("Error:"), "the script reported an error: {dom}");
 
     // A screenshot: a rendered dashboard is far more than a blank page.

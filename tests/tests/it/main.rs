@@ -33,6 +33,7 @@ mod tlog_proof;
 mod torn_wal;
 mod transfer;
 mod trust;
+mod use_cases;
 mod util;
 mod visibility;
 mod witness;

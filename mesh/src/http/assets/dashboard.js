@@ -70,6 +70,20 @@ async function refresh() {
       ", answered " + (routed.answered ?? 0) + ", rejected " + (routed.rejected ?? 0) +
       ", unreachable " + (routed.unreachable ?? 0);
     drawTopology(topology);
+    // Optional parts: a node may not witness or run transfers.
+    const [witness, balances, transfers] = await Promise.all([
+      api("/witness").catch(() => null), api("/balance").catch(() => []), api("/transfers").catch(() => []),
+    ]);
+    if (witness) {
+      const own = witness.own;
+      $("witness").textContent = "Witness " + witness.name + (own
+        ? "; this ledger: quorum " + own.quorum + " of " + own.witnesses.length + ", published size " + (own.published_size ?? "none")
+        : "; this ledger names no witnesses");
+      fill("witnessed", witness.witnessed.map((w) => [w.origin, w.tree_size.toLocaleString(), new Date(w.cosigned_ms).toLocaleTimeString()]));
+      $("evidence").textContent = witness.evidence.map((e) => "Split view of " + e.origin + (e.proven ? " (proven)" : " (not proven)") + ": " + e.reason).join("; ");
+    }
+    fill("balances", balances.map((b) => [b.asset, b.available, b.locked, b.incoming, b.received, b.sent]));
+    fill("transfers", transfers.slice(0, 10).map((t) => [short(t.id), t.role, t.amount + " " + t.asset, t.phase]));
     $("error").textContent = "";
   } catch (e) {
     $("error").textContent = String(e);
