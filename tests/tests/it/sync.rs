@@ -210,14 +210,20 @@ fn the_demo_runs_three_nodes_that_sync_and_audit_each_other() {
         (Some(3020), Some(1000)),
         "{v}"
     );
+    assert_eq!(v["transfer_committed"], true, "{v}");
     let ledgers = v["ledgers"].as_array().unwrap();
     assert_eq!(ledgers.len(), 3);
+    // alpha appended 20 live and 1000 more while gamma was down, then minted and wrote three
+    // transfer steps (lock, commit, confirm); beta wrote two (reserve, credit).
+    let size = |name: &Value| match name.as_str() {
+        Some("alpha") => 4024,
+        Some("beta") => 3002,
+        _ => 3000,
+    };
     for l in ledgers {
-        // alpha appended 20 live and 1000 more while gamma was down.
-        let alpha = if l["ledger"] == "alpha" { 4020 } else { 3000 };
-        assert_eq!(l["entries"], alpha, "{l}");
+        assert_eq!(l["entries"], size(&l["ledger"]), "{l}");
         for r in l["replicas"].as_array().unwrap() {
-            let want = if r["of"] == "alpha" { 4020 } else { 3000 };
+            let want = size(&r["of"]);
             assert_eq!(
                 (r["entries"].as_u64(), r["verified"].as_bool()),
                 (Some(want), Some(true)),
@@ -236,6 +242,8 @@ fn the_demo_runs_three_nodes_that_sync_and_audit_each_other() {
         "valid: index 150",
         "NOT valid",
         "resumed at entry 320",
+        "$ onoal --data alpha transfer start",
+        "beta wrote reserve, credit",
     ] {
         assert!(text.contains(want), "{want} missing:\n{text}");
     }
