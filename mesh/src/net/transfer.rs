@@ -356,6 +356,18 @@ pub(super) fn answer(
             format!("transfer {} of {} is not between this ledger and yours", key.1, key.0),
         );
     }
+    // A new transfer writes a reservation into this log: only for ledgers this one pinned, so
+    // a stranger cannot fill the log with them.
+    let pinned = inner.peers.pinned_keys().iter().any(|(_, k)| k == asker.public_key.as_bytes());
+    if key.0 != me && book.get(&key).is_none() && !pinned {
+        return refused(
+            ErrorCode::NotPinned,
+            format!(
+                "this ledger takes transfers only from ledgers it pinned; its operator can run `onoal peer add {peer}@HOST:PORT --key {}`",
+                hex::encode(asker.public_key.as_bytes())
+            ),
+        );
+    }
     if !theirs.is_empty() {
         match book.next_step(&key, peer, &theirs) {
             Ok(Some(s)) => {

@@ -66,7 +66,7 @@ fn pair() -> (Pair, Serve, Serve) {
 
 #[test]
 fn a_transfer_commits_on_both_ledgers_and_moves_the_balance() {
-    let (p, _sa, _sb) = pair();
+    let (p, _sa, sb) = pair();
     let minted = run_json(onoal(&p.a_dir).args(["mint", "--asset", "eur", "--amount", "100"]));
     assert_eq!(minted["balance"]["available"], 100);
     // More than is available: refused before anything is written.
@@ -129,6 +129,22 @@ fn a_transfer_commits_on_both_ledgers_and_moves_the_balance() {
     assert_eq!(balance(&p.b_dir, "eur")["available"], 18);
     let listed = run_json(onoal(&p.a_dir).args(["transfer", "list"]));
     assert_eq!(listed.as_array().unwrap().len(), 2);
+    // A ledger B never pinned cannot make B write a reservation: refused, and unlocked at once.
+    let c_dir = p.a_dir.with_file_name("c");
+    init(&c_dir, "oid:onoal:org:carol");
+    let _sc = Serve::start(&c_dir, 0, &[]);
+    pin(&c_dir, &p.b, sb.1);
+    run_json(onoal(&c_dir).args(["mint", "--asset", "eur", "--amount", "5"]));
+    let out = run(onoal(&c_dir)
+        .args(["transfer", "start", "--to", &p.b.id, "--asset", "eur", "--amount", "5", "--json"]));
+    let err = json_of(&out).unwrap();
+    assert_eq!(err["error"]["kind"], "transfer_aborted", "{err}");
+    assert!(
+        err["error"]["message"].as_str().unwrap().contains("only from ledgers it pinned"),
+        "{err}"
+    );
+    assert_eq!(balance(&c_dir, "eur")["available"], 5);
+    assert_eq!(balance(&p.b_dir, "eur")["incoming"], 0);
     // The token stream is not writable through the generic append.
     let out = run(onoal(&p.a_dir).args([
         "append",
