@@ -110,6 +110,18 @@ pub fn run_json(cmd: &mut Command) -> serde_json::Value {
     serde_json::from_str(first).expect("stdout is JSON")
 }
 
+/// Parses a finished command's stdout as JSON (success or failure: with `--json` a failure
+/// prints `{"error": …}` there); panics with both streams when it is not JSON.
+pub fn stdout_json(out: &Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
+        panic!(
+            "not JSON: {} / {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
 /// Runs, asserts failure, and returns stderr.
 pub fn run_fail(cmd: &mut Command) -> String {
     let out = run(cmd);

@@ -439,7 +439,7 @@ pub(crate) enum Command {
     /// Two-phase token transfers to other ledgers (lock, reserve, commit, credit, confirm;
     /// each step an entry whose reference to the other ledger's step is checked by proof).
     #[command(
-        after_help = "Examples:\n  onoal transfer start --to oid:onoal:org:bob --asset eur --amount 10\n  onoal transfer status ID --json\n  onoal transfer list"
+        after_help = "Example:\n  onoal transfer start --to oid:onoal:org:bob --asset eur --amount 10   |   onoal transfer status ID --json   |   onoal transfer list"
     )]
     Transfer {
         #[command(subcommand)]
@@ -489,6 +489,12 @@ pub(crate) enum WitnessCommand {
     /// cosignatures: `serve --trust-witness`, `verify-proof --witness-vkey`), and with a
     /// running node what it witnessed and caught.
     Info,
+    /// Drop the split-view evidence held about a log (once its operator settled the matter):
+    /// its ledger is synced again. A forked replica stays forked until `onoal forks drop`.
+    DropEvidence {
+        /// The log's origin (its OID), as `witness info` shows it.
+        origin: String,
+    },
 }
 
 /// Which entries (all given must match): `query`, and a filtered `sync`.

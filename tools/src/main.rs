@@ -234,6 +234,9 @@ fn run(cli: &Cli) -> Result<ExitCode> {
             cmd::mesh::drop_replica(cli, ledger_id, *yes, false)?;
         }
         Command::Witness { what: cli::WitnessCommand::Info } => cmd::witness::info(cli)?,
+        Command::Witness { what: cli::WitnessCommand::DropEvidence { origin } } => {
+            cmd::witness::drop_evidence(cli, origin)?;
+        }
         Command::Mint { asset, amount } => cmd::transfer::mint(cli, asset, *amount)?,
         Command::Balance { asset } => cmd::transfer::balance(cli, asset.as_deref())?,
         Command::Transfer { what } => match what {

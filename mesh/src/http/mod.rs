@@ -167,6 +167,7 @@ pub fn router(control: Control, config: &HttpConfig) -> Router {
         .route("/tlog/{ledger}/checkpoint", get(tlog::checkpoint))
         .route("/witness", get(witness::info))
         .route("/witness/add-checkpoint", post(witness::add_checkpoint))
+        .route("/witness/evidence", delete(witness::drop_evidence))
         .route("/witness/{origin_hash}/checkpoint", get(witness::checkpoint))
         .route("/tlog/{ledger}/tile/{*path}", get(tlog::tile))
         .route("/", get(dashboard::index))

@@ -16,7 +16,7 @@ use super::{ledger, mesh, tlog, transfer, watch, witness};
         mesh::peers, mesh::connect, mesh::disconnect, mesh::topology, mesh::discover, mesh::discovery, mesh::messages, mesh::connections, mesh::connect_member, mesh::disconnect_member, mesh::query, mesh::verify, mesh::refs, mesh::ref_records, mesh::sync,
         mesh::follows, mesh::unfollow, mesh::trust, mesh::trust_set, mesh::trust_show, mesh::trust_anchor_add, mesh::trust_anchor_remove, mesh::visibility, mesh::visibility_set, mesh::trust_path, mesh::route,
         tlog::checkpoint, tlog::tile,
-        witness::info, witness::add_checkpoint, witness::checkpoint,
+        witness::info, witness::add_checkpoint, witness::checkpoint, witness::drop_evidence,
         transfer::start, transfer::list, transfer::status, transfer::balance, transfer::mint,
     ),
     modifiers(&BearerAuth),

@@ -9,7 +9,7 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use super::error::extract::Path;
+use super::error::extract::{Path, Query};
 use super::error::{ApiError, ErrorBody};
 use super::{AppState, blocking};
 use crate::net::WitnessInfo;
@@ -77,4 +77,38 @@ pub(crate) async fn info(
         ApiError::not_found("this node does not witness").hint("onoal serve enables the witness")
     })?;
     Ok(axum::Json(info))
+}
+
+/// `DELETE /witness/evidence` parameters.
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct EvidenceParams {
+    /// The log's origin line (its OID).
+    origin: String,
+}
+
+/// What was dropped.
+#[derive(Debug, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub(crate) struct Dropped {
+    /// The origin.
+    origin: String,
+    /// Evidence rows removed.
+    dropped: usize,
+}
+
+/// Drops the split-view evidence held about a log (its operator settled the matter): the ledger
+/// is synced again. A forked replica stays forked until `DELETE /ledger/forks/{ledger_id}`.
+#[utoipa::path(delete, path = "/witness/evidence", tag = "witness", params(EvidenceParams),
+    responses((status = 200, body = Dropped), (status = 404, body = ErrorBody)))]
+pub(crate) async fn drop_evidence(
+    State(state): State<AppState>,
+    Query(p): Query<EvidenceParams>,
+) -> Result<axum::Json<Dropped>, ApiError> {
+    let node = state.control.node().clone();
+    let dropped = node.drop_evidence(&p.origin).await.map_err(ApiError::internal)?;
+    if dropped == 0 {
+        return Err(ApiError::not_found(format!("no split-view evidence about {}", p.origin))
+            .hint("onoal witness info lists what is held"));
+    }
+    Ok(axum::Json(Dropped { origin: p.origin, dropped }))
 }

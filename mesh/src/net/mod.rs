@@ -36,6 +36,7 @@ pub use sync_driver::{SyncMode, SyncProgress, SyncSummary};
 pub use transfer::{PeerSide, StepView, TransferError, TransferView};
 pub use witness::{
     CRASH_ENV, OwnWitnesses, WitnessAnswer, WitnessInfo, WitnessStatus, WitnessedView,
+    drop_evidence,
 };
 
 use onoal_engine::identity::SecretKey;

@@ -259,6 +259,17 @@ impl Node {
         .map_err(|e| e.to_string())?
     }
 
+    /// Removes the split-view evidence held here about `origin` (see [`drop_evidence`]).
+    ///
+    /// # Errors
+    /// A storage error, as text.
+    pub async fn drop_evidence(&self, origin: &str) -> Result<usize, String> {
+        let (ledger, origin) = (self.inner.ledger.clone(), origin.to_owned());
+        tokio::task::spawn_blocking(move || drop_evidence(&ledger, &origin))
+            .await
+            .map_err(|e| e.to_string())?
+    }
+
     /// The reason of proven split-view evidence held here against `ledger_id` (checked again
     /// with its pinned key), if any: such a ledger is not synced (blocking: a table scan).
     ///
@@ -723,3 +734,21 @@ pub(crate) struct WitnessPolicy {
 
 /// Type of the policy lock in `Inner`.
 pub(crate) type PolicyLock = RwLock<WitnessPolicy>;
+
+/// Removes the split-view evidence a ledger holds about the log `origin`, once its operator
+/// has settled the matter: the ledger is synced again. A replica marked forked stays so until
+/// `onoal forks drop`; evidence that arrives anew is kept anew. The rows removed.
+///
+/// # Errors
+/// A storage error, as text.
+pub fn drop_evidence(ledger: &onoal_engine::Ledger, origin: &str) -> Result<usize, String> {
+    let mut prefix = vec![EVIDENCE_PREFIX];
+    prefix.extend_from_slice(&origin_hash(origin).0);
+    let rows = ledger.aux_scan(AuxTable::Witness).map_err(|e| e.to_string())?;
+    let mut dropped = 0;
+    for (k, _) in rows.iter().filter(|(k, _)| k.starts_with(&prefix)) {
+        ledger.aux_delete(AuxTable::Witness, k).map_err(|e| e.to_string())?;
+        dropped += 1;
+    }
+    Ok(dropped)
+}

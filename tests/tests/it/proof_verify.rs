@@ -6,21 +6,11 @@
 use std::time::Duration;
 
 use onoal_tests::node::{Serve, init, pin};
-use onoal_tests::{onoal, post_json, run, run_json};
+use onoal_tests::{onoal, post_json, run, run_json, stdout_json};
 use serde_json::{Value, json};
 
 const SUBJECT: &str = "oid:onoal:org:a:emp:42";
 const ISSUER: &str = "oid:onoal:org:a:hr";
-
-fn stdout_json(out: &std::process::Output) -> Value {
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
-        panic!(
-            "not JSON: {} / {}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
-}
 
 #[test]
 fn an_issuer_signed_attestation_is_verified_by_its_ledger_through_the_mesh() {

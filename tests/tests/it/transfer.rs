@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use onoal_tests::node::{Node, Serve, init, pin};
-use onoal_tests::{onoal, run, run_json};
+use onoal_tests::{onoal, run, run_json, stdout_json};
 
 /// Polls `f` every 100 ms for up to 60 s.
 fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
@@ -23,10 +23,6 @@ fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
     }
 }
 
-fn json_of(out: &std::process::Output) -> Option<Value> {
-    serde_json::from_slice(&out.stdout).ok()
-}
-
 fn balance(dir: &Path, asset: &str) -> Value {
     let all = run_json(onoal(dir).args(["balance", "--asset", asset]));
     all.as_array().and_then(|a| a.first().cloned()).unwrap_or(Value::Null)
@@ -35,7 +31,8 @@ fn balance(dir: &Path, asset: &str) -> Value {
 /// `transfer status ID` (both sides) once this ledger and the other are both done.
 fn settled(dir: &Path, id: &str) -> Value {
     eventually(&format!("transfer {id} settled on both ledgers"), || {
-        let v = json_of(&run(onoal(dir).args(["transfer", "status", id, "--json"])))?;
+        let out = run(onoal(dir).args(["transfer", "status", id, "--json"]));
+        let v: Value = serde_json::from_slice(&out.stdout).ok()?;
         let peer_done = v["peer"]["phase"]
             .as_str()
             .is_some_and(|p| ["credited", "released", "confirmed", "unlocked"].contains(&p));
@@ -135,10 +132,7 @@ fn a_transfer_commits_on_both_ledgers_and_moves_the_balance() {
     let _sc = Serve::start(&c_dir, 0, &[]);
     pin(&c_dir, &p.b, sb.1);
     run_json(onoal(&c_dir).args(["mint", "--asset", "eur", "--amount", "5"]));
-    let out = run(onoal(&c_dir)
-        .args(["transfer", "start", "--to", &p.b.id, "--asset", "eur", "--amount", "5", "--json"]));
-    let err = json_of(&out).unwrap();
-    assert_eq!(err["error"]["kind"], "transfer_aborted", "{err}");
+    let err = aborted(&c_dir, &p.b.id, "5", &[]);
     assert!(
         err["error"]["message"].as_str().unwrap().contains("only from ledgers it pinned"),
         "{err}"
@@ -165,24 +159,7 @@ fn a_transfer_to_an_unreachable_ledger_is_unlocked_at_its_deadline() {
     run_json(onoal(&p.a_dir).args(["mint", "--asset", "eur", "--amount", "10"]));
     // B is gone before A ever reached it: the lock is written, and unlocked at the deadline.
     sb.kill();
-    let out = run(onoal(&p.a_dir).args([
-        "transfer",
-        "start",
-        "--to",
-        &p.b.id,
-        "--asset",
-        "eur",
-        "--amount",
-        "10",
-        "--id",
-        "lost",
-        "--timeout",
-        "2",
-        "--json",
-    ]));
-    assert!(!out.status.success());
-    let err = json_of(&out).unwrap();
-    assert_eq!(err["error"]["kind"], "transfer_aborted", "{err}");
+    let err = aborted(&p.a_dir, &p.b.id, "10", &["--id", "lost", "--timeout", "2"]);
     assert!(err["error"]["message"].as_str().unwrap().contains("deadline"), "{err}");
     let v = run_json(onoal(&p.a_dir).args(["transfer", "status", "lost", "--local"]));
     assert_eq!(v["phase"], "unlocked");
@@ -247,6 +224,26 @@ fn a_node_killed_after_any_step_restarts_and_both_ledgers_end_committed() {
     assert_eq!(ba["available"].as_u64().unwrap() + bb["available"].as_u64().unwrap(), 1000);
 }
 
+/// `transfer start` of `amount` eur from `dir` to `to`, `--json`, with `extra` flags; the
+/// failure it ends in (`{"error": …}`), which must be `transfer_aborted`.
+fn aborted(dir: &Path, to: &str, amount: &str, extra: &[&str]) -> Value {
+    let out = run(onoal(dir)
+        .args(["transfer", "start", "--to", to, "--asset", "eur", "--amount", amount, "--json"])
+        .args(extra));
+    let err = stdout_json(&out);
+    assert_eq!(err["error"]["kind"], "transfer_aborted", "{err}");
+    err
+}
+
+/// Restarts a node on its port with `env`.
+fn restart_with(dir: &Path, node: Serve, env: &[(&str, &str)]) -> Serve {
+    let port = node.1;
+    node.stop();
+    Serve::start_env(dir, port, &[], &[], env)
+}
+
+const FORGE: [(&str, &str); 1] = [("ONOAL_TEST_TRANSFER_FORGE", "steps")];
+
 #[test]
 fn forged_steps_are_refused_in_both_directions() {
     let (p, sa, sb) = pair();
@@ -258,56 +255,19 @@ fn forged_steps_are_refused_in_both_directions() {
     assert_eq!(first["outcome"], "committed");
     // B sends reservations it did not write (their proofs do not hold), in its answers and
     // its own requests: A never commits, and unlocks at the deadline.
-    let port = sb.1;
-    sb.stop();
-    let sb = Serve::start_env(&p.b_dir, port, &[], &[], &[("ONOAL_TEST_TRANSFER_FORGE", "steps")]);
-    let out = run(onoal(&p.a_dir).args([
-        "transfer",
-        "start",
-        "--to",
-        &p.b.id,
-        "--asset",
-        "eur",
-        "--amount",
-        "20",
-        "--id",
-        "f1",
-        "--timeout",
-        "3",
-        "--json",
-    ]));
-    let err = json_of(&out).unwrap();
-    assert_eq!(err["error"]["kind"], "transfer_aborted", "{err}");
+    let sb = restart_with(&p.b_dir, sb, &FORGE);
+    let err = aborted(&p.a_dir, &p.b.id, "20", &["--id", "f1", "--timeout", "3"]);
     assert!(err["error"]["message"].as_str().unwrap().contains("does not verify"), "{err}");
     // B released its reservation when it learned of the unlock.
     let v = settled(&p.b_dir, "f1");
     assert_eq!(v["phase"], "released", "{v}");
-    sb.stop();
-    let _sb = Serve::start(&p.b_dir, port, &[]);
+    let _sb = restart_with(&p.b_dir, sb, &[]);
 
     // A sends a lock it did not write: B refuses it, and A unlocks at once.
-    let port = sa.1;
-    sa.stop();
-    let _sa = Serve::start_env(&p.a_dir, port, &[], &[], &[("ONOAL_TEST_TRANSFER_FORGE", "steps")]);
-    let out = run(onoal(&p.a_dir).args([
-        "transfer",
-        "start",
-        "--to",
-        &p.b.id,
-        "--asset",
-        "eur",
-        "--amount",
-        "20",
-        "--id",
-        "f2",
-        "--timeout",
-        "20",
-        "--json",
-    ]));
-    let err = json_of(&out).unwrap();
-    assert_eq!(err["error"]["kind"], "transfer_aborted", "{err}");
-    assert!(err["error"]["message"].as_str().unwrap().contains("refused"), "{err}");
-    assert!(err["error"]["message"].as_str().unwrap().contains("do not verify"), "{err}");
+    let _sa = restart_with(&p.a_dir, sa, &FORGE);
+    let err = aborted(&p.a_dir, &p.b.id, "20", &["--id", "f2", "--timeout", "20"]);
+    let message = err["error"]["message"].as_str().unwrap();
+    assert!(message.contains("refused") && message.contains("do not verify"), "{err}");
     let on_b = run(onoal(&p.b_dir).args(["transfer", "status", "f2", "--local", "--json"]));
     assert!(!on_b.status.success(), "B wrote nothing for a forged lock");
     assert_eq!(balance(&p.a_dir, "eur")["available"], 50);

@@ -9,20 +9,10 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use onoal_tests::node::{Serve, init, pin};
-use onoal_tests::{onoal, run, run_json};
+use onoal_tests::{onoal, run, run_json, stdout_json};
 
 const SUBJECT: &str = "oid:onoal:org:a:emp:42";
 const ISSUER: &str = "oid:onoal:org:a:hr";
-
-fn stdout_json(out: &std::process::Output) -> Value {
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
-        panic!(
-            "not JSON: {}\nstderr: {}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
-}
 
 #[test]
 fn an_attestation_of_org_a_is_verified_by_org_b_routed_queried_and_offline_with_its_witness() {

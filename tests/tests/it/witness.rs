@@ -265,6 +265,24 @@ fn a_log_showing_two_histories_is_refused_by_its_witness_with_proven_evidence() 
         let forks = run_json(onoal(&d("fa")).arg("forks"));
         forks["forks"].as_array().filter(|f| !f.is_empty()).map(|_| ())
     });
+    // Once the matter is settled, the bystander's operator drops the evidence (both pieces, the
+    // second sent with b's new checkpoint): the ledger is synced again.
+    eventually("the second piece of evidence at the bystander", || {
+        (witness_info(&d("by"))["evidence"].as_array()?.len() >= 2).then_some(())
+    });
+    let dropped =
+        run_json(onoal(&d("by")).args(["witness", "drop-evidence", "oid:onoal:org:two-faced"]));
+    assert!(dropped["dropped"].as_u64().unwrap() >= 2, "{dropped}");
+    assert_eq!(witness_info(&d("by"))["evidence"], serde_json::json!([]));
+    let out = run(onoal(&d("by")).args([
+        "witness",
+        "drop-evidence",
+        "oid:onoal:org:two-faced",
+        "--json",
+    ]));
+    assert!(!out.status.success(), "nothing left to drop");
+    let synced = run_json(onoal(&d("by")).args(["sync", &log.id]));
+    assert!(synced["to_size"].as_u64().unwrap() >= 100, "{synced}");
     drop((sa, sb, sw, sfa, sfb, sby));
 }
 

@@ -35,6 +35,39 @@ pub(crate) fn info(cli: &Cli) -> Result<()> {
     Ok(())
 }
 
+/// Through the running node, else straight in the data directory.
+pub(crate) fn drop_evidence(cli: &Cli, origin: &str) -> Result<()> {
+    let dropped = match running_node(cli)? {
+        Some(node) => {
+            let path = format!("/witness/evidence?origin={}", urlencoding(origin));
+            let v: serde_json::Value = node.delete(&path)?;
+            v["dropped"].as_u64().unwrap_or_default()
+        }
+        None => {
+            let ledger = crate::cmd::ledger::open_write(cli)?;
+            let n = onoal_mesh::net::drop_evidence(&ledger, origin).map_err(anyhow::Error::msg)?;
+            if n == 0 {
+                return Err(crate::output::Failure {
+                    kind: "not_found".into(),
+                    message: format!("no split-view evidence about {origin}"),
+                    hint: Some("onoal witness info lists what is held".into()),
+                }
+                .into());
+            }
+            n as u64
+        }
+    };
+    print(cli, json!({"origin": origin, "dropped": dropped}), || {
+        format!("dropped {dropped} piece(s) of split-view evidence about {origin}")
+    });
+    Ok(())
+}
+
+/// An OID in a query string (its `:` are fine; nothing else needs escaping in an OID).
+fn urlencoding(oid: &str) -> String {
+    oid.replace('%', "%25").replace('&', "%26").replace('+', "%2B").replace(' ', "%20")
+}
+
 fn human(info: &WitnessInfo) -> String {
     let now = now_ms();
     let mut s = format!("witness {}\nvkey    {}\n", info.name, info.vkey);
