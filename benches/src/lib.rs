@@ -78,6 +78,14 @@ pub fn reset_peak_rss() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
+/// The value at quantile `p` (0 to 1) of `sorted` (nearest rank; 0 when empty).
+pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
 /// Latency percentiles in microseconds.
 fn percentiles_us(samples: &mut [Duration]) -> (f64, f64) {
     if samples.is_empty() {

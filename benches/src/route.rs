@@ -15,17 +15,10 @@ use onoal_mesh::trust::visibility::Visibility;
 use onoal_mesh::{Node, NodeConfig};
 use serde_json::{Value, json};
 
-use crate::{BenchResult, err};
+use crate::{BenchResult, err, percentile};
 
 fn loopback() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 0))
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
 /// `onoal bench route --hops H --queries Q`: a line of `max(H) + 1` nodes; the origin asks the

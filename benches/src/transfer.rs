@@ -18,14 +18,7 @@ use onoal_mesh::routing::Destination;
 use onoal_mesh::{Node, NodeConfig};
 use serde_json::{Value, json};
 
-use crate::{BenchResult, err};
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
-}
+use crate::{BenchResult, err, percentile};
 
 /// `onoal bench transfer --transfers N --concurrency C`.
 pub fn transfer(

@@ -22,14 +22,7 @@ use onoal_mesh::witness::{AddCheckpoint, Verdict, decide};
 use onoal_mesh::{Node, NodeConfig};
 use serde_json::{Value, json};
 
-use crate::{BenchResult, err};
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
-}
+use crate::{BenchResult, err, percentile};
 
 fn cosigner(name: &str, seed: u8) -> BenchResult<Cosigner> {
     Cosigner::new(name, SecretKey::from_seed(&[seed; 32]).signing_key().clone()).map_err(err)

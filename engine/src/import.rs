@@ -87,11 +87,7 @@ impl EntryInput {
             issuer: e.issuer.as_ref().map(|o| o.as_str().to_owned()),
             payload,
             payload_b64,
-            refs: e
-                .refs
-                .iter()
-                .map(|r| format!("{}:{}:{}", r.ledger_id, r.seq, r.leaf_hash.to_hex()))
-                .collect(),
+            refs: e.refs.iter().map(ToString::to_string).collect(),
             issuer_key: e.signature.map(|s| hex::encode(s.public_key)),
             issuer_signature: e.signature.map(|s| hex::encode(s.signature)),
         }

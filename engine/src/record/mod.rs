@@ -102,6 +102,13 @@ pub struct EntryRef {
     pub leaf_hash: Hash,
 }
 
+/// `LEDGER_ID:SEQ:LEAF_HASH` (hex), the form `onoal append --ref` and import lines take.
+impl fmt::Display for EntryRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}", self.ledger_id, self.seq, self.leaf_hash.to_hex())
+    }
+}
+
 /// An issuer's Ed25519 signature over an entry's content fields.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct IssuerSignature {

@@ -97,11 +97,7 @@ impl From<&StoredEntry> for EntryView {
             prev_hash: e.entry.prev_hash.to_hex(),
             leaf_hash: e.leaf_hash.to_hex(),
             leaf_data_b64: B64.encode(&e.leaf_data),
-            refs: c
-                .refs
-                .iter()
-                .map(|r| format!("{}:{}:{}", r.ledger_id, r.seq, r.leaf_hash.to_hex()))
-                .collect(),
+            refs: c.refs.iter().map(ToString::to_string).collect(),
             issuer_key: c.signature.map(|s| hex::encode(s.public_key)),
             issuer_signature: c.signature.map(|s| hex::encode(s.signature)),
         }

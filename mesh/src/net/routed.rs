@@ -1094,7 +1094,7 @@ pub struct RefCheck {
 impl RefCheck {
     fn new(r: &onoal_engine::EntryRef, status: &str, via: &str) -> Self {
         Self {
-            reference: format!("{}:{}:{}", r.ledger_id, r.seq, r.leaf_hash.to_hex()),
+            reference: r.to_string(),
             ledger_id: r.ledger_id.to_string(),
             seq: r.seq,
             leaf_hash: r.leaf_hash.to_hex(),

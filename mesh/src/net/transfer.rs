@@ -132,11 +132,7 @@ impl StepView {
             seq: r.seq,
             leaf_hash: r.leaf_hash.to_hex(),
             time_ms: r.time_ms,
-            refs: r
-                .refs
-                .iter()
-                .map(|x| format!("{}:{}:{}", x.ledger_id, x.seq, x.leaf_hash.to_hex()))
-                .collect(),
+            refs: r.refs.iter().map(ToString::to_string).collect(),
             reason: r.body.reason.clone(),
         }
     }

@@ -442,20 +442,18 @@ impl Book {
 
     /// Balances per asset.
     pub fn balances(&self) -> Vec<Balance> {
-        let mut by: BTreeMap<String, Balance> = BTreeMap::new();
-        let slot = |by: &mut BTreeMap<String, Balance>, asset: &str| {
+        fn slot<'a>(by: &'a mut BTreeMap<String, Balance>, asset: &str) -> &'a mut Balance {
             by.entry(asset.to_owned())
                 .or_insert_with(|| Balance { asset: asset.to_owned(), ..Balance::default() })
-                .clone()
-        };
+        }
+        let mut by: BTreeMap<String, Balance> = BTreeMap::new();
         for (asset, n) in &self.minted {
-            let mut b = slot(&mut by, asset);
+            let b = slot(&mut by, asset);
             b.minted = b.minted.saturating_add(*n);
-            by.insert(asset.clone(), b);
         }
         for t in self.transfers.values() {
             let body = t.body();
-            let mut b = slot(&mut by, &body.asset);
+            let b = slot(&mut by, &body.asset);
             let n = body.amount;
             match t.phase() {
                 Phase::Locked => b.locked = b.locked.saturating_add(n),
@@ -464,7 +462,6 @@ impl Book {
                 Phase::Credited => b.received = b.received.saturating_add(n),
                 Phase::Unlocked | Phase::Released => {}
             }
-            by.insert(body.asset.clone(), b);
         }
         by.into_values()
             .map(|mut b| {
