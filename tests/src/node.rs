@@ -162,3 +162,29 @@ pub fn replica(dir: &Path, id: &str) -> Option<Value> {
     let v = run_json(onoal(dir).arg("replicas"));
     v["replicas"].as_array().unwrap().iter().find(|r| r["ledger_id"] == id).cloned()
 }
+
+/// A child process killed on drop.
+pub struct Proc(pub Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `onoal registry serve` on a free loopback port (with the API key in `key_file`, if any);
+/// the process and its URL.
+pub fn registry(key_file: Option<&Path>) -> (Proc, String) {
+    let mut cmd = Command::new(crate::onoal_bin());
+    cmd.args(["registry", "serve", "--json", "--listen", "127.0.0.1:0"]);
+    if let Some(k) = key_file {
+        cmd.arg("--api-key-file").arg(k);
+    }
+    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
+    let v: Value =
+        serde_json::from_str(&line).unwrap_or_else(|_| panic!("registry printed {line:?}"));
+    (Proc(child), v["registry"].as_str().unwrap().to_owned())
+}

@@ -254,6 +254,14 @@ fn run(cli: &Cli) -> Result<ExitCode> {
             cli::TransferCommand::Status { id, local } => cmd::transfer::status(cli, id, *local)?,
             cli::TransferCommand::List => cmd::transfer::list(cli)?,
         },
+        Command::Asset { what } => match what {
+            cli::AssetCommand::Register { id, owner, meta } => {
+                cmd::asset::register(cli, id, owner.as_deref(), meta.as_deref())?;
+            }
+            cli::AssetCommand::Find { id, wait_ms } => cmd::asset::find(cli, id, *wait_ms, false)?,
+            cli::AssetCommand::Verify { id, wait_ms } => cmd::asset::find(cli, id, *wait_ms, true)?,
+            cli::AssetCommand::List => cmd::asset::list(cli)?,
+        },
         Command::Forks { what } => cmd::mesh::forks(
             cli,
             what.as_ref().map(|ForksCommand::Drop { ledger_id }| ledger_id.as_str()),

@@ -37,6 +37,13 @@ impl Key {
         Self(sha256(&[prefix.as_bytes()]).0)
     }
 
+    /// Where the records of the ledgers claiming a registered asset live: SHA-256 of
+    /// `asset:` and the asset's id (`asset:car-17`; OIDs start with `oid:`, so the two never
+    /// meet).
+    pub fn of_asset(asset: &str) -> Self {
+        Self(sha256(&[b"asset:", asset.as_bytes()]).0)
+    }
+
     /// XOR distance.
     pub fn distance(&self, other: &Self) -> Distance {
         let mut d = [0u8; 32];

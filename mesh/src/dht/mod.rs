@@ -526,7 +526,13 @@ impl Dht {
         self.start(Key::of_oid(prefix.as_str()), LookupKind::FindRecords { ledger: None }, now)
     }
 
-    /// Publishes this node's own record under its ledger id and every prefix of its OID, and
+    /// Starts a lookup of the records of ledgers that claim the registered asset `asset`.
+    pub fn find_asset(&mut self, asset: &str, now: Instant) -> LookupId {
+        self.start(Key::of_asset(asset), LookupKind::FindRecords { ledger: None }, now)
+    }
+
+    /// Publishes this node's own record under its ledger id, every prefix of its OID and every
+    /// asset it announces, and
     /// republishes it every `republish_interval` (a newer record replaces it). One lookup per
     /// key.
     pub fn publish(&mut self, record: PeerRecord, now: Instant) -> Vec<LookupId> {
@@ -534,6 +540,7 @@ impl Dht {
         if let Ok(oid) = Oid::parse(&record.oid) {
             keys.extend(oid_prefixes(&oid).iter().map(|p| Key::of_oid(p)));
         }
+        keys.extend(record.assets.iter().map(|a| Key::of_asset(a)));
         if !self.published.contains(&record) {
             // A new record: republish soon, then less and less often.
             self.republish_gap = self.config.republish_first;

@@ -52,9 +52,12 @@ pub struct ProviderStore {
     ttl: Duration,
 }
 
-/// Whether `key` is one the record may be published under.
+/// Whether `key` is one the record may be published under: its ledger id, a prefix of its
+/// OID, or a registered asset it announces.
 pub fn owns(record: &PeerRecord, key: &Key) -> bool {
-    if Key::of_ledger(&record.ledger_id) == *key {
+    if Key::of_ledger(&record.ledger_id) == *key
+        || record.assets.iter().any(|a| Key::of_asset(a) == *key)
+    {
         return true;
     }
     Oid::parse(&record.oid)

@@ -286,3 +286,31 @@ fn an_oversize_message_does_not_decode() {
     assert!(DhtRequest::decode(&big).is_some());
     assert!(DhtRequest::decode(&padded).is_none());
 }
+
+#[test]
+fn a_record_is_kept_under_the_assets_it_announces_and_no_others() {
+    let now = Instant::now();
+    let mut store = ProviderStore::new(4, 100, Duration::from_secs(60));
+    let ledger = LedgerId::from_slice(&[9u8; 16]).unwrap();
+    let fields = RecordFields { assets: vec!["car-1".into()], ..RecordFields::default() };
+    let oid = Oid::parse("oid:onoal:org:a").unwrap();
+    let r = PeerRecord::sign(&signing(9), ledger, &oid, fields, 1, NOW_MS + 3_600_000);
+    assert_eq!(Key::of_asset("car-1").0, onoal_engine::hash::sha256(&[b"asset:car-1"]).0);
+    store.add(Key::of_asset("car-1"), r.clone(), now, NOW_MS).unwrap();
+    assert_eq!(
+        store.add(Key::of_asset("car-2"), r.clone(), now, NOW_MS),
+        Err(StoreRefusal::NotOwned),
+        "a record claims only the assets it names"
+    );
+    // Adding an asset after signing breaks the signature.
+    let mut forged = r.clone();
+    forged.assets.push("car-2".into());
+    assert_eq!(store.add(Key::of_asset("car-2"), forged, now, NOW_MS), Err(StoreRefusal::Invalid));
+    // Too many assets, or a bad id, make the record invalid.
+    let many = RecordFields {
+        assets: (0..=crate::proto::record::MAX_ASSETS).map(|i| format!("a{i}")).collect(),
+        ..RecordFields::default()
+    };
+    let big = PeerRecord::sign(&signing(9), ledger, &oid, many, 2, NOW_MS + 3_600_000);
+    assert!(big.check(NOW_MS).is_err());
+}

@@ -164,6 +164,8 @@ pub fn router(control: Control, config: &HttpConfig) -> Router {
         .route("/transfers/{id}", get(transfer::status))
         .route("/balance", get(transfer::balance))
         .route("/tokens/mint", post(transfer::mint))
+        .route("/assets", post(transfer::register).get(transfer::held))
+        .route("/assets/{id}", get(transfer::trace))
         .route("/tlog/{ledger}/checkpoint", get(tlog::checkpoint))
         .route("/witness", get(witness::info))
         .route("/witness/add-checkpoint", post(witness::add_checkpoint))

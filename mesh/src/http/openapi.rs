@@ -18,6 +18,7 @@ use super::{ledger, mesh, tlog, transfer, watch, witness};
         tlog::checkpoint, tlog::tile,
         witness::info, witness::add_checkpoint, witness::checkpoint, witness::drop_evidence,
         transfer::start, transfer::list, transfer::status, transfer::balance, transfer::mint,
+        transfer::register, transfer::held, transfer::trace,
     ),
     modifiers(&BearerAuth),
     tags((name = "node", description = "Health, metrics, status"),
@@ -25,7 +26,8 @@ use super::{ledger, mesh, tlog, transfer, watch, witness};
          (name = "mesh", description = "Peers, sync, topology (the seed's /mesh routes)"),
          (name = "tlog", description = "C2SP tlog-tiles read API"),
          (name = "witness", description = "C2SP tlog-witness: cosigning other logs' checkpoints"),
-         (name = "transfers", description = "Two-phase token transfers between ledgers, balances")),
+         (name = "transfers", description = "Two-phase token transfers between ledgers, balances"),
+         (name = "assets", description = "Registered assets: register, held, the proven owner")),
 )]
 struct ApiDoc;
 

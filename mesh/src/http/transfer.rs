@@ -1,5 +1,6 @@
 //! Two-phase token transfers (the seed's use case 2): start one, see one on both sides, list
-//! them, the balances they leave, and minting (docs/design/mesh.md, "Transfers").
+//! them, the balances they leave, and minting (docs/design/mesh.md, "Transfers"); registered
+//! assets (use case 3): register one, list those held, find and prove an asset's owner.
 
 use axum::Json;
 use axum::extract::State;
@@ -12,7 +13,7 @@ use super::error::extract::Json as Body;
 use super::error::extract::{Path, Query};
 use super::error::{ApiError, ErrorBody};
 use super::mesh::{parse_destination, remote_error};
-use crate::net::{TransferError, TransferView};
+use crate::net::{AssetView, HeldAsset, RegistrationView, TransferError, TransferView};
 use crate::transfer::Balance;
 
 /// Longest lock timeout a transfer may ask for.
@@ -146,4 +147,76 @@ pub(crate) async fn mint(
         .find(|b| b.asset == body.asset)
         .unwrap_or_default();
     Ok(Json(Minted { seq, balance }))
+}
+
+/// `POST /assets`.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RegisterBody {
+    /// The asset's id (1 to 128 letters, digits or `-_.:`).
+    pub(crate) id: String,
+    /// Its owner: this ledger's OID (the default) or an OID under it.
+    pub(crate) owner: Option<String>,
+    /// What it is: any JSON, at most 4 KiB.
+    #[schema(value_type = Option<Object>)]
+    pub(crate) meta: Option<serde_json::Value>,
+}
+
+/// Registers an asset on this ledger (use case 3): a `register` entry of the stream `tokens`,
+/// one unit that exists once. The node announces it in its record (DHT under the asset id,
+/// registry) within a quarter second; a transfer of it moves the ownership.
+#[utoipa::path(post, path = "/assets", tag = "assets", request_body = RegisterBody,
+    responses((status = 201, body = RegistrationView),
+              (status = 400, description = "Bad id, owner or meta; an asset this ledger knows already", body = ErrorBody)))]
+pub(crate) async fn register(
+    State(state): State<AppState>,
+    Body(body): Body<RegisterBody>,
+) -> Result<(StatusCode, Json<RegistrationView>), ApiError> {
+    let node = state.control.node().clone();
+    let v = node
+        .asset_register(&body.id, body.owner.as_deref(), body.meta)
+        .await
+        .map_err(|e| api_error(&e))?;
+    Ok((StatusCode::CREATED, Json(v)))
+}
+
+/// The registered assets this ledger holds.
+#[utoipa::path(get, path = "/assets", tag = "assets",
+    responses((status = 200, body = Vec<HeldAsset>), (status = 404, body = ErrorBody)))]
+pub(crate) async fn held(State(state): State<AppState>) -> Result<Json<Vec<HeldAsset>>, ApiError> {
+    state.control.node().assets_held().await.map(Json).map_err(|e| api_error(&e))
+}
+
+/// `GET /assets/{id}` parameters.
+#[derive(Debug, Deserialize)]
+pub(crate) struct TraceParams {
+    /// How long the DHT and registry lookups may take, ms (3000).
+    pub(crate) wait_ms: Option<u64>,
+}
+
+/// Who owns a registered asset, proven: the ledgers that claim it (here, DHT, registry), each
+/// walked along its proven hand-overs to the owner and back to the registration. 404 when no
+/// ledger claims it; `verified: false` when no claim holds or two do (`contested`).
+#[utoipa::path(get, path = "/assets/{id}", tag = "assets", params(("id" = String, Path, description = "The asset id"),
+        ("wait_ms" = Option<u64>, Query, description = "Lookup deadline, ms (3000)")),
+    responses((status = 200, body = AssetView), (status = 404, body = ErrorBody)))]
+pub(crate) async fn trace(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(p): Query<TraceParams>,
+) -> Result<Json<AssetView>, ApiError> {
+    let wait = std::time::Duration::from_millis(p.wait_ms.unwrap_or(3000).clamp(100, 30_000));
+    let node = state.control.node().clone();
+    let v = node.asset_trace(&id, wait).await.map_err(|e| api_error(&e))?;
+    if v.claims.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_asset",
+            format!(
+                "no ledger claims the asset {id}: not here, not in the DHT, not in the registry"
+            ),
+        )
+        .hint("an asset is registered with `onoal asset register --id ID` on its owner's ledger"));
+    }
+    Ok(Json(v))
 }

@@ -147,6 +147,8 @@ pub(crate) struct Discovery {
     pub(crate) inbox: Mutex<Inbox>,
     pub(crate) membership: Mutex<Membership>,
     own: Mutex<PeerRecord>,
+    /// The registered assets this ledger announces in its record (use case 3).
+    assets: Mutex<Vec<String>>,
     pub(crate) counters: Counters,
     wake: Notify,
     results: mpsc::UnboundedSender<Answered>,
@@ -216,13 +218,14 @@ impl Discovery {
         let me = PeerId::new(inner_key.public());
         let contact = Contact::new(me, advertised(bound, None));
         let (results, receiver) = mpsc::unbounded_channel();
-        let own = sign_record(inner_key, ledger, contact.addr, &config, now_ms());
+        let own = sign_record(inner_key, ledger, contact.addr, &config, &[], now_ms());
         Self {
             dht: Mutex::new(Dht::new(contact, config.dht.clone(), Instant::now(), now_ms())),
             book: Mutex::new(RecordBook::new(BOOK_CAPACITY)),
             inbox: Mutex::new(Inbox::new(me, InboxConfig::default())),
             membership: Mutex::new(Membership::new(config.membership)),
             own: Mutex::new(own),
+            assets: Mutex::new(Vec::new()),
             counters: Counters::default(),
             wake: Notify::new(),
             results,
@@ -297,6 +300,7 @@ fn sign_record(
     ledger: &onoal_engine::Ledger,
     quic: SocketAddr,
     config: &DiscoveryConfig,
+    assets: &[String],
     now: u64,
 ) -> PeerRecord {
     let identity = ledger.identity();
@@ -312,6 +316,7 @@ fn sign_record(
             version: Some(env!("CARGO_PKG_VERSION").into()),
             ..Metadata::default()
         },
+        assets: assets.to_vec(),
     };
     let expires = now + u64::try_from(RECORD_VALIDITY.as_millis()).unwrap_or(u64::MAX);
     // The sequence is the signing time: a restarted node's record replaces its older ones.
@@ -335,8 +340,9 @@ impl Node {
             let mut dht = d.dht.lock();
             *dht = Dht::new(Contact::new(me, addr), config.dht.clone(), Instant::now(), now_ms());
         }
+        let assets = d.assets.lock().clone();
         *d.own.lock() =
-            sign_record(&self.inner.secret, &self.inner.ledger, addr, &config, now_ms());
+            sign_record(&self.inner.secret, &self.inner.ledger, addr, &config, &assets, now_ms());
         *d.membership.lock() = Membership::new(config.membership);
         let me = SwimId {
             ledger_id: self.inner.ledger.identity().ledger_id,
@@ -454,7 +460,8 @@ impl Node {
                     let record = {
                         let c = d.config.lock();
                         let addr = d.dht.lock().local().addr;
-                        sign_record(&self.inner.secret, &self.inner.ledger, addr, &c, now_ms())
+                        let assets = d.assets.lock().clone();
+                        sign_record(&self.inner.secret, &self.inner.ledger, addr, &c, &assets, now_ms())
                     };
                     *d.own.lock() = record.clone();
                     d.dht.lock().publish(record, Instant::now());
@@ -1128,6 +1135,82 @@ impl Node {
         all.sort_by_key(|(_, p, _)| onoal_engine::hash::sha256(&[salt.as_bytes(), p.as_bytes()]));
         all.truncate(fanout);
         all
+    }
+
+    /// Announces `assets` (registered assets this ledger holds; at most
+    /// [`crate::proto::record::MAX_ASSETS`], the first ones kept) in a new record: signed at
+    /// once, published in the DHT under each asset too, and registered with the registry.
+    pub(crate) fn announce_assets(&self, mut assets: Vec<String>) {
+        let d = self.discovery().clone();
+        assets.truncate(crate::proto::record::MAX_ASSETS);
+        *d.assets.lock() = assets.clone();
+        let record = {
+            let c = d.config.lock();
+            let addr = d.dht.lock().local().addr;
+            // A newer sequence than the record it replaces, even within one millisecond.
+            let now = now_ms().max(d.own.lock().sequence + 1);
+            sign_record(&self.inner.secret, &self.inner.ledger, addr, &c, &assets, now)
+        };
+        *d.own.lock() = record.clone();
+        d.dht.lock().publish(record.clone(), Instant::now());
+        d.wake.notify_one();
+        tracing::info!(assets = ?assets, "announced the registered assets this ledger holds");
+        let client = d.config.lock().registry.clone();
+        if let Some(client) = client {
+            tokio::task::spawn_blocking(move || {
+                if let Err(e) = client.register(&record) {
+                    tracing::debug!(error = %e, "cannot register the new record; the next refresh will");
+                }
+            });
+        }
+    }
+
+    /// Ledgers whose records claim the registered asset `asset`: those in the record book, in
+    /// the DHT (within `deadline`) and in the registry. Claims only; `Node::asset_trace`
+    /// proves them.
+    pub async fn discover_asset(&self, asset: &str, deadline: Duration) -> Vec<Known> {
+        let d = self.discovery().clone();
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut dht = d.dht.lock();
+            let id = dht.find_asset(asset, Instant::now());
+            d.waiters.lock().insert(id, tx);
+        }
+        d.wake.notify_one();
+        let client = d.config.lock().registry.clone();
+        let wanted = asset.to_owned();
+        let registry = async {
+            let Some(client) = client else { return Vec::new() };
+            let ask =
+                tokio::task::spawn_blocking(move || client.by_asset(&wanted, DIRECTORY_PEERS));
+            match tokio::time::timeout(deadline, ask).await {
+                Ok(Ok(Ok(records))) => records,
+                _ => Vec::new(),
+            }
+        };
+        let (found, listed) = tokio::join!(tokio::time::timeout(deadline, rx), registry);
+        // The DHT's records were offered to the book as they came (source `dht`).
+        self.take_records(listed.clone(), Source::Registry);
+        let mut claims: Vec<PeerRecord> = listed;
+        if let Ok(Ok(outcome)) = found {
+            claims.extend(outcome.records);
+        }
+        let book = d.book.lock();
+        let mut out: Vec<Known> =
+            book.iter().filter(|k| k.record.assets.iter().any(|a| a == asset)).cloned().collect();
+        // A record of a claim newer or older than the book's is still a claim (the walk from
+        // it proves or refutes it): keep the ledgers the book no longer lists for the asset.
+        for r in claims {
+            let now = now_ms();
+            if r.assets.iter().any(|a| a == asset)
+                && r.check(now).is_ok()
+                && !out.iter().any(|k| k.record.ledger_id == r.ledger_id)
+            {
+                out.push(Known { record: r, source: Source::Dht });
+            }
+        }
+        out.sort_by_key(|k| k.record.oid.clone());
+        out
     }
 
     /// Looks a ledger up: the record book first, then the DHT (within `deadline`).

@@ -4,6 +4,7 @@
 //! protocol decision is in [`crate::proto`], every verification in the engine, every storage
 //! write on a blocking thread.
 
+mod asset;
 mod config;
 mod discovery;
 pub mod dns;
@@ -29,6 +30,7 @@ use quinn::{Connection, Endpoint};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+pub use asset::{AssetView, ClaimView, HeldAsset, RegistrationView};
 pub use config::NodeConfig;
 pub use discovery::{DiscoveryConfig, DiscoveryStatus, MemberError};
 pub use error::SyncError;

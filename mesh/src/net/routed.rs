@@ -949,6 +949,7 @@ fn answer_call(
         RoutedRequest::Transfer { source, transfer, note, steps } => {
             super::transfer::answer(inner, asker.as_ref(), (source, transfer), &note, steps, path)
         }
+        RoutedRequest::Asset { asset } => super::asset::answer(inner, &asset, path),
         RoutedRequest::Verify { seq, expect } => {
             let (note, _) = match newest() {
                 Ok(n) => n,

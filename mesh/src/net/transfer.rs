@@ -42,8 +42,8 @@ const TICK: Duration = Duration::from_millis(250);
 
 /// The transfer side of a node.
 pub(crate) struct TransferDesk {
-    book: Mutex<Book>,
-    wake: tokio::sync::Notify,
+    pub(super) book: Mutex<Book>,
+    pub(super) wake: tokio::sync::Notify,
     retry: Mutex<HashMap<Key, Retry>>,
     in_flight: Mutex<HashSet<Key>>,
 }
@@ -236,8 +236,21 @@ fn proven(
     key: &Key,
     forge: bool,
 ) -> Result<(String, Vec<ProvenEntryWire>), String> {
-    let mut seqs: Vec<u64> =
+    let seqs: Vec<u64> =
         book.get(key).map(|t| t.steps.values().map(|r| r.seq).collect()).unwrap_or_default();
+    let (note, mut out) = proven_seqs(ledger, seqs)?;
+    if forge && let Some(last) = out.last_mut() {
+        forge_amount(last);
+    }
+    Ok((note, out))
+}
+
+/// The entries at `seqs`, each with its inclusion proof in a checkpoint that holds them all
+/// (signed now when the newest one does not), in seq order, and that checkpoint's note.
+pub(super) fn proven_seqs(
+    ledger: &Ledger,
+    mut seqs: Vec<u64>,
+) -> Result<(String, Vec<ProvenEntryWire>), String> {
     seqs.sort_unstable();
     let need = seqs.last().map_or(1, |s| s + 1);
     let cp = match ledger.latest_checkpoint().map_err(|e| e.to_string())? {
@@ -249,9 +262,6 @@ fn proven(
         let e = ledger.entry(s).map_err(|e| e.to_string())?;
         let proof = ledger.inclusion_proof(s, cp.checkpoint.size).map_err(|e| e.to_string())?;
         out.push(ProvenEntryWire { leaf_data: e.leaf_data, proof });
-    }
-    if forge && let Some(last) = out.last_mut() {
-        forge_amount(last);
     }
     Ok((cp.note, out))
 }
@@ -406,19 +416,35 @@ impl Node {
         Ok(())
     }
 
-    fn desk(&self) -> Result<Arc<TransferDesk>, TransferError> {
+    pub(super) fn desk(&self) -> Result<Arc<TransferDesk>, TransferError> {
         self.inner.transfers.get().cloned().ok_or(TransferError::Disabled)
     }
 
     async fn drive_transfers(self) {
         let Ok(desk) = self.desk() else { return };
+        // The book's version at the last look, and the registered assets announced.
+        // The record signed at start names none.
+        let (mut seen, mut announced) = (u64::MAX, Vec::<String>::new());
         loop {
-            tokio::select! {
-                () = desk.wake.notified() => {}
-                () = tokio::time::sleep(TICK) => {}
-            }
             let d = desk.clone();
-            let Ok(open) = self.blocking(move || d.book.lock().open()).await else { continue };
+            let Ok((open, version, held)) = self
+                .blocking(move || {
+                    let book = d.book.lock();
+                    let held = (book.version() != seen).then(|| book.held_assets());
+                    (book.open(), book.version(), held)
+                })
+                .await
+            else {
+                continue;
+            };
+            seen = version;
+            if let Some(held) = held
+                && announced != held
+            {
+                // The record names the registered assets this ledger holds now (use case 3).
+                self.announce_assets(held.clone());
+                announced = held;
+            }
             let now = Instant::now();
             for key in open {
                 if !desk.due(&key, now) || !desk.in_flight.lock().insert(key.clone()) {
@@ -436,6 +462,10 @@ impl Node {
                         desk.wake.notify_one();
                     }
                 });
+            }
+            tokio::select! {
+                () = desk.wake.notified() => {}
+                () = tokio::time::sleep(TICK) => {}
             }
         }
     }
@@ -678,8 +708,10 @@ impl Node {
         let entry = crate::transfer::mint_entry(asset, amount).map_err(TransferError::Invalid)?;
         let desk = self.desk()?;
         let ledger = self.inner.ledger.clone();
+        let asset = asset.to_owned();
         self.blocking(move || {
             let mut book = desk.book.lock();
+            book.may_mint(&asset).map_err(|e| TransferError::Invalid(e.to_string()))?;
             let r = ledger.append(entry).map_err(|e| TransferError::Local(e.to_string()))?;
             let stored = ledger.entry(r.seq).map_err(|e| TransferError::Local(e.to_string()))?;
             book.apply(&stored.entry, stored.leaf_hash).map_err(TransferError::Local)?;

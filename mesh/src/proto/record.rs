@@ -25,6 +25,10 @@ pub const MAX_FIELD: usize = 256;
 /// Most capabilities a record lists.
 pub const MAX_CAPABILITIES: usize = 16;
 
+/// Most registered assets a record announces (use case 3), each an id of at most
+/// [`crate::transfer::MAX_ID_BYTES`] bytes: 20 records of a DHT answer stay under its limit.
+pub const MAX_ASSETS: usize = 16;
+
 /// Where a ledger can be reached. QUIC is the mesh's; the others are the control plane's.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Endpoints {
@@ -66,6 +70,10 @@ pub struct PeerRecord {
     pub capabilities: Vec<String>,
     /// Metadata.
     pub metadata: Metadata,
+    /// Registered assets the ledger holds (use case 3), at most [`MAX_ASSETS`]; published in
+    /// the DHT under [`crate::dht::Key::of_asset`] too. A claim, proven only by the asset's
+    /// history (`onoal asset verify`).
+    pub assets: Vec<String>,
     /// Higher replaces lower (a ledger bumps it on every change).
     pub sequence: u64,
     /// Not used after this time (ms since the epoch).
@@ -107,6 +115,7 @@ struct Signed<'a> {
     endpoints: &'a Endpoints,
     capabilities: &'a [String],
     metadata: &'a Metadata,
+    assets: &'a [String],
     sequence: u64,
     expires_ms: u64,
 }
@@ -120,6 +129,8 @@ pub struct RecordFields {
     pub capabilities: Vec<String>,
     /// Metadata.
     pub metadata: Metadata,
+    /// Registered assets held.
+    pub assets: Vec<String>,
 }
 
 impl PeerRecord {
@@ -139,6 +150,7 @@ impl PeerRecord {
             endpoints: fields.endpoints,
             capabilities: fields.capabilities,
             metadata: fields.metadata,
+            assets: fields.assets,
             sequence,
             expires_ms,
             signature: Vec::new(),
@@ -155,6 +167,7 @@ impl PeerRecord {
             endpoints: &self.endpoints,
             capabilities: &self.capabilities,
             metadata: &self.metadata,
+            assets: &self.assets,
             sequence: self.sequence,
             expires_ms: self.expires_ms,
         };
@@ -186,6 +199,11 @@ impl PeerRecord {
             || self.capabilities.iter().any(|c| c.len() > MAX_FIELD)
         {
             return Err(RecordError::TooLarge("capability list"));
+        }
+        if self.assets.len() > MAX_ASSETS
+            || self.assets.iter().any(|a| crate::transfer::check_id("asset", a).is_err())
+        {
+            return Err(RecordError::TooLarge("asset list"));
         }
         let oid = Oid::parse(&self.oid).map_err(|_| RecordError::BadOid(self.oid.clone()))?;
         if self.expires_ms <= now_ms {

@@ -71,6 +71,14 @@ pub enum RoutedRequest {
         /// The asker's steps of the transfer, in seq order.
         steps: Vec<ProvenEntryWire>,
     },
+    /// Use case 3: the destination's history of the registered asset `asset` (its
+    /// registration and its steps of transfers of the asset), answered as a `Query` page, each
+    /// entry proven in one checkpoint. Any ledger may ask: registering an asset publishes its
+    /// history; nothing else of the stream is shown.
+    Asset {
+        /// The asset's id.
+        asset: String,
+    },
 }
 
 /// What a proof verification compares; each field given must match the entry.
@@ -296,6 +304,9 @@ pub enum AnswerError {
     /// its own proof or entry.
     #[error("the verification statement does not hold: {0}")]
     Statement(&'static str),
+    /// Proven entries that are not what was asked for (an asset history with other entries).
+    #[error("the answer's entries do not hold: {0}")]
+    Content(String),
 }
 
 /// A verification answer that checked out.

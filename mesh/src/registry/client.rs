@@ -163,6 +163,24 @@ impl RegistryClient {
         })?;
         list.records.iter().map(decode).collect()
     }
+
+    /// Records that announce the registered asset `asset`, newest first, at most `limit`. Not
+    /// checked: the caller checks them.
+    ///
+    /// # Errors
+    /// [`RegistryCallError`].
+    pub fn by_asset(
+        &self,
+        asset: &str,
+        limit: usize,
+    ) -> Result<Vec<PeerRecord>, RegistryCallError> {
+        crate::transfer::check_id("asset", asset).map_err(RegistryCallError::BadAnswer)?;
+        let path = format!("/v1/records?limit={limit}&asset={asset}");
+        let list: RegistryList = self.get(&path)?.ok_or_else(|| {
+            RegistryCallError::BadAnswer("404 to a listing: is this a registry?".into())
+        })?;
+        list.records.iter().map(decode).collect()
+    }
 }
 
 fn decode(r: &RegistryRecord) -> Result<PeerRecord, RegistryCallError> {

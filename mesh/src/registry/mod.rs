@@ -187,6 +187,20 @@ impl Registry {
         found
     }
 
+    /// Live records that announce the registered asset `asset`, at most `limit`, newest
+    /// first.
+    pub fn by_asset(&self, asset: &str, now_ms: u64, limit: usize) -> Vec<&Entry> {
+        let mut found: Vec<&Entry> = self
+            .entries
+            .values()
+            .filter(|e| self.live(e, now_ms))
+            .filter(|e| e.record.assets.iter().any(|a| a == asset))
+            .collect();
+        found.sort_by_key(|e| std::cmp::Reverse(e.record.sequence));
+        found.truncate(limit);
+        found
+    }
+
     /// The `limit` most recently refreshed live records (a joining node's first peers).
     pub fn recent(&self, now_ms: u64, limit: usize) -> Vec<&Entry> {
         let mut all: Vec<&Entry> = self.entries.values().filter(|e| self.live(e, now_ms)).collect();

@@ -5,6 +5,7 @@
 //! | `POST /v1/records` | register or refresh a record: `{"record": base64(postcard(PeerRecord))}` |
 //! | `GET /v1/records/{ledger_id}` | the live record of a ledger, or 404 |
 //! | `GET /v1/records?oid_prefix=P&limit=N` | live records under an OID prefix (all when no prefix: the most recently refreshed first) |
+//! | `GET /v1/records?asset=ID&limit=N` | live records that announce a registered asset, newest first |
 //! | `GET /health` | liveness and the number of records |
 //!
 //! With an API key every route but `/health` needs `Authorization: Bearer KEY`. Records are
@@ -65,6 +66,9 @@ pub struct RegistryRecord {
     pub public_key: String,
     /// QUIC address.
     pub quic: Option<String>,
+    /// Registered assets the ledger announces (claims; `onoal asset verify` proves them).
+    #[serde(default)]
+    pub assets: Vec<String>,
     /// Record sequence.
     pub sequence: u64,
     /// The record's own expiry (ms since the epoch).
@@ -82,6 +86,7 @@ impl From<&Entry> for RegistryRecord {
             oid: e.record.oid.clone(),
             public_key: hex::encode(e.record.public_key),
             quic: e.record.endpoints.quic.clone(),
+            assets: e.record.assets.clone(),
             sequence: e.record.sequence,
             expires_ms: e.record.expires_ms,
             refreshed_ms: e.refreshed_ms,
@@ -251,6 +256,7 @@ async fn lookup(
 #[derive(Debug, Deserialize)]
 struct ListQuery {
     oid_prefix: Option<String>,
+    asset: Option<String>,
     limit: Option<usize>,
 }
 
@@ -266,15 +272,19 @@ async fn list(
     }
     let now = now_ms();
     let registry = state.registry.lock();
-    let found = match q.oid_prefix.as_deref() {
-        Some(p) => {
+    let found = match (q.oid_prefix.as_deref(), q.asset.as_deref()) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::bad_request("give oid_prefix or asset, not both"));
+        }
+        (None, Some(asset)) => registry.by_asset(asset, now, limit),
+        (Some(p), None) => {
             let prefix = Oid::parse(p).map_err(|e| {
                 ApiError::bad_request(format!("{p:?} is not an OID prefix: {e}"))
                     .hint("an OID prefix looks like oid:onoal:org")
             })?;
             registry.by_oid_prefix(&prefix, now, limit)
         }
-        None => registry.recent(now, limit),
+        (None, None) => registry.recent(now, limit),
     };
     Ok(Json(RegistryList { records: found.into_iter().map(RegistryRecord::from).collect() }))
 }

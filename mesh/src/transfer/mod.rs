@@ -54,11 +54,14 @@ pub enum Step {
     Unlock,
     /// Destination: it will not take part (refs the unlock, when there is one).
     Release,
+    /// A registered asset (use case 3): one unit of an asset that exists once, with its owner
+    /// and what it is (not part of a transfer).
+    Register,
 }
 
 impl Step {
     /// Every step.
-    pub const ALL: [Self; 8] = [
+    pub const ALL: [Self; 9] = [
         Self::Mint,
         Self::Lock,
         Self::Reserve,
@@ -67,6 +70,7 @@ impl Step {
         Self::Confirm,
         Self::Unlock,
         Self::Release,
+        Self::Register,
     ];
 
     /// Its entry type.
@@ -80,6 +84,7 @@ impl Step {
             Self::Confirm => "confirm",
             Self::Unlock => "unlock",
             Self::Release => "release",
+            Self::Register => "register",
         }
     }
 
@@ -113,6 +118,10 @@ pub struct StepBody {
     /// Unlock and release: why.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// Whether the asset is a registered one (exists once; the destination announces it and
+    /// answers for its history after the credit). Absent for fungible tokens.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub registered: bool,
 }
 
 impl StepBody {
@@ -123,6 +132,7 @@ impl StepBody {
             && self.amount == other.amount
             && self.from == other.from
             && self.to == other.to
+            && self.registered == other.registered
     }
 }
 
@@ -133,6 +143,60 @@ pub struct MintBody {
     pub asset: String,
     /// The amount.
     pub amount: u64,
+}
+
+/// The payload of a registration (use case 3).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegisterBody {
+    /// The asset's id.
+    pub asset: String,
+    /// Its owner: this ledger's OID or an OID under it.
+    pub owner: String,
+    /// What the asset is (any JSON, at most [`MAX_META_BYTES`] as text).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub meta: Option<serde_json::Value>,
+}
+
+/// Largest `meta` of a registration, bytes of JSON.
+pub const MAX_META_BYTES: usize = 4096;
+
+/// A registration as recorded on its ledger.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Registration {
+    /// The ledger it is on.
+    pub ledger: LedgerId,
+    /// Its seq there.
+    pub seq: u64,
+    /// Its leaf hash.
+    pub leaf_hash: Hash,
+    /// When it was written, ms since the epoch.
+    pub time_ms: u64,
+    /// What it says.
+    pub body: RegisterBody,
+}
+
+impl Registration {
+    /// The reference to it.
+    pub fn as_ref(&self) -> EntryRef {
+        EntryRef { ledger_id: self.ledger, seq: self.seq, leaf_hash: self.leaf_hash }
+    }
+
+    /// The registration of `ledger` in `entry` (`None` when it is another token entry).
+    ///
+    /// # Errors
+    /// A registration whose payload does not parse.
+    pub fn from_entry(
+        ledger: LedgerId,
+        entry: &Entry,
+        leaf_hash: Hash,
+    ) -> Result<Option<Self>, String> {
+        if entry.content.entry_type.as_str() != Step::Register.as_str() {
+            return Ok(None);
+        }
+        let body: RegisterBody = serde_json::from_slice(&entry.content.payload)
+            .map_err(|e| format!("entry {}'s payload is not a registration: {e}", entry.seq))?;
+        Ok(Some(Self { ledger, seq: entry.seq, leaf_hash, time_ms: entry.timestamp_ms, body }))
+    }
 }
 
 /// A step as recorded on one ledger (the own one, or the other party's, verified).
@@ -160,7 +224,7 @@ impl Recorded {
         EntryRef { ledger_id: self.ledger, seq: self.seq, leaf_hash: self.leaf_hash }
     }
 
-    /// A transfer step of `ledger` from its entry (`None` for a mint).
+    /// A transfer step of `ledger` from its entry (`None` for a mint or a registration).
     ///
     /// # Errors
     /// Not a token entry, or a payload that does not parse.
@@ -175,7 +239,7 @@ impl Recorded {
         }
         let step = Step::parse(c.entry_type.as_str())
             .ok_or_else(|| format!("entry {} has the unknown type {}", entry.seq, c.entry_type))?;
-        if step == Step::Mint {
+        if matches!(step, Step::Mint | Step::Register) {
             return Ok(None);
         }
         let body: StepBody = serde_json::from_slice(&c.payload)
@@ -373,12 +437,20 @@ pub struct Book {
     me: LedgerId,
     transfers: HashMap<Key, Transfer>,
     minted: BTreeMap<String, u64>,
+    registered: BTreeMap<String, Registration>,
+    version: u64,
 }
 
 impl Book {
     /// An empty book of ledger `me`.
     pub fn new(me: LedgerId) -> Self {
-        Self { me, transfers: HashMap::new(), minted: BTreeMap::new() }
+        Self {
+            me,
+            transfers: HashMap::new(),
+            minted: BTreeMap::new(),
+            registered: BTreeMap::new(),
+            version: 0,
+        }
     }
 
     /// This ledger.
@@ -392,9 +464,24 @@ impl Book {
     /// An entry that is not a token entry, or a second step of a kind for one transfer (the
     /// entry stays in the log; the book keeps the first).
     pub fn apply(&mut self, entry: &Entry, leaf_hash: Hash) -> Result<(), String> {
+        self.version += 1;
+        if let Some(reg) = Registration::from_entry(self.me, entry, leaf_hash)? {
+            if self.knows(&reg.body.asset) {
+                return Err(format!(
+                    "entry {} registers the asset {}, which this ledger knows already",
+                    entry.seq, reg.body.asset
+                ));
+            }
+            *self.minted.entry(reg.body.asset.clone()).or_default() += 1;
+            self.registered.insert(reg.body.asset.clone(), reg);
+            return Ok(());
+        }
         let Some(r) = Recorded::from_entry(self.me, entry, leaf_hash)? else {
             let m: MintBody = serde_json::from_slice(&entry.content.payload)
                 .map_err(|e| format!("entry {}'s payload is not a mint: {e}", entry.seq))?;
+            if self.is_registered(&m.asset) {
+                return Err(format!("entry {} mints the registered asset {}", entry.seq, m.asset));
+            }
             let total = self.minted.entry(m.asset).or_default();
             *total = total.saturating_add(m.amount);
             return Ok(());
@@ -411,6 +498,94 @@ impl Book {
         }
         t.steps.insert(r.step, r);
         Ok(())
+    }
+
+    /// Changes with every entry taken in (a cheap "did anything change").
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// Whether the asset appears in this book at all (minted, registered, transferred).
+    fn knows(&self, asset: &str) -> bool {
+        self.minted.contains_key(asset) || self.transfers.values().any(|t| t.body().asset == asset)
+    }
+
+    /// Whether `asset` is a registered asset here: registered on this ledger, or moved to or
+    /// from it as one.
+    pub fn is_registered(&self, asset: &str) -> bool {
+        self.registered.contains_key(asset)
+            || self.transfers.values().any(|t| t.body().registered && t.body().asset == asset)
+    }
+
+    /// The registration of `asset` on this ledger.
+    pub fn registration(&self, asset: &str) -> Option<&Registration> {
+        self.registered.get(asset)
+    }
+
+    /// The registration entry of `asset` owned by `owner`, with `meta`.
+    ///
+    /// # Errors
+    /// [`Refusal::Invalid`]: a bad id, an asset this ledger knows already (registered, minted
+    /// or transferred), meta over [`MAX_META_BYTES`].
+    pub fn register(
+        &self,
+        asset: &str,
+        owner: &str,
+        meta: Option<serde_json::Value>,
+    ) -> Result<NewEntry, Refusal> {
+        check_id("asset", asset).map_err(Refusal::Invalid)?;
+        if self.knows(asset) {
+            return Err(Refusal::Invalid(format!(
+                "the asset {asset} exists on this ledger already (`onoal balance --asset {asset}`); a registered asset exists once"
+            )));
+        }
+        onoal_engine::Oid::parse(owner)
+            .map_err(|e| Refusal::Invalid(format!("the owner {owner:?} is not an OID: {e}")))?;
+        if let Some(m) = &meta
+            && serde_json::to_vec(m).map_or(usize::MAX, |v| v.len()) > MAX_META_BYTES
+        {
+            return Err(Refusal::Invalid(format!(
+                "the asset's meta is larger than {MAX_META_BYTES} bytes of JSON"
+            )));
+        }
+        let body = RegisterBody { asset: asset.to_owned(), owner: owner.to_owned(), meta };
+        let payload = serde_json::to_vec(&body).map_err(|e| Refusal::Invalid(e.to_string()))?;
+        Ok(NewEntry::new(stream_name(), step_name(Step::Register), payload))
+    }
+
+    /// Checks that `asset` may be minted: not a registered asset.
+    ///
+    /// # Errors
+    /// [`Refusal::Invalid`].
+    pub fn may_mint(&self, asset: &str) -> Result<(), Refusal> {
+        if self.is_registered(asset) {
+            return Err(Refusal::Invalid(format!(
+                "{asset} is a registered asset: it exists once and cannot be minted"
+            )));
+        }
+        Ok(())
+    }
+
+    /// The registered assets this ledger holds now (available or locked), sorted.
+    pub fn held_assets(&self) -> Vec<String> {
+        self.balances()
+            .into_iter()
+            .filter(|b| b.available + b.locked > 0 && self.is_registered(&b.asset))
+            .map(|b| b.asset)
+            .collect()
+    }
+
+    /// The seqs of this ledger's entries about the registered asset `asset`: its registration
+    /// and every step of a transfer of it, in seq order (empty when it is not registered here).
+    pub fn asset_history(&self, asset: &str) -> Vec<u64> {
+        let mut seqs: Vec<u64> = self.registered.get(asset).map(|r| r.seq).into_iter().collect();
+        for t in self.transfers.values() {
+            if t.body().registered && t.body().asset == asset {
+                seqs.extend(t.steps.values().map(|r| r.seq));
+            }
+        }
+        seqs.sort_unstable();
+        seqs
     }
 
     /// One transfer.
@@ -519,6 +694,7 @@ impl Book {
                 to,
                 deadline_ms: Some(deadline_ms),
                 reason: None,
+                registered: self.is_registered(asset),
             },
             refs: Vec::new(),
         })
@@ -727,6 +903,8 @@ pub fn load_book(ledger: &onoal_engine::Ledger) -> Result<Book, String> {
         }
     }
 }
+
+pub mod asset;
 
 #[cfg(test)]
 mod tests;

@@ -5,44 +5,17 @@
 //! TXT names the wrong ledger are refused.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead as _, BufReader};
 use std::net::UdpSocket;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use onoal_engine::LedgerId;
 use onoal_mesh::proto::record::PeerRecord;
-use onoal_tests::node::{Serve, init};
-use onoal_tests::{onoal, onoal_bin, run, run_fail, run_json};
+use onoal_tests::node::{Proc, Serve, init, registry};
+use onoal_tests::{onoal, run, run_fail, run_json};
 use serde_json::{Value, json};
-
-/// A child process killed on drop.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn registry(key_file: &Path) -> (Proc, String) {
-    let mut child = Command::new(onoal_bin())
-        .args(["registry", "serve", "--json", "--listen", "127.0.0.1:0", "--api-key-file"])
-        .arg(key_file)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
-    let v: Value =
-        serde_json::from_str(&line).unwrap_or_else(|_| panic!("registry printed {line:?}"));
-    (Proc(child), v["registry"].as_str().unwrap().to_owned())
-}
 
 fn call(method: &str, url: &str, key: Option<&str>, body: Option<Value>) -> (u16, Value) {
     let agent: ureq::Agent =
@@ -120,7 +93,7 @@ fn ledgers_find_each_other_through_a_registry_and_a_newcomer_through_dns() {
     let tmp = tempfile::tempdir().unwrap();
     let key_file = tmp.path().join("registry.key");
     std::fs::write(&key_file, "registry-secret-7f3a\n").unwrap();
-    let (_registry, url) = registry(&key_file);
+    let (_registry, url) = registry(Some(&key_file));
 
     // Three nodes that know nothing but the registry.
     let quick = ["--gossip-interval", "1", "--heartbeat-interval-ms", "300"];

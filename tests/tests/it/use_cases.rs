@@ -178,3 +178,170 @@ fn an_attestation_of_org_a_is_verified_by_org_b_routed_queried_and_offline_with_
     assert!(!out.status.success());
     drop((sa, sw));
 }
+
+/// Polls `f` every 200 ms for up to 30 s.
+fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// `asset find|verify --id ID --json` once it proves `owner`.
+fn owned_by(dir: &std::path::Path, how: &str, asset: &str, owner: &str) -> Value {
+    eventually(&format!("{asset} proven owned by {owner}"), || {
+        let out = run(onoal(dir).args(["asset", how, "--id", asset, "--json"]));
+        let v = stdout_json(&out);
+        (out.status.success() && v["owner"] == owner).then_some(v)
+    })
+}
+
+/// Use case 3: a maker registers a car on its ledger; an auditor that knows nothing but the
+/// registry finds and proves its owner; the car moves to a buyer by a two-phase transfer and
+/// the auditor follows it; a copycat's registration of the same id makes it contested.
+#[test]
+fn an_asset_is_registered_found_verified_and_followed_through_a_transfer() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = |n: &str| tmp.path().join(n);
+    let (_registry, url) = onoal_tests::node::registry(None);
+    let args = ["--registry", url.as_str(), "--gossip-interval", "1"];
+    let maker = init(&d("maker"), "oid:onoal:org:maker");
+    let buyer = init(&d("buyer"), "oid:onoal:org:buyer");
+    init(&d("auditor"), "oid:onoal:org:auditor");
+    let sm = Serve::start_with(&d("maker"), 0, &[], &args);
+    let sb = Serve::start_with(&d("buyer"), 0, &[], &args);
+    let sa = Serve::start_with(&d("auditor"), 0, &[], &args);
+    pin(&d("maker"), &buyer, sb.1);
+    pin(&d("buyer"), &maker, sm.1);
+
+    let reg = run_json(onoal(&d("maker")).args([
+        "asset",
+        "register",
+        "--id",
+        "car-17",
+        "--meta",
+        r#"{"vin":"WVW123"}"#,
+    ]));
+    assert_eq!(reg["owner"], "oid:onoal:org:maker");
+    assert_eq!(reg["meta"]["vin"], "WVW123");
+    let held = run_json(onoal(&d("maker")).args(["asset", "list"]));
+    assert_eq!(held[0]["asset"], "car-17", "{held}");
+    // It exists once: no second registration, no mint; an owner outside the ledger's OID is
+    // refused; a meta that is not JSON is a usage error.
+    let again = run(onoal(&d("maker")).args(["asset", "register", "--id", "car-17", "--json"]));
+    assert!(!again.status.success());
+    assert!(stdout_json(&again)["error"]["message"].as_str().unwrap().contains("exists"));
+    let mint =
+        run(onoal(&d("maker")).args(["mint", "--asset", "car-17", "--amount", "2", "--json"]));
+    assert!(!mint.status.success(), "a registered asset is not minted");
+    let foreign = run(onoal(&d("maker")).args([
+        "asset",
+        "register",
+        "--id",
+        "car-18",
+        "--owner",
+        "oid:onoal:org:buyer",
+        "--json",
+    ]));
+    assert!(
+        stdout_json(&foreign)["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not this ledger's OID")
+    );
+    let bad =
+        run(onoal(&d("maker"))
+            .args(["asset", "register", "--id", "car-18", "--meta", "{", "--json"]));
+    assert_eq!(stdout_json(&bad)["error"]["kind"], "usage");
+
+    // The auditor pinned no one: it finds the maker's claim (registry, DHT) and proves it.
+    let found = owned_by(&d("auditor"), "find", "car-17", &maker.id);
+    assert_eq!(found["verified"], true);
+    assert_eq!(found["owner_oid"], "oid:onoal:org:maker");
+    assert_eq!(found["registration"]["meta"]["vin"], "WVW123");
+    assert_eq!(found["registration"]["ledger"], maker.id.as_str());
+    assert_eq!(found["hops"].as_array().unwrap().len(), 0);
+    // The registry lists the claim under the asset.
+    let (status, listed) = onoal_tests::get_text(&format!("{url}/v1/records?asset=car-17"));
+    assert_eq!(status, 200);
+    assert!(listed.contains(&maker.id), "{listed}");
+
+    // The car moves to the buyer (amount 1; more is not available).
+    let two = run(onoal(&d("maker")).args([
+        "transfer", "start", "--to", &buyer.id, "--asset", "car-17", "--amount", "2", "--json",
+    ]));
+    assert!(!two.status.success());
+    let t = run_json(onoal(&d("maker")).args([
+        "transfer",
+        "start",
+        "--to",
+        "oid:onoal:org:buyer",
+        "--asset",
+        "car-17",
+        "--amount",
+        "1",
+        "--id",
+        "sale-1",
+    ]));
+    assert_eq!(t["outcome"], "committed", "{t}");
+    let v = owned_by(&d("auditor"), "verify", "car-17", &buyer.id);
+    assert_eq!(v["owner_oid"], "oid:onoal:org:buyer");
+    let hops = v["hops"].as_array().unwrap();
+    assert_eq!(hops.len(), 1, "{v}");
+    assert_eq!(
+        (hops[0]["from"].as_str(), hops[0]["to"].as_str()),
+        (Some(maker.id.as_str()), Some(buyer.id.as_str()))
+    );
+    assert_eq!(hops[0]["transfer"], "sale-1");
+    assert!(hops[0]["credit"].is_string(), "the buyer's credit is proven: {v}");
+    assert_eq!(v["registration"]["ledger"], maker.id.as_str(), "still registered by the maker");
+    // The maker's record no longer claims it, the buyer's does.
+    eventually("the buyer announces the car", || {
+        let held = run_json(onoal(&d("buyer")).args(["asset", "list"]));
+        let (_, listed) = onoal_tests::get_text(&format!("{url}/v1/records?asset=car-17"));
+        (held[0]["asset"] == "car-17" && listed.contains(&buyer.id) && !listed.contains(&maker.id))
+            .then_some(())
+    });
+    assert_eq!(run_json(onoal(&d("maker")).args(["asset", "list"])), serde_json::json!([]));
+    // HTTP: the same view; an asset nobody claims is a 404 with what to do.
+    let (status, body) = onoal_tests::get_text(&format!("{}/assets/car-17", sa.url()));
+    assert_eq!(status, 200);
+    assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["owner"], buyer.id.as_str());
+    let (status, body) =
+        onoal_tests::get_text(&format!("{}/assets/no-such-car?wait_ms=300", sa.url()));
+    assert_eq!(status, 404, "{body}");
+    assert!(body.contains("unknown_asset"), "{body}");
+    let none = run(onoal(&d("auditor")).args([
+        "asset",
+        "find",
+        "--id",
+        "no-such-car",
+        "--wait-ms",
+        "300",
+        "--json",
+    ]));
+    assert!(!none.status.success());
+
+    // A copycat registers the same id on its own ledger: two registrations, two proven owners.
+    init(&d("copycat"), "oid:onoal:org:copycat");
+    let _sc = Serve::start_with(&d("copycat"), 0, &[], &args);
+    run_json(onoal(&d("copycat")).args(["asset", "register", "--id", "car-17"]));
+    let contested = eventually("the auditor sees two claims", || {
+        let out = run(onoal(&d("auditor")).args(["asset", "verify", "--id", "car-17", "--json"]));
+        let v = stdout_json(&out);
+        (!out.status.success() && v["error"]["message"].as_str()?.contains("contested"))
+            .then_some(v)
+    });
+    assert_eq!(contested["error"]["kind"], "asset_unverified");
+    let (_, body) = onoal_tests::get_text(&format!("{}/assets/car-17", sa.url()));
+    let view: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (view["verified"].as_bool(), view["contested"].as_bool()),
+        (Some(false), Some(true)),
+        "{view}"
+    );
+}

@@ -1,5 +1,6 @@
 //! One module per group of commands.
 
+pub(crate) mod asset;
 pub(crate) mod bench;
 pub(crate) mod import;
 pub(crate) mod ledger;

@@ -13,6 +13,7 @@ fn record(key_n: u8, ledger: LedgerId, sequence: u64) -> PeerRecord {
         endpoints: Endpoints { quic: Some("127.0.0.1:4433".into()), ..Endpoints::default() },
         capabilities: vec!["sync".into()],
         metadata: Metadata { name: Some("a".into()), ..Metadata::default() },
+        assets: Vec::new(),
     };
     let oid = Oid::parse("oid:onoal:org:a").unwrap();
     PeerRecord::sign(&key(key_n), ledger, &oid, fields, sequence, NOW + 60_000)
