@@ -3,8 +3,9 @@
 //! append entries, pin each other's keys and follow each other's logs over QUIC (every bundle
 //! verified against a signed checkpoint before it is written); followers catch up with live
 //! appends; a restarted node resumes where it stopped; a wrong key is refused; a replica's
-//! tlog-proof verifies with the origin's vkey alone and a changed one does not; every log and
-//! replica is audited.
+//! tlog-proof verifies with the origin's vkey alone and a changed one does not; a two-phase
+//! transfer moves tokens (use case 2); a registered asset is found, proven and followed through
+//! a transfer by a third ledger (use case 3); every log and replica is audited.
 
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::path::{Path, PathBuf};
@@ -408,6 +409,67 @@ pub(crate) fn run(entries: u64, json_out: bool, keep: bool) -> Result<()> {
         "  beta: {} eur available, received {}; alpha: 70 available",
         b[0]["available"], b[0]["received"]
     ));
+
+    // Use case 3: a registered asset, found and proven by a ledger that is not part of it.
+    say("\n8. alpha registers a land deed; gamma finds its owner and proves it; the deed moves to beta and gamma follows.".into());
+    say(r#"$ onoal --data alpha asset register --id deed-7 --meta '{"parcel":"A-12"}'"#.into());
+    let reg = json_of(onoal(&alpha.dir)?.args([
+        "asset",
+        "register",
+        "--id",
+        "deed-7",
+        "--meta",
+        r#"{"parcel":"A-12"}"#,
+    ]))?;
+    say(format!(
+        "  registered by alpha as entry {}, owner {}",
+        reg["seq"],
+        reg["owner"].as_str().unwrap_or("?")
+    ));
+    let owner_seen_by_gamma = |how: &str, want: &Member| -> Result<Value> {
+        let mut last = Value::Null;
+        let waited = wait_for(Duration::from_secs(30), "gamma's proof of the deed's owner", || {
+            let out =
+                onoal(&gamma.dir)?.args(["asset", how, "--id", "deed-7", "--json"]).output()?;
+            last = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+            Ok(out.status.success() && last["owner"] == want.id.as_str())
+        });
+        waited.with_context(|| format!("gamma's last answer: {last}"))?;
+        Ok(last)
+    };
+    say("$ onoal --data gamma asset find --id deed-7".into());
+    let found = owner_seen_by_gamma("find", alpha)?;
+    let how_found = match found["claims"][0]["source"].as_str() {
+        Some("pinned") => "by asking the ledgers gamma pinned".to_owned(),
+        Some(s) => format!("in its {s} records"),
+        None => "?".to_owned(),
+    };
+    say(format!(
+        "  owned by {} (alpha), proven from alpha's signed checkpoint; the claim found {how_found}",
+        found["owner_oid"].as_str().unwrap_or("?"),
+    ));
+    say("$ onoal --data alpha transfer start --to oid:onoal:demo:beta --asset deed-7 --amount 1"
+        .into());
+    let t = json_of(onoal(&alpha.dir)?.args([
+        "transfer",
+        "start",
+        "--to",
+        "oid:onoal:demo:beta",
+        "--asset",
+        "deed-7",
+        "--amount",
+        "1",
+    ]))?;
+    ensure!(t["outcome"] == "committed", "the deed's transfer did not commit: {t}");
+    say("$ onoal --data gamma asset verify --id deed-7".into());
+    let moved_to = owner_seen_by_gamma("verify", beta)?;
+    let asset_followed = moved_to["hops"].as_array().is_some_and(|h| h.len() == 1);
+    ensure!(asset_followed, "gamma did not prove the hand-over: {moved_to}");
+    say(format!(
+        "  owned by {} (beta) now: alpha's registration, alpha's commit and beta's credit each checked by proof",
+        moved_to["owner_oid"].as_str().unwrap_or("?")
+    ));
+
     // The token entries reach the replicas like any other entries.
     let sizes: Vec<u64> = members
         .iter()
@@ -430,7 +492,7 @@ pub(crate) fn run(entries: u64, json_out: bool, keep: bool) -> Result<()> {
     nodes.0.clear();
 
     // Audit every log and replica; a replica's root must equal its origin's own root.
-    say("\n8. Every ledger audits its own log and both replicas (entries, chain, tiles, checkpoints).".into());
+    say("\n9. Every ledger audits its own log and both replicas (entries, chain, tiles, checkpoints).".into());
     let mut report = Vec::new();
     for m in &members {
         say(format!(
@@ -477,6 +539,7 @@ pub(crate) fn run(entries: u64, json_out: bool, keep: bool) -> Result<()> {
                 "tampered_proof_refused": !forged_ok,
                 "cross_ledger_proof_verified": proof_ok,
                 "transfer_committed": transfer_committed,
+                "asset_followed": asset_followed,
                 "seconds": total_s,
             })
         );

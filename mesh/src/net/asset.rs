@@ -115,7 +115,8 @@ fn local_history(book: &Book, asset: &str) -> AssetHistory {
     AssetHistory { registration: book.registration(asset).cloned(), steps }
 }
 
-/// The answer to an asset request: this ledger's entries about the registered asset, proven.
+/// The answer to an asset request: this ledger's entries about the registered asset, proven
+/// (none, when it has no history of it).
 pub(super) fn answer(inner: &Inner, asset: &str, path: Vec<[u8; 32]>) -> RoutedAnswer {
     let refused = |code, message: String| RoutedAnswer::Refused { code, message };
     if let Err(e) = check_id("asset", asset) {
@@ -124,13 +125,9 @@ pub(super) fn answer(inner: &Inner, asset: &str, path: Vec<[u8; 32]>) -> RoutedA
     let Some(desk) = inner.transfers.get() else {
         return refused(ErrorCode::BadRequest, TransferError::Disabled.to_string());
     };
+    // No history is an answer too (proven against a checkpoint like any other): a destination
+    // that has not credited yet says so.
     let seqs = desk.book.lock().asset_history(asset);
-    if seqs.is_empty() {
-        return refused(
-            ErrorCode::BadRequest,
-            format!("this ledger has no history of the registered asset {asset}"),
-        );
-    }
     match proven_seqs(&inner.ledger, seqs) {
         Ok((note, entries)) => RoutedAnswer::Query { note, entries, next_cursor: None, path },
         Err(e) => refused(ErrorCode::Internal, e),
@@ -265,8 +262,13 @@ impl Node {
                 claims.push((k.record.ledger_id, k.record.oid.clone(), k.source.as_str().into()));
             }
         }
-        claims.truncate(MAX_CLAIMS);
         let mut histories: HashMap<LedgerId, Result<AssetHistory, String>> = HashMap::new();
+        if claims.is_empty() {
+            // Nothing announced it where this node looked (a mesh of pins, no DHT contacts, no
+            // registry): ask the ledgers this node pinned.
+            self.ask_pinned(asset, &mut claims, &mut histories).await;
+        }
+        claims.truncate(MAX_CLAIMS);
         let mut traced: Vec<(usize, Result<Trace, String>)> = Vec::new();
         for (i, (ledger, _, _)) in claims.iter().enumerate() {
             let mut tracer = Tracer::new(*ledger);
@@ -335,6 +337,37 @@ impl Node {
             contested,
             claims,
         })
+    }
+
+    /// Asks up to [`MAX_CLAIMS`] pinned ledgers, at once, for their history of `asset`; those
+    /// with one become claims (source `pinned`).
+    async fn ask_pinned(
+        &self,
+        asset: &str,
+        claims: &mut Vec<(LedgerId, String, String)>,
+        histories: &mut HashMap<LedgerId, Result<AssetHistory, String>>,
+    ) {
+        let me = self.inner.ledger.identity().ledger_id;
+        let pinned: Vec<LedgerId> = self
+            .inner
+            .peers
+            .pinned_keys()
+            .into_iter()
+            .map(|(l, _)| l)
+            .filter(|l| *l != me)
+            .take(MAX_CLAIMS)
+            .collect();
+        let asks =
+            pinned.into_iter().map(|l| async move { (l, self.asset_history(l, asset).await) });
+        for (l, h) in futures_util::future::join_all(asks).await {
+            if let Ok(found) = &h
+                && (found.registration.is_some() || !found.steps.is_empty())
+            {
+                let oid = self.inner.peers.get(&l).ok().flatten().and_then(|p| p.oid);
+                claims.push((l, oid.unwrap_or_default(), "pinned".into()));
+            }
+            histories.insert(l, h);
+        }
     }
 
     /// The OID of `ledger`: its claim, this node's own, or the record book's.

@@ -211,13 +211,15 @@ fn the_demo_runs_three_nodes_that_sync_and_audit_each_other() {
         "{v}"
     );
     assert_eq!(v["transfer_committed"], true, "{v}");
+    assert_eq!(v["asset_followed"], true, "{v}");
     let ledgers = v["ledgers"].as_array().unwrap();
     assert_eq!(ledgers.len(), 3);
     // alpha appended 20 live and 1000 more while gamma was down, then minted and wrote three
-    // transfer steps (lock, commit, confirm); beta wrote two (reserve, credit).
+    // transfer steps (lock, commit, confirm), registered a deed and wrote three steps of its
+    // transfer; beta wrote two steps for each transfer (reserve, credit).
     let size = |name: &Value| match name.as_str() {
-        Some("alpha") => 4024,
-        Some("beta") => 3002,
+        Some("alpha") => 4028,
+        Some("beta") => 3004,
         _ => 3000,
     };
     for l in ledgers {
