@@ -1,7 +1,7 @@
 //! The dashboard at `/`: one HTML page and one script, embedded in the binary (no CDN, no
 //! build step). The script reads the API (`/status`, `/ledger/replicas`, `/mesh/peers`,
-//! `/mesh/topology`, `/witness`, `/balance`, `/transfers`) and the WebSocket feed, with the token from the page's `#token=` fragment
-//! when the node has one.
+//! `/mesh/topology`, `/witness`, `/balance`, `/transfers`, `/assets`) and the WebSocket feed,
+//! with the token from the page's `#token=` fragment when the node has one.
 
 use axum::http::header;
 use axum::response::{IntoResponse, Response};

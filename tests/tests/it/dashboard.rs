@@ -64,6 +64,13 @@ fn the_dashboard_renders_live_figures_in_a_real_browser() {
         onoal(&a_dir).args(["transfer", "start", "--to", &b.id, "--asset", "eur", "--amount", "7"]),
     );
     assert_eq!(t["outcome"], "committed", "{t}");
+    // And a registered asset: B holds it, received.
+    onoal_tests::run_json(onoal(&a_dir).args(["asset", "register", "--id", "deed-1"]));
+    let t = onoal_tests::run_json(
+        onoal(&a_dir)
+            .args(["transfer", "start", "--to", &b.id, "--asset", "deed-1", "--amount", "1"]),
+    );
+    assert_eq!(t["outcome"], "committed", "{t}");
     let url = format!("{}/", serve_b.url());
 
     // The DOM after the script ran: B's id, and figures read from the API.
@@ -89,6 +96,7 @@ fn the_dashboard_renders_live_figures_in_a_real_browser() {
         "B's balance in the tokens panel: {dom}"
     );
     assert!(dom.contains("<td>destination</td><td>7 eur</td><td>credited</td>"), "{dom}");
+    assert!(dom.contains("<td>deed-1</td><td>received</td>"), "the assets held: {dom}");
     assert!(dom.contains("Witness oid:onoal:test:b/witness"), "the witness panel: {dom}");
     assert!(!dom.contains("Error:"), "the script reported an error: {dom}");
 

@@ -71,8 +71,9 @@ async function refresh() {
       ", unreachable " + (routed.unreachable ?? 0);
     drawTopology(topology);
     // Optional parts: a node may not witness or run transfers.
-    const [witness, balances, transfers] = await Promise.all([
+    const [witness, balances, transfers, assets] = await Promise.all([
       api("/witness").catch(() => null), api("/balance").catch(() => []), api("/transfers").catch(() => []),
+      api("/assets").catch(() => []),
     ]);
     if (witness) {
       const own = witness.own;
@@ -84,6 +85,7 @@ async function refresh() {
     }
     fill("balances", balances.map((b) => [b.asset, b.available, b.locked, b.incoming, b.received, b.sent]));
     fill("transfers", transfers.slice(0, 10).map((t) => [short(t.id), t.role, t.amount + " " + t.asset, t.phase]));
+    fill("assets", assets.map((a) => [a.asset, a.registration ? "registered here, entry " + a.registration.seq : "received"]));
     $("error").textContent = "";
   } catch (e) {
     $("error").textContent = String(e);
