@@ -15,6 +15,9 @@ trap 'rm -rf "$dir"' EXIT
 "$bin" --json bench sync --entries "$n"
 "$bin" --json bench trust --nodes 10000 --edges 100000
 "$bin" --json bench route
+"$bin" --json bench witness
+"$bin" --json bench transfer --transfers 300
+"$bin" --json bench asset
 # The DHT's targets (wall <= 120 s) without membership; then with it (8 members per node,
 # about twice the wall time: heartbeats are O(members) per node).
 "$bin" --json sim --nodes 10000 --churn 0.1 --loss 0.01 --members 0

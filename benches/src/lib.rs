@@ -19,11 +19,13 @@ use serde_json::{Value, json};
 pub type BenchResult<T> = Result<T, String>;
 
 mod api;
+mod asset;
 mod route;
 mod sync;
 mod transfer;
 mod witness;
 pub use api::{grpc, http};
+pub use asset::asset;
 pub use route::route;
 pub use sync::sync;
 pub use transfer::transfer;

@@ -1110,6 +1110,17 @@ pub(crate) enum BenchCommand {
         #[arg(long, default_value_t = 32)]
         concurrency: usize,
     },
+    /// Registered assets on three nodes on loopback: registrations per second, and how long a
+    /// third ledger takes to find and prove the owner of an asset moved --hops times, vs one
+    /// proven routed round trip.
+    Asset {
+        /// Hand-overs of the traced asset.
+        #[arg(long, default_value_t = 4)]
+        hops: usize,
+        /// Traces measured.
+        #[arg(long, default_value_t = 200)]
+        traces: usize,
+    },
     /// Reopen time vs a raw RocksDB open of the same directory.
     Open {
         /// Entries in the ledger the workload runs on.

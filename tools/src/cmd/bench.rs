@@ -38,6 +38,9 @@ pub(crate) fn run(cli: &Cli, what: &BenchCommand) -> Result<()> {
         BenchCommand::Transfer { transfers, concurrency } => {
             onoal_benches::transfer(*transfers, *concurrency, cli.durability())
         }
+        BenchCommand::Asset { hops, traces } => {
+            onoal_benches::asset(*hops, *traces, cli.durability())
+        }
     }
     .map_err(|e| anyhow!("benchmark failed: {e}"));
     running.finish_and_clear();
@@ -64,5 +67,6 @@ fn name(what: &BenchCommand) -> &'static str {
         BenchCommand::Route { .. } => "the routing benchmark (a line of nodes)",
         BenchCommand::Witness { .. } => "the witness benchmark",
         BenchCommand::Transfer { .. } => "the transfer benchmark (two nodes on loopback)",
+        BenchCommand::Asset { .. } => "the asset registry benchmark (three nodes on loopback)",
     }
 }
