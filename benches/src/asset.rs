@@ -87,7 +87,7 @@ async fn run(
 
     a.asset_register("bench-asset", None, None).await.map_err(err)?;
     for h in 0..hops {
-        let (from, to) = if h % 2 == 0 { (a, b) } else { (b, a) };
+        let (from, to) = if h.is_multiple_of(2) { (a, b) } else { (b, a) };
         let dest = Destination::Ledger(to.ledger().identity().ledger_id);
         let id = format!("h{h}");
         from.transfer_start(&dest, "bench-asset", 1, Some(id.clone()), Duration::from_secs(30))
@@ -101,7 +101,7 @@ async fn run(
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
     }
-    let owner = if hops % 2 == 0 { a } else { b };
+    let owner = if hops.is_multiple_of(2) { a } else { b };
     let want = owner.ledger().identity().ledger_id.to_string();
     let to_a = Destination::Ledger(a.ledger().identity().ledger_id);
     // Warm up: connections, OIDs learnt; the baseline's entry is in a signed checkpoint.
