@@ -224,3 +224,19 @@ pub fn post_json(url: &str, body: &serde_json::Value) -> (u16, serde_json::Value
     let text = r.body_mut().read_to_string().unwrap();
     (r.status().as_u16(), serde_json::from_str(&text).unwrap_or(serde_json::Value::Null))
 }
+
+/// Polls `f` every 100 ms until it gives a value, at most `limit`; panics naming `what` after.
+pub fn eventually<T>(
+    what: &str,
+    limit: std::time::Duration,
+    mut f: impl FnMut() -> Option<T>,
+) -> T {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}

@@ -26,8 +26,19 @@ pub const MAX_FIELD: usize = 256;
 pub const MAX_CAPABILITIES: usize = 16;
 
 /// Most registered assets a record announces (use case 3), each an id of at most
-/// [`crate::transfer::MAX_ID_BYTES`] bytes: 20 records of a DHT answer stay under its limit.
+/// [`MAX_ID_BYTES`] bytes: 20 records of a DHT answer stay under its limit.
 pub const MAX_ASSETS: usize = 16;
+
+/// Longest asset (and transfer) id, bytes.
+pub const MAX_ID_BYTES: usize = 128;
+
+/// Whether `id` is a valid asset or transfer id: 1 to [`MAX_ID_BYTES`] bytes of ASCII letters,
+/// digits and `-_.:` (the one rule; `transfer::check_id` says what is wrong).
+pub fn is_valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= MAX_ID_BYTES
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+}
 
 /// Where a ledger can be reached. QUIC is the mesh's; the others are the control plane's.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -200,9 +211,7 @@ impl PeerRecord {
         {
             return Err(RecordError::TooLarge("capability list"));
         }
-        if self.assets.len() > MAX_ASSETS
-            || self.assets.iter().any(|a| crate::transfer::check_id("asset", a).is_err())
-        {
+        if self.assets.len() > MAX_ASSETS || self.assets.iter().any(|a| !is_valid_id(a)) {
             return Err(RecordError::TooLarge("asset list"));
         }
         let oid = Oid::parse(&self.oid).map_err(|_| RecordError::BadOid(self.oid.clone()))?;

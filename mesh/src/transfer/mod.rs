@@ -31,8 +31,7 @@ use onoal_engine::{Entry, EntryRef, Hash, LedgerId, Name, NewEntry};
 /// The stream every token entry (mints and transfer steps) is written to.
 pub const STREAM: &str = "tokens";
 
-/// Longest asset id and transfer id, bytes.
-pub const MAX_ID_BYTES: usize = 128;
+pub use crate::proto::record::MAX_ID_BYTES;
 
 /// One kind of token entry (its entry type).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -307,10 +306,7 @@ pub fn mint_entry(asset: &str, amount: u64) -> Result<NewEntry, String> {
 /// # Errors
 /// What is wrong with it.
 pub fn check_id(what: &str, id: &str) -> Result<(), String> {
-    let ok = !id.is_empty()
-        && id.len() <= MAX_ID_BYTES
-        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b));
-    if ok {
+    if crate::proto::record::is_valid_id(id) {
         Ok(())
     } else {
         Err(format!("the {what} id {id:?} must be 1 to {MAX_ID_BYTES} letters, digits or `-_.:`"))

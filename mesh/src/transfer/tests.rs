@@ -4,20 +4,20 @@ use onoal_engine::hash::leaf_hash;
 
 use super::*;
 
-/// A ledger in memory: its entries and its book.
-struct Side {
-    id: LedgerId,
-    entries: Vec<(Entry, Hash)>,
-    book: Book,
+/// A ledger in memory: its entries and its book (the asset tests use it too).
+pub(crate) struct Side {
+    pub(crate) id: LedgerId,
+    pub(crate) entries: Vec<(Entry, Hash)>,
+    pub(crate) book: Book,
 }
 
 impl Side {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let id = LedgerId::random();
         Self { id, entries: Vec::new(), book: Book::new(id) }
     }
 
-    fn append(&mut self, e: NewEntry, now: u64) -> Hash {
+    pub(crate) fn append(&mut self, e: NewEntry, now: u64) -> Hash {
         let prev = self.entries.last().map_or(Hash::ZERO, |(_, h)| *h);
         let entry = Entry {
             seq: self.entries.len() as u64,
@@ -31,7 +31,7 @@ impl Side {
         h
     }
 
-    fn take(&mut self, s: &NewStep, now: u64) {
+    pub(crate) fn take(&mut self, s: &NewStep, now: u64) {
         self.append(s.to_entry().unwrap(), now);
     }
 
@@ -40,7 +40,7 @@ impl Side {
     }
 
     /// Its steps of a transfer, as the other side receives them.
-    fn steps(&self, key: &Key) -> Vec<Recorded> {
+    pub(crate) fn steps(&self, key: &Key) -> Vec<Recorded> {
         self.book.get(key).map(|t| t.steps.values().cloned().collect()).unwrap_or_default()
     }
 

@@ -4,7 +4,7 @@
 //! end committed; forged steps are refused in both directions.
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -12,15 +12,8 @@ use onoal_tests::node::{Node, Serve, init, pin};
 use onoal_tests::{onoal, run, run_json, stdout_json};
 
 /// Polls `f` every 100 ms for up to 60 s.
-fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+fn eventually<T>(what: &str, f: impl FnMut() -> Option<T>) -> T {
+    onoal_tests::eventually(what, Duration::from_secs(60), f)
 }
 
 fn balance(dir: &Path, asset: &str) -> Value {

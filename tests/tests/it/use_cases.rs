@@ -179,16 +179,9 @@ fn an_attestation_of_org_a_is_verified_by_org_b_routed_queried_and_offline_with_
     drop((sa, sw));
 }
 
-/// Polls `f` every 200 ms for up to 30 s.
-fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+/// Polls `f` every 100 ms for up to 30 s.
+fn eventually<T>(what: &str, f: impl FnMut() -> Option<T>) -> T {
+    onoal_tests::eventually(what, Duration::from_secs(30), f)
 }
 
 /// `asset find|verify --id ID --json` once it proves `owner`.

@@ -5,21 +5,14 @@
 //! inconsistent checkpoints; the C2SP HTTP interface answers with the spec's status codes.
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use onoal_tests::node::{Node, Serve, import, init, pin};
 use onoal_tests::{copy_tree, get_text, onoal, post_text, run, run_json};
 
 /// Polls `f` every 100 ms for up to 30 s.
-fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+fn eventually<T>(what: &str, f: impl FnMut() -> Option<T>) -> T {
+    onoal_tests::eventually(what, Duration::from_secs(30), f)
 }
 
 fn witness_vkey(dir: &Path) -> String {

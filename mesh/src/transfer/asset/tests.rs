@@ -1,51 +1,21 @@
-use onoal_engine::hash::leaf_hash;
-use onoal_engine::{Entry, Hash, LedgerId, NewEntry};
+use onoal_engine::{Entry, Hash, LedgerId};
 
 use super::*;
+use crate::transfer::tests::Side;
 use crate::transfer::{Book, Key, NewStep, Refusal};
 
-/// A ledger in memory: its entries and its book.
-struct Side {
-    id: LedgerId,
-    entries: Vec<(Entry, Hash)>,
-    book: Book,
+/// Registers `asset` on `side`.
+fn register(side: &mut Side, asset: &str) {
+    let e = side.book.register(asset, "oid:onoal:org:a", None).unwrap();
+    side.append(e, 5);
 }
 
-impl Side {
-    fn new() -> Self {
-        let id = LedgerId::random();
-        Self { id, entries: Vec::new(), book: Book::new(id) }
-    }
-
-    fn append(&mut self, e: NewEntry) {
-        let prev = self.entries.last().map_or(Hash::ZERO, |(_, h)| *h);
-        let entry =
-            Entry { seq: self.entries.len() as u64, timestamp_ms: 5, content: e, prev_hash: prev };
-        let h = leaf_hash(&entry.leaf_data());
-        self.book.apply(&entry, h).unwrap();
-        self.entries.push((entry, h));
-    }
-
-    fn take(&mut self, s: &NewStep) {
-        self.append(s.to_entry().unwrap());
-    }
-
-    fn register(&mut self, asset: &str) {
-        let e = self.book.register(asset, "oid:onoal:org:a", None).unwrap();
-        self.append(e);
-    }
-
-    fn steps(&self, key: &Key) -> Vec<Recorded> {
-        self.book.get(key).map(|t| t.steps.values().cloned().collect()).unwrap_or_default()
-    }
-
-    /// What it answers to an asset request: its entries about `asset`.
-    fn history(&self, asset: &str) -> AssetHistory {
-        let seqs = self.book.asset_history(asset);
-        let entries: Vec<(Entry, Hash)> =
-            seqs.iter().map(|s| self.entries[*s as usize].clone()).collect();
-        AssetHistory::from_entries(self.id, asset, &entries).unwrap()
-    }
+/// What `side` answers to an asset request: its entries about `asset`.
+fn history(side: &Side, asset: &str) -> AssetHistory {
+    let seqs = side.book.asset_history(asset);
+    let entries: Vec<(Entry, Hash)> =
+        seqs.iter().map(|s| side.entries[*s as usize].clone()).collect();
+    AssetHistory::from_entries(side.id, asset, &entries).unwrap()
 }
 
 /// A whole transfer of `asset` from `a` to `b` (both exchanges); with `credit: false` the
@@ -53,15 +23,15 @@ impl Side {
 fn hand_over(a: &mut Side, b: &mut Side, id: &str, asset: &str, credit: bool) -> Key {
     let lock = a.book.lock(id, asset, 1, b.id, 1_000).unwrap();
     assert!(lock.body.registered, "a registered asset's lock says so");
-    a.take(&lock);
+    a.take(&lock, 5);
     let key = (a.id, id.to_owned());
     let s = b.book.next_step(&key, a.id, &a.steps(&key)).unwrap().unwrap();
-    b.take(&s);
+    b.take(&s, 5);
     let s = a.book.next_step(&key, b.id, &b.steps(&key)).unwrap().unwrap();
-    a.take(&s);
+    a.take(&s, 5);
     if credit {
         let s = b.book.next_step(&key, a.id, &a.steps(&key)).unwrap().unwrap();
-        b.take(&s);
+        b.take(&s, 5);
     }
     key
 }
@@ -72,7 +42,7 @@ fn trace(start: LedgerId, sides: &[&Side], asset: &str) -> Walk {
     for _ in 0..100 {
         match t.step() {
             Walk::Need(l) => match sides.iter().find(|s| s.id == l) {
-                Some(s) => t.give(l, s.history(asset)),
+                Some(s) => t.give(l, history(s, asset)),
                 None => t.unreachable(l, "down".into()),
             },
             done => return done,
@@ -84,7 +54,7 @@ fn trace(start: LedgerId, sides: &[&Side], asset: &str) -> Walk {
 #[test]
 fn a_registered_asset_exists_once_and_is_not_minted() {
     let mut a = Side::new();
-    a.register("car-1");
+    register(&mut a, "car-1");
     let b = a.book.balances();
     assert_eq!((b[0].asset.as_str(), b[0].available, b[0].minted), ("car-1", 1, 1));
     assert!(
@@ -93,7 +63,7 @@ fn a_registered_asset_exists_once_and_is_not_minted() {
     assert!(a.book.may_mint("car-1").is_err());
     assert_eq!(a.book.held_assets(), vec!["car-1".to_owned()]);
     // A fungible asset is not registered after the fact, nor announced.
-    a.append(crate::transfer::mint_entry("eur", 5).unwrap());
+    a.append(crate::transfer::mint_entry("eur", 5).unwrap(), 5);
     assert!(a.book.register("eur", "oid:onoal:org:a", None).is_err());
     assert_eq!(a.book.held_assets(), vec!["car-1".to_owned()]);
     // Bad ids, owners and meta.
@@ -110,12 +80,12 @@ fn a_registered_asset_exists_once_and_is_not_minted() {
 #[test]
 fn the_owner_is_found_from_any_claimant_and_proven_back_to_the_registration() {
     let (mut a, mut b, mut c) = (Side::new(), Side::new(), Side::new());
-    a.register("car-1");
+    register(&mut a, "car-1");
     hand_over(&mut a, &mut b, "t1", "car-1", true);
     hand_over(&mut b, &mut c, "t2", "car-1", true);
     assert!(a.book.held_assets().is_empty() && b.book.held_assets().is_empty());
     assert_eq!(c.book.held_assets(), vec!["car-1".to_owned()]);
-    assert!(c.history("car-1").holds(c.id) && !a.history("car-1").holds(a.id));
+    assert!(history(&c, "car-1").holds(c.id) && !history(&a, "car-1").holds(a.id));
     for start in [a.id, b.id, c.id] {
         let Walk::Done(t) = trace(start, &[&a, &b, &c], "car-1") else { panic!("no trace") };
         assert_eq!(t.owner, c.id);
@@ -135,7 +105,7 @@ fn the_owner_is_found_from_any_claimant_and_proven_back_to_the_registration() {
 #[test]
 fn a_committed_but_uncredited_hand_over_names_the_destination() {
     let (mut a, mut b) = (Side::new(), Side::new());
-    a.register("car-1");
+    register(&mut a, "car-1");
     hand_over(&mut a, &mut b, "t1", "car-1", false);
     let Walk::Done(t) = trace(a.id, &[&a, &b], "car-1") else { panic!("no trace") };
     assert_eq!(t.owner, b.id);
@@ -146,7 +116,7 @@ fn a_committed_but_uncredited_hand_over_names_the_destination() {
 #[test]
 fn an_unreachable_ledger_or_a_forged_history_fails_the_trace() {
     let (mut a, mut b) = (Side::new(), Side::new());
-    a.register("car-1");
+    register(&mut a, "car-1");
     hand_over(&mut a, &mut b, "t1", "car-1", true);
     // A is down: B's claim cannot be proven back to the registration.
     let w = trace(b.id, &[&b], "car-1");
@@ -154,7 +124,7 @@ fn an_unreachable_ledger_or_a_forged_history_fails_the_trace() {
     // B answers without its credit, as if the asset never reached it: A's commit to B with no
     // credit still names B (the commit decided).
     let mut t = Tracer::new(a.id);
-    t.give(a.id, a.history("car-1"));
+    t.give(a.id, history(&a, "car-1"));
     t.give(b.id, AssetHistory::default());
     assert!(matches!(t.step(), Walk::Done(tr) if tr.owner == b.id));
     // A claimant with no history at all.
@@ -164,7 +134,7 @@ fn an_unreachable_ledger_or_a_forged_history_fails_the_trace() {
     // A third ledger claims to have received it from A by a credit that references a commit A
     // does not show.
     let mut c = Side::new();
-    let mut forged = b.history("car-1");
+    let mut forged = history(&b, "car-1");
     for r in &mut forged.steps {
         r.ledger = c.id;
         r.body.to = c.id;
@@ -172,7 +142,7 @@ fn an_unreachable_ledger_or_a_forged_history_fails_the_trace() {
     c.book = Book::new(c.id);
     let mut t = Tracer::new(c.id);
     t.give(c.id, forged);
-    t.give(a.id, a.history("car-1"));
+    t.give(a.id, history(&a, "car-1"));
     let w = t.step();
     assert!(
         matches!(&w, Walk::Failed(m) if m.contains("does not show") || m.contains("not the one")),
@@ -183,7 +153,7 @@ fn an_unreachable_ledger_or_a_forged_history_fails_the_trace() {
 #[test]
 fn an_asset_handed_over_twice_is_caught() {
     let (mut a, mut b, mut c) = (Side::new(), Side::new(), Side::new());
-    a.register("car-1");
+    register(&mut a, "car-1");
     hand_over(&mut a, &mut b, "t1", "car-1", true);
     // A dishonest A writes a second lock and commit around its book (the honest book refuses:
     // nothing available).
@@ -194,14 +164,14 @@ fn an_asset_handed_over_twice_is_caught() {
     let lock = NewStep { step: Step::Lock, body: body.clone(), refs: Vec::new() };
     let forged_a = {
         let mut a2 = Side { id: a.id, entries: a.entries.clone(), book: a.book.clone() };
-        a2.take(&lock);
+        a2.take(&lock, 5);
         let key = (a.id, "t2".to_owned());
         let s = c.book.next_step(&key, a.id, &a2.steps(&key)).unwrap().unwrap();
-        c.take(&s);
+        c.take(&s, 5);
         let s = a2.book.next_step(&key, c.id, &c.steps(&key)).unwrap().unwrap();
-        a2.take(&s);
+        a2.take(&s, 5);
         let s = c.book.next_step(&key, a.id, &a2.steps(&key)).unwrap().unwrap();
-        c.take(&s);
+        c.take(&s, 5);
         a2
     };
     // B's claim holds (the first hand-over); C's is refused: A handed the asset over twice.
@@ -214,8 +184,8 @@ fn an_asset_handed_over_twice_is_caught() {
 #[test]
 fn a_history_with_other_entries_is_refused() {
     let mut a = Side::new();
-    a.register("car-1");
-    a.append(crate::transfer::mint_entry("eur", 5).unwrap());
+    register(&mut a, "car-1");
+    a.append(crate::transfer::mint_entry("eur", 5).unwrap(), 5);
     let entries = a.entries.clone();
     assert!(AssetHistory::from_entries(a.id, "car-1", &entries).is_err(), "a mint in it");
     assert!(AssetHistory::from_entries(a.id, "car-2", &entries[..1]).is_err(), "another asset");
