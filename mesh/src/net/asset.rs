@@ -105,14 +105,7 @@ pub struct AssetView {
 
 /// This ledger's history of `asset`, from its book (no proof needed: its own entries).
 fn local_history(book: &Book, asset: &str) -> AssetHistory {
-    let mut steps = Vec::new();
-    for (_, t) in book.all() {
-        if t.body().registered && t.body().asset == asset {
-            steps.extend(t.steps.values().cloned());
-        }
-    }
-    steps.sort_by_key(|r| r.seq);
-    AssetHistory { registration: book.registration(asset).cloned(), steps }
+    AssetHistory { registration: book.registration(asset).cloned(), steps: book.asset_steps(asset) }
 }
 
 /// The answer to an asset request: this ledger's entries about the registered asset, proven

@@ -434,6 +434,8 @@ pub struct Book {
     transfers: HashMap<Key, Transfer>,
     minted: BTreeMap<String, u64>,
     registered: BTreeMap<String, Registration>,
+    /// The transfers of each asset (so per-asset questions do not scan every transfer).
+    by_asset: HashMap<String, Vec<Key>>,
     version: u64,
 }
 
@@ -445,6 +447,7 @@ impl Book {
             transfers: HashMap::new(),
             minted: BTreeMap::new(),
             registered: BTreeMap::new(),
+            by_asset: HashMap::new(),
             version: 0,
         }
     }
@@ -483,7 +486,11 @@ impl Book {
             return Ok(());
         };
         let key = (r.body.from, r.body.transfer.clone());
-        let t = self.transfers.entry(key).or_insert_with(|| Transfer { steps: BTreeMap::new() });
+        let by_asset = &mut self.by_asset;
+        let t = self.transfers.entry(key.clone()).or_insert_with(|| {
+            by_asset.entry(r.body.asset.clone()).or_default().push(key);
+            Transfer { steps: BTreeMap::new() }
+        });
         if t.steps.contains_key(&r.step) {
             return Err(format!(
                 "entry {} repeats the {} of transfer {}",
@@ -503,14 +510,18 @@ impl Book {
 
     /// Whether the asset appears in this book at all (minted, registered, transferred).
     fn knows(&self, asset: &str) -> bool {
-        self.minted.contains_key(asset) || self.transfers.values().any(|t| t.body().asset == asset)
+        self.minted.contains_key(asset) || self.by_asset.contains_key(asset)
+    }
+
+    /// The transfers of `asset`.
+    fn transfers_of<'a>(&'a self, asset: &str) -> impl Iterator<Item = &'a Transfer> + 'a {
+        self.by_asset.get(asset).into_iter().flatten().filter_map(|k| self.transfers.get(k))
     }
 
     /// Whether `asset` is a registered asset here: registered on this ledger, or moved to or
     /// from it as one.
     pub fn is_registered(&self, asset: &str) -> bool {
-        self.registered.contains_key(asset)
-            || self.transfers.values().any(|t| t.body().registered && t.body().asset == asset)
+        self.registered.contains_key(asset) || self.transfers_of(asset).any(|t| t.body().registered)
     }
 
     /// The registration of `asset` on this ledger.
@@ -564,24 +575,40 @@ impl Book {
 
     /// The registered assets this ledger holds now (available or locked), sorted.
     pub fn held_assets(&self) -> Vec<String> {
-        self.balances()
-            .into_iter()
-            .filter(|b| b.available + b.locked > 0 && self.is_registered(&b.asset))
-            .map(|b| b.asset)
-            .collect()
+        let moved = self.by_asset.keys().filter(|a| !self.registered.contains_key(*a));
+        let mut held: Vec<String> = self
+            .registered
+            .keys()
+            .chain(moved)
+            .filter(|a| self.is_registered(a))
+            .filter(|a| {
+                let b = self.balance_of(a);
+                b.available + b.locked > 0
+            })
+            .cloned()
+            .collect();
+        held.sort();
+        held
     }
 
     /// The seqs of this ledger's entries about the registered asset `asset`: its registration
     /// and every step of a transfer of it, in seq order (empty when it is not registered here).
     pub fn asset_history(&self, asset: &str) -> Vec<u64> {
         let mut seqs: Vec<u64> = self.registered.get(asset).map(|r| r.seq).into_iter().collect();
-        for t in self.transfers.values() {
-            if t.body().registered && t.body().asset == asset {
-                seqs.extend(t.steps.values().map(|r| r.seq));
-            }
-        }
+        seqs.extend(self.asset_steps(asset).iter().map(|r| r.seq));
         seqs.sort_unstable();
         seqs
+    }
+
+    /// This ledger's steps of transfers of the registered asset `asset`, in seq order.
+    pub fn asset_steps(&self, asset: &str) -> Vec<Recorded> {
+        let mut steps: Vec<Recorded> = self
+            .transfers_of(asset)
+            .filter(|t| t.body().registered)
+            .flat_map(|t| t.steps.values().cloned())
+            .collect();
+        steps.sort_by_key(|r| r.seq);
+        steps
     }
 
     /// One transfer.
@@ -623,29 +650,26 @@ impl Book {
             b.minted = b.minted.saturating_add(*n);
         }
         for t in self.transfers.values() {
-            let body = t.body();
-            let b = slot(&mut by, &body.asset);
-            let n = body.amount;
-            match t.phase() {
-                Phase::Locked => b.locked = b.locked.saturating_add(n),
-                Phase::Committed | Phase::Confirmed => b.sent = b.sent.saturating_add(n),
-                Phase::Reserved => b.incoming = b.incoming.saturating_add(n),
-                Phase::Credited => b.received = b.received.saturating_add(n),
-                Phase::Unlocked | Phase::Released => {}
-            }
+            count(slot(&mut by, &t.body().asset), t);
         }
-        by.into_values()
-            .map(|mut b| {
-                b.available = (b.minted.saturating_add(b.received))
-                    .saturating_sub(b.sent)
-                    .saturating_sub(b.locked);
-                b
-            })
-            .collect()
+        by.into_values().map(settle).collect()
+    }
+
+    /// The balance of one asset (its transfers only).
+    fn balance_of(&self, asset: &str) -> Balance {
+        let mut b = Balance {
+            asset: asset.to_owned(),
+            minted: self.minted.get(asset).copied().unwrap_or(0),
+            ..Balance::default()
+        };
+        for t in self.transfers_of(asset) {
+            count(&mut b, t);
+        }
+        settle(b)
     }
 
     fn available(&self, asset: &str) -> u64 {
-        self.balances().into_iter().find(|b| b.asset == asset).map_or(0, |b| b.available)
+        self.balance_of(asset).available
     }
 
     /// The lock that starts a transfer of `amount` of `asset` to `to`.
@@ -869,6 +893,25 @@ impl Book {
             _ => Ok(None),
         }
     }
+}
+
+/// Adds what `t` does to a balance of its asset.
+fn count(b: &mut Balance, t: &Transfer) {
+    let n = t.body().amount;
+    match t.phase() {
+        Phase::Locked => b.locked = b.locked.saturating_add(n),
+        Phase::Committed | Phase::Confirmed => b.sent = b.sent.saturating_add(n),
+        Phase::Reserved => b.incoming = b.incoming.saturating_add(n),
+        Phase::Credited => b.received = b.received.saturating_add(n),
+        Phase::Unlocked | Phase::Released => {}
+    }
+}
+
+/// Fills in `available`: minted + received − sent − locked.
+fn settle(mut b: Balance) -> Balance {
+    b.available =
+        (b.minted.saturating_add(b.received)).saturating_sub(b.sent).saturating_sub(b.locked);
+    b
 }
 
 /// Reads the token entries of a ledger's own log into a book (entries the book does not take,

@@ -275,6 +275,12 @@ fn random_loss_crashes_and_timeouts_never_leave_a_half_transfer() {
             // No double spend at any moment.
             let ab = a.balance("eur");
             assert_eq!(ab.available + ab.locked + ab.sent, 1_000, "seed {seed}");
+            // The per-asset balance (indexed) agrees with the full one.
+            for side in [&a, &b] {
+                for full in side.book.balances() {
+                    assert_eq!(side.book.balance_of(&full.asset), full, "seed {seed}");
+                }
+            }
         }
         // Settle without loss.
         for _ in 0..3 {
