@@ -288,8 +288,10 @@ pub(crate) enum Command {
         #[command(subcommand)]
         what: BenchCommand,
     },
-    /// Run the demo: three ledgers on loopback (child processes) append, sync each other's
-    /// logs over QUIC, verify the replicas, and print a summary.
+    /// Run the demo, the mesh story: five ledgers in two domains on loopback (child processes)
+    /// find each other from one bootstrap node, witness each other, verify an attestation
+    /// (use case 1), sync over QUIC, transfer tokens (use case 2) and a registered asset (use
+    /// case 3), catch a ledger showing two histories, and audit every replica.
     #[command(after_help = "Example:\n  onoal demo   |   onoal demo --keep")]
     Demo {
         /// Entries each ledger appends.

@@ -196,31 +196,44 @@ fn a_follower_reconnects_after_the_source_restarts_and_catches_up() {
 }
 
 #[test]
-fn the_demo_runs_three_nodes_that_sync_and_audit_each_other() {
+fn the_demo_tells_the_mesh_story_of_five_ledgers_in_two_domains() {
     let v = run_json(onoal(Path::new("/nonexistent-unused")).args(["demo", "--entries", "3000"]));
+    assert_eq!(v["domains"], serde_json::json!(["oid:onoal:acme", "oid:onoal:city"]));
+    assert!(v["discovered_within_ms"].as_u64().is_some(), "{v}");
     assert_eq!(v["entries_synced"], 18_000);
-    assert_eq!(v["cross_ledger_proof_verified"], true);
-    assert_eq!(
-        (v["wrong_key_refused"].as_bool(), v["tampered_proof_refused"].as_bool()),
-        (Some(true), Some(true))
-    );
-    // The restarted node fetched only what it missed: 1000 entries, from where it stopped.
+    // Use case 1 (the first story): routed, queried, offline with the witness quorum; the
+    // private stream refused; a changed proof refused.
+    for field in [
+        "attestation_verified_routed",
+        "attestation_queried",
+        "private_stream_refused",
+        "cross_ledger_proof_verified",
+        "tampered_proof_refused",
+        "wrong_key_refused",
+        "transfer_committed",
+        "asset_followed",
+        "split_view_caught",
+    ] {
+        assert_eq!(v[field], true, "{field}: {v}");
+    }
+    assert_eq!(v["attestation_seq"], 3000, "{v}");
+    // The restarted node fetched only what it missed: 1000 entries, from where it stopped
+    // (alpha's 3000, the attestation and the private entry, 20 live appends).
     assert_eq!(
         (v["resumed_from"].as_u64(), v["resumed_entries"].as_u64()),
-        (Some(3020), Some(1000)),
+        (Some(3022), Some(1000)),
         "{v}"
     );
-    assert_eq!(v["transfer_committed"], true, "{v}");
-    assert_eq!(v["asset_followed"], true, "{v}");
+    assert!(v["dashboard"].as_str().unwrap().starts_with("http://127.0.0.1:"), "{v}");
     let ledgers = v["ledgers"].as_array().unwrap();
     assert_eq!(ledgers.len(), 3);
-    // alpha appended 20 live and 1000 more while gamma was down, then minted and wrote three
-    // transfer steps (lock, commit, confirm), registered a deed and wrote three steps of its
-    // transfer; beta wrote two steps for each transfer (reserve, credit).
+    // alpha appended two attestation entries, 20 live and 1000 more while beta was down, then
+    // minted and wrote three transfer steps (lock, commit, confirm), registered a deed and
+    // wrote three steps of its transfer; gamma (the eur) and beta (the deed) wrote two steps
+    // each (reserve, credit).
     let size = |name: &Value| match name.as_str() {
-        Some("alpha") => 4028,
-        Some("beta") => 3004,
-        _ => 3000,
+        Some("alpha") => 4030,
+        _ => 3002,
     };
     for l in ledgers {
         assert_eq!(l["entries"], size(&l["ledger"]), "{l}");
@@ -238,14 +251,25 @@ fn the_demo_runs_three_nodes_that_sync_and_audit_each_other() {
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     for want in [
-        "$ onoal --data alpha init",
-        "$ onoal --data beta serve",
-        "presented key",
-        "valid: index 150",
+        "$ onoal --data alpha init --oid oid:onoal:acme:alpha",
+        "$ onoal --data epsilon init --oid oid:onoal:city:epsilon",
+        "--bootstrap ALPHA_ID@127.0.0.1:",
+        "every node knows the other four",
+        "--witness GAMMA_ID --witness-quorum 1",
+        "— oid:onoal:city:gamma/witness ",
+        "$ onoal --data delta remote verify --to oid:onoal:acme:alpha --seq 300",
+        "  match: ",
+        "refused: stream `hr-private`",
+        "valid: index 300 ",
+        "cosigned by oid:onoal:city:gamma/witness",
         "NOT valid",
-        "resumed at entry 320",
-        "$ onoal --data alpha transfer start",
-        "beta wrote reserve, credit",
+        "presented key",
+        "resumed at entry 322",
+        "gamma wrote reserve, credit",
+        "owned by oid:onoal:acme:beta (beta) now",
+        "caught: it cosigned \"oid:onoal:city:mallory 100\"",
+        "mallory's replica: forked",
+        "The dashboard shows all of it",
     ] {
         assert!(text.contains(want), "{want} missing:\n{text}");
     }
