@@ -42,7 +42,7 @@ use crate::proto::record::{
     Endpoints, Known, Metadata, Offered, PeerRecord, RecordBook, RecordFields, Source,
 };
 use crate::proto::sync::SessionError;
-use crate::registry::client::RegistryClient;
+use crate::registry::client::{RegistryCallError, RegistryClient};
 use crate::swim::{ALPN_SWIM, Swim, SwimConfig, SwimEvent, SwimId};
 use crate::tls;
 
@@ -396,6 +396,8 @@ impl Node {
         for (_, peer, addr) in &bootstrap {
             d.dht.lock().add_bootstrap(Contact::new(*peer, *addr), Instant::now());
         }
+        let mut pins_seen = self.inner.peers.generation();
+        tokio::spawn(self.clone().add_pinned_contacts());
         let bootstrapping = self.clone();
         tokio::spawn(async move {
             let peers: Vec<(Option<LedgerId>, PeerId, SocketAddr)> =
@@ -454,6 +456,11 @@ impl Node {
                     let peers = self.gossip_targets();
                     let node = self.clone();
                     tokio::spawn(async move { node.exchange(&peers, Source::Gossip).await });
+                    let pins = self.inner.peers.generation();
+                    if pins != pins_seen {
+                        pins_seen = pins;
+                        tokio::spawn(self.clone().add_pinned_contacts());
+                    }
                 }
                 _ = beat.tick() => self.heartbeats(),
                 _ = resign.tick() => {
@@ -1115,6 +1122,33 @@ impl Node {
     }
 
     /// A few random known peers with a QUIC address (the fanout).
+    /// Pinned peers with a QUIC address become DHT contacts: a mesh of pins alone (no
+    /// bootstrap node, registry or DNS) still has a DHT to look ledgers and assets up in. An
+    /// address that does not answer is dropped by the DHT as any silent contact is.
+    async fn add_pinned_contacts(self) {
+        let peers = self.inner.peers.clone();
+        let Ok(Ok(pinned)) = self.blocking(move || peers.list()).await else { return };
+        let contacts: Vec<Contact> = pinned
+            .iter()
+            .filter_map(|p| {
+                let addr = p.addresses.iter().find_map(|a| a.parse::<SocketAddr>().ok())?;
+                Some(Contact::new(p.peer_id()?, addr))
+            })
+            .collect();
+        if contacts.is_empty() {
+            return;
+        }
+        let d = self.discovery();
+        {
+            let mut dht = d.dht.lock();
+            let me = dht.local().peer;
+            for c in contacts.into_iter().filter(|c| c.peer != me) {
+                dht.add_contact(c, Instant::now());
+            }
+        }
+        d.wake.notify_one();
+    }
+
     fn gossip_targets(&self) -> Vec<(Option<LedgerId>, PeerId, SocketAddr)> {
         let d = self.discovery();
         let fanout = d.config.lock().fanout;
@@ -1170,29 +1204,18 @@ impl Node {
     /// proves them.
     pub async fn discover_asset(&self, asset: &str, deadline: Duration) -> Vec<Known> {
         let d = self.discovery().clone();
-        let (tx, rx) = oneshot::channel();
-        {
-            let mut dht = d.dht.lock();
-            let id = dht.find_asset(asset, Instant::now());
-            d.waiters.lock().insert(id, tx);
-        }
-        d.wake.notify_one();
-        let client = d.config.lock().registry.clone();
         let wanted = asset.to_owned();
-        let registry = async {
-            let Some(client) = client else { return Vec::new() };
-            let ask =
-                tokio::task::spawn_blocking(move || client.by_asset(&wanted, DIRECTORY_PEERS));
-            match tokio::time::timeout(deadline, ask).await {
-                Ok(Ok(Ok(records))) => records,
-                _ => Vec::new(),
-            }
-        };
-        let (found, listed) = tokio::join!(tokio::time::timeout(deadline, rx), registry);
+        let (found, listed) = self
+            .lookup_with_registry(
+                |dht| dht.find_asset(asset, Instant::now()),
+                move |client| client.by_asset(&wanted, DIRECTORY_PEERS),
+                deadline,
+            )
+            .await;
         // The DHT's records were offered to the book as they came (source `dht`).
         self.take_records(listed.clone(), Source::Registry);
         let mut claims: Vec<PeerRecord> = listed;
-        if let Ok(Ok(outcome)) = found {
+        if let Some(outcome) = found {
             claims.extend(outcome.records);
         }
         let book = d.book.lock();
@@ -1248,29 +1271,49 @@ impl Node {
     /// Ledgers under an OID prefix: those in the record book and those the DHT finds.
     pub async fn discover_oid(&self, prefix: &Oid, deadline: Duration) -> Vec<Known> {
         let d = self.discovery().clone();
+        let p = prefix.clone();
+        let (_, listed) = self
+            .lookup_with_registry(
+                |dht| dht.find_oid(prefix, Instant::now()),
+                move |client| client.list(Some(&p), DIRECTORY_PEERS),
+                deadline,
+            )
+            .await;
+        self.take_records(listed, Source::Registry);
+        let book = d.book.lock();
+        let mut found: Vec<Known> = book.by_oid_prefix(prefix).cloned().collect();
+        found.sort_by_key(|k| k.record.oid.clone());
+        found
+    }
+
+    /// Starts a DHT lookup (`start`) and asks the registry, when one is configured (`ask`, on a
+    /// blocking thread), at once; waits for both at most `deadline`. The lookup's outcome, if
+    /// it finished, and the registry's records (unchecked: the caller offers them to the book).
+    async fn lookup_with_registry(
+        &self,
+        start: impl FnOnce(&mut Dht) -> LookupId,
+        ask: impl FnOnce(RegistryClient) -> Result<Vec<PeerRecord>, RegistryCallError> + Send + 'static,
+        deadline: Duration,
+    ) -> (Option<LookupOutcome>, Vec<PeerRecord>) {
+        let d = self.discovery().clone();
         let (tx, rx) = oneshot::channel();
         {
             let mut dht = d.dht.lock();
-            let id = dht.find_oid(prefix, Instant::now());
+            let id = start(&mut dht);
             d.waiters.lock().insert(id, tx);
         }
         d.wake.notify_one();
         let client = d.config.lock().registry.clone();
         let registry = async {
             let Some(client) = client else { return Vec::new() };
-            let p = prefix.clone();
-            let ask = tokio::task::spawn_blocking(move || client.list(Some(&p), DIRECTORY_PEERS));
-            match tokio::time::timeout(deadline, ask).await {
+            let asked = tokio::task::spawn_blocking(move || ask(client));
+            match tokio::time::timeout(deadline, asked).await {
                 Ok(Ok(Ok(records))) => records,
                 _ => Vec::new(),
             }
         };
-        let (_, listed) = tokio::join!(tokio::time::timeout(deadline, rx), registry);
-        self.take_records(listed, Source::Registry);
-        let book = d.book.lock();
-        let mut found: Vec<Known> = book.by_oid_prefix(prefix).cloned().collect();
-        found.sort_by_key(|k| k.record.oid.clone());
-        found
+        let (found, listed) = tokio::join!(tokio::time::timeout(deadline, rx), registry);
+        (found.ok().and_then(Result::ok), listed)
     }
 
     /// Records known to this node (every source), its own record, and the DHT's counters.

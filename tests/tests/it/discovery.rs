@@ -20,7 +20,7 @@ use onoal_mesh::proto::envelope::{
 use onoal_mesh::proto::record::{Endpoints, PeerRecord, RecordFields};
 use onoal_mesh::swim::{Swim, SwimConfig, SwimEvent, SwimId};
 use onoal_mesh::{Node, NodeConfig};
-use onoal_tests::node::{Serve, init};
+use onoal_tests::node::{Serve, init, pin};
 use onoal_tests::{onoal, run, run_json};
 use serde_json::Value;
 
@@ -394,6 +394,52 @@ fn a_ledger_no_one_announced_is_found_through_the_dht() {
         run(onoal(&da).args(["discover", "--oid", "oid:onoal:nobody", "--timeout-ms", "500"]));
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no ledger found"), "{out:?}");
+}
+
+/// A mesh of pins alone (no bootstrap node, registry or DNS): pinned peers exchange their
+/// records, which makes them DHT contacts, so A finds C, which only its neighbour B pinned, and
+/// an asset C holds, through the DHT.
+#[test]
+fn in_a_mesh_of_pins_alone_a_ledger_two_pins_away_and_its_asset_are_found_through_the_dht() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = |n: &str| tmp.path().join(n);
+    let a = init(&d("a"), "oid:onoal:pins:a");
+    let b = init(&d("b"), "oid:onoal:pins:b");
+    let c = init(&d("c"), "oid:onoal:pins:c");
+    let quick = ["--gossip-interval", "1"];
+    let sb = Serve::start_with(&d("b"), 0, &[], &quick);
+    let sc = Serve::start_with(&d("c"), 0, &[], &quick);
+    let sa = Serve::start_with(&d("a"), 0, &[], &quick);
+    // A chain of pins, each pair both ways: a - b - c. A never hears of C otherwise.
+    pin(&d("a"), &b, sb.1);
+    pin(&d("b"), &a, sa.1);
+    pin(&d("b"), &c, sc.1);
+    pin(&d("c"), &b, sb.1);
+    let reg = run_json(onoal(&d("c")).args(["asset", "register", "--id", "bike-9"]));
+    assert_eq!(reg["owner"], "oid:onoal:pins:c", "{reg}");
+    let found =
+        onoal_tests::eventually("C found by A through the DHT", Duration::from_secs(30), || {
+            let out = run(onoal(&d("a")).args([
+                "discover",
+                "--id",
+                &c.id,
+                "--json",
+                "--timeout-ms",
+                "2000",
+            ]));
+            out.status.success().then(|| serde_json::from_slice::<Value>(&out.stdout).unwrap())
+        });
+    assert_eq!(found["records"][0]["public_key"], c.key.as_str(), "{found}");
+    // The asset C holds: A pinned only B, which holds nothing of it; the DHT names C.
+    let owner =
+        onoal_tests::eventually("the bike proven owned by C", Duration::from_secs(30), || {
+            let out = run(onoal(&d("a")).args(["asset", "find", "--id", "bike-9", "--json"]));
+            let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+            (out.status.success() && v["owner"] == c.id.as_str()).then_some(v)
+        });
+    assert_eq!(owner["verified"], true, "{owner}");
+    assert_ne!(owner["claims"][0]["source"], "pinned", "{owner}");
+    drop((sa, sb, sc));
 }
 
 fn record(key: &SigningKey, ledger: LedgerId, oid: &str, quic: &str, sequence: u64) -> PeerRecord {
