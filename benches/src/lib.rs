@@ -27,7 +27,7 @@ mod witness;
 pub use api::{grpc, http};
 pub use asset::asset;
 pub use route::route;
-pub use sync::sync;
+pub use sync::{sync, sync_fan_out};
 pub use transfer::transfer;
 pub use witness::witness;
 
@@ -148,6 +148,10 @@ pub fn raw_rocksdb_append(
     opts.create_if_missing(true);
     opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
     opts.set_write_buffer_size(64 << 20);
+    // As the ledger's store does where the file system allows it.
+    if onoal_engine::direct_io_works(dir) {
+        opts.set_use_direct_io_for_flush_and_compaction(true);
+    }
     let db = rocksdb::DB::open(&opts, dir).map_err(err)?;
     let mut wo = rocksdb::WriteOptions::default();
     wo.set_sync(durability == Durability::Sync);

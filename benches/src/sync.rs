@@ -196,3 +196,101 @@ pub fn sync(entries: u64) -> BenchResult<Value> {
         "follow_increment_ms_after_checkpoint": follow_ms,
     }))
 }
+
+/// One follower's full sync of the source's log: its node, ledger and how long it took.
+struct Follower {
+    node: Node,
+    secs: f64,
+    entries: u64,
+}
+
+/// `onoal bench sync --followers F` (F > 1): one source, F followers on loopback, each a node
+/// with its own fsynced ledger, all syncing the source's N entries at once (verified and
+/// durable). Aggregate entries/s and the slowest follower, next to one follower alone in the
+/// same run.
+pub fn sync_fan_out(entries: u64, followers: usize) -> BenchResult<Value> {
+    let tmp = tempfile::tempdir().map_err(err)?;
+    let src_dir = tmp.path().join("source");
+    let (source, _) = ledger_of(&src_dir, entries)?;
+    source.checkpoint_now().map_err(err)?;
+    let src_key = SecretKey::read_file(&key_path(&src_dir)).map_err(err)?;
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(err)?;
+    let (alone, all, wall) = rt.block_on(async {
+        let source = Arc::new(source);
+        let a =
+            Node::bind(source.clone(), src_key, loopback(), NodeConfig::default()).map_err(err)?;
+        let a_addr = a.local_addr().map_err(err)?.to_string();
+        let server = a.serve();
+        // F + 1 receivers: the first syncs alone (the baseline), then F at once.
+        let mut receivers = Vec::new();
+        for i in 0..=followers {
+            let dir = tmp.path().join(format!("follower-{i}"));
+            let ledger = Arc::new(
+                Ledger::builder(&dir)
+                    .durability(Durability::Sync)
+                    .create(Oid::parse(&format!("oid:onoal:bench:f{i}")).map_err(err)?)
+                    .map_err(err)?,
+            );
+            let key = SecretKey::read_file(&key_path(&dir)).map_err(err)?;
+            a.peers()
+                .pin(ledger.identity().ledger_id, *ledger.identity().public_key.as_bytes(), None)
+                .map_err(err)?;
+            let node = Node::bind(ledger, key, loopback(), NodeConfig::default()).map_err(err)?;
+            node.peers()
+                .pin(
+                    source.identity().ledger_id,
+                    *source.identity().public_key.as_bytes(),
+                    Some(a_addr.clone()),
+                )
+                .map_err(err)?;
+            receivers.push(node);
+        }
+        let id = source.identity().ledger_id;
+        let run = |node: Node| async move {
+            let started = Instant::now();
+            let s =
+                node.sync(id, None, SyncMode::Full, &|_| {}).await.map_err(|e| e.to_string())?;
+            Ok::<_, String>(Follower {
+                node,
+                secs: started.elapsed().as_secs_f64(),
+                entries: s.entries,
+            })
+        };
+        let mut receivers = receivers.into_iter();
+        let first = receivers.next().ok_or("no follower")?;
+        let alone = run(first).await?;
+        let started = Instant::now();
+        let tasks: Vec<_> = receivers.map(|node| tokio::spawn(run(node))).collect();
+        let mut all = Vec::new();
+        for t in tasks {
+            all.push(t.await.map_err(err)??);
+        }
+        let wall = started.elapsed().as_secs_f64();
+        for f in all.iter().chain(std::iter::once(&alone)) {
+            f.node.close().await;
+        }
+        a.close().await;
+        server.abort();
+        Ok::<_, String>((alone, all, wall))
+    })?;
+    if let Some(f) = all.iter().chain(std::iter::once(&alone)).find(|f| f.entries != entries) {
+        return Err(format!("a follower synced {} of {entries} entries", f.entries));
+    }
+    let slowest = all.iter().map(|f| f.secs).fold(0.0, f64::max);
+    let aggregate = (entries * followers as u64) as f64 / wall;
+    let one = entries as f64 / alone.secs;
+    Ok(json!({
+        "workload": "sync fan-out",
+        "entries": entries,
+        "followers": followers,
+        "payload_bytes": 256,
+        "durability": "sync",
+        "aggregate_entries_per_s": aggregate,
+        "slowest_follower_s": slowest,
+        "slowest_follower_entries_per_s": entries as f64 / slowest,
+        "baseline": "one follower syncing the same log alone, same run",
+        "baseline_entries_per_s": one,
+        "ratio": aggregate / one,
+        "ratio_slowest": (entries as f64 / slowest) / one,
+    }))
+}

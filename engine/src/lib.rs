@@ -74,6 +74,10 @@ pub use ledger::{AuxTable, Durability, KeyValue, Ledger, LedgerBuilder, PendingA
 #[cfg(feature = "storage")]
 pub use log::{Durable, Filter, Head, Log, Query, QueryPage, Shape, StoredEntry};
 pub use record::{Entry, EntryRef, IssuerSignature, Name, NewEntry, Oid};
+/// Whether the ledger's database in this directory writes its flush and compaction output
+/// with `O_DIRECT` (probed; benchmarks give their raw RocksDB baselines the same setting).
+#[cfg(feature = "storage")]
+pub use store::direct_io_works;
 pub use store::keys::IndexKind;
 
 /// Internals for the fuzz targets (built with `--cfg fuzzing`); not API.

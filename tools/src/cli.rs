@@ -1057,11 +1057,15 @@ pub(crate) enum BenchCommand {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
-    /// Full sync of N entries between two nodes on loopback vs raw quinn and raw RocksDB.
+    /// Full sync of N entries between two nodes on loopback vs raw quinn and raw RocksDB;
+    /// with --followers F, one source and F followers at once vs one follower alone.
     Sync {
         /// Entries in the ledger the workload runs on.
         #[arg(long, default_value_t = 1_000_000)]
         entries: u64,
+        /// Followers syncing the source at once (fan-out); 1 = the two-node sync.
+        #[arg(long, default_value_t = 1)]
+        followers: usize,
     },
     /// Batched appends through the node's HTTP API vs direct engine appends (same run).
     Http(ApiBenchArgs),
@@ -1122,6 +1126,12 @@ pub(crate) enum BenchCommand {
         /// Traces measured.
         #[arg(long, default_value_t = 200)]
         traces: usize,
+    },
+    /// Print benchmark results (JSON lines, as `--json` and benches/run-all.sh print them) as
+    /// one markdown table: workload, parameters, figures, baselines, ratios.
+    Table {
+        /// The results file; `-` or none reads stdin.
+        file: Option<PathBuf>,
     },
     /// Reopen time vs a raw RocksDB open of the same directory.
     Open {
