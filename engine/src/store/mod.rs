@@ -205,7 +205,7 @@ mod imp {
             // it: the WAL's fsyncs then do not wait for megabytes of dirty SST pages (ext4
             // commits them together), and no fresh page-cache pages are taken per flush (on a
             // VM whose balloon returns free pages to the host, touching them again is what
-            // cost most). Appends: sync 225k/s -> 360-390k/s (docs/performance.md).
+            // cost most). Appends: sync 214-244k/s -> 312-394k/s (docs/performance.md).
             if !read_only && direct_io_works(path) {
                 opts.set_use_direct_io_for_flush_and_compaction(true);
             }
