@@ -294,3 +294,91 @@ pub fn sync_fan_out(entries: u64, followers: usize) -> BenchResult<Value> {
         "ratio_slowest": (entries as f64 / slowest) / one,
     }))
 }
+
+/// A node of the relay chain: its ledger, key and directory.
+fn chain_node(dir: &std::path::Path, oid: &str) -> BenchResult<(Arc<Ledger>, SecretKey)> {
+    let ledger = Ledger::builder(dir)
+        .durability(Durability::Sync)
+        .create(Oid::parse(oid).map_err(err)?)
+        .map_err(err)?;
+    let key = SecretKey::read_file(&key_path(dir)).map_err(err)?;
+    Ok((Arc::new(ledger), key))
+}
+
+/// `onoal bench sync --relay`: a chain of three nodes on loopback. The source A serves its N
+/// entries to the relay B (a full, verified, fsynced sync: the direct hop); then C, which
+/// knows A's key but reaches only B, syncs A's log from B (the relayed hop: B serves its
+/// replica within A's policy, C verifies every checkpoint against A's key). Entries/s of the
+/// relayed hop and end to end (both hops), next to the direct hop in the same run.
+pub fn sync_relay(entries: u64) -> BenchResult<Value> {
+    let tmp = tempfile::tempdir().map_err(err)?;
+    let src_dir = tmp.path().join("source");
+    let (source, _) = ledger_of(&src_dir, entries)?;
+    let cp = source.checkpoint_now().map_err(err)?;
+    let src_key = SecretKey::read_file(&key_path(&src_dir)).map_err(err)?;
+    let (relay, relay_key) = chain_node(&tmp.path().join("relay"), "oid:onoal:bench:relay")?;
+    let (last, last_key) = chain_node(&tmp.path().join("last"), "oid:onoal:bench:last")?;
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(err)?;
+    let (direct, relayed, summary) = rt.block_on(async {
+        let source = Arc::new(source);
+        let key_of = |l: &Ledger| (l.identity().ledger_id, *l.identity().public_key.as_bytes());
+        let (a_id, a_pk) = key_of(&source);
+        let (b_id, b_pk) = key_of(&relay);
+        let (c_id, c_pk) = key_of(&last);
+        let a =
+            Node::bind(source.clone(), src_key, loopback(), NodeConfig::default()).map_err(err)?;
+        let b = Node::bind(relay, relay_key, loopback(), NodeConfig::default()).map_err(err)?;
+        let c = Node::bind(last, last_key, loopback(), NodeConfig::default()).map_err(err)?;
+        let (a_addr, b_addr) =
+            (a.local_addr().map_err(err)?.to_string(), b.local_addr().map_err(err)?.to_string());
+        // A lets B and C read its log (pins: trust 0.5, which the default visibility admits);
+        // B learns A's trust in C when it syncs. C knows A's key but not its address.
+        a.peers().pin(b_id, b_pk, None).map_err(err)?;
+        a.peers().pin(c_id, c_pk, None).map_err(err)?;
+        b.peers().pin(a_id, a_pk, Some(a_addr)).map_err(err)?;
+        b.peers().pin(c_id, c_pk, None).map_err(err)?;
+        c.peers().pin(a_id, a_pk, None).map_err(err)?;
+        c.peers().pin(b_id, b_pk, Some(b_addr.clone())).map_err(err)?;
+        let (serve_a, serve_b) = (a.serve(), b.serve());
+        let started = Instant::now();
+        let first = b.sync(a_id, None, SyncMode::Full, &|_| {}).await.map_err(|e| e.to_string())?;
+        let direct = started.elapsed().as_secs_f64();
+        if first.entries != entries {
+            return Err(format!("the relay synced {} of {entries} entries", first.entries));
+        }
+        let started = Instant::now();
+        let summary = c
+            .sync(a_id, Some(&b_addr), SyncMode::Full, &|_| {})
+            .await
+            .map_err(|e| format!("the relayed hop failed: {e}"))?;
+        let relayed = started.elapsed().as_secs_f64();
+        for n in [&a, &b, &c] {
+            n.close().await;
+        }
+        serve_a.abort();
+        serve_b.abort();
+        Ok::<_, String>((direct, relayed, summary))
+    })?;
+    if summary.to_size != cp.size || summary.entries != entries || !summary.verified {
+        return Err(format!(
+            "the relayed sync ended at {} of {} entries (verified: {})",
+            summary.to_size, cp.size, summary.verified
+        ));
+    }
+    let direct_rate = entries as f64 / direct;
+    let relayed_rate = entries as f64 / relayed;
+    Ok(json!({
+        "workload": "sync relay chain",
+        "entries": entries,
+        "hops": 2,
+        "payload_bytes": 256,
+        "durability": "sync",
+        "verified": summary.verified,
+        "entries_per_s": relayed_rate,
+        "end_to_end_seconds": direct + relayed,
+        "end_to_end_entries_per_s": entries as f64 / (direct + relayed),
+        "baseline": "the direct hop (source to relay), same run",
+        "baseline_entries_per_s": direct_rate,
+        "ratio": relayed_rate / direct_rate,
+    }))
+}

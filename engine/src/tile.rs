@@ -43,9 +43,16 @@ pub const fn encoded_len(width: usize) -> usize {
     total * HASH_LEN
 }
 
+/// Bytes of an encoded full tile.
+const FULL_TILE_LEN: usize = encoded_len(TILE_WIDTH);
+
 /// Bottom width of a tile from its encoded length; `None` if no width has that length.
 pub fn width_from_len(len: usize) -> Option<usize> {
-    if len == 0 || !len.is_multiple_of(HASH_LEN) || len > encoded_len(TILE_WIDTH) {
+    // Full tiles are nearly all of them (every node lookup of a proof asks): no search.
+    if len == FULL_TILE_LEN {
+        return Some(TILE_WIDTH);
+    }
+    if len == 0 || !len.is_multiple_of(HASH_LEN) || len > FULL_TILE_LEN {
         return None;
     }
     // encoded_len is strictly increasing in width: binary search.
@@ -66,7 +73,12 @@ pub fn offset(width: usize, row: usize, pos: usize) -> Option<usize> {
     if row >= usize::from(TILE_HEIGHT) || pos >= width >> row {
         return None;
     }
-    let before: usize = (0..row).map(|r| width >> r).sum();
+    // Rows of a full tile start at 2 * 256 - 2 * (256 >> row) hashes; others are summed.
+    let before: usize = if width == TILE_WIDTH {
+        2 * TILE_WIDTH - 2 * (TILE_WIDTH >> row)
+    } else {
+        (0..row).map(|r| width >> r).sum()
+    };
     Some((before + pos) * HASH_LEN)
 }
 

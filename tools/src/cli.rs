@@ -1048,7 +1048,8 @@ pub(crate) enum BenchCommand {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
-    /// Full audit throughput vs SHA-256 of the same leaf bytes on all cores.
+    /// Full audit throughput vs a raw RocksDB scan of the same entries (and SHA-256 of the same
+    /// leaf bytes) on all cores.
     Verify {
         /// Entries in the ledger the workload runs on.
         #[arg(long, default_value_t = 1_000_000)]
@@ -1058,14 +1059,19 @@ pub(crate) enum BenchCommand {
         dir: Option<PathBuf>,
     },
     /// Full sync of N entries between two nodes on loopback vs raw quinn and raw RocksDB;
-    /// with --followers F, one source and F followers at once vs one follower alone.
+    /// with --followers F, one source and F followers at once vs one follower alone; with
+    /// --relay, a chain of three (source, relay, last) vs the direct hop.
     Sync {
         /// Entries in the ledger the workload runs on.
         #[arg(long, default_value_t = 1_000_000)]
         entries: u64,
         /// Followers syncing the source at once (fan-out); 1 = the two-node sync.
-        #[arg(long, default_value_t = 1)]
+        #[arg(long, default_value_t = 1, conflicts_with = "relay")]
         followers: usize,
+        /// Sync through a relay: the last node reaches the source's log only through a
+        /// relay that replicated it.
+        #[arg(long)]
+        relay: bool,
     },
     /// Batched appends through the node's HTTP API vs direct engine appends (same run).
     Http(ApiBenchArgs),
@@ -1132,6 +1138,16 @@ pub(crate) enum BenchCommand {
     Table {
         /// The results file; `-` or none reads stdin.
         file: Option<PathBuf>,
+    },
+    /// Draw append throughput vs batch size and vs writers, the ledger next to its raw RocksDB
+    /// baseline, as an SVG chart (on stdout) from benchmark results (JSON lines, as
+    /// benches/run-all.sh writes them).
+    Plot {
+        /// The results file; `-` or none reads stdin.
+        file: Option<PathBuf>,
+        /// The chart's title (say which machine measured it).
+        #[arg(long, default_value = "Onoal append throughput, 256-byte entries")]
+        title: String,
     },
     /// Reopen time vs a raw RocksDB open of the same directory.
     Open {

@@ -1,6 +1,7 @@
 //! Onoal integration tests: real RocksDB on disk, the real `onoal` binary in child processes.
 
 mod append;
+mod benches;
 mod cli;
 mod crash;
 mod damage;

@@ -7,13 +7,11 @@ use crate::cli::{BenchCommand, Cli};
 
 pub(crate) fn run(cli: &Cli, what: &BenchCommand) -> Result<()> {
     if let BenchCommand::Table { file } = what {
-        let text = match file.as_deref() {
-            None => std::io::read_to_string(std::io::stdin())?,
-            Some(p) if p.as_os_str() == "-" => std::io::read_to_string(std::io::stdin())?,
-            Some(p) => std::fs::read_to_string(p)
-                .with_context(|| format!("cannot read the results file {}", p.display()))?,
-        };
-        print!("{}", markdown_table(&text)?);
+        print!("{}", markdown_table(&results(file.as_deref())?)?);
+        return Ok(());
+    }
+    if let BenchCommand::Plot { file, title } = what {
+        print!("{}", super::plot::append_svg(&results(file.as_deref())?, title)?);
         return Ok(());
     }
     let running = crate::output::progress(cli, None, "", &format!("running {}", name(what)));
@@ -31,8 +29,13 @@ pub(crate) fn run(cli: &Cli, what: &BenchCommand) -> Result<()> {
             onoal_benches::proof(*entries, dir.as_deref(), (*proofs).max(100))
         }
         BenchCommand::Verify { entries, dir } => onoal_benches::verify(*entries, dir.as_deref()),
-        BenchCommand::Sync { entries, followers: 0 | 1 } => onoal_benches::sync((*entries).max(1)),
-        BenchCommand::Sync { entries, followers } => {
+        BenchCommand::Sync { entries, relay: true, .. } => {
+            onoal_benches::sync_relay((*entries).max(1))
+        }
+        BenchCommand::Sync { entries, followers: 0 | 1, .. } => {
+            onoal_benches::sync((*entries).max(1))
+        }
+        BenchCommand::Sync { entries, followers, .. } => {
             onoal_benches::sync_fan_out((*entries).max(1), (*followers).min(64))
         }
         BenchCommand::Http(a) | BenchCommand::Grpc(a) => {
@@ -55,7 +58,9 @@ pub(crate) fn run(cli: &Cli, what: &BenchCommand) -> Result<()> {
         BenchCommand::Asset { hops, traces } => {
             onoal_benches::asset(*hops, *traces, cli.durability())
         }
-        BenchCommand::Table { .. } => unreachable!("answered above"),
+        BenchCommand::Table { .. } | BenchCommand::Plot { .. } => {
+            unreachable!("answered above")
+        }
     }
     .map_err(|e| anyhow!("benchmark failed: {e}"));
     running.finish_and_clear();
@@ -66,6 +71,15 @@ pub(crate) fn run(cli: &Cli, what: &BenchCommand) -> Result<()> {
         println!("{}", crate::output::flat_table(&report));
     }
     Ok(())
+}
+
+/// Benchmark results (JSON lines) from `file`, or stdin for none or `-`.
+fn results(file: Option<&std::path::Path>) -> Result<String> {
+    match file {
+        Some(p) if p.as_os_str() != "-" => std::fs::read_to_string(p)
+            .with_context(|| format!("cannot read the results file {}", p.display())),
+        _ => Ok(std::io::read_to_string(std::io::stdin())?),
+    }
 }
 
 /// The workload's name, for the progress line.
@@ -84,6 +98,7 @@ fn name(what: &BenchCommand) -> &'static str {
         BenchCommand::Transfer { .. } => "the transfer benchmark (two nodes on loopback)",
         BenchCommand::Asset { .. } => "the asset registry benchmark (three nodes on loopback)",
         BenchCommand::Table { .. } => "the table",
+        BenchCommand::Plot { .. } => "the plot",
     }
 }
 

@@ -6,6 +6,7 @@ pub(crate) mod import;
 pub(crate) mod ledger;
 pub(crate) mod mesh;
 pub(crate) mod node;
+pub(crate) mod plot;
 pub(crate) mod registry;
 pub(crate) mod serve;
 pub(crate) mod sim;
