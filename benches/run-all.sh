@@ -41,7 +41,6 @@ done
 run bench proof --entries "$n" --dir "$dir/ledger"
 run bench verify --entries "$n" --dir "$dir/ledger"
 run bench open --entries "$n" --dir "$dir/ledger"
-du -sb "$dir/ledger/db" | awk -v n="$n" '{printf "{\"workload\":\"disk\",\"entries\":%d,\"payload_bytes\":256,\"bytes\":%d,\"bytes_per_entry\":%.1f}\n", n, $1, $1 / n}' | tee -a "$results"
 run bench sync --entries "$n"
 run bench sync --entries "$(( n / 4 ))" --followers 8
 run bench sync --entries "$n" --relay

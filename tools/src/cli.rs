@@ -1149,7 +1149,8 @@ pub(crate) enum BenchCommand {
         #[arg(long, default_value = "Onoal append throughput, 256-byte entries")]
         title: String,
     },
-    /// Reopen time vs a raw RocksDB open of the same directory.
+    /// Reopen time vs a raw RocksDB open of the same directory; then the bytes on disk per
+    /// entry (each column family's after a flush and a full compaction of the directory).
     Open {
         /// Entries in the ledger the workload runs on.
         #[arg(long, default_value_t = 1_000_000)]

@@ -84,3 +84,28 @@ fn the_append_chart_is_drawn_from_real_results_of_both_sweeps() {
     let err = run_fail(onoal(&unused).args(["bench", "plot"]).arg(&results));
     assert!(err.contains("no append results"), "{err}");
 }
+
+#[test]
+fn the_reopen_benchmark_reports_bytes_on_disk_per_entry_by_column_family() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("ledger");
+    let v = run_json(onoal(&tmp.path().join("unused")).args([
+        "bench",
+        "open",
+        "--entries",
+        "3000",
+        "--dir",
+        dir.to_str().unwrap(),
+    ]));
+    let by_family = &v["disk"]["sst_bytes_per_entry_by_family"];
+    // Each entry holds its 256-byte payload in its leaf, and 32 + 32 bytes of tile (the leaf
+    // hash and the interior rows); the total counts every file of the directory.
+    let entries = by_family["entries"].as_f64().unwrap_or(0.0);
+    let tiles = by_family["tiles"].as_f64().unwrap_or(0.0);
+    assert!(entries > 256.0 && entries < 400.0, "{v}");
+    assert!((60.0..70.0).contains(&tiles), "{v}");
+    assert!(v["disk_bytes_per_entry"].as_f64().unwrap_or(0.0) >= entries + tiles, "{v}");
+    // The compacted directory is still a sound ledger of that size.
+    let audit = run_json(onoal(&dir).arg("verify"));
+    assert_eq!(audit["entries"].as_u64(), Some(3000), "{audit}");
+}
