@@ -180,6 +180,12 @@ impl PreparedEntry {
         self.content.payload.len()
     }
 
+    /// Length of the leaf data [`Self::seal`] writes, at most (the seq and time varints at
+    /// their longest).
+    pub fn leaf_len_max(&self) -> usize {
+        self.encoded.len() + 2 * 10 + 32
+    }
+
     /// Completes the entry: writes its leaf data into `leaf_data` (cleared first) and returns
     /// its leaf hash.
     pub fn seal(
