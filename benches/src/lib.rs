@@ -135,6 +135,19 @@ pub struct AppendParams {
     pub writers: usize,
 }
 
+/// The raw baselines' database at `dir`: the ledger's entries options (LZ4, 64 MiB memtable,
+/// flush and compaction output with direct I/O where the file system allows it).
+fn raw_db(dir: &Path) -> BenchResult<rocksdb::DB> {
+    let mut opts = rocksdb::Options::default();
+    opts.create_if_missing(true);
+    opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
+    opts.set_write_buffer_size(64 << 20);
+    if onoal_engine::direct_io_works(dir) {
+        opts.set_use_direct_io_for_flush_and_compaction(true);
+    }
+    rocksdb::DB::open(&opts, dir).map_err(err)
+}
+
 /// Raw RocksDB WriteBatch puts of the same payload bytes under sequential u64 keys: the
 /// storage limit. Returns entries per second.
 pub fn raw_rocksdb_append(
@@ -144,15 +157,7 @@ pub fn raw_rocksdb_append(
     batch: usize,
     durability: Durability,
 ) -> BenchResult<f64> {
-    let mut opts = rocksdb::Options::default();
-    opts.create_if_missing(true);
-    opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
-    opts.set_write_buffer_size(64 << 20);
-    // As the ledger's store does where the file system allows it.
-    if onoal_engine::direct_io_works(dir) {
-        opts.set_use_direct_io_for_flush_and_compaction(true);
-    }
-    let db = rocksdb::DB::open(&opts, dir).map_err(err)?;
+    let db = raw_db(dir)?;
     let mut wo = rocksdb::WriteOptions::default();
     wo.set_sync(durability == Durability::Sync);
     let pool = payloads(1024, payload, 7);
@@ -180,14 +185,7 @@ pub fn raw_rocksdb_writers(
     writers: usize,
     durability: Durability,
 ) -> BenchResult<f64> {
-    let mut opts = rocksdb::Options::default();
-    opts.create_if_missing(true);
-    opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
-    opts.set_write_buffer_size(64 << 20);
-    if onoal_engine::direct_io_works(dir) {
-        opts.set_use_direct_io_for_flush_and_compaction(true);
-    }
-    let db = rocksdb::DB::open(&opts, dir).map_err(err)?;
+    let db = raw_db(dir)?;
     let pool = payloads(1024, payload, 7);
     let next = AtomicU64::new(0);
     let started = Instant::now();
