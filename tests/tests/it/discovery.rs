@@ -386,7 +386,11 @@ fn a_ledger_no_one_announced_is_found_through_the_dht() {
     };
     let record = &found["records"][0];
     assert_eq!(record["ledger_id"], c.id.as_str());
-    assert_eq!(record["source"], "dht");
+    // The lookup finds C's record in the DHT; SWIM's membership gossip (every 200 ms, which no
+    // flag quiets) may have named C to A first, and A then fetched the record from C itself
+    // ("gossip"). Which comes first is timing (CI saw both); neither is a pin or a bootstrap.
+    // Lookups that only the DHT can answer: the pins-alone test below and `onoal sim`.
+    assert!(matches!(record["source"].as_str(), Some("dht" | "gossip")), "{found}");
     let by_id = run_json(onoal(&da).args(["discover", "--id", &c.id]));
     assert_eq!(by_id["records"][0]["public_key"], c.key.as_str());
     // Nothing under an OID no one has: a clear failure.
